@@ -1,0 +1,340 @@
+"""The ``gateway`` command: serve, migrate, and manage merchants and API keys.
+
+Logging is configured here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import multiprocessing
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+from aiohttp import abc, web
+
+from gateway import auth, db, errors, logs, migrate, settings, tenancy
+
+log = logging.getLogger("gateway")
+
+
+class AccessLogger(abc.AbstractAccessLogger):
+    """One line per request, carrying the request id the response was given."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status,
+            extra={
+                "ms": round(time * 1000, 2),
+                "rid": response.headers.get("X-Request-Id", "-"),
+                "remote": request.remote,
+            },
+        )
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+    sys.stdout.flush()
+
+
+def _settings(args: argparse.Namespace) -> settings.Settings:
+    base = settings.Settings.from_env()
+    return base.replace(
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        workers=getattr(args, "workers", None),
+        log_level=args.log_level.upper() if args.log_level else None,
+        log_format=args.log_format,
+        migrate_on_start=False if getattr(args, "no_migrate", False) else None,
+    )
+
+
+async def _with_db(cfg: settings.Settings, work: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
+    """Run one piece of CLI work on a migrated database."""
+    url = db.resolve_url(cfg)
+    conn = await db.connect(url)
+    try:
+        await migrate.migrate(conn)
+        return await work(conn)
+    finally:
+        await conn.close()
+
+
+# --- serve -------------------------------------------------------------------
+
+
+def _serve_one(cfg: settings.Settings, url: str, reuse_port: bool) -> None:
+    from gateway.app import create_app
+
+    if reuse_port:  # a spawned worker: set up its own logging
+        logs.configure(cfg.log_level, cfg.log_format)
+    app = create_app(cfg, db_url=url)
+    web.run_app(
+        app,
+        host=cfg.host,
+        port=cfg.port,
+        reuse_port=reuse_port or None,
+        access_log_class=AccessLogger,
+        print=None,
+        shutdown_timeout=10,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    cfg = _settings(args)
+    url = db.resolve_url(cfg)
+    log.info("starting", extra={"settings": cfg.describe()})
+    if cfg.migrate_on_start:
+        asyncio.run(_migrate(url))
+    sys.stderr.write(f"gateway listening on http://{cfg.host}:{cfg.port} ({cfg.workers} worker(s))\n")
+    if cfg.workers == 1:
+        _serve_one(cfg, url, reuse_port=False)
+        return 0
+    # Several processes share the port through SO_REUSEPORT; the kernel spreads connections.
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_serve_one, args=(cfg, url, True), name=f"gateway-worker-{i}")
+        for i in range(cfg.workers)
+    ]
+    for p in procs:
+        p.start()
+
+    def stop(signum: int, frame: object) -> None:
+        for p in procs:
+            if p.is_alive() and p.pid is not None:
+                p.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for p in procs:
+        p.join()
+    return max((p.exitcode or 0) for p in procs)
+
+
+# --- migrate -----------------------------------------------------------------
+
+
+async def _migrate(url: str) -> list[migrate.Migration]:
+    conn = await db.connect(url)
+    try:
+        return await migrate.migrate(conn)
+    finally:
+        await conn.close()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    cfg = _settings(args)
+    applied = asyncio.run(_migrate(db.resolve_url(cfg)))
+    _print_json(
+        {
+            "applied": [f"{m.version:04d}_{m.name}" for m in applied],
+            "schema_version": migrate.latest_version(),
+        }
+    )
+    return 0
+
+
+# --- merchants ---------------------------------------------------------------
+
+
+def cmd_merchants_create(args: argparse.Namespace) -> int:
+    async def work(conn: asyncpg.Connection) -> tenancy.Merchant:
+        return await tenancy.create_merchant(conn, args.name)
+
+    merchant = asyncio.run(_with_db(_settings(args), work))
+    _print_json({"id": str(merchant.id), "name": merchant.name})
+    return 0
+
+
+def cmd_merchants_list(args: argparse.Namespace) -> int:
+    async def work(conn: asyncpg.Connection) -> list[tenancy.Merchant]:
+        return await tenancy.list_merchants(conn)
+
+    merchants = asyncio.run(_with_db(_settings(args), work))
+    _print_json([{"id": str(m.id), "name": m.name} for m in merchants])
+    return 0
+
+
+# --- keys --------------------------------------------------------------------
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    role = auth.Role(args.role)
+    stores = frozenset(args.store) if args.store else None
+
+    async def work(conn: asyncpg.Connection) -> tuple[int, str]:
+        return await tenancy.create_key(
+            conn, merchant_id=args.merchant, role=role, store_ids=stores, label=args.label
+        )
+
+    key_id, token = asyncio.run(_with_db(_settings(args), work))
+    _print_json(
+        {
+            "id": str(key_id),
+            "token": token,
+            "role": role.value,
+            "merchant_id": str(args.merchant),
+            "store_ids": sorted(str(s) for s in stores) if stores else None,
+        }
+    )
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    async def work(conn: asyncpg.Connection) -> list[tenancy.KeyInfo]:
+        return await tenancy.list_keys(conn, args.merchant)
+
+    keys = asyncio.run(_with_db(_settings(args), work))
+    _print_json(
+        [
+            {
+                "id": str(k.id),
+                "role": k.role.value,
+                "store_ids": [str(s) for s in k.store_ids] if k.store_ids is not None else None,
+                "label": k.label,
+                "revoked": k.revoked_at is not None,
+            }
+            for k in keys
+        ]
+    )
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    async def work(conn: asyncpg.Connection) -> str | None:
+        return await tenancy.revoke_key(conn, args.key_id, args.merchant)
+
+    if asyncio.run(_with_db(_settings(args), work)) is None:
+        raise errors.NotFound(f"merchant {args.merchant} has no key {args.key_id}")
+    _print_json({"id": str(args.key_id), "revoked": True})
+    return 0
+
+
+def cmd_db_url(args: argparse.Namespace) -> int:
+    cfg = _settings(args)
+    if cfg.database_url is None:
+        # Keep the embedded server up after we exit, so the URL stays usable.
+        server = db.EmbeddedServer(cfg.data_dir, keep_running=True)
+        sys.stdout.write(server.url() + "\n")
+    else:
+        sys.stdout.write(settings.mask_url(cfg.database_url.reveal()) + "\n")
+    return 0
+
+
+# --- parser ------------------------------------------------------------------
+
+
+def _positive_id(text: str) -> int:
+    if not text.isdigit() or len(text) > 18:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an id (digits only)")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gateway",
+        description="Geo-triggered offer and mobile-wallet gateway. With DATABASE_URL unset, "
+        "an embedded PostgreSQL is kept under GATEWAY_DATA_DIR (default ./.gateway).",
+    )
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING... (env GATEWAY_LOG_LEVEL)")
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], help="log line format (env GATEWAY_LOG_FORMAT)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the HTTP API", description="Run the HTTP API. "
+                           "Applies pending migrations first unless --no-migrate.")
+    serve.add_argument("--host", help="address to bind (env GATEWAY_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (env GATEWAY_PORT, default 8080)")
+    serve.add_argument(
+        "--workers", type=int, help="processes sharing the port (env GATEWAY_WORKERS, default 1)"
+    )
+    serve.add_argument("--no-migrate", action="store_true", help="do not migrate on start")
+    serve.set_defaults(func=cmd_serve)
+
+    mig = sub.add_parser("migrate", help="apply pending database migrations",
+                         description="Apply pending migrations under an advisory lock; safe to "
+                         "run from several replicas at once.")
+    mig.set_defaults(func=cmd_migrate)
+
+    merchants = sub.add_parser("merchants", help="manage merchants (tenants)",
+                               description="Manage merchants (tenants).")
+    msub = merchants.add_subparsers(dest="action", required=True, metavar="ACTION")
+    mc = msub.add_parser("create", help="create a merchant; prints {\"id\": ...}",
+                         description="Create a merchant and print its id as JSON.")
+    mc.add_argument("--name", required=True, help="the merchant's display name")
+    mc.set_defaults(func=cmd_merchants_create)
+    ml = msub.add_parser("list", help="list merchants", description="List merchants as JSON.")
+    ml.set_defaults(func=cmd_merchants_list)
+
+    keys = sub.add_parser("keys", help="manage API keys", description="Manage API keys.")
+    ksub = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    kc = ksub.add_parser(
+        "create",
+        help="create an API key; prints {\"token\": ...} once",
+        description="Create an API key and print its token once, as JSON. Only a hash is kept.",
+    )
+    kc.add_argument(
+        "--role",
+        required=True,
+        choices=[r.value for r in auth.Role if r is not auth.Role.SHOPPER],
+        help="what the key may do",
+    )
+    kc.add_argument("--merchant", required=True, type=_positive_id, help="merchant id")
+    kc.add_argument(
+        "--store", action="append", type=_positive_id, metavar="ID",
+        help="scope the key to this store (repeat for several); default: all stores",
+    )
+    kc.add_argument("--label", help="a note to recognise the key by")
+    kc.set_defaults(func=cmd_keys_create)
+    kl = ksub.add_parser("list", help="list a merchant's keys (never tokens)",
+                         description="List a merchant's operator keys as JSON.")
+    kl.add_argument("--merchant", required=True, type=_positive_id, help="merchant id")
+    kl.set_defaults(func=cmd_keys_list)
+    kr = ksub.add_parser("revoke", help="revoke a key", description="Revoke a key at once.")
+    kr.add_argument("--merchant", required=True, type=_positive_id, help="merchant id")
+    kr.add_argument("key_id", type=_positive_id, help="the key's id")
+    kr.set_defaults(func=cmd_keys_revoke)
+
+    dbp = sub.add_parser("db", help="database helpers", description="Database helpers.")
+    dsub = dbp.add_subparsers(dest="action", required=True, metavar="ACTION")
+    du = dsub.add_parser("url", help="print the database URL (starts the embedded server)",
+                         description="Print the database URL, for psql. With the embedded "
+                         "server, it is started and left running.")
+    du.set_defaults(func=cmd_db_url)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg = _settings(args)
+    except settings.SettingsError as exc:
+        parser.error(str(exc))
+    logs.configure(cfg.log_level, cfg.log_format)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except errors.ApiError as exc:
+        sys.stderr.write(f"gateway: {exc.message}\n")
+        for field, problem in exc.fields.items():
+            sys.stderr.write(f"  {field}: {problem}\n")
+        return 2
+    except (OSError, asyncpg.PostgresError) as exc:
+        sys.stderr.write(f"gateway: database error: {logs.scrub(str(exc))}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Database plumbing: where PostgreSQL is (given or embedded) and the connection pool.
+
+With no ``DATABASE_URL`` the gateway runs PostgreSQL itself through the
+``pgserver`` package, in ``<data dir>/pg``; the server is shared by every
+process that uses the same data directory and stops when the last one exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import asyncpg
+import orjson
+
+from gateway import settings as settings_mod
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DB_NAME = "gateway"
+
+# Errors that mean "the database is not there right now", as opposed to a bug
+# in a query: the HTTP layer answers them with 503 and Retry-After.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.InterfaceError,
+)
+
+
+class Unavailable(Exception):
+    """No connection to the database could be had."""
+
+
+# SQLSTATEs of a lost or refused connection (class 08), the server shutting
+# down or starting (57P01-57P03), and connection slots exhausted (53300).
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, (Unavailable, *UNAVAILABLE_ERRORS)):
+        return True
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(state, str) and (state.startswith("08") or state in _UNAVAILABLE_STATES)
+
+
+class acquire:  # noqa: N801 - used like a function: ``async with db.acquire(pool) as conn``
+    """A pooled connection; failing to get one at all raises :class:`Unavailable`."""
+
+    __slots__ = ("_cm", "_pool")
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._cm: Any = None
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        self._cm = self._pool.acquire()
+        try:
+            conn: asyncpg.Connection = await self._cm.__aenter__()
+        except Exception as exc:
+            raise Unavailable(str(exc)) from exc
+        return conn
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._cm.__aexit__(*exc)
+
+
+class EmbeddedServer:
+    """A handle on the embedded PostgreSQL under a data directory."""
+
+    def __init__(self, data_dir: Path, *, keep_running: bool = False) -> None:
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (usual in containers).
+            warnings.simplefilter("ignore")
+            import pgserver
+
+        data_dir = data_dir.expanduser().resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        pgdata = data_dir / "pg"
+        log.info("starting embedded PostgreSQL", extra={"pgdata": str(pgdata)})
+        self._server = pgserver.get_server(pgdata, cleanup_mode=None if keep_running else "stop")
+        self._ensure_database(EMBEDDED_DB_NAME)
+
+    def url(self, database: str = EMBEDDED_DB_NAME) -> str:
+        # pgserver gives a URL for the socket directory; rebuild it so we name our database.
+        base: str = self._server.get_uri()
+        head, _, query = base.partition("?")
+        return f"{head.rsplit('/', 1)[0]}/{quote(database)}?{query}"
+
+    def _ensure_database(self, name: str) -> None:
+        exists = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}';")
+        if "(1 row)" not in exists:
+            self._server.psql(f'CREATE DATABASE "{name}";')
+
+    def stop(self) -> None:
+        self._server.cleanup()
+
+
+_embedded: EmbeddedServer | None = None
+
+
+def resolve_url(settings: settings_mod.Settings) -> str:
+    """The URL to connect to, starting the embedded server when none is configured."""
+    global _embedded
+    if settings.database_url:
+        return settings.database_url.reveal()
+    if _embedded is None:
+        _embedded = EmbeddedServer(settings.data_dir)
+    return _embedded.url()
+
+
+def _jsonb_encode(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Per-connection set-up: JSON columns come back as Python values."""
+    for typ in ("json", "jsonb"):
+        await conn.set_type_codec(
+            typ, schema="pg_catalog", encoder=_jsonb_encode, decoder=orjson.loads
+        )
+
+
+async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        init=init_connection,
+        # A dead server must fail requests quickly (503), not hang them.
+        timeout=5,
+        command_timeout=30,
+        server_settings={"application_name": "gateway", "timezone": "UTC"},
+    )
+    assert pool is not None
+    return pool
+
+
+async def connect(url: str) -> asyncpg.Connection:
+    conn: asyncpg.Connection = await asyncpg.connect(
+        url, timeout=10, server_settings={"application_name": "gateway", "timezone": "UTC"}
+    )
+    await init_connection(conn)
+    return conn
+
+
+def describe(url: str) -> str:
+    return settings_mod.mask_url(url)
+

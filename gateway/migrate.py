@@ -1,0 +1,119 @@
+"""Forward-only schema migrations: numbered SQL files applied in order, once.
+
+Every process may call :func:`migrate` at start-up. A PostgreSQL advisory lock
+makes concurrent callers queue, so exactly one of them applies each file and
+the rest find nothing to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+# An arbitrary constant that identifies "the gateway's migration lock" among
+# all advisory locks on the server (the bytes of "gwmigrat").
+LOCK_ID = 0x67776D6967726174 - (1 << 63)
+
+_FILE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
+
+
+class MigrationError(RuntimeError):
+    """The migrations on disk and the ones recorded in the database disagree."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def available() -> list[Migration]:
+    """The migrations shipped with the package, in order."""
+    found = []
+    for entry in resources.files("gateway.migrations").iterdir():
+        match = _FILE.match(entry.name)
+        if match:
+            found.append(
+                Migration(
+                    version=int(match["version"]),
+                    name=match["name"],
+                    sql=entry.read_text(encoding="utf-8"),
+                )
+            )
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise MigrationError(f"migration numbers must run 1..n without gaps, found {versions}")
+    return found
+
+
+def latest_version() -> int:
+    return len(available())
+
+
+_CREATE_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version     integer CONSTRAINT pk__schema_migrations PRIMARY KEY,
+    name        text NOT NULL,
+    checksum    text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+async def migrate(conn: asyncpg.Connection) -> list[Migration]:
+    """Apply every pending migration; returns the ones this call applied."""
+    applied: list[Migration] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", LOCK_ID)
+    try:
+        await conn.execute(_CREATE_TABLE)
+        rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
+        done = {r["version"]: r["checksum"] for r in rows}
+        for migration in available():
+            recorded = done.get(migration.version)
+            if recorded is not None:
+                if recorded != migration.checksum:
+                    raise MigrationError(
+                        f"migration {migration.version:04d}_{migration.name} was changed after "
+                        "it was applied; migrations are forward-only, add a new file instead"
+                    )
+                continue
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                    migration.version,
+                    migration.name,
+                    migration.checksum,
+                )
+            log.info(
+                "migration applied",
+                extra={"version": migration.version, "migration": migration.name},
+            )
+            applied.append(migration)
+        unknown = sorted(set(done) - {m.version for m in available()})
+        if unknown:
+            log.warning("database has migrations this code does not know", extra={"versions": unknown})
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_ID)
+    return applied
+
+
+async def current_version(conn: asyncpg.Connection) -> int:
+    """The highest applied version, or 0 on an empty database."""
+    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    if not exists:
+        return 0
+    return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations"))

@@ -1,0 +1,162 @@
+"""Process settings: one frozen object built from the environment and CLI flags.
+
+Secrets are wrapped in :class:`Secret` so that a settings object can be logged
+or printed without leaking them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_URL_PASSWORD = re.compile(r"(?P<prefix>://[^:/@]*:)(?P<password>[^@]*)@")
+
+
+class Secret:
+    """A string that never shows itself in a repr, str or log line."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __str__(self) -> str:
+        return "**********"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+def mask_url(url: str) -> str:
+    """A database URL with its password replaced, fit for logs."""
+    return _URL_PASSWORD.sub(r"\g<prefix>***@", url)
+
+
+class SettingsError(ValueError):
+    """An environment variable or flag has a value we cannot use."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything a gateway process needs to know at start-up.
+
+    Environment variables (flags on the CLI override them):
+
+    ``DATABASE_URL``                 PostgreSQL URL; unset means the embedded server
+    ``GATEWAY_DATA_DIR``             where the embedded server and generated keys live (``./.gateway``)
+    ``GATEWAY_HOST`` / ``GATEWAY_PORT`` / ``GATEWAY_WORKERS``
+    ``GATEWAY_LOG_LEVEL`` / ``GATEWAY_LOG_FORMAT`` (``text`` or ``json``)
+    ``GATEWAY_MAX_BODY_BYTES``       largest accepted request body (1 MiB)
+    ``GATEWAY_DB_POOL_MIN`` / ``GATEWAY_DB_POOL_MAX``
+    ``GATEWAY_TOKEN_CACHE_SECONDS``  how long a verified API token is trusted without a DB read
+    ``GATEWAY_PUBLIC_URL``           the base URL clients reach us at
+    ``GATEWAY_MIGRATE_ON_START``     ``1`` (default) to migrate when ``serve`` starts
+    """
+
+    database_url: Secret | None = None
+    data_dir: Path = Path(".gateway")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    log_level: str = "INFO"
+    log_format: str = "text"
+    max_body_bytes: int = 1024 * 1024
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    token_cache_seconds: float = 10.0
+    public_url: str = ""
+    migrate_on_start: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"port must be 1-65535, got {self.port}")
+        if self.workers < 1:
+            raise SettingsError(f"workers must be >= 1, got {self.workers}")
+        if self.log_format not in ("text", "json"):
+            raise SettingsError(f"log format must be 'text' or 'json', got {self.log_format!r}")
+        if self.max_body_bytes < 1024:
+            raise SettingsError("max body bytes must be at least 1024")
+        if not 1 <= self.db_pool_min <= self.db_pool_max:
+            raise SettingsError("need 1 <= db pool min <= db pool max")
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed; ``None`` values are ignored (unset flags)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as loggable data, with secrets masked."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "database_url":
+                value = mask_url(value.reveal()) if value else "(embedded)"
+            elif isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, Secret):
+                value = str(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value if value not in (None, "") else None
+
+        def get_int(name: str, default: int) -> int:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                return int(raw)
+            except ValueError:
+                raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+
+        def get_float(name: str, default: float) -> float:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                return float(raw)
+            except ValueError:
+                raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+
+        db = get("DATABASE_URL")
+        return cls(
+            database_url=Secret(db) if db else None,
+            data_dir=Path(get("GATEWAY_DATA_DIR") or ".gateway"),
+            host=get("GATEWAY_HOST") or "127.0.0.1",
+            port=get_int("GATEWAY_PORT", 8080),
+            workers=get_int("GATEWAY_WORKERS", 1),
+            log_level=(get("GATEWAY_LOG_LEVEL") or "INFO").upper(),
+            log_format=get("GATEWAY_LOG_FORMAT") or "text",
+            max_body_bytes=get_int("GATEWAY_MAX_BODY_BYTES", 1024 * 1024),
+            db_pool_min=get_int("GATEWAY_DB_POOL_MIN", 2),
+            db_pool_max=get_int("GATEWAY_DB_POOL_MAX", 10),
+            token_cache_seconds=get_float("GATEWAY_TOKEN_CACHE_SECONDS", 10.0),
+            public_url=(get("GATEWAY_PUBLIC_URL") or "").rstrip("/"),
+            migrate_on_start=(get("GATEWAY_MIGRATE_ON_START") or "1") not in ("0", "false", "no"),
+        )

@@ -1,0 +1,26 @@
+"""Errors raised by the geo package.
+
+GeoError
+ └── GeometryInvalid   (submitted GeoJSON is unusable; carries every `Problem` found)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from geo.models import Problem
+
+
+class GeoError(Exception):
+    """Base of every error the geo package raises on purpose."""
+
+
+class GeometryInvalid(GeoError):
+    """Submitted geometry has problems; `problems` lists all of them, each with its path."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems: list[Problem] = list(problems)
+        first = self.problems[0] if self.problems else None
+        summary = f"{first.path or '(document)'}: {first.message}" if first else "invalid"
+        more = len(self.problems) - 1
+        super().__init__(summary + (f" (and {more} more)" if more > 0 else ""))

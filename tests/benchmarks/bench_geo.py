@@ -1,0 +1,217 @@
+"""Benchmark of the geofence index: build time and match cost per ping, against brute force.
+
+Run: python tests/benchmarks/bench_geo.py --fences 100000 --pings 20000
+Fences: ~80 % metre circles (30-300 m) and ~20 % small polygons (5-40 vertices); 80 % of
+them spread over a 30 x 30 km city, the rest over five other cities. Pings: half anywhere in
+the main city, half within 400 m of one of the asking merchant's fences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import shapely
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from geo import distance, fences  # noqa: E402
+from geo.index import FenceIndex  # noqa: E402
+from geo.models import Fence  # noqa: E402
+
+MAIN_CITY = (2.3522, 48.8566)  # Paris
+OTHER_CITIES = [(4.8357, 45.7640), (13.4050, 52.5200), (-3.7038, 40.4168), (9.19, 45.4642)]
+OTHER_CITIES.append((-73.9857, 40.7484))
+M_PER_DEG_LAT = distance.M_PER_DEG
+
+
+def offset(lon: float, lat: float, east_m: float, north_m: float) -> tuple[float, float]:
+    return (
+        lon + east_m / (M_PER_DEG_LAT * math.cos(math.radians(lat))),
+        lat + north_m / M_PER_DEG_LAT,
+    )
+
+
+def make_fences(n: int, merchants: int, seed: int) -> list[Fence]:
+    rng = np.random.default_rng(seed)
+    out: list[Fence] = []
+    for i in range(n):
+        if rng.random() < 0.8:
+            city, half = MAIN_CITY, 15_000.0
+        else:
+            city, half = OTHER_CITIES[int(rng.integers(len(OTHER_CITIES)))], 5_000.0
+        lon, lat = offset(*city, *rng.uniform(-half, half, 2))
+        merchant = int(rng.integers(1, merchants + 1))
+        if rng.random() < 0.8:
+            out.append(
+                Fence(
+                    id=i + 1,
+                    merchant_id=merchant,
+                    store_id=i + 1,
+                    kind="circle",
+                    geometry=shapely.Point(lon, lat),
+                    radius_m=float(rng.uniform(30.0, 300.0)),
+                )
+            )
+            continue
+        corners = int(rng.integers(5, 41))
+        angles = np.sort(rng.uniform(0.0, 2 * math.pi, corners))
+        radii = rng.uniform(20.0, 150.0, corners)
+        xs, ys = offset(lon, lat, radii * np.cos(angles), radii * np.sin(angles))  # type: ignore[arg-type]
+        polygon = shapely.Polygon(np.column_stack([xs, ys]))
+        if not polygon.is_valid:
+            polygon = shapely.convex_hull(polygon)
+        out.append(
+            Fence(
+                id=i + 1,
+                merchant_id=merchant,
+                store_id=i + 1,
+                kind="polygon",
+                geometry=polygon,
+                radius_m=None,
+            )
+        )
+    return out
+
+
+def make_pings(
+    fence_list: list[Fence], n: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    lons = np.empty(n)
+    lats = np.empty(n)
+    merchant = np.empty(n, dtype=np.int64)
+    for k in range(n):
+        fence = fence_list[int(rng.integers(len(fence_list)))]
+        merchant[k] = fence.merchant_id
+        if k % 2:
+            centre = fence.geometry.centroid
+            lons[k], lats[k] = offset(centre.x, centre.y, *rng.uniform(-400.0, 400.0, 2))
+        else:
+            lons[k], lats[k] = offset(*MAIN_CITY, *rng.uniform(-15_000.0, 15_000.0, 2))
+    accuracy = rng.uniform(5.0, 65.0, n)
+    # Ask for what the state machine needs: every fence within the exit distance.
+    reach = np.array([fences.reach_m(a) for a in accuracy.tolist()])
+    return lons, lats, reach, merchant
+
+
+class BruteForce:
+    """Per ping, numpy over every fence of the merchant: the baseline the index must beat."""
+
+    def __init__(self, fence_list: list[Fence]) -> None:
+        self.merchant = np.array([f.merchant_id for f in fence_list])
+        self.ids = np.array([f.id for f in fence_list])
+        circle = np.array([f.kind == "circle" for f in fence_list])
+        self.circle = circle
+        self.clon = np.array([f.geometry.x if c else 0.0 for f, c in zip(fence_list, circle)])
+        self.clat = np.array([f.geometry.y if c else 0.0 for f, c in zip(fence_list, circle)])
+        self.radius = np.array([f.radius_m or 0.0 for f in fence_list])
+        self.geoms = np.array([f.geometry for f in fence_list], dtype=object)
+
+    def match(self, lon: float, lat: float, reach: float, merchant: int) -> dict[int, float]:
+        mine = self.merchant == merchant
+        out: dict[int, float] = {}
+        c = np.flatnonzero(mine & self.circle)
+        d = distance.haversine_m_array(lon, lat, self.clon[c], self.clat[c]) - self.radius[c]
+        hit = d <= reach
+        out.update(zip(self.ids[c[hit]].tolist(), np.maximum(d[hit], 0.0).tolist()))
+        p = np.flatnonzero(mine & ~self.circle)
+        # Metre distances on polygons only where the lon/lat bounds are close enough.
+        west, south, east, north = distance.bbox_around(lon, lat, reach)
+        b = shapely.bounds(self.geoms[p])
+        near = (b[:, 0] <= east) & (b[:, 2] >= west) & (b[:, 1] <= north) & (b[:, 3] >= south)
+        for k in p[near].tolist():
+            dk = distance.polygon_distance_m(self.geoms[k], lon, lat)
+            if dk <= reach:
+                out[int(self.ids[k])] = dk
+        return out
+
+
+def timed(fn: Callable[[], object], repeat: int) -> float:
+    best = math.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def run(n_fences: int, n_pings: int, merchants: int, seed: int) -> list[tuple[str, str]]:
+    fence_list = make_fences(n_fences, merchants, seed)
+    build_times = [timed(lambda: FenceIndex.build(fence_list), 1) for _ in range(3)]
+    index = FenceIndex.build(fence_list)
+    lons, lats, reach, merchant = make_pings(fence_list, n_pings, seed + 1)
+    lon_l, lat_l, reach_l, merchant_l = (a.tolist() for a in (lons, lats, reach, merchant))
+
+    def single() -> list[dict[int, float]]:
+        return [
+            index.match(lon_l[k], lat_l[k], reach_l[k], merchant_l[k]) for k in range(n_pings)
+        ]
+
+    def batched(size: int) -> Callable[[], None]:
+        def go() -> None:
+            for start in range(0, n_pings, size):
+                end = start + size
+                index.match_many(lons[start:end], lats[start:end], reach[start:end], merchant[start:end])
+
+        return go
+
+    singles = single()
+    hits = sum(len(m) for m in singles) / n_pings
+    t_single = timed(single, 3)
+    t_batch_all = timed(batched(n_pings), 3)
+    t_batch_256 = timed(batched(256), 3)
+    brute = BruteForce(fence_list)
+    n_brute = min(n_pings, 500)
+    t_brute = timed(
+        lambda: [brute.match(lon_l[k], lat_l[k], reach_l[k], merchant_l[k]) for k in range(n_brute)],
+        1,
+    )
+    agree = all(
+        brute.match(lon_l[k], lat_l[k], reach_l[k], merchant_l[k]).keys() == singles[k].keys()
+        for k in range(min(n_brute, 200))
+    )
+    per = 1e6 / n_pings
+    return [
+        ("merchants", f"{merchants} ({n_fences // merchants} fences each)"),
+        ("build index, median of 3", f"{statistics.median(build_times) * 1e3:.0f} ms"),
+        ("fences matched per ping (mean)", f"{hits:.2f}"),
+        ("match(), one ping per call", f"{t_single * per:.2f} µs/ping"),
+        (f"match_many(), one batch of {n_pings}", f"{t_batch_all * per:.2f} µs/ping"),
+        ("match_many(), batches of 256", f"{t_batch_256 * per:.2f} µs/ping"),
+        (f"numpy brute force ({n_brute} pings)", f"{t_brute * 1e6 / n_brute:.1f} µs/ping"),
+        ("index agrees with brute force", "yes" if agree else "NO"),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--fences", type=int, default=100_000)
+    parser.add_argument("--pings", type=int, default=20_000)
+    parser.add_argument(
+        "--merchants",
+        type=int,
+        nargs="+",
+        default=[100, 1],
+        help="run once per merchant count; 1 is the worst case (every fence is a candidate)",
+    )
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]}, shapely {shapely.__version__}, numpy {np.__version__}")
+    print(f"{args.fences} fences, {args.pings} pings; reach = fences.reach_m(accuracy 5-65 m)")
+    for merchants in args.merchants:
+        rows = run(args.fences, args.pings, merchants, args.seed)
+        width = max(len(name) for name, _ in rows)
+        print()
+        for name, value in rows:
+            print(f"  {name:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()

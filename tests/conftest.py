@@ -1,0 +1,111 @@
+"""Shared fixtures: a real PostgreSQL per test, the app, and tenants with tokens."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import test_utils
+
+from gateway import app as app_mod
+from gateway import auth, db, openapi, tenancy
+from gateway.handlers import system
+from gateway.settings import Settings
+from tests.support.client import ApiClient
+from tests.support.openapi_check import SpecChecker
+from tests.support.pg import PgServer
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgServer]:
+    server = PgServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+async def database_url(pg: PgServer) -> AsyncIterator[str]:
+    name, url = await pg.create()
+    try:
+        yield url
+    finally:
+        await pg.drop(name)
+
+
+@pytest.fixture
+async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    c = await db.connect(database_url)
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Any) -> Settings:
+    return Settings(data_dir=tmp_path, max_body_bytes=64 * 1024, db_pool_min=1, db_pool_max=4)
+
+
+@pytest.fixture(scope="session")
+def spec() -> SpecChecker:
+    return SpecChecker(openapi.build(app_mod.all_endpoints(), version=system.version()))
+
+
+@pytest.fixture
+async def api(database_url: str, settings: Settings, spec: SpecChecker) -> AsyncIterator[ApiClient]:
+    application = app_mod.create_app(settings, db_url=database_url)
+    async with test_utils.TestClient(test_utils.TestServer(application)) as client:
+        yield ApiClient(client, spec)
+
+
+@dataclass
+class Tenant:
+    """A merchant with one token per role (and a store-scoped manager and pos)."""
+
+    merchant_id: int
+    store_ids: list[int]
+    tokens: dict[str, str] = field(default_factory=dict)
+    shopper_id: int | None = None
+
+
+async def make_tenant(conn: asyncpg.Connection, name: str, stores: int = 2) -> Tenant:
+    merchant = await tenancy.create_merchant(conn, name)
+    store_ids = [
+        await conn.fetchval(
+            "INSERT INTO stores (merchant_id, name) VALUES ($1, $2) RETURNING id",
+            merchant.id,
+            f"{name} store {i}",
+        )
+        for i in range(stores)
+    ]
+    tenant = Tenant(merchant_id=merchant.id, store_ids=store_ids)
+    for role in auth.Role:
+        if role is auth.Role.SHOPPER:
+            continue
+        _, tenant.tokens[role.value] = await tenancy.create_key(
+            conn, merchant_id=merchant.id, role=role
+        )
+    for role in (auth.Role.ADMIN, auth.Role.MANAGER, auth.Role.POS):
+        _, tenant.tokens[f"{role.value}@store0"] = await tenancy.create_key(
+            conn, merchant_id=merchant.id, role=role, store_ids=frozenset({store_ids[0]})
+        )
+    shopper, tenant.tokens["shopper"] = await tenancy.enrol_shopper(
+        conn, merchant_id=merchant.id, name="Ada", email=None, marketing_consent=True, timezone=None
+    )
+    tenant.shopper_id = shopper.id
+    return tenant
+
+
+@pytest.fixture
+async def tenant_a(conn: asyncpg.Connection) -> Tenant:
+    return await make_tenant(conn, "Alpha Coffee")
+
+
+@pytest.fixture
+async def tenant_b(conn: asyncpg.Connection) -> Tenant:
+    return await make_tenant(conn, "Beta Bakery")

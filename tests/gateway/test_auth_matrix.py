@@ -1,0 +1,275 @@
+"""Who may call what: every protected endpoint against every role, tenant and store scope."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from gateway import app as app_mod
+from gateway import auth, tenancy
+from tests.conftest import Tenant
+from tests.support.client import ApiClient
+
+ROLES = ["admin", "manager", "reviewer", "pos", "app", "shopper"]
+STAFF = {"admin", "manager", "reviewer"}
+
+# (method, path template, roles allowed, success status). The path template is
+# filled from the tenant; the allowed roles are spelled out here on purpose
+# rather than read from the code, and a test below checks the code agrees.
+MATRIX = [
+    ("GET", "/v1/auth/whoami", set(ROLES), 200),
+    ("GET", "/v1/merchants/{merchant}", STAFF, 200),
+    ("POST", "/v1/keys", {"admin"}, 201),
+    ("GET", "/v1/keys", {"admin"}, 200),
+    ("DELETE", "/v1/keys/{spare_key}", {"admin"}, 204),
+    ("POST", "/v1/shoppers", {"app"}, 201),
+    ("GET", "/v1/shoppers/{shopper}", STAFF, 200),
+    ("GET", "/v1/me", {"shopper"}, 200),
+]
+
+BODIES = {
+    "/v1/keys": {"role": "reviewer", "label": "matrix"},
+    "/v1/shoppers": {"marketing_consent": False},
+}
+
+
+def test_matrix_agrees_with_declared_roles() -> None:
+    declared = {
+        (ep.method, ep.path): {r.value for r in ep.roles}
+        for ep in app_mod.all_endpoints()
+        if ep.roles is not None
+    }
+    templated = {
+        (m, p.replace("{merchant}", "{merchant_id}")
+             .replace("{spare_key}", "{key_id}")
+             .replace("{shopper}", "{shopper_id}")): roles
+        for m, p, roles, _ in MATRIX
+    }
+    assert templated == declared
+
+
+async def _spare_key(conn: asyncpg.Connection, tenant: Tenant) -> int:
+    key_id, _ = await tenancy.create_key(conn, merchant_id=tenant.merchant_id, role=auth.Role.POS)
+    return key_id
+
+
+def _fill(path: str, tenant: Tenant, spare_key: int) -> str:
+    return path.format(merchant=tenant.merchant_id, spare_key=spare_key, shopper=tenant.shopper_id)
+
+
+@pytest.mark.parametrize(("method", "path", "allowed", "ok"), MATRIX)
+@pytest.mark.parametrize("role", ROLES)
+async def test_role_matrix(
+    api: ApiClient,
+    conn: asyncpg.Connection,
+    tenant_a: Tenant,
+    role: str,
+    method: str,
+    path: str,
+    allowed: set[str],
+    ok: int,
+) -> None:
+    url = _fill(path, tenant_a, await _spare_key(conn, tenant_a))
+    r = await api.request(method, url, token=tenant_a.tokens[role], json=BODIES.get(path))
+    if role in allowed:
+        assert r.status == ok, r.body
+    else:
+        assert r.status == 403, r.body
+        assert r.error_code == "wrong_role"
+
+
+@pytest.mark.parametrize(("method", "path", "allowed", "ok"), MATRIX)
+async def test_no_token_and_bad_tokens_get_401(
+    api: ApiClient,
+    conn: asyncpg.Connection,
+    tenant_a: Tenant,
+    method: str,
+    path: str,
+    allowed: set[str],
+    ok: int,
+) -> None:
+    url = _fill(path, tenant_a, await _spare_key(conn, tenant_a))
+    good = tenant_a.tokens[sorted(allowed)[0]]
+    public_id = good.split("_")[2]
+    forged = f"gw_admin_{public_id}_{'A' * 43}"  # right key id, wrong secret
+    for headers in (
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": f"Basic {good}"},
+        {"Authorization": "Bearer not-a-token"},
+        {"Authorization": f"Bearer {forged}"},
+        {"Authorization": f"Bearer gw_admin_{'0' * 16}_{'A' * 43}"},
+    ):
+        r = await api.request(method, url, headers=headers, json=BODIES.get(path))
+        assert r.status == 401, (headers, r.body)
+        assert r.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+# Another merchant's resources answer 404, exactly like ids that do not exist.
+FOREIGN = [
+    ("GET", "/v1/merchants/{merchant}", "manager"),
+    ("GET", "/v1/merchants/{merchant}", "admin"),
+    ("GET", "/v1/shoppers/{shopper}", "reviewer"),
+    ("GET", "/v1/shoppers/{shopper}", "admin"),
+    ("DELETE", "/v1/keys/{spare_key}", "admin"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "role"), FOREIGN)
+async def test_other_merchants_resources_are_invisible(
+    api: ApiClient,
+    conn: asyncpg.Connection,
+    tenant_a: Tenant,
+    tenant_b: Tenant,
+    method: str,
+    path: str,
+    role: str,
+) -> None:
+    spare_b = await _spare_key(conn, tenant_b)
+    foreign = _fill(path, tenant_b, spare_b)
+    r = await api.request(method, foreign, token=tenant_a.tokens[role])
+    assert r.status == 404, r.body
+    missing = path.format(merchant=10**12, spare_key=10**12, shopper=10**12)
+    r2 = await api.request(method, missing, token=tenant_a.tokens[role])
+    assert (r2.status, r2.json["error"]["code"], r2.json["error"]["message"]) == (
+        r.status,
+        r.json["error"]["code"],
+        r.json["error"]["message"],
+    )
+    # and B's key was not revoked by A's attempt
+    revoked = await conn.fetchval("SELECT revoked_at FROM api_keys WHERE id = $1", spare_b)
+    assert revoked is None
+
+
+async def test_shopper_token_is_bound_to_its_merchant(
+    api: ApiClient, tenant_a: Tenant, tenant_b: Tenant
+) -> None:
+    r = await api.get("/v1/me", token=tenant_b.tokens["shopper"])
+    assert r.status == 200
+    assert r.json["id"] == str(tenant_b.shopper_id)
+    r = await api.get("/v1/auth/whoami", token=tenant_a.tokens["app"])
+    assert r.json["merchant_id"] == str(tenant_a.merchant_id)
+    # an app token enrols shoppers into its own merchant only
+    r = await api.post("/v1/shoppers", token=tenant_a.tokens["app"], json={"marketing_consent": True})
+    who = await api.get("/v1/auth/whoami", token=r.json["token"])
+    assert who.json["merchant_id"] == str(tenant_a.merchant_id)
+    assert who.json["shopper_id"] == r.json["id"]
+
+
+class TestStoreScope:
+    async def test_scoped_admin_can_grant_within_its_stores(
+        self, api: ApiClient, tenant_a: Tenant
+    ) -> None:
+        store0 = str(tenant_a.store_ids[0])
+        r = await api.post(
+            "/v1/keys",
+            token=tenant_a.tokens["admin@store0"],
+            json={"role": "pos", "store_ids": [store0]},
+        )
+        assert r.status == 201, r.body
+        who = await api.get("/v1/auth/whoami", token=r.json["token"])
+        assert who.json["store_ids"] == [store0]
+
+    @pytest.mark.parametrize("stores", [None, "other", "both"])
+    async def test_scoped_admin_cannot_grant_beyond_its_stores(
+        self, api: ApiClient, tenant_a: Tenant, stores: str | None
+    ) -> None:
+        body: dict[str, object] = {"role": "manager"}
+        if stores == "other":
+            body["store_ids"] = [str(tenant_a.store_ids[1])]
+        elif stores == "both":
+            body["store_ids"] = [str(s) for s in tenant_a.store_ids]
+        r = await api.post("/v1/keys", token=tenant_a.tokens["admin@store0"], json=body)
+        assert r.status == 403, r.body
+        assert r.error_code == "out_of_scope"
+
+    async def test_scoped_admin_cannot_revoke_wider_keys(
+        self, api: ApiClient, conn: asyncpg.Connection, tenant_a: Tenant
+    ) -> None:
+        wide = await _spare_key(conn, tenant_a)
+        r = await api.delete(f"/v1/keys/{wide}", token=tenant_a.tokens["admin@store0"])
+        assert r.status == 403
+        assert await conn.fetchval("SELECT revoked_at FROM api_keys WHERE id = $1", wide) is None
+
+    async def test_scoped_admin_lists_only_keys_within_scope(
+        self, api: ApiClient, tenant_a: Tenant
+    ) -> None:
+        r = await api.get("/v1/keys", token=tenant_a.tokens["admin@store0"])
+        assert r.status == 200
+        assert r.json["items"], "the store0-scoped keys should be listed"
+        for item in r.json["items"]:
+            assert item["store_ids"] == [str(tenant_a.store_ids[0])]
+        everything = await api.get("/v1/keys", token=tenant_a.tokens["admin"])
+        assert len(everything.json["items"]) > len(r.json["items"])
+
+    async def test_keys_cannot_reach_another_merchants_store(
+        self, api: ApiClient, conn: asyncpg.Connection, tenant_a: Tenant, tenant_b: Tenant
+    ) -> None:
+        before = await conn.fetchval("SELECT count(*) FROM api_keys")
+        r = await api.post(
+            "/v1/keys",
+            token=tenant_a.tokens["admin"],
+            json={"role": "pos", "store_ids": [str(tenant_b.store_ids[0])]},
+        )
+        assert r.status == 422, r.body
+        assert "store_ids" in r.json["error"]["fields"]
+        assert await conn.fetchval("SELECT count(*) FROM api_keys") == before
+        # the schema itself refuses it too, whatever the code does
+        key_id, _ = await tenancy.create_key(conn, merchant_id=tenant_a.merchant_id, role=auth.Role.POS)
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            await conn.execute(
+                "INSERT INTO api_key_stores (key_id, merchant_id, store_id) VALUES ($1, $2, $3)",
+                key_id,
+                tenant_a.merchant_id,
+                tenant_b.store_ids[0],
+            )
+
+    async def test_deleting_a_keys_only_store_leaves_it_reaching_nothing(
+        self, api: ApiClient, conn: asyncpg.Connection, tenant_a: Tenant
+    ) -> None:
+        await conn.execute("DELETE FROM stores WHERE id = $1", tenant_a.store_ids[0])
+        key_id, token = await tenancy.create_key(
+            conn,
+            merchant_id=tenant_a.merchant_id,
+            role=auth.Role.MANAGER,
+            store_ids=frozenset({tenant_a.store_ids[1]}),
+        )
+        await conn.execute("DELETE FROM stores WHERE id = $1", tenant_a.store_ids[1])
+        who = await api.get("/v1/auth/whoami", token=token)
+        assert who.json["store_ids"] == []
+
+
+class TestTokens:
+    async def test_tokens_are_random_and_stored_only_hashed(
+        self, conn: asyncpg.Connection, tenant_a: Tenant
+    ) -> None:
+        token = tenant_a.tokens["manager"]
+        _, public_id, secret = token.split("_", 3)[1:]
+        assert len(secret) >= 43  # 32 random bytes, base64url: 256 bits
+        row = await conn.fetchrow("SELECT * FROM api_keys WHERE public_id = $1", public_id)
+        assert row is not None
+        stored = " ".join(str(v) for v in row.values())
+        assert secret not in stored and token not in stored
+        assert bytes(row["secret_hash"]) == auth.hash_secret(secret)
+        tokens = {auth.mint(auth.Role.APP).token for _ in range(1000)}
+        assert len(tokens) == 1000
+
+    async def test_revoked_token_stops_working(self, api: ApiClient, tenant_a: Tenant) -> None:
+        made = await api.post("/v1/keys", token=tenant_a.tokens["admin"], json={"role": "reviewer"})
+        token = made.json["token"]
+        assert (await api.get("/v1/auth/whoami", token=token)).status == 200
+        r = await api.delete(f"/v1/keys/{made.json['id']}", token=tenant_a.tokens["admin"])
+        assert r.status == 204
+        r = await api.get("/v1/auth/whoami", token=token)
+        assert r.status == 401
+        assert r.error_code == "invalid_token"
+        # revoking twice is harmless
+        r = await api.delete(f"/v1/keys/{made.json['id']}", token=tenant_a.tokens["admin"])
+        assert r.status == 204
+
+    async def test_shopper_role_cannot_be_minted_by_key_creation(
+        self, api: ApiClient, tenant_a: Tenant
+    ) -> None:
+        r = await api.post("/v1/keys", token=tenant_a.tokens["admin"], json={"role": "shopper"})
+        assert r.status == 422
+        assert "role" in r.json["error"]["fields"]
