@@ -7,9 +7,9 @@ from the same declarations, so what is served and what is documented agree.
 
 from __future__ import annotations
 
+import zoneinfo
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-import zoneinfo
 from typing import Annotated, Any, TypeVar
 
 import orjson

@@ -57,7 +57,9 @@ def _settings(args: argparse.Namespace) -> settings.Settings:
     )
 
 
-async def _with_db(cfg: settings.Settings, work: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
+async def _with_db(
+    cfg: settings.Settings, work: Callable[[asyncpg.Connection], Awaitable[Any]]
+) -> Any:
     """Run one piece of CLI work on a migrated database."""
     url = db.resolve_url(cfg)
     conn = await db.connect(url)
@@ -94,7 +96,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     log.info("starting", extra={"settings": cfg.describe()})
     if cfg.migrate_on_start:
         asyncio.run(_migrate(url))
-    sys.stderr.write(f"gateway listening on http://{cfg.host}:{cfg.port} ({cfg.workers} worker(s))\n")
+    sys.stderr.write(
+        f"gateway listening on http://{cfg.host}:{cfg.port} ({cfg.workers} worker(s))\n"
+    )
     if cfg.workers == 1:
         _serve_one(cfg, url, reuse_port=False)
         return 0
@@ -250,8 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the HTTP API", description="Run the HTTP API. "
-                           "Applies pending migrations first unless --no-migrate.")
+    serve = sub.add_parser(
+        "serve",
+        help="run the HTTP API",
+        description="Run the HTTP API. Applies pending migrations first unless --no-migrate.",
+    )
     serve.add_argument("--host", help="address to bind (env GATEWAY_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (env GATEWAY_PORT, default 8080)")
     serve.add_argument(
@@ -260,16 +267,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-migrate", action="store_true", help="do not migrate on start")
     serve.set_defaults(func=cmd_serve)
 
-    mig = sub.add_parser("migrate", help="apply pending database migrations",
-                         description="Apply pending migrations under an advisory lock; safe to "
-                         "run from several replicas at once.")
+    mig = sub.add_parser(
+        "migrate",
+        help="apply pending database migrations",
+        description="Apply pending migrations under an advisory lock; safe to "
+        "run from several replicas at once.",
+    )
     mig.set_defaults(func=cmd_migrate)
 
-    merchants = sub.add_parser("merchants", help="manage merchants (tenants)",
-                               description="Manage merchants (tenants).")
+    merchants = sub.add_parser(
+        "merchants", help="manage merchants (tenants)", description="Manage merchants (tenants)."
+    )
     msub = merchants.add_subparsers(dest="action", required=True, metavar="ACTION")
-    mc = msub.add_parser("create", help="create a merchant; prints {\"id\": ...}",
-                         description="Create a merchant and print its id as JSON.")
+    mc = msub.add_parser(
+        "create",
+        help='create a merchant; prints {"id": ...}',
+        description="Create a merchant and print its id as JSON.",
+    )
     mc.add_argument("--name", required=True, help="the merchant's display name")
     mc.set_defaults(func=cmd_merchants_create)
     ml = msub.add_parser("list", help="list merchants", description="List merchants as JSON.")
@@ -279,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     ksub = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
     kc = ksub.add_parser(
         "create",
-        help="create an API key; prints {\"token\": ...} once",
+        help='create an API key; prints {"token": ...} once',
         description="Create an API key and print its token once, as JSON. Only a hash is kept.",
     )
     kc.add_argument(
@@ -290,13 +304,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     kc.add_argument("--merchant", required=True, type=_positive_id, help="merchant id")
     kc.add_argument(
-        "--store", action="append", type=_positive_id, metavar="ID",
+        "--store",
+        action="append",
+        type=_positive_id,
+        metavar="ID",
         help="scope the key to this store (repeat for several); default: all stores",
     )
     kc.add_argument("--label", help="a note to recognise the key by")
     kc.set_defaults(func=cmd_keys_create)
-    kl = ksub.add_parser("list", help="list a merchant's keys (never tokens)",
-                         description="List a merchant's operator keys as JSON.")
+    kl = ksub.add_parser(
+        "list",
+        help="list a merchant's keys (never tokens)",
+        description="List a merchant's operator keys as JSON.",
+    )
     kl.add_argument("--merchant", required=True, type=_positive_id, help="merchant id")
     kl.set_defaults(func=cmd_keys_list)
     kr = ksub.add_parser("revoke", help="revoke a key", description="Revoke a key at once.")
@@ -306,9 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     dbp = sub.add_parser("db", help="database helpers", description="Database helpers.")
     dsub = dbp.add_subparsers(dest="action", required=True, metavar="ACTION")
-    du = dsub.add_parser("url", help="print the database URL (starts the embedded server)",
-                         description="Print the database URL, for psql. With the embedded "
-                         "server, it is started and left running.")
+    du = dsub.add_parser(
+        "url",
+        help="print the database URL (starts the embedded server)",
+        description="Print the database URL, for psql. With the embedded "
+        "server, it is started and left running.",
+    )
     du.set_defaults(func=cmd_db_url)
     return parser
 

@@ -105,7 +105,9 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
             applied.append(migration)
         unknown = sorted(set(done) - {m.version for m in available()})
         if unknown:
-            log.warning("database has migrations this code does not know", extra={"versions": unknown})
+            log.warning(
+                "database has migrations this code does not know", extra={"versions": unknown}
+            )
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_ID)
     return applied

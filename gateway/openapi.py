@@ -52,7 +52,9 @@ _STATUS_TEXT = {
 }
 
 
-def build(endpoints: Iterable[api.Endpoint], *, version: str, server_url: str = "") -> dict[str, Any]:
+def build(
+    endpoints: Iterable[api.Endpoint], *, version: str, server_url: str = ""
+) -> dict[str, Any]:
     endpoints = list(endpoints)
     models: set[type[pydantic.BaseModel]] = set()
     for ep in endpoints:
@@ -132,7 +134,7 @@ def build(endpoints: Iterable[api.Endpoint], *, version: str, server_url: str = 
             "title": "Geo-offer gateway",
             "version": version,
             "description": "Geofenced offers, coupons, Web Push and wallet passes. Every error "
-            "is JSON: {\"error\": {\"code\", \"message\", \"fields\"}}.",
+            'is JSON: {"error": {"code", "message", "fields"}}.',
         },
         "paths": paths,
         "components": {

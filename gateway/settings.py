@@ -60,7 +60,7 @@ class Settings:
     Environment variables (flags on the CLI override them):
 
     ``DATABASE_URL``                 PostgreSQL URL; unset means the embedded server
-    ``GATEWAY_DATA_DIR``             where the embedded server and generated keys live (``./.gateway``)
+    ``GATEWAY_DATA_DIR``             embedded server and generated keys (``./.gateway``)
     ``GATEWAY_HOST`` / ``GATEWAY_PORT`` / ``GATEWAY_WORKERS``
     ``GATEWAY_LOG_LEVEL`` / ``GATEWAY_LOG_FORMAT`` (``text`` or ``json``)
     ``GATEWAY_MAX_BODY_BYTES``       largest accepted request body (1 MiB)
@@ -111,9 +111,7 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "database_url":
                 value = mask_url(value.reveal()) if value else "(embedded)"
-            elif isinstance(value, Path):
-                value = str(value)
-            elif isinstance(value, Secret):
+            elif isinstance(value, Path | Secret):
                 value = str(value)
             out[f.name] = value
         return out

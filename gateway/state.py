@@ -11,5 +11,5 @@ SETTINGS = web.AppKey("settings", settings.Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 DB_URL = web.AppKey("db_url", str)
 VERIFIER = web.AppKey("verifier", auth.TokenVerifier)
-CLOCK = web.AppKey("clock", clock.Clock)  # type: ignore[type-abstract]
+CLOCK = web.AppKey("clock", clock.Clock)
 ENDPOINTS = web.AppKey("endpoints", dict[api.Handler, api.Endpoint])

@@ -54,7 +54,9 @@ def version() -> str:
 
 async def openapi_json(request: web.Request) -> web.Response:
     endpoints = request.app[state.ENDPOINTS].values()
-    doc = openapi.build(endpoints, version=version(), server_url=request.app[state.SETTINGS].public_url)
+    doc = openapi.build(
+        endpoints, version=version(), server_url=request.app[state.SETTINGS].public_url
+    )
     return api.json(doc)
 
 

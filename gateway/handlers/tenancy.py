@@ -130,7 +130,11 @@ async def get_merchant(request: web.Request) -> web.Response:
     if merchant is None:
         raise errors.NotFound("no such merchant")
     return api.json(
-        {"id": str(merchant.id), "name": merchant.name, "created_at": merchant.created_at.isoformat()}
+        {
+            "id": str(merchant.id),
+            "name": merchant.name,
+            "created_at": merchant.created_at.isoformat(),
+        }
     )
 
 
@@ -138,13 +142,12 @@ async def create_key(request: web.Request) -> web.Response:
     p = api.principal(request)
     req = await api.body(request, KeyCreate)
     stores = frozenset(req.store_ids) if req.store_ids is not None else None
-    if p.store_ids is not None:
-        # A store-scoped admin can only hand out keys within its own stores.
-        if stores is None or not p.can_reach_stores(stores):
-            raise errors.Forbidden(
-                "this key is scoped to some stores and cannot grant access beyond them",
-                code="out_of_scope",
-            )
+    # A store-scoped admin can only hand out keys within its own stores.
+    if p.store_ids is not None and (stores is None or not p.can_reach_stores(stores)):
+        raise errors.Forbidden(
+            "this key is scoped to some stores and cannot grant access beyond them",
+            code="out_of_scope",
+        )
     async with db.acquire(request.app[state.POOL]) as conn:
         key_id, token = await tenancy.create_key(
             conn, merchant_id=p.merchant_id, role=req.role, store_ids=stores, label=req.label
@@ -183,7 +186,9 @@ async def revoke_key(request: web.Request) -> web.Response:
             raise errors.NotFound("no such key")
         public_id, stores = scope
         if p.store_ids is not None and (stores is None or not p.can_reach_stores(stores)):
-            raise errors.Forbidden("this key reaches stores outside your scope", code="out_of_scope")
+            raise errors.Forbidden(
+                "this key reaches stores outside your scope", code="out_of_scope"
+            )
         await tenancy.revoke_key(conn, key_id, p.merchant_id)
     request.app[state.VERIFIER].forget(public_id)
     return web.Response(status=204)

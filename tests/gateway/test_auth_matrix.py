@@ -40,9 +40,12 @@ def test_matrix_agrees_with_declared_roles() -> None:
         if ep.roles is not None
     }
     templated = {
-        (m, p.replace("{merchant}", "{merchant_id}")
-             .replace("{spare_key}", "{key_id}")
-             .replace("{shopper}", "{shopper_id}")): roles
+        (
+            m,
+            p.replace("{merchant}", "{merchant_id}")
+            .replace("{spare_key}", "{key_id}")
+            .replace("{shopper}", "{shopper_id}"),
+        ): roles
         for m, p, roles, _ in MATRIX
     }
     assert templated == declared
@@ -150,7 +153,9 @@ async def test_shopper_token_is_bound_to_its_merchant(
     r = await api.get("/v1/auth/whoami", token=tenant_a.tokens["app"])
     assert r.json["merchant_id"] == str(tenant_a.merchant_id)
     # an app token enrols shoppers into its own merchant only
-    r = await api.post("/v1/shoppers", token=tenant_a.tokens["app"], json={"marketing_consent": True})
+    r = await api.post(
+        "/v1/shoppers", token=tenant_a.tokens["app"], json={"marketing_consent": True}
+    )
     who = await api.get("/v1/auth/whoami", token=r.json["token"])
     assert who.json["merchant_id"] == str(tenant_a.merchant_id)
     assert who.json["shopper_id"] == r.json["id"]
@@ -215,7 +220,9 @@ class TestStoreScope:
         assert "store_ids" in r.json["error"]["fields"]
         assert await conn.fetchval("SELECT count(*) FROM api_keys") == before
         # the schema itself refuses it too, whatever the code does
-        key_id, _ = await tenancy.create_key(conn, merchant_id=tenant_a.merchant_id, role=auth.Role.POS)
+        key_id, _ = await tenancy.create_key(
+            conn, merchant_id=tenant_a.merchant_id, role=auth.Role.POS
+        )
         with pytest.raises(asyncpg.ForeignKeyViolationError):
             await conn.execute(
                 "INSERT INTO api_key_stores (key_id, merchant_id, store_id) VALUES ($1, $2, $3)",
@@ -228,7 +235,7 @@ class TestStoreScope:
         self, api: ApiClient, conn: asyncpg.Connection, tenant_a: Tenant
     ) -> None:
         await conn.execute("DELETE FROM stores WHERE id = $1", tenant_a.store_ids[0])
-        key_id, token = await tenancy.create_key(
+        _, token = await tenancy.create_key(
             conn,
             merchant_id=tenant_a.merchant_id,
             role=auth.Role.MANAGER,

@@ -1,0 +1,130 @@
+"""The ``gateway`` command line: help everywhere, and the documented JSON outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from gateway import cli
+from tests.support import proc
+
+COMMANDS = [
+    [],
+    ["serve"],
+    ["migrate"],
+    ["merchants"],
+    ["merchants", "create"],
+    ["merchants", "list"],
+    ["keys"],
+    ["keys", "create"],
+    ["keys", "list"],
+    ["keys", "revoke"],
+    ["db"],
+    ["db", "url"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "gateway")
+def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: gateway")
+    assert "--help" in out
+
+
+def test_every_subcommand_is_in_the_help_table() -> None:
+    parser = cli.build_parser()
+    text = parser.format_help()
+    for name in ("serve", "migrate", "merchants", "keys", "db"):
+        assert name in text
+
+
+async def test_merchants_and_keys_from_the_command_line(
+    database_url: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    environ = proc.env(database_url, tmp_path)
+    code, out, err = await proc.run(
+        "merchants", "create", "--name", "Corner Coffee", environ=environ
+    )
+    assert code == 0, err
+    merchant = json.loads(out)
+    assert isinstance(merchant["id"], str)
+
+    store_id = await conn.fetchval(
+        "INSERT INTO stores (merchant_id, name) VALUES ($1, 'Main St') RETURNING id",
+        int(merchant["id"]),
+    )
+    code, out, err = await proc.run(
+        "keys",
+        "create",
+        "--role",
+        "pos",
+        "--merchant",
+        merchant["id"],
+        "--store",
+        str(store_id),
+        environ=environ,
+    )
+    assert code == 0, err
+    key = json.loads(out)
+    assert key["token"].startswith("gw_pos_")
+    assert key["store_ids"] == [str(store_id)]
+    # printed once, never logged
+    assert key["token"] not in err
+    public_id = key["token"].split("_")[2]
+    row = await conn.fetchrow(
+        "SELECT role, store_scoped FROM api_keys WHERE public_id = $1", public_id
+    )
+    assert row is not None and row["role"] == "pos" and row["store_scoped"]
+
+    code, out, err = await proc.run("keys", "list", "--merchant", merchant["id"], environ=environ)
+    assert code == 0, err
+    listed = json.loads(out)
+    assert [k["id"] for k in listed] == [key["id"]]
+    assert key["token"] not in out
+
+    code, out, err = await proc.run(
+        "keys", "revoke", "--merchant", merchant["id"], key["id"], environ=environ
+    )
+    assert code == 0, err
+    assert await conn.fetchval(
+        "SELECT revoked_at IS NOT NULL FROM api_keys WHERE id = $1", int(key["id"])
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["keys", "create", "--role", "pos", "--merchant", "999999"], "no merchant"),
+        (["keys", "create", "--role", "wizard", "--merchant", "1"], "invalid choice"),
+        (["keys", "create", "--role", "pos", "--merchant", "abc"], "not an id"),
+        (["keys", "create", "--role", "shopper", "--merchant", "1"], "invalid choice"),
+        (["keys", "revoke", "--merchant", "1", "424242"], "has no key"),
+        (["merchants", "create"], "--name"),
+    ],
+)
+async def test_cli_errors_are_clear_and_non_zero(
+    database_url: str, tmp_path: Path, args: list[str], message: str
+) -> None:
+    code, _, err = await proc.run(*args, environ=proc.env(database_url, tmp_path))
+    assert code != 0
+    assert message in err
+    assert "Traceback" not in err
+
+
+async def test_migrate_command_reports_what_it_applied(database_url: str, tmp_path: Path) -> None:
+    code, out, err = await proc.run("migrate", environ=proc.env(database_url, tmp_path))
+    assert code == 0, err
+    assert json.loads(out)["applied"] == []  # the template is already migrated
+
+
+async def test_bad_setting_is_a_usage_error(tmp_path: Path) -> None:
+    environ = proc.env(None, tmp_path, GATEWAY_PORT="eighty")
+    code, _, err = await proc.run("migrate", environ=environ)
+    assert code == 2
+    assert "GATEWAY_PORT must be an integer" in err

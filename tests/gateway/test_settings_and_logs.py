@@ -1,0 +1,93 @@
+"""Settings come from the environment in one frozen object; secrets never reach logs."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+from pathlib import Path
+
+import pytest
+
+from gateway import auth, logs
+from gateway.settings import Secret, Settings, SettingsError, mask_url
+
+
+def test_settings_from_env() -> None:
+    s = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql://app:hunter2@db.internal:5432/gw",
+            "GATEWAY_DATA_DIR": "/var/lib/gw",
+            "GATEWAY_PORT": "9000",
+            "GATEWAY_WORKERS": "4",
+            "GATEWAY_LOG_FORMAT": "json",
+            "GATEWAY_MAX_BODY_BYTES": "2048",
+            "GATEWAY_PUBLIC_URL": "https://offers.example.com/",
+        }
+    )
+    assert s.port == 9000 and s.workers == 4 and s.log_format == "json"
+    assert s.data_dir == Path("/var/lib/gw")
+    assert s.base_url == "https://offers.example.com"
+    assert s.database_url is not None
+    assert s.database_url.reveal() == "postgresql://app:hunter2@db.internal:5432/gw"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.port = 1  # type: ignore[misc]
+
+
+def test_defaults_need_no_environment() -> None:
+    s = Settings.from_env({})
+    assert s.database_url is None
+    assert s.data_dir == Path(".gateway")
+    assert s.describe()["database_url"] == "(embedded)"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"GATEWAY_PORT": "0"}, "port"),
+        ({"GATEWAY_PORT": "x"}, "GATEWAY_PORT"),
+        ({"GATEWAY_WORKERS": "0"}, "workers"),
+        ({"GATEWAY_LOG_FORMAT": "xml"}, "log format"),
+        ({"GATEWAY_DB_POOL_MIN": "5", "GATEWAY_DB_POOL_MAX": "2"}, "pool"),
+    ],
+)
+def test_bad_settings_are_refused(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(env)
+
+
+def test_secrets_are_masked_in_reprs_and_descriptions() -> None:
+    s = Settings(database_url=Secret("postgresql://app:hunter2@db/gw"))
+    assert "hunter2" not in repr(s)
+    assert "hunter2" not in str(s.describe())
+    assert mask_url("postgresql://app:hunter2@db/gw") == "postgresql://app:***@db/gw"
+    token = auth.mint(auth.Role.ADMIN)
+    assert token.token not in repr(token)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_log_lines_carry_request_ids_and_never_secrets(fmt: str) -> None:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    logs.configure("DEBUG", fmt)
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stream)
+    token = auth.mint(auth.Role.POS).token
+    rid = logs.request_id.set("req-42")
+    try:
+        log = logging.getLogger("gateway.test")
+        log.info("got header Authorization: Bearer %s", token)
+        log.info("connecting", extra={"database": "postgresql://u:hunter2@h/db"})
+        log.warning("raw token in text %s and ApplePass abcdefghijklmnop123", token)
+    finally:
+        logs.request_id.reset(rid)
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    out = stream.getvalue()
+    assert out.count("req-42") == 3
+    assert token not in out
+    assert token.split("_")[-1] not in out
+    assert "hunter2" not in out
+    assert "abcdefghijklmnop123" not in out
