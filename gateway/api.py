@@ -1,76 +1,24 @@
-"""The HTTP edge's building blocks: endpoint declarations, body parsing, JSON answers.
-
-Each handler module lists its :class:`Endpoint`s. The app factory mounts them,
-the auth middleware enforces their roles, and the OpenAPI document is built
-from the same declarations, so what is served and what is documented agree.
-"""
+"""The HTTP edge's building blocks: body parsing, JSON answers, ids and principals."""
 
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
 
 import orjson
 import pydantic
 from aiohttp import web
 
-from gateway import errors
-from gateway.auth import Principal, Role
+from gateway import errors, state
+from gateway.auth import Principal
+from gateway.routing import ALL_ROLES, Endpoint, Handler, Reply
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+__all__ = ["ALL_ROLES", "Endpoint", "Handler", "Reply"]
+
 M = TypeVar("M", bound=pydantic.BaseModel)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
-
-ALL_ROLES = frozenset(Role)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Reply:
-    """One documented answer of an endpoint."""
-
-    description: str
-    model: type[pydantic.BaseModel] | None = None
-    # Raw JSON Schema for answers that are not a pydantic model (GeoJSON, CSV...).
-    schema: Mapping[str, Any] | None = None
-    content_type: str = "application/json"
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Endpoint:
-    method: str
-    path: str
-    handler: Handler
-    summary: str
-    tag: str
-    # None: no token needed. Otherwise the roles allowed to call it.
-    roles: frozenset[Role] | None
-    body: type[pydantic.BaseModel] | None = None
-    replies: Mapping[int, Reply] = field(default_factory=dict)
-    # Error statuses this endpoint can answer beyond those implied by auth and body.
-    errors: tuple[int, ...] = ()
-    description: str = ""
-    # Every endpoint that reads the database (including to check a token) can
-    # answer 503 while the database is unreachable.
-    uses_db: bool = True
-    parameters: tuple[Mapping[str, Any], ...] = ()
-
-    @property
-    def operation_id(self) -> str:
-        return self.handler.__name__
-
-    def error_statuses(self) -> list[int]:
-        statuses = set(self.errors)
-        if self.roles is not None:
-            statuses |= {401, 403}
-        if self.body is not None:
-            statuses |= {400, 413, 415, 422}
-        if self.uses_db or self.roles is not None:
-            statuses.add(503)
-        return sorted(statuses)
 
 
 class Model(pydantic.BaseModel):
@@ -116,8 +64,22 @@ async def body(request: web.Request, model: type[M]) -> M:
         raise errors.UnsupportedMediaType(
             f"send the body as application/json, not {request.content_type or 'nothing'}"
         )
-    raw = await request.read()  # aiohttp enforces client_max_size here (413)
+    raw = await read_limited(request, request.app[state.SETTINGS].max_body_bytes)
     return parse(raw, model)
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    """The body, refusing with 413 as soon as it grows past ``limit`` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        raise errors.PayloadTooLarge(f"the body is larger than the {limit} bytes allowed")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise errors.PayloadTooLarge(f"the body is larger than the {limit} bytes allowed")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def parse(raw: bytes, model: type[M]) -> M:

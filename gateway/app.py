@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import api, auth, clock, db, middleware, state
-from gateway.handlers import system, tenancy
+from gateway import (
+    auth,
+    clock,
+    db,
+    geoindex,
+    middleware,
+    pinglog,
+    pings,
+    ratelimit,
+    retention,
+    routing,
+    state,
+)
+from gateway.handlers import pings as ping_handlers
+from gateway.handlers import places, system, tenancy
 from gateway.settings import Settings
+from geo.models import FenceConfig, SpoofingConfig
 
 log = logging.getLogger(__name__)
 
 
-def all_endpoints() -> list[api.Endpoint]:
-    return [*system.ENDPOINTS, *tenancy.ENDPOINTS]
+def all_endpoints() -> list[routing.Endpoint]:
+    return [*system.ENDPOINTS, *tenancy.ENDPOINTS, *places.ENDPOINTS, *ping_handlers.ENDPOINTS]
 
 
 def create_app(
@@ -23,7 +39,9 @@ def create_app(
 ) -> web.Application:
     """Build the app. ``db_url`` overrides the settings (tests, workers given a resolved URL)."""
     app = web.Application(
-        client_max_size=settings.max_body_bytes,
+        # Per-endpoint limits are enforced while reading (api.read_limited); this
+        # is only aiohttp's own ceiling, the largest of them.
+        client_max_size=settings.max_import_bytes,
         middlewares=[
             middleware.request_id_middleware,
             middleware.error_middleware,
@@ -35,7 +53,21 @@ def create_app(
     app[state.DB_URL] = db_url or db.resolve_url(settings)
     app[state.CLOCK] = clock_ or clock.SystemClock()
     app[state.VERIFIER] = auth.TokenVerifier(ttl=settings.token_cache_seconds)
-    endpoints: dict[api.Handler, api.Endpoint] = {}
+    log_ = pinglog.PingLog()
+    app[state.GEO_INDEX] = geoindex.IndexHolder(poll_seconds=settings.index_poll_seconds)
+    app[state.PINGS] = pings.PingService(
+        fence_config=FenceConfig(
+            dwell_seconds=settings.dwell_seconds, max_accuracy_m=settings.max_accuracy_m
+        ),
+        spoof_config=SpoofingConfig(
+            max_speed_mps=settings.max_speed_mps, max_age_s=settings.max_ping_age_seconds
+        ),
+        log=log_,
+    )
+    app[state.PING_LIMITER] = ratelimit.TokenBuckets(
+        rate=settings.ping_rate, burst=settings.ping_burst
+    )
+    endpoints: dict[routing.Handler, routing.Endpoint] = {}
     for ep in all_endpoints():
         if ep.handler in endpoints:
             raise RuntimeError(f"handler {ep.operation_id} is mounted twice")
@@ -43,6 +75,7 @@ def create_app(
         app.router.add_route(ep.method, ep.path, ep.handler, name=ep.operation_id)
     app[state.ENDPOINTS] = endpoints
     app.cleanup_ctx.append(_pool_ctx)
+    app.cleanup_ctx.append(_geo_ctx)
     return app
 
 
@@ -56,3 +89,26 @@ async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await pool.close()
+
+
+async def _geo_ctx(app: web.Application) -> AsyncIterator[None]:
+    pool = app[state.POOL]
+    holder = app[state.GEO_INDEX]
+    await holder.start(pool, app[state.DB_URL])
+    ping_log = app[state.PINGS].log
+    ping_log.start(pool)
+    settings = app[state.SETTINGS]
+    purger = asyncio.create_task(
+        retention.run_forever(
+            pool, retention_days=settings.ping_retention_days, clock_=app[state.CLOCK]
+        ),
+        name="ping-retention",
+    )
+    try:
+        yield
+    finally:
+        purger.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await purger
+        await ping_log.stop()
+        await holder.stop()

@@ -88,7 +88,9 @@ class EmbeddedServer:
         data_dir.mkdir(parents=True, exist_ok=True)
         pgdata = data_dir / "pg"
         log.info("starting embedded PostgreSQL", extra={"pgdata": str(pgdata)})
-        self._server = postgres_server.get_server(pgdata, cleanup_mode=None if keep_running else "stop")
+        self._server = postgres_server.get_server(
+            pgdata, cleanup_mode=None if keep_running else "stop"
+        )
         self._ensure_database(EMBEDDED_DB_NAME)
 
     def url(self, database: str = EMBEDDED_DB_NAME) -> str:

@@ -63,6 +63,7 @@ def build(
         for reply in ep.replies.values():
             if reply.model is not None:
                 models.add(reply.model)
+            models.update(reply.alternatives.values())
     ordered = sorted(models, key=lambda m: m.__name__)
     refs, defs = models_json_schema(
         [(m, "validation") for m in ordered], ref_template="#/components/schemas/{model}"
@@ -102,6 +103,15 @@ def build(
                 "required": True,
                 "content": {"application/json": {"schema": refs[(ep.body, "validation")]}},
             }
+        elif ep.body_schema is not None:
+            raw_schema = dict(ep.body_schema)
+            op["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/geo+json": {"schema": raw_schema},
+                    "application/json": {"schema": raw_schema},
+                },
+            }
         for status, reply in sorted(ep.replies.items()):
             entry: dict[str, Any] = {"description": reply.description}
             if reply.content_type:
@@ -110,6 +120,8 @@ def build(
                 else:
                     schema = dict(reply.schema) if reply.schema is not None else {}
                 entry["content"] = {reply.content_type: {"schema": schema}}
+                for media, model in reply.alternatives.items():
+                    entry["content"][media] = {"schema": refs[(model, "validation")]}
             if reply.headers:
                 entry["headers"] = {
                     name: {"description": text, "schema": {"type": "string"}}

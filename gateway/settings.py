@@ -68,6 +68,13 @@ class Settings:
     ``GATEWAY_TOKEN_CACHE_SECONDS``  how long a verified API token is trusted without a DB read
     ``GATEWAY_PUBLIC_URL``           the base URL clients reach us at
     ``GATEWAY_MIGRATE_ON_START``     ``1`` (default) to migrate when ``serve`` starts
+    ``GATEWAY_MAX_IMPORT_BYTES``     largest bulk geofence import (64 MiB)
+    ``GATEWAY_DWELL_SECONDS``        time inside a geofence before ``dwell`` fires (300)
+    ``GATEWAY_MAX_ACCURACY_M``       pings less accurate than this trigger nothing (150)
+    ``GATEWAY_MAX_SPEED_MPS``        faster implied travel is flagged as impossible (70)
+    ``GATEWAY_MAX_PING_AGE_SECONDS`` older pings are refused (86400)
+    ``GATEWAY_PING_RATE`` / ``GATEWAY_PING_BURST``  per-shopper ping requests/s and burst (2, 20)
+    ``GATEWAY_PING_RETENTION_DAYS``  raw pings are purged after this many days (30)
     """
 
     database_url: Secret | None = None
@@ -83,6 +90,15 @@ class Settings:
     token_cache_seconds: float = 10.0
     public_url: str = ""
     migrate_on_start: bool = True
+    max_import_bytes: int = 64 * 1024 * 1024
+    dwell_seconds: float = 300.0
+    max_accuracy_m: float = 150.0
+    max_speed_mps: float = 70.0
+    max_ping_age_seconds: float = 86400.0
+    ping_rate: float = 2.0
+    ping_burst: int = 20
+    ping_retention_days: float = 30.0
+    index_poll_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -95,6 +111,12 @@ class Settings:
             raise SettingsError("max body bytes must be at least 1024")
         if not 1 <= self.db_pool_min <= self.db_pool_max:
             raise SettingsError("need 1 <= db pool min <= db pool max")
+        if self.max_import_bytes < self.max_body_bytes:
+            raise SettingsError("max import bytes must be at least max body bytes")
+        if self.ping_rate <= 0 or self.ping_burst < 1:
+            raise SettingsError("ping rate must be > 0 and ping burst >= 1")
+        if self.ping_retention_days <= 0:
+            raise SettingsError("ping retention must be positive")
 
     @property
     def base_url(self) -> str:
@@ -157,4 +179,13 @@ class Settings:
             token_cache_seconds=get_float("GATEWAY_TOKEN_CACHE_SECONDS", 10.0),
             public_url=(get("GATEWAY_PUBLIC_URL") or "").rstrip("/"),
             migrate_on_start=(get("GATEWAY_MIGRATE_ON_START") or "1") not in ("0", "false", "no"),
+            max_import_bytes=get_int("GATEWAY_MAX_IMPORT_BYTES", 64 * 1024 * 1024),
+            dwell_seconds=get_float("GATEWAY_DWELL_SECONDS", 300.0),
+            max_accuracy_m=get_float("GATEWAY_MAX_ACCURACY_M", 150.0),
+            max_speed_mps=get_float("GATEWAY_MAX_SPEED_MPS", 70.0),
+            max_ping_age_seconds=get_float("GATEWAY_MAX_PING_AGE_SECONDS", 86400.0),
+            ping_rate=get_float("GATEWAY_PING_RATE", 2.0),
+            ping_burst=get_int("GATEWAY_PING_BURST", 20),
+            ping_retention_days=get_float("GATEWAY_PING_RETENTION_DAYS", 30.0),
+            index_poll_seconds=get_float("GATEWAY_INDEX_POLL_SECONDS", 5.0),
         )

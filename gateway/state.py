@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncpg
 from aiohttp import web
 
-from gateway import api, auth, clock, settings
+from gateway import auth, clock, geoindex, pings, ratelimit, routing, settings
 
 SETTINGS = web.AppKey("settings", settings.Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 DB_URL = web.AppKey("db_url", str)
 VERIFIER = web.AppKey("verifier", auth.TokenVerifier)
 CLOCK = web.AppKey("clock", clock.Clock)
-ENDPOINTS = web.AppKey("endpoints", dict[api.Handler, api.Endpoint])
+ENDPOINTS = web.AppKey("endpoints", dict[routing.Handler, routing.Endpoint])
+GEO_INDEX = web.AppKey("geo_index", geoindex.IndexHolder)
+PINGS = web.AppKey("pings", pings.PingService)
+PING_LIMITER = web.AppKey("ping_limiter", ratelimit.TokenBuckets)

@@ -14,6 +14,8 @@ from gateway import app as app_mod
 from gateway import auth, db, openapi, tenancy
 from gateway.handlers import system
 from gateway.settings import Settings
+from geo import geojson
+from geo import store as geo_store
 from tests.support.client import ApiClient
 from tests.support.openapi_check import SpecChecker
 from tests.support.pg import PgServer
@@ -71,19 +73,38 @@ class Tenant:
     store_ids: list[int]
     tokens: dict[str, str] = field(default_factory=dict)
     shopper_id: int | None = None
+    geofence_ids: list[int] = field(default_factory=list)
 
 
 async def make_tenant(conn: asyncpg.Connection, name: str, stores: int = 2) -> Tenant:
     merchant = await tenancy.create_merchant(conn, name)
     store_ids = [
         await conn.fetchval(
-            "INSERT INTO stores (merchant_id, name) VALUES ($1, $2) RETURNING id",
+            "INSERT INTO stores (merchant_id, name, lat, lon, timezone) "
+            "VALUES ($1, $2, $3, $4, 'Europe/Paris') RETURNING id",
             merchant.id,
             f"{name} store {i}",
+            48.8566 + 0.01 * i,
+            2.3522 + 0.01 * i,
         )
         for i in range(stores)
     ]
     tenant = Tenant(merchant_id=merchant.id, store_ids=store_ids)
+    for i, store_id in enumerate(store_ids):
+        feature = geojson.parse_feature(
+            {
+                "type": "Feature",
+                "geometry": {
+                    "type": "Point",
+                    "coordinates": [2.3522 + 0.01 * i, 48.8566 + 0.01 * i],
+                },
+                "properties": {"name": f"door {i}", "radius_m": 50},
+            }
+        )
+        rec = await geo_store.insert_geofence(
+            conn, merchant_id=merchant.id, store_id=store_id, feature=feature
+        )
+        tenant.geofence_ids.append(rec.id)
     for role in auth.Role:
         if role is auth.Role.SHOPPER:
             continue

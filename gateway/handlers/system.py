@@ -42,6 +42,12 @@ async def readyz(request: web.Request) -> web.Response:
             code="migrations_pending",
             headers={"Retry-After": "2"},
         )
+    if not request.app[state.GEO_INDEX].ready:
+        raise errors.Unavailable(
+            "the geofence index is still loading",
+            code="index_loading",
+            headers={"Retry-After": "1"},
+        )
     return api.json({"status": "ready", "schema_version": have})
 
 

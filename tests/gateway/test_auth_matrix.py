@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import asyncpg
 import pytest
 
@@ -16,39 +18,61 @@ STAFF = {"admin", "manager", "reviewer"}
 # (method, path template, roles allowed, success status). The path template is
 # filled from the tenant; the allowed roles are spelled out here on purpose
 # rather than read from the code, and a test below checks the code agrees.
+WRITERS = {"admin", "manager"}
 MATRIX = [
     ("GET", "/v1/auth/whoami", set(ROLES), 200),
-    ("GET", "/v1/merchants/{merchant}", STAFF, 200),
+    ("GET", "/v1/merchants/{merchant_id}", STAFF, 200),
     ("POST", "/v1/keys", {"admin"}, 201),
     ("GET", "/v1/keys", {"admin"}, 200),
-    ("DELETE", "/v1/keys/{spare_key}", {"admin"}, 204),
+    ("DELETE", "/v1/keys/{key_id}", {"admin"}, 204),
     ("POST", "/v1/shoppers", {"app"}, 201),
-    ("GET", "/v1/shoppers/{shopper}", STAFF, 200),
+    ("GET", "/v1/shoppers/{shopper_id}", STAFF, 200),
     ("GET", "/v1/me", {"shopper"}, 200),
+    ("POST", "/v1/stores", WRITERS, 201),
+    ("GET", "/v1/stores", STAFF, 200),
+    ("GET", "/v1/stores/{store_id}", STAFF, 200),
+    ("PATCH", "/v1/stores/{store_id}", WRITERS, 200),
+    ("DELETE", "/v1/stores/{store_id}", WRITERS, 204),
+    ("POST", "/v1/geofences", WRITERS, 201),
+    ("GET", "/v1/geofences", STAFF, 200),
+    ("PUT", "/v1/geofences", WRITERS, 200),
+    ("GET", "/v1/geofences/{geofence_id}", STAFF, 200),
+    ("PATCH", "/v1/geofences/{geofence_id}", WRITERS, 200),
+    ("DELETE", "/v1/geofences/{geofence_id}", WRITERS, 204),
+    ("POST", "/v1/pings", {"shopper"}, 200),
+    ("POST", "/v1/pings/batch", {"shopper"}, 200),
 ]
 
-BODIES = {
-    "/v1/keys": {"role": "reviewer", "label": "matrix"},
-    "/v1/shoppers": {"marketing_consent": False},
-}
+
+def _bodies(tenant: Tenant) -> dict[tuple[str, str], object]:
+    store = str(tenant.store_ids[0])
+    circle = {
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": [2.35, 48.85]},
+        "properties": {"store_id": store, "name": "entrance", "radius_m": 40},
+    }
+    now = dt.datetime.now(dt.UTC).isoformat()
+    ping = {"lat": 48.85, "lon": 2.35, "accuracy_m": 10, "ts": now}
+    return {
+        ("POST", "/v1/keys"): {"role": "reviewer", "label": "matrix"},
+        ("POST", "/v1/shoppers"): {"marketing_consent": False},
+        ("POST", "/v1/stores"): {"name": "Kiosk", "lat": 48.0, "lon": 2.0, "timezone": "UTC"},
+        ("PATCH", "/v1/stores/{store_id}"): {"name": "Renamed"},
+        ("POST", "/v1/geofences"): circle,
+        ("PUT", "/v1/geofences"): {"type": "FeatureCollection", "features": [circle]},
+        ("PATCH", "/v1/geofences/{geofence_id}"): {"properties": {"name": "renamed"}},
+        ("POST", "/v1/pings"): ping,
+        ("POST", "/v1/pings/batch"): {"pings": [ping]},
+    }
 
 
-def test_matrix_agrees_with_declared_roles() -> None:
+def test_matrix_covers_every_protected_endpoint_with_its_declared_roles() -> None:
     declared = {
         (ep.method, ep.path): {r.value for r in ep.roles}
         for ep in app_mod.all_endpoints()
         if ep.roles is not None
     }
-    templated = {
-        (
-            m,
-            p.replace("{merchant}", "{merchant_id}")
-            .replace("{spare_key}", "{key_id}")
-            .replace("{shopper}", "{shopper_id}"),
-        ): roles
-        for m, p, roles, _ in MATRIX
-    }
-    assert templated == declared
+    assert {(m, p): roles for m, p, roles, _ in MATRIX} == declared
 
 
 async def _spare_key(conn: asyncpg.Connection, tenant: Tenant) -> int:
@@ -57,7 +81,13 @@ async def _spare_key(conn: asyncpg.Connection, tenant: Tenant) -> int:
 
 
 def _fill(path: str, tenant: Tenant, spare_key: int) -> str:
-    return path.format(merchant=tenant.merchant_id, spare_key=spare_key, shopper=tenant.shopper_id)
+    return path.format(
+        merchant_id=tenant.merchant_id,
+        key_id=spare_key,
+        shopper_id=tenant.shopper_id,
+        store_id=tenant.store_ids[0],
+        geofence_id=tenant.geofence_ids[0],
+    )
 
 
 @pytest.mark.parametrize(("method", "path", "allowed", "ok"), MATRIX)
@@ -73,7 +103,8 @@ async def test_role_matrix(
     ok: int,
 ) -> None:
     url = _fill(path, tenant_a, await _spare_key(conn, tenant_a))
-    r = await api.request(method, url, token=tenant_a.tokens[role], json=BODIES.get(path))
+    body = _bodies(tenant_a).get((method, path))
+    r = await api.request(method, url, token=tenant_a.tokens[role], json=body)
     if role in allowed:
         assert r.status == ok, r.body
     else:
@@ -92,6 +123,7 @@ async def test_no_token_and_bad_tokens_get_401(
     ok: int,
 ) -> None:
     url = _fill(path, tenant_a, await _spare_key(conn, tenant_a))
+    body = _bodies(tenant_a).get((method, path))
     good = tenant_a.tokens[sorted(allowed)[0]]
     public_id = good.split("_")[2]
     forged = f"gw_admin_{public_id}_{'A' * 43}"  # right key id, wrong secret
@@ -103,18 +135,24 @@ async def test_no_token_and_bad_tokens_get_401(
         {"Authorization": f"Bearer {forged}"},
         {"Authorization": f"Bearer gw_admin_{'0' * 16}_{'A' * 43}"},
     ):
-        r = await api.request(method, url, headers=headers, json=BODIES.get(path))
+        r = await api.request(method, url, headers=headers, json=body)
         assert r.status == 401, (headers, r.body)
         assert r.headers["WWW-Authenticate"].startswith("Bearer")
 
 
 # Another merchant's resources answer 404, exactly like ids that do not exist.
 FOREIGN = [
-    ("GET", "/v1/merchants/{merchant}", "manager"),
-    ("GET", "/v1/merchants/{merchant}", "admin"),
-    ("GET", "/v1/shoppers/{shopper}", "reviewer"),
-    ("GET", "/v1/shoppers/{shopper}", "admin"),
-    ("DELETE", "/v1/keys/{spare_key}", "admin"),
+    ("GET", "/v1/merchants/{merchant_id}", "manager"),
+    ("GET", "/v1/merchants/{merchant_id}", "admin"),
+    ("GET", "/v1/shoppers/{shopper_id}", "reviewer"),
+    ("GET", "/v1/shoppers/{shopper_id}", "admin"),
+    ("DELETE", "/v1/keys/{key_id}", "admin"),
+    ("GET", "/v1/stores/{store_id}", "reviewer"),
+    ("PATCH", "/v1/stores/{store_id}", "manager"),
+    ("DELETE", "/v1/stores/{store_id}", "manager"),
+    ("GET", "/v1/geofences/{geofence_id}", "reviewer"),
+    ("PATCH", "/v1/geofences/{geofence_id}", "manager"),
+    ("DELETE", "/v1/geofences/{geofence_id}", "admin"),
 ]
 
 
@@ -130,18 +168,31 @@ async def test_other_merchants_resources_are_invisible(
 ) -> None:
     spare_b = await _spare_key(conn, tenant_b)
     foreign = _fill(path, tenant_b, spare_b)
-    r = await api.request(method, foreign, token=tenant_a.tokens[role])
+    body = _bodies(tenant_a).get((method, path))
+    r = await api.request(method, foreign, token=tenant_a.tokens[role], json=body)
     assert r.status == 404, r.body
-    missing = path.format(merchant=10**12, spare_key=10**12, shopper=10**12)
-    r2 = await api.request(method, missing, token=tenant_a.tokens[role])
+    big = 10**12
+    missing = path.format(
+        merchant_id=big, key_id=big, shopper_id=big, store_id=big, geofence_id=big
+    )
+    r2 = await api.request(method, missing, token=tenant_a.tokens[role], json=body)
     assert (r2.status, r2.json["error"]["code"], r2.json["error"]["message"]) == (
         r.status,
         r.json["error"]["code"],
         r.json["error"]["message"],
     )
-    # and B's key was not revoked by A's attempt
+    # and nothing of B's was changed by A's attempt
     revoked = await conn.fetchval("SELECT revoked_at FROM api_keys WHERE id = $1", spare_b)
     assert revoked is None
+    stores = await conn.fetch(
+        "SELECT name FROM stores WHERE merchant_id = $1", tenant_b.merchant_id
+    )
+    assert all(r["name"].startswith("Beta") for r in stores)
+    assert len(stores) == len(tenant_b.store_ids)
+    fences = await conn.fetch(
+        "SELECT name FROM geofences WHERE merchant_id = $1", tenant_b.merchant_id
+    )
+    assert sorted(r["name"] for r in fences) == ["door 0", "door 1"]
 
 
 async def test_shopper_token_is_bound_to_its_merchant(

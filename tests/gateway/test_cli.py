@@ -56,7 +56,8 @@ async def test_merchants_and_keys_from_the_command_line(
     assert isinstance(merchant["id"], str)
 
     store_id = await conn.fetchval(
-        "INSERT INTO stores (merchant_id, name) VALUES ($1, 'Main St') RETURNING id",
+        "INSERT INTO stores (merchant_id, name, lat, lon, timezone) "
+        "VALUES ($1, 'Main St', 51.5, -0.12, 'Europe/London') RETURNING id",
         int(merchant["id"]),
     )
     code, out, err = await proc.run(

@@ -54,7 +54,8 @@ class ApiClient:
             reply = Reply(status=resp.status, headers=resp.headers, body=body)
         ctype = reply.headers.get("Content-Type", "").split(";")[0].strip()
         if check:
-            parsed = orjson.loads(body) if ctype == "application/json" and body else None
+            is_json = ctype in ("application/json", "application/geo+json")
+            parsed = orjson.loads(body) if is_json and body else None
             self.spec.check(method, path.split("?")[0], reply.status, ctype, parsed)
         if reply.status >= 400 and ctype == "application/json":
             err = reply.json["error"]

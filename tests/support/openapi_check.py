@@ -60,7 +60,7 @@ class SpecChecker:
             raise UndocumentedResponse(
                 f"{method} {template} {status} answered {content_type}, documented {list(content)}"
             )
-        if content_type == "application/json":
+        if content_type in ("application/json", "application/geo+json"):
             self._validate(self._rebase(media["schema"]), body, f"{method} {template} {status}")
 
     def _rebase(self, schema: Any) -> Any:

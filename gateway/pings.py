@@ -1,0 +1,172 @@
+"""The ping path: spoofing checks, index lookup, enter/dwell/exit, and the state write.
+
+A ping that changes nothing costs one indexed read of the shopper's state; a
+state change locks that row, recomputes from the locked state (so two replicas
+racing on one shopper agree) and writes visits and events in one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from gateway import db, pinglog
+from geo import fences, spoofing
+from geo import store as geo_store
+from geo.index import FenceIndex
+from geo.models import FenceConfig, Fix, Observation, SpoofingConfig, Transition
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ping:
+    lat: float
+    lon: float
+    accuracy_m: float
+    ts: dt.datetime
+    speed_mps: float | None = None
+    weather_condition: str | None = None
+    temp_c: float | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class PingResult:
+    # accepted: matched; flagged: recorded but implausible; ignored: too inaccurate;
+    # rejected: not recorded (timestamp outside the accepted window).
+    status: str
+    reason: str | None = None
+    transitions: list[Transition] = field(default_factory=list)
+
+
+@dataclass(slots=True, kw_only=True)
+class Outcome:
+    results: list[PingResult]
+    transitions: list[Transition]
+
+
+class PingService:
+    def __init__(
+        self,
+        *,
+        fence_config: FenceConfig,
+        spoof_config: SpoofingConfig,
+        log: pinglog.PingLog,
+    ) -> None:
+        self.fence_config = fence_config
+        self.spoof_config = spoof_config
+        self.log = log
+        # The newest accepted fix per shopper seen by this process: the database
+        # baseline lags by up to one ping log flush.
+        self._recent: dict[int, Fix] = {}
+
+    def time_verdict(self, ts: dt.datetime, now: dt.datetime) -> spoofing.Verdict:
+        probe = Fix(lon=0.0, lat=0.0, at=ts, accuracy_m=0.0)
+        return spoofing.check(None, probe, now, self.spoof_config)
+
+    async def handle(
+        self,
+        pool: asyncpg.Pool,
+        index: FenceIndex,
+        *,
+        merchant_id: int,
+        shopper_id: int,
+        pings: Sequence[Ping],
+        now: dt.datetime,
+    ) -> Outcome:
+        results = [PingResult(status="accepted") for _ in pings]
+        order = sorted(range(len(pings)), key=lambda i: pings[i].ts)
+        async with db.acquire(pool) as conn:
+            state = await geo_store.get_shopper_geo(conn, shopper_id)
+        baseline = state.last_fix
+        cached = self._recent.get(shopper_id)
+        if cached is not None and (baseline is None or cached.at > baseline.at):
+            baseline = cached
+
+        observations: list[tuple[int, Observation]] = []
+        for i in order:
+            ping = pings[i]
+            verdict = self.time_verdict(ping.ts, now)
+            if verdict is not spoofing.Verdict.OK:
+                results[i] = PingResult(status="rejected", reason=verdict.value)
+                continue
+            if not ping.accuracy_m <= self.fence_config.max_accuracy_m:
+                results[i] = PingResult(status="ignored", reason="poor_accuracy")
+                continue
+            fix = Fix(lon=ping.lon, lat=ping.lat, at=ping.ts, accuracy_m=ping.accuracy_m)
+            if baseline is not None and (
+                spoofing.check(baseline, fix, now, self.spoof_config)
+                is spoofing.Verdict.IMPOSSIBLE_TRAVEL
+            ):
+                results[i] = PingResult(status="flagged", reason="impossible_travel")
+                continue
+            if baseline is None or fix.at >= baseline.at:
+                baseline = fix
+            reach = fences.reach_m(ping.accuracy_m, self.fence_config)
+            near = index.match(ping.lon, ping.lat, reach, merchant_id)
+            observations.append((i, Observation(at=ping.ts, accuracy_m=ping.accuracy_m, near=near)))
+
+        transitions: list[Transition] = []
+        if observations:
+            obs = [o for _, o in observations]
+            trial = fences.step_batch(state.visits, obs, self.fence_config)
+            if trial.changed or trial.transitions:
+                transitions = await self._commit(pool, merchant_id, shopper_id, obs)
+            if baseline is not None:
+                self._remember(shopper_id, baseline)
+            # Hand each transition to the ping whose time it carries.
+            by_time: dict[dt.datetime, int] = {o.at: i for i, o in observations}
+            for t in transitions:
+                owner = by_time.get(t.at)
+                if owner is not None:
+                    results[owner].transitions.append(t)
+
+        received = now
+        for i, ping in enumerate(pings):
+            result = results[i]
+            if result.status == "rejected":
+                continue
+            self.log.add(
+                geo_store.PingRecord(
+                    merchant_id=merchant_id,
+                    shopper_id=shopper_id,
+                    ts=ping.ts,
+                    received_at=received,
+                    lat=ping.lat,
+                    lon=ping.lon,
+                    accuracy_m=ping.accuracy_m,
+                    speed_mps=ping.speed_mps,
+                    weather_condition=ping.weather_condition,
+                    temp_c=ping.temp_c,
+                    verdict="ok" if result.status == "accepted" else str(result.reason),
+                    transitions=len(result.transitions),
+                )
+            )
+        return Outcome(results=results, transitions=transitions)
+
+    async def _commit(
+        self,
+        pool: asyncpg.Pool,
+        merchant_id: int,
+        shopper_id: int,
+        observations: list[Observation],
+    ) -> list[Transition]:
+        async with db.acquire(pool) as conn, conn.transaction():
+            locked = await geo_store.lock_shopper_geo(conn, shopper_id, merchant_id)
+            # Recompute from the locked state: another replica may have moved it on.
+            result = fences.step_batch(locked.visits, observations, self.fence_config)
+            if result.changed or result.transitions:
+                await geo_store.save_visits(
+                    conn,
+                    shopper_id=shopper_id,
+                    merchant_id=merchant_id,
+                    visits=result.states,
+                    transitions=result.transitions,
+                )
+            return list(result.transitions)
+
+    def _remember(self, shopper_id: int, fix: Fix) -> None:
+        if len(self._recent) > 500_000:
+            self._recent.clear()
+        self._recent[shopper_id] = fix

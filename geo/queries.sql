@@ -1,0 +1,153 @@
+-- Places and pings. Every query is scoped by merchant; store-scoped callers
+-- pass their store ids as $n::bigint[] (NULL means every store).
+
+-- name: insert_store
+INSERT INTO stores (merchant_id, name, lat, lon, timezone, opening_hours)
+VALUES ($1, $2, $3, $4, $5, $6)
+RETURNING *;
+
+-- name: get_store
+SELECT * FROM stores WHERE id = $1 AND merchant_id = $2;
+
+-- name: list_stores
+SELECT * FROM stores
+WHERE merchant_id = $1
+  AND ($2::bigint[] IS NULL OR id = ANY($2))
+  AND id > $3
+ORDER BY id
+LIMIT $4;
+
+-- name: update_store
+-- Only the fields named in $7 change, so a PATCH can also clear opening hours.
+UPDATE stores SET
+    name          = CASE WHEN 'name' = ANY($7::text[]) THEN $3 ELSE name END,
+    lat           = CASE WHEN 'lat' = ANY($7::text[]) THEN $4 ELSE lat END,
+    lon           = CASE WHEN 'lon' = ANY($7::text[]) THEN $5 ELSE lon END,
+    timezone      = CASE WHEN 'timezone' = ANY($7::text[]) THEN $6 ELSE timezone END,
+    opening_hours = CASE WHEN 'opening_hours' = ANY($7::text[]) THEN $8 ELSE opening_hours END,
+    updated_at    = now()
+WHERE id = $1 AND merchant_id = $2
+RETURNING *;
+
+-- name: delete_store
+DELETE FROM stores WHERE id = $1 AND merchant_id = $2 RETURNING id;
+
+-- name: stores_in_merchant
+SELECT id FROM stores WHERE merchant_id = $1 AND id = ANY($2::bigint[]);
+
+-- name: insert_geofence
+INSERT INTO geofences (merchant_id, store_id, name, kind, geometry, wkb, radius_m, properties)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+RETURNING id, merchant_id, store_id, name, kind, geometry, radius_m, properties,
+          created_at, updated_at;
+
+-- name: insert_geofences
+-- Bulk import: one statement for the whole collection.
+INSERT INTO geofences (merchant_id, store_id, name, kind, geometry, wkb, radius_m, properties)
+SELECT $1, s, n, k, g, w, r, p
+FROM unnest($2::bigint[], $3::text[], $4::text[], $5::jsonb[], $6::bytea[], $7::float8[],
+            $8::jsonb[]) AS t(s, n, k, g, w, r, p)
+RETURNING id;
+
+-- name: update_geofence
+UPDATE geofences SET store_id = $3, name = $4, kind = $5, geometry = $6, wkb = $7,
+       radius_m = $8, properties = $9, updated_at = now()
+WHERE id = $1 AND merchant_id = $2
+RETURNING id, merchant_id, store_id, name, kind, geometry, radius_m, properties,
+          created_at, updated_at;
+
+-- name: update_geofences
+UPDATE geofences AS f SET store_id = t.s, name = t.n, kind = t.k, geometry = t.g, wkb = t.w,
+       radius_m = t.r, properties = t.p, updated_at = now()
+FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::bytea[],
+            $8::float8[], $9::jsonb[]) AS t(id, s, n, k, g, w, r, p)
+WHERE f.id = t.id AND f.merchant_id = $1;
+
+-- name: get_geofence
+SELECT id, merchant_id, store_id, name, kind, geometry, radius_m, properties,
+       created_at, updated_at
+FROM geofences WHERE id = $1 AND merchant_id = $2;
+
+-- name: list_geofences
+SELECT id, merchant_id, store_id, name, kind, geometry, radius_m, properties,
+       created_at, updated_at
+FROM geofences
+WHERE merchant_id = $1
+  AND ($2::bigint[] IS NULL OR store_id = ANY($2))
+  AND ($3::bigint IS NULL OR store_id = $3)
+  AND id > $4
+ORDER BY id
+LIMIT $5;
+
+-- name: geofence_scopes
+-- Which of these geofences exist in the merchant, and at which store.
+SELECT id, store_id FROM geofences WHERE merchant_id = $1 AND id = ANY($2::bigint[]);
+
+-- name: delete_geofence
+DELETE FROM geofences WHERE id = $1 AND merchant_id = $2 RETURNING id;
+
+-- name: delete_geofences_except
+-- PUT replaces the caller's whole set: everything in scope and not kept goes.
+DELETE FROM geofences
+WHERE merchant_id = $1
+  AND ($2::bigint[] IS NULL OR store_id = ANY($2))
+  AND NOT (id = ANY($3::bigint[]))
+RETURNING id;
+
+-- name: lock_geofences
+-- Serialises bulk replacements of one merchant's set.
+SELECT pg_advisory_xact_lock(hashtextextended('geofences:' || $1::bigint, 0));
+
+-- name: index_rows
+SELECT id, merchant_id, store_id, kind, wkb, radius_m FROM geofences;
+
+-- name: index_version
+SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM geofence_changes_seq;
+
+-- name: get_shopper_geo
+-- The one read a ping that changes nothing pays for.
+SELECT visits, last_lat, last_lon, last_ts, last_accuracy_m
+FROM shopper_geo WHERE shopper_id = $1;
+
+-- name: ensure_shopper_geo
+INSERT INTO shopper_geo (shopper_id, merchant_id) VALUES ($1, $2)
+ON CONFLICT (shopper_id) DO NOTHING;
+
+-- name: lock_shopper_geo
+SELECT visits, last_lat, last_lon, last_ts, last_accuracy_m
+FROM shopper_geo WHERE shopper_id = $1
+FOR UPDATE;
+
+-- name: save_visits
+UPDATE shopper_geo SET visits = $2, updated_at = now() WHERE shopper_id = $1;
+
+-- name: insert_events
+INSERT INTO geofence_events (merchant_id, shopper_id, geofence_id, event, at)
+SELECT $1, $2, f, e, a
+FROM unnest($3::bigint[], $4::text[], $5::timestamptz[]) AS t(f, e, a);
+
+-- name: insert_pings
+INSERT INTO pings (merchant_id, shopper_id, ts, received_at, lat, lon, accuracy_m, speed_mps,
+                   weather_condition, temp_c, verdict, transitions)
+SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[],
+                     $5::float8[], $6::float8[], $7::real[], $8::real[], $9::text[],
+                     $10::real[], $11::text[], $12::smallint[]);
+
+-- name: update_positions
+-- The impossible-travel baseline, refreshed from the ping log batch: the newest
+-- accepted fix per shopper wins, and an older fix never overwrites a newer one.
+INSERT INTO shopper_geo AS g (shopper_id, merchant_id, last_lat, last_lon, last_ts, last_accuracy_m)
+SELECT t.shopper_id, t.merchant_id, t.lat, t.lon, t.ts, t.acc
+FROM unnest($1::bigint[], $2::bigint[], $3::float8[], $4::float8[], $5::timestamptz[],
+            $6::real[]) AS t(shopper_id, merchant_id, lat, lon, ts, acc)
+JOIN shoppers s ON s.id = t.shopper_id AND s.merchant_id = t.merchant_id
+ON CONFLICT (shopper_id) DO UPDATE SET
+    last_lat = excluded.last_lat, last_lon = excluded.last_lon,
+    last_ts = excluded.last_ts, last_accuracy_m = excluded.last_accuracy_m
+WHERE g.last_ts IS NULL OR excluded.last_ts > g.last_ts;
+
+-- name: purge_pings
+-- In slices, so a large purge never holds long locks or bloats one transaction.
+DELETE FROM pings WHERE id IN (
+    SELECT id FROM pings WHERE received_at < $1 ORDER BY received_at LIMIT $2
+);

@@ -1,0 +1,423 @@
+"""SQL access for stores, geofences, shoppers' visit state and the ping log.
+
+Functions take a connection and never open, commit or close one: the caller
+owns the transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import asyncpg
+import shapely
+
+from geo.models import Fence, FenceFeature, FenceState, Fix, Transition
+from geo.places import Store
+
+_Q: dict[str, str] = dict(
+    re.findall(
+        r"^-- name: (\w+)\n(.*?)(?=^-- name: |\Z)",
+        resources.files("geo").joinpath("queries.sql").read_text(encoding="utf-8"),
+        re.MULTILINE | re.DOTALL,
+    )
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GeofenceRecord:
+    """A stored geofence as the API shows it."""
+
+    id: int
+    merchant_id: int
+    store_id: int
+    name: str
+    kind: str
+    geometry: Mapping[str, Any]
+    radius_m: float | None
+    properties: Mapping[str, Any]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> GeofenceRecord:
+        return cls(**{k: row[k] for k in cls.__slots__})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShopperGeo:
+    visits: dict[int, FenceState]
+    last_fix: Fix | None
+
+
+# -- stores -----------------------------------------------------------------------------
+
+
+async def insert_store(
+    conn: asyncpg.Connection,
+    *,
+    merchant_id: int,
+    name: str,
+    lat: float,
+    lon: float,
+    timezone: str,
+    opening_hours: Mapping[str, Sequence[str]] | None,
+) -> Store:
+    row = await conn.fetchrow(
+        _Q["insert_store"], merchant_id, name, lat, lon, timezone, opening_hours
+    )
+    assert row is not None
+    return Store.from_row(row)
+
+
+async def get_store(conn: asyncpg.Connection, store_id: int, merchant_id: int) -> Store | None:
+    row = await conn.fetchrow(_Q["get_store"], store_id, merchant_id)
+    return None if row is None else Store.from_row(row)
+
+
+async def list_stores(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    scope: frozenset[int] | None,
+    *,
+    after: int = 0,
+    limit: int = 100,
+) -> list[Store]:
+    rows = await conn.fetch(
+        _Q["list_stores"], merchant_id, None if scope is None else sorted(scope), after, limit
+    )
+    return [Store.from_row(r) for r in rows]
+
+
+async def update_store(
+    conn: asyncpg.Connection, store_id: int, merchant_id: int, changes: Mapping[str, Any]
+) -> Store | None:
+    row = await conn.fetchrow(
+        _Q["update_store"],
+        store_id,
+        merchant_id,
+        changes.get("name"),
+        changes.get("lat"),
+        changes.get("lon"),
+        changes.get("timezone"),
+        sorted(changes),
+        changes.get("opening_hours"),
+    )
+    return None if row is None else Store.from_row(row)
+
+
+async def delete_store(conn: asyncpg.Connection, store_id: int, merchant_id: int) -> bool:
+    return await conn.fetchval(_Q["delete_store"], store_id, merchant_id) is not None
+
+
+async def existing_stores(
+    conn: asyncpg.Connection, merchant_id: int, store_ids: Sequence[int]
+) -> set[int]:
+    rows = await conn.fetch(_Q["stores_in_merchant"], merchant_id, list(store_ids))
+    return {r["id"] for r in rows}
+
+
+# -- geofences --------------------------------------------------------------------------
+
+
+def _columns(
+    feature: FenceFeature,
+) -> tuple[str, str, dict[str, Any], bytes, float | None, dict[str, Any]]:
+    """(name, kind, geometry GeoJSON, WKB, radius, extra properties) of a validated feature."""
+    from geo import geojson
+
+    props = dict(feature.properties)
+    name = str(props.pop("name"))
+    props.pop("store_id", None)
+    props.pop("radius_m", None)
+    geometry = geojson.geometry_to_geojson(feature.geometry)
+    wkb: bytes = shapely.to_wkb(feature.geometry)
+    return name, feature.kind, geometry, wkb, feature.radius_m, props
+
+
+async def insert_geofence(
+    conn: asyncpg.Connection, *, merchant_id: int, store_id: int, feature: FenceFeature
+) -> GeofenceRecord:
+    name, kind, geometry, wkb, radius, props = _columns(feature)
+    row = await conn.fetchrow(
+        _Q["insert_geofence"], merchant_id, store_id, name, kind, geometry, wkb, radius, props
+    )
+    assert row is not None
+    return GeofenceRecord.from_row(row)
+
+
+async def update_geofence(
+    conn: asyncpg.Connection,
+    *,
+    geofence_id: int,
+    merchant_id: int,
+    store_id: int,
+    feature: FenceFeature,
+) -> GeofenceRecord | None:
+    name, kind, geometry, wkb, radius, props = _columns(feature)
+    row = await conn.fetchrow(
+        _Q["update_geofence"],
+        geofence_id,
+        merchant_id,
+        store_id,
+        name,
+        kind,
+        geometry,
+        wkb,
+        radius,
+        props,
+    )
+    return None if row is None else GeofenceRecord.from_row(row)
+
+
+async def get_geofence(
+    conn: asyncpg.Connection, geofence_id: int, merchant_id: int
+) -> GeofenceRecord | None:
+    row = await conn.fetchrow(_Q["get_geofence"], geofence_id, merchant_id)
+    return None if row is None else GeofenceRecord.from_row(row)
+
+
+async def list_geofences(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    scope: frozenset[int] | None,
+    *,
+    store_id: int | None = None,
+    after: int = 0,
+    limit: int = 1000,
+) -> list[GeofenceRecord]:
+    rows = await conn.fetch(
+        _Q["list_geofences"],
+        merchant_id,
+        None if scope is None else sorted(scope),
+        store_id,
+        after,
+        limit,
+    )
+    return [GeofenceRecord.from_row(r) for r in rows]
+
+
+async def geofence_stores(
+    conn: asyncpg.Connection, merchant_id: int, geofence_ids: Sequence[int]
+) -> dict[int, int]:
+    """geofence id -> store id, for those of the ids that exist in the merchant."""
+    rows = await conn.fetch(_Q["geofence_scopes"], merchant_id, list(geofence_ids))
+    return {r["id"]: r["store_id"] for r in rows}
+
+
+async def delete_geofence(conn: asyncpg.Connection, geofence_id: int, merchant_id: int) -> bool:
+    return await conn.fetchval(_Q["delete_geofence"], geofence_id, merchant_id) is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplaceResult:
+    created: list[int]
+    updated: list[int]
+    deleted: list[int]
+
+
+async def replace_geofences(
+    conn: asyncpg.Connection,
+    *,
+    merchant_id: int,
+    scope: frozenset[int] | None,
+    items: Sequence[tuple[int | None, int, FenceFeature]],
+) -> ReplaceResult:
+    """Make the set of geofences in scope exactly ``items`` (id or None, store id, feature).
+
+    Call inside a transaction; ids must already be checked to exist in scope.
+    """
+    await conn.execute(_Q["lock_geofences"], merchant_id)
+    keep = [gid for gid, _, _ in items if gid is not None]
+    deleted = [
+        r["id"]
+        for r in await conn.fetch(
+            _Q["delete_geofences_except"],
+            merchant_id,
+            None if scope is None else sorted(scope),
+            keep,
+        )
+    ]
+    new_cols: list[list[Any]] = [[] for _ in range(7)]
+    upd_cols: list[list[Any]] = [[] for _ in range(8)]
+    for gid, store_id, feature in items:
+        cols = (store_id, *_columns(feature))
+        if gid is None:
+            for target, value in zip(new_cols, cols, strict=True):
+                target.append(value)
+        else:
+            for target, value in zip(upd_cols, (gid, *cols), strict=True):
+                target.append(value)
+    created: list[int] = []
+    if new_cols[0]:
+        rows = await conn.fetch(_Q["insert_geofences"], merchant_id, *new_cols)
+        created = [r["id"] for r in rows]
+    if upd_cols[0]:
+        await conn.execute(_Q["update_geofences"], merchant_id, *upd_cols)
+    return ReplaceResult(created=created, updated=keep, deleted=deleted)
+
+
+async def index_rows(conn: asyncpg.Connection) -> tuple[int, list[Fence]]:
+    """(change counter, every geofence) for building an index snapshot.
+
+    The counter is read first: a change committed while the rows load bumps it
+    again, so the snapshot is never taken as newer than it is.
+    """
+    version = int(await conn.fetchval(_Q["index_version"]))
+    rows = await conn.fetch(_Q["index_rows"])
+    geoms = shapely.from_wkb([bytes(r["wkb"]) for r in rows]) if rows else []
+    fences = [
+        Fence(
+            id=r["id"],
+            merchant_id=r["merchant_id"],
+            store_id=r["store_id"],
+            kind=r["kind"],
+            geometry=g,
+            radius_m=r["radius_m"],
+        )
+        for r, g in zip(rows, geoms, strict=True)
+    ]
+    return version, fences
+
+
+async def index_version(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval(_Q["index_version"]))
+
+
+# -- shoppers' visit state ----------------------------------------------------------------
+
+
+def _visits_from_json(data: Sequence[Mapping[str, Any]]) -> dict[int, FenceState]:
+    out = {}
+    for v in data:
+        state = FenceState(
+            fence_id=int(v["f"]),
+            entered_at=dt.datetime.fromisoformat(v["e"]),
+            last_inside_at=dt.datetime.fromisoformat(v["l"]),
+            dwell_fired=bool(v["d"]),
+            out_count=int(v["o"]),
+        )
+        out[state.fence_id] = state
+    return out
+
+
+def visits_to_json(visits: Mapping[int, FenceState]) -> list[dict[str, Any]]:
+    # Short keys: this is the one value written on every state change.
+    return [
+        {
+            "f": s.fence_id,
+            "e": s.entered_at.isoformat(),
+            "l": s.last_inside_at.isoformat(),
+            "d": s.dwell_fired,
+            "o": s.out_count,
+        }
+        for s in sorted(visits.values(), key=lambda s: s.fence_id)
+    ]
+
+
+def _shopper_geo(row: asyncpg.Record | None) -> ShopperGeo:
+    if row is None:
+        return ShopperGeo(visits={}, last_fix=None)
+    fix = None
+    if row["last_ts"] is not None:
+        fix = Fix(
+            lon=row["last_lon"],
+            lat=row["last_lat"],
+            at=row["last_ts"],
+            accuracy_m=float(row["last_accuracy_m"]),
+        )
+    return ShopperGeo(visits=_visits_from_json(row["visits"]), last_fix=fix)
+
+
+async def get_shopper_geo(conn: asyncpg.Connection, shopper_id: int) -> ShopperGeo:
+    return _shopper_geo(await conn.fetchrow(_Q["get_shopper_geo"], shopper_id))
+
+
+async def lock_shopper_geo(
+    conn: asyncpg.Connection, shopper_id: int, merchant_id: int
+) -> ShopperGeo:
+    """The shopper's state, locked until the transaction ends (created if missing)."""
+    await conn.execute(_Q["ensure_shopper_geo"], shopper_id, merchant_id)
+    return _shopper_geo(await conn.fetchrow(_Q["lock_shopper_geo"], shopper_id))
+
+
+async def save_visits(
+    conn: asyncpg.Connection,
+    *,
+    shopper_id: int,
+    merchant_id: int,
+    visits: Mapping[int, FenceState],
+    transitions: Sequence[Transition],
+) -> None:
+    await conn.execute(_Q["save_visits"], shopper_id, visits_to_json(visits))
+    if transitions:
+        await conn.execute(
+            _Q["insert_events"],
+            merchant_id,
+            shopper_id,
+            [t.fence_id for t in transitions],
+            [t.event for t in transitions],
+            [t.at for t in transitions],
+        )
+
+
+# -- ping log ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PingRecord:
+    merchant_id: int
+    shopper_id: int
+    ts: dt.datetime
+    received_at: dt.datetime
+    lat: float
+    lon: float
+    accuracy_m: float
+    speed_mps: float | None
+    weather_condition: str | None
+    temp_c: float | None
+    verdict: str
+    transitions: int
+
+
+async def write_pings(conn: asyncpg.Connection, pings: Sequence[PingRecord]) -> None:
+    """Append a batch to the ping log and move each shopper's travel baseline forward."""
+    if not pings:
+        return
+    columns = list(
+        zip(
+            *(tuple(p.__getattribute__(f) for f in PingRecord.__slots__) for p in pings),
+            strict=True,
+        )
+    )
+    await conn.execute(_Q["insert_pings"], *[list(c) for c in columns])
+    newest: dict[int, PingRecord] = {}
+    for p in pings:
+        if p.verdict != "ok":
+            continue
+        seen = newest.get(p.shopper_id)
+        if seen is None or p.ts > seen.ts:
+            newest[p.shopper_id] = p
+    if newest:
+        chosen = list(newest.values())
+        await conn.execute(
+            _Q["update_positions"],
+            [p.shopper_id for p in chosen],
+            [p.merchant_id for p in chosen],
+            [p.lat for p in chosen],
+            [p.lon for p in chosen],
+            [p.ts for p in chosen],
+            [p.accuracy_m for p in chosen],
+        )
+
+
+async def purge_pings(
+    conn: asyncpg.Connection, older_than: dt.datetime, batch: int = 10_000
+) -> int:
+    """Delete one slice of pings received before ``older_than``; returns how many."""
+    status: str = await conn.execute(_Q["purge_pings"], older_than, batch)
+    return int(status.split()[-1])
