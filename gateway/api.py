@@ -70,8 +70,11 @@ async def body(request: web.Request, model: type[M]) -> M:
 
 async def read_limited(request: web.Request, limit: int) -> bytes:
     """The body, refusing with 413 as soon as it grows past ``limit`` bytes."""
-    if request.content_length is not None and request.content_length > limit:
-        raise errors.PayloadTooLarge(f"the body is larger than the {limit} bytes allowed")
+    if request.content_length is not None:
+        if request.content_length > limit:
+            raise errors.PayloadTooLarge(f"the body is larger than the {limit} bytes allowed")
+        # Declared and within the limit (aiohttp also stops at client_max_size).
+        return await request.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(64 * 1024):

@@ -14,6 +14,7 @@ from gateway import (
     clock,
     db,
     geoindex,
+    listen,
     middleware,
     pinglog,
     pings,
@@ -42,12 +43,7 @@ def create_app(
         # Per-endpoint limits are enforced while reading (api.read_limited); this
         # is only aiohttp's own ceiling, the largest of them.
         client_max_size=settings.max_import_bytes,
-        middlewares=[
-            middleware.request_id_middleware,
-            middleware.error_middleware,
-            middleware.body_limit_middleware,
-            middleware.auth_middleware,
-        ],
+        middlewares=[middleware.gateway_middleware],
     )
     app[state.SETTINGS] = settings
     app[state.DB_URL] = db_url or db.resolve_url(settings)
@@ -94,7 +90,11 @@ async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _geo_ctx(app: web.Application) -> AsyncIterator[None]:
     pool = app[state.POOL]
     holder = app[state.GEO_INDEX]
-    await holder.start(pool, app[state.DB_URL])
+    listener = listen.Listener(app[state.DB_URL])
+    holder.attach(listener)
+    app[state.PINGS].attach(listener)
+    await listener.ensure()
+    await holder.start(pool)
     ping_log = app[state.PINGS].log
     ping_log.start(pool)
     settings = app[state.SETTINGS]
@@ -112,3 +112,4 @@ async def _geo_ctx(app: web.Application) -> AsyncIterator[None]:
             await purger
         await ping_log.stop()
         await holder.stop()
+        await listener.close()

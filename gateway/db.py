@@ -35,6 +35,8 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.InterfaceError,
+    # The protocol's state broke under us, as when the server ends the session mid-way.
+    asyncpg.exceptions.InternalClientError,
 )
 
 
@@ -57,11 +59,12 @@ def is_unavailable(exc: BaseException) -> bool:
 class acquire:
     """A pooled connection; failing to get one at all raises :class:`Unavailable`."""
 
-    __slots__ = ("_cm", "_pool")
+    __slots__ = ("_cm", "_conn", "_pool")
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self._cm: Any = None
+        self._conn: Any = None
 
     async def __aenter__(self) -> asyncpg.Connection:
         self._cm = self._pool.acquire()
@@ -69,10 +72,14 @@ class acquire:
             conn: asyncpg.Connection = await self._cm.__aenter__()
         except Exception as exc:
             raise Unavailable(str(exc)) from exc
+        self._conn = conn
         return conn
 
-    async def __aexit__(self, *exc: Any) -> None:
-        await self._cm.__aexit__(*exc)
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc is not None and is_unavailable(exc):
+            # A connection that failed like this is not fit to be handed out again.
+            self._conn.terminate()
+        await self._cm.__aexit__(exc_type, exc, tb)
 
 
 class EmbeddedServer:
@@ -135,12 +142,22 @@ async def init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool release hook that skips asyncpg's default reset.
+
+    The default runs ``RESET ALL; UNLISTEN *; ...`` on every release: a round trip
+    per request. Pool connections never LISTEN, never change session settings
+    and release their advisory locks themselves, so there is nothing to reset.
+    """
+
+
 async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         url,
         min_size=min_size,
         max_size=max_size,
         init=init_connection,
+        reset=_keep_session,
         # A dead server must fail requests quickly (503), not hang them.
         timeout=5,
         command_timeout=30,

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
-from typing import Any
 
 import asyncpg
 
-from gateway import db
+from gateway import db, listen
 from geo import store as geo_store
 from geo.index import FenceIndex
 
@@ -35,18 +35,21 @@ class IndexHolder:
         self._poll_seconds = poll_seconds
         self._wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._listener: asyncpg.Connection | None = None
+        self._listener: listen.Listener | None = None
         self._pool: asyncpg.Pool | None = None
-        self._url = ""
 
     @property
     def ready(self) -> bool:
         return self.version >= 0
 
-    async def start(self, pool: asyncpg.Pool, url: str) -> None:
+    def attach(self, listener: listen.Listener) -> None:
+        """Follow geofence changes through the process's listener (call before it connects)."""
+        self._listener = listener
+        listener.subscribe(CHANNEL, lambda _payload: self._wanted.set())
+        listener.on_lost(self._wanted.set)
+
+    async def start(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._url = url
-        await self._listen()
         await self.rebuild()
         self._tasks = [
             asyncio.create_task(self._rebuild_loop(), name="geoindex-rebuild"),
@@ -59,8 +62,6 @@ class IndexHolder:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._listener is not None and not self._listener.is_closed():
-            await self._listener.close()
 
     def request_rebuild(self) -> None:
         self._wanted.set()
@@ -73,6 +74,11 @@ class IndexHolder:
         index = await asyncio.to_thread(FenceIndex.build, fences)
         # The swap: one reference assignment, atomic for every reader on this loop.
         self.index = index
+        # An index holds millions of long-lived objects; left in the collector's
+        # generations, every full collection would walk them all (tens of ms on
+        # the ping path). Freezing moves what exists now out of its sight.
+        gc.collect()
+        gc.freeze()
         self.version = version
         self.built_at = time.time()
         self.last_build_seconds = time.perf_counter() - started
@@ -86,22 +92,6 @@ class IndexHolder:
             },
         )
 
-    def _on_notify(self, *args: Any) -> None:
-        self._wanted.set()
-
-    async def _listen(self) -> None:
-
-        try:
-            conn = await db.connect(self._url)
-            await conn.add_listener(CHANNEL, self._on_notify)
-            conn.add_termination_listener(lambda _c: self._wanted.set())
-        except Exception as exc:
-            if not db.is_unavailable(exc):
-                raise
-            log.warning("geofence change listener unavailable; polling only")
-            return
-        self._listener = conn
-
     async def _rebuild_loop(self) -> None:
         while True:
             await self._wanted.wait()
@@ -109,8 +99,6 @@ class IndexHolder:
             await asyncio.sleep(0.05)
             self._wanted.clear()
             try:
-                if self._listener is None or self._listener.is_closed():
-                    await self._listen()
                 await self.rebuild()
             except Exception:
                 log.warning("geofence index rebuild failed; will retry", exc_info=True)
@@ -122,10 +110,12 @@ class IndexHolder:
         while True:
             await asyncio.sleep(self._poll_seconds)
             try:
+                if self._listener is not None:
+                    await self._listener.ensure()
                 async with db.acquire(self._pool) as conn:
                     current = await geo_store.index_version(conn)
             except Exception:
                 log.warning("geofence change poll failed", exc_info=True)
                 continue
-            if current != self.version or self._listener is None or self._listener.is_closed():
+            if current != self.version:
                 self._wanted.set()

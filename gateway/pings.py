@@ -8,12 +8,13 @@ racing on one shopper agree) and writes visits and events in one transaction.
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
 
-from gateway import db, pinglog
+from gateway import db, errors, listen, pinglog
 from geo import fences, spoofing
 from geo import store as geo_store
 from geo.index import FenceIndex
@@ -46,6 +47,9 @@ class Outcome:
     transitions: list[Transition]
 
 
+_CAS_ATTEMPTS = 8
+
+
 class PingService:
     def __init__(
         self,
@@ -60,6 +64,37 @@ class PingService:
         # The newest accepted fix per shopper seen by this process: the database
         # baseline lags by up to one ping log flush.
         self._recent: dict[int, Fix] = {}
+        # Shoppers' visit state as last read. Any write (here or on another
+        # replica, announced by NOTIFY) drops the entry, so a ping that changes
+        # nothing usually costs no database round trip at all. A stale entry can
+        # only make a ping look like a change, and changes are recomputed under
+        # a row lock from the database's state.
+        self._states: dict[int, geo_store.ShopperGeo] = {}
+        self.origin = secrets.token_hex(6)
+        self.cache_hits = 0
+        self.cache_misses = 0
+
+    def attach(self, listener: listen.Listener) -> None:
+        listener.subscribe(geo_store.VISITS_CHANNEL, self._on_visits_changed)
+        listener.on_lost(self._states.clear)
+
+    def _on_visits_changed(self, payload: str) -> None:
+        origin, _, shopper = payload.partition(":")
+        if origin != self.origin and shopper.isdigit():
+            self._states.pop(int(shopper), None)
+
+    async def _state(self, pool: asyncpg.Pool, shopper_id: int) -> geo_store.ShopperGeo:
+        cached = self._states.get(shopper_id)
+        if cached is not None:
+            self.cache_hits += 1
+            return cached
+        self.cache_misses += 1
+        async with db.acquire(pool) as conn:
+            state = await geo_store.get_shopper_geo(conn, shopper_id)
+        if len(self._states) >= 1_000_000:
+            self._states.clear()
+        self._states[shopper_id] = state
+        return state
 
     def time_verdict(self, ts: dt.datetime, now: dt.datetime) -> spoofing.Verdict:
         probe = Fix(lon=0.0, lat=0.0, at=ts, accuracy_m=0.0)
@@ -77,8 +112,7 @@ class PingService:
     ) -> Outcome:
         results = [PingResult(status="accepted") for _ in pings]
         order = sorted(range(len(pings)), key=lambda i: pings[i].ts)
-        async with db.acquire(pool) as conn:
-            state = await geo_store.get_shopper_geo(conn, shopper_id)
+        state = await self._state(pool, shopper_id)
         baseline = state.last_fix
         cached = self._recent.get(shopper_id)
         if cached is not None and (baseline is None or cached.at > baseline.at):
@@ -112,7 +146,11 @@ class PingService:
             obs = [o for _, o in observations]
             trial = fences.step_batch(state.visits, obs, self.fence_config)
             if trial.changed or trial.transitions:
-                transitions = await self._commit(pool, merchant_id, shopper_id, obs)
+                try:
+                    transitions = await self._commit(pool, merchant_id, shopper_id, state, obs)
+                except BaseException:
+                    self._states.pop(shopper_id, None)
+                    raise
             if baseline is not None:
                 self._remember(shopper_id, baseline)
             # Hand each transition to the ping whose time it carries.
@@ -150,21 +188,46 @@ class PingService:
         pool: asyncpg.Pool,
         merchant_id: int,
         shopper_id: int,
+        state: geo_store.ShopperGeo,
         observations: list[Observation],
     ) -> list[Transition]:
-        async with db.acquire(pool) as conn, conn.transaction():
-            locked = await geo_store.lock_shopper_geo(conn, shopper_id, merchant_id)
-            # Recompute from the locked state: another replica may have moved it on.
-            result = fences.step_batch(locked.visits, observations, self.fence_config)
-            if result.changed or result.transitions:
-                await geo_store.save_visits(
+        """Write the change by compare-and-set, recomputing from fresh state if it lost."""
+        async with db.acquire(pool) as conn:
+            for _ in range(_CAS_ATTEMPTS):
+                result = fences.step_batch(state.visits, observations, self.fence_config)
+                if not (result.changed or result.transitions):
+                    self._cache(shopper_id, state)
+                    return []
+                version = await geo_store.cas_visits(
                     conn,
                     shopper_id=shopper_id,
                     merchant_id=merchant_id,
+                    expected_version=state.version,
                     visits=result.states,
                     transitions=result.transitions,
+                    origin=self.origin,
                 )
-            return list(result.transitions)
+                if version is not None:
+                    self._cache(
+                        shopper_id,
+                        geo_store.ShopperGeo(
+                            visits=dict(result.states), last_fix=state.last_fix, version=version
+                        ),
+                    )
+                    return list(result.transitions)
+                # Another request (here or on another replica) changed the visits first.
+                state = await geo_store.get_shopper_geo(conn, shopper_id)
+        raise errors.Unavailable(
+            "this shopper's state is changing too fast; retry",
+            code="contention",
+            headers={"Retry-After": "1"},
+        )
+
+    def _cache(self, shopper_id: int, state: geo_store.ShopperGeo) -> None:
+        cached = self._states.get(shopper_id)
+        # Concurrent requests finish in any order: never replace a newer state.
+        if cached is None or (state.version or 0) >= (cached.version or 0):
+            self._states[shopper_id] = state
 
     def _remember(self, shopper_id: int, fix: Fix) -> None:
         if len(self._recent) > 500_000:

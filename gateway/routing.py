@@ -54,6 +54,8 @@ class Endpoint:
     # answer 503 while the database is unreachable.
     uses_db: bool = True
     parameters: tuple[Mapping[str, Any], ...] = ()
+    # Bulk imports take bodies up to GATEWAY_MAX_IMPORT_BYTES, not GATEWAY_MAX_BODY_BYTES.
+    bulk_body: bool = False
 
     @property
     def operation_id(self) -> str:

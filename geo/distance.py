@@ -92,28 +92,34 @@ def bbox_around_array(
     return west, south, east, north
 
 
-def wrap_lon(delta: npt.ArrayLike) -> FloatArray:
-    """Bring longitude differences into [-180, 180) so points either side of ±180° are close."""
-    out: FloatArray = np.mod(np.asarray(delta, dtype=np.float64) + 180.0, 360.0) - 180.0
-    return out
-
-
 def polygon_distance_m(geometry: Any, lon: float, lat: float) -> float:
     """Distance in metres from a lon/lat point to a (Multi)Polygon: 0 inside or on it.
 
     The polygon is projected into an equirectangular frame centred on the point (longitude
     scaled by cos(lat)), where metres are true near the point, so the nearest edge is
-    measured correctly instead of through a degree-based buffer.
+    measured correctly instead of through a degree-based buffer. Across the antimeridian the
+    copy of the polygon (shifted by 360°) nearest to the point is measured.
     """
     if shapely.intersects_xy(geometry, lon, lat):
         return 0.0
+    west, _, east, _ = shapely.bounds(geometry).tolist()
+    origin = lon - lon_shift((west + east) * 0.5, lon)
     x_scale = M_PER_DEG * math.cos(lat * _DEG)
 
     def to_local(coords: FloatArray) -> FloatArray:
         local = np.empty_like(coords)
-        local[:, 0] = wrap_lon(coords[:, 0] - lon) * x_scale
+        local[:, 0] = (coords[:, 0] - origin) * x_scale
         local[:, 1] = (coords[:, 1] - lat) * M_PER_DEG
         return local
 
     local = shapely.transform(geometry, to_local)
     return float(shapely.distance(local, shapely.Point(0.0, 0.0)))
+
+
+def lon_shift(ref_lon: float, lon: float) -> float:
+    """Multiple of 360° to add to `ref_lon`'s longitudes to bring them nearest to `lon`.
+
+    Fences never cross the antimeridian (validation refuses it), so shifting a whole fence
+    by one amount is enough for points on the other side of ±180°.
+    """
+    return 360.0 * round((lon - ref_lon) / 360.0)

@@ -48,6 +48,8 @@ _LONLAT_CRS_NAMES = (
     "urn:ogc:def:crs:EPSG::4326",
     "EPSG:4326",
 )
+# A ring scribbled over itself crosses at thousands of places; name the first few.
+_MAX_CROSSINGS_LISTED = 20
 _GEOS_LOCATION = re.compile(r"\[\s*([-+0-9.eE]+)\s+([-+0-9.eE]+)[^\]]*\]")
 
 Position = tuple[float, float]
@@ -267,12 +269,12 @@ def _check_circle(
                 message=f"radius_m must be a number of metres, got {_show(raw)}",
             )
         )
-    elif not math.isfinite(raw):
+    elif not _is_finite(raw):
         problems.append(
             Problem(
                 path=radius_path,
                 code="radius_not_finite",
-                message=f"radius_m must be a finite number of metres, got {raw}",
+                message=f"radius_m must be a finite number of metres, got {_number(raw)}",
             )
         )
     elif not MIN_RADIUS_M <= raw <= MAX_RADIUS_M:
@@ -316,6 +318,9 @@ def _check_polygonal(
                 f"{MAX_VERTICES}. Simplify the outline",
             )
         )
+        if total > 10 * MAX_VERTICES:
+            # Far beyond the limit: checking every position would only cost time.
+            return None
 
     polygons: list[tuple[str, list[Ring]] | None] = []
     if geom_type == "Polygon":
@@ -451,18 +456,15 @@ def _check_polygon_topology(rings: list[Ring], poly_path: str, problems: list[Pr
             ring_shapes.append(None)
             continue
         line = shapely.LinearRing(ring)
-        if shapely.is_simple(line):
-            if shapely.Polygon(ring).area == 0.0:
-                problems.append(
-                    Problem(
-                        path=ring_path,
-                        code="ring_degenerate",
-                        message="ring encloses no area: all its positions lie on one line",
-                    )
+        if _collinear(ring):
+            problems.append(
+                Problem(
+                    path=ring_path,
+                    code="ring_degenerate",
+                    message="ring encloses no area: all its positions lie on one line",
                 )
-                ring_shapes.append(None)
-                continue
-        else:
+            )
+        elif not shapely.is_simple(line):
             _report_self_intersections(ring, ring_path, problems)
         ring_shapes.append(line)
     if len(problems) > before:
@@ -512,7 +514,7 @@ def _check_polygon_topology(rings: list[Ring], poly_path: str, problems: list[Pr
 
 
 def _report_self_intersections(ring: Ring, ring_path: str, problems: list[Problem]) -> None:
-    """Name every pair of edges of a non-simple ring that touch or cross, with the place."""
+    """Name the places where a non-simple ring touches or crosses itself, and its edges there."""
     # Repeated consecutive positions are harmless but would make neighbouring edges look
     # like they meet; drop them and keep each remaining vertex's original position index.
     keep_idx = [0] + [k for k in range(1, len(ring)) if ring[k] != ring[k - 1]]
@@ -523,41 +525,22 @@ def _report_self_intersections(ring: Ring, ring_path: str, problems: list[Proble
     # Consecutive edges share a vertex, and so do the last and the first.
     keep = (j - i > 1) & ~((i == 0) & (j == n - 1))
     i, j = i[keep], j[keep]
-    p, p2, q, q2 = a[i], b[i], a[j], b[j]
-    d1 = _orient(p, p2, q)
-    d2 = _orient(p, p2, q2)
-    d3 = _orient(q, q2, p)
-    d4 = _orient(q, q2, p2)
+    p, r, q, s = a[i], b[i] - a[i], a[j], b[j] - a[j]
+    d1 = np.sign(_cross(r, q - p))
+    d2 = np.sign(_cross(r, q + s - p))
+    d3 = np.sign(_cross(s, p - q))
+    d4 = np.sign(_cross(s, p + r - q))
     hit = (d1 * d2 <= 0) & (d3 * d4 <= 0)
     collinear = (d1 == 0) & (d2 == 0)
-    if collinear.any():
-        # Collinear edges only meet if their extents overlap.
-        lo_p, hi_p = np.minimum(p, p2), np.maximum(p, p2)
-        lo_q, hi_q = np.minimum(q, q2), np.maximum(q, q2)
-        overlap = np.all((lo_p <= hi_q) & (lo_q <= hi_p), axis=1)
-        hit &= ~collinear | overlap
-    # Several edges meet where a ring touches itself at a vertex: one problem per place.
-    meetings: dict[Position, list[tuple[int, int]]] = {}
-    for e, f in zip(i[hit].tolist(), j[hit].tolist(), strict=True):
-        where = _edge_meeting_point(pts, e, f)
-        spot = (round(where[0], 9), round(where[1], 9))
-        pairs = meetings.setdefault(spot, [])
-        for edge in (e, f):
-            if edge not in [x for x, _ in pairs]:
-                pairs.append((edge, keep_idx[edge]))
-    found = bool(meetings)
-    for spot, edges in meetings.items():
-        edges.sort()
-        names = ", ".join(f"{k}-{keep_idx[edge + 1]}" for edge, k in edges)
-        problems.append(
-            Problem(
-                path=f"{ring_path}[{edges[0][1]}]",
-                code="self_intersection",
-                message=f"ring intersects itself at {_pos(spot)}: the edges between "
-                f"positions {names} meet there",
-            )
-        )
-    if not found:
+    # Collinear edges only meet if their extents overlap.
+    overlap = np.all(
+        (np.minimum(p, p + r) <= np.maximum(q, q + s))
+        & (np.minimum(q, q + s) <= np.maximum(p, p + r)),
+        axis=1,
+    )
+    hit &= ~collinear | overlap
+    i, j, p, r, q, s, collinear = i[hit], j[hit], p[hit], r[hit], q[hit], s[hit], collinear[hit]
+    if not i.size:
         # E.g. an edge doubling back over the previous one; GEOS says where.
         reason = shapely.is_valid_reason(shapely.Polygon(ring))
         problems.append(
@@ -567,19 +550,56 @@ def _report_self_intersections(ring: Ring, ring_path: str, problems: list[Proble
                 message=f"ring intersects itself: {_describe_geos(reason)}",
             )
         )
-
-
-def _edge_meeting_point(pts: Any, e: int, f: int) -> Position:
-    meet = shapely.intersection(
-        shapely.LineString(pts[e : e + 2]), shapely.LineString(pts[f : f + 2])
+        return
+    # Where the edges meet: the line intersection, or for collinear overlaps an endpoint of
+    # one edge lying on the other.
+    denom = _cross(r, s)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(denom != 0.0, _cross(q - p, s) / denom, 0.0)
+    where = p + t[:, None] * r
+    q_on_p = np.all((np.minimum(p, p + r) <= q) & (q <= np.maximum(p, p + r)), axis=1)
+    where = np.where((collinear & q_on_p)[:, None], q, where)
+    # Several edges meet where a ring touches itself at a vertex: one problem per place.
+    spots, first, group = np.unique(
+        np.round(where, 9), axis=0, return_index=True, return_inverse=True
     )
-    point = meet.representative_point() if not meet.is_empty else shapely.Point(pts[f])
-    return float(point.x), float(point.y)
+    order = np.argsort(first)
+    group = group.ravel()
+    for place in order[:_MAX_CROSSINGS_LISTED].tolist():
+        edges = sorted(set(i[group == place].tolist()) | set(j[group == place].tolist()))
+        names = ", ".join(f"{keep_idx[e]}-{keep_idx[e + 1]}" for e in edges)
+        spot = (float(spots[place][0]), float(spots[place][1]))
+        problems.append(
+            Problem(
+                path=f"{ring_path}[{keep_idx[edges[0]]}]",
+                code="self_intersection",
+                message=f"ring intersects itself at {_pos(spot)}: the edges between "
+                f"positions {names} meet there",
+            )
+        )
+    if len(spots) > _MAX_CROSSINGS_LISTED:
+        problems.append(
+            Problem(
+                path=ring_path,
+                code="self_intersection",
+                message=f"ring intersects itself at {len(spots)} places in all; only the "
+                f"first {_MAX_CROSSINGS_LISTED} are listed",
+            )
+        )
 
 
-def _orient(p: Any, q: Any, r: Any) -> Any:
-    cross = (q[:, 0] - p[:, 0]) * (r[:, 1] - p[:, 1]) - (q[:, 1] - p[:, 1]) * (r[:, 0] - p[:, 0])
-    return np.sign(cross)
+def _cross(u: Any, v: Any) -> Any:
+    return u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
+
+
+def _collinear(ring: Ring) -> bool:
+    pts = np.asarray(ring, dtype=np.float64)
+    rel = pts - pts[0]
+    moved = np.flatnonzero(np.any(rel != 0.0, axis=1))
+    if not moved.size:
+        return True
+    direction = rel[moved[0]]
+    return bool(np.all(rel[:, 0] * direction[1] - rel[:, 1] * direction[0] == 0.0))
 
 
 def _check_parts_disjoint(
@@ -657,12 +677,12 @@ def _check_position(value: object, path: str, problems: list[Problem]) -> Positi
                 )
             )
             ok = False
-        elif not math.isfinite(item):
+        elif not _is_finite(item):
             problems.append(
                 Problem(
                     path=f"{path}[{k}]",
                     code="not_finite",
-                    message=f"{name} must be a finite number, got {item}",
+                    message=f"{name} must be a finite number, got {_number(item)}",
                 )
             )
             ok = False
@@ -722,6 +742,14 @@ def _is_array(value: object) -> TypeGuard[list[Any] | tuple[Any, ...]]:
     return isinstance(value, list | tuple)
 
 
+def _is_finite(value: float) -> bool:
+    # A JSON integer can be too big for a float; it is not a usable coordinate either.
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _is_number(value: object) -> bool:
     # JSON true/false arrive as bool, which Python counts as int.
     return isinstance(value, int | float) and not isinstance(value, bool)
@@ -770,6 +798,11 @@ def _kind(value: object) -> str:
 def _show(value: object) -> str:
     text = repr(value) if isinstance(value, str) else _kind(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _number(value: float) -> str:
+    text = repr(value)
+    return text if len(text) <= 24 else f"a {len(text)}-digit number"
 
 
 def _pos(position: Position) -> str:

@@ -20,9 +20,13 @@ from geo.models import Fence
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
-BoolArray = npt.NDArray[np.bool_]
 
 _DEG = math.pi / 180.0
+_M_PER_DEG = distance.M_PER_DEG
+# Below this many candidates a plain Python loop beats numpy's per-call overhead.
+_SCALAR_CANDIDATES = 16
+# shapely.get_type_id codes.
+_POINT, _POLYGON, _MULTIPOLYGON = 0, 3, 6
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,11 +55,13 @@ class BatchMatches:
 class FenceIndex:
     """Immutable snapshot of geofences; build a new one when fences change and swap it in.
 
-    Fences are stored sorted by merchant so each merchant owns a contiguous slice and its own
-    STRtree: a lookup only ever touches the asking merchant's fences.
+    Fences are laid out sorted by merchant so each merchant owns a contiguous slice of the
+    arrays and its own STRtree: a lookup only ever touches the asking merchant's fences.
     """
 
     __slots__ = (
+        "_box",
+        "_by_id",
         "_circle_list",
         "_clat",
         "_clat_list",
@@ -67,58 +73,74 @@ class FenceIndex:
         "_ids",
         "_ids_list",
         "_is_circle",
-        "_position",
         "_radius",
         "_radius_list",
-        "_seg",
+        "_ref_lon",
         "_seg_count",
+        "_seg_dlat_m",
+        "_seg_dlon",
+        "_seg_lat",
+        "_seg_lon",
         "_seg_start",
     )
 
     def __init__(self, fences: Sequence[Fence]) -> None:
         """Prefer `FenceIndex.build`; this does the same."""
-        merchants = np.fromiter((f.merchant_id for f in fences), dtype=np.int64, count=len(fences))
-        order = np.argsort(merchants, kind="stable")
-        ordered = tuple(fences[i] for i in order.tolist())
-        merchants = merchants[order]
-        n = len(ordered)
-
-        self._fences = ordered
-        self._ids = np.fromiter((f.id for f in ordered), dtype=np.int64, count=n)
-        self._position = dict(zip(self._ids.tolist(), range(n), strict=True))
-        if len(self._position) != n:
+        n = len(fences)
+        self._fences = tuple(fences)
+        self._by_id = {f.id: f for f in fences}
+        if len(self._by_id) != n:
             raise ValueError("fence ids must be unique")
-        self._is_circle = np.fromiter((f.kind == "circle" for f in ordered), dtype=bool, count=n)
+        merchants = np.fromiter((f.merchant_id for f in fences), dtype=np.int64, count=n)
+        order = np.argsort(merchants, kind="stable")
+        merchants = merchants[order]
+        ids = np.fromiter((f.id for f in fences), dtype=np.int64, count=n)[order]
+        circle = np.fromiter((f.kind == "circle" for f in fences), dtype=bool, count=n)[order]
+        radius = np.fromiter(
+            (math.nan if f.radius_m is None else f.radius_m for f in fences),
+            dtype=np.float64,
+            count=n,
+        )[order]
+        geoms = np.empty(n, dtype=object)
+        geoms[:] = [f.geometry for f in fences]
+        geoms = geoms[order]
+        _check(ids, circle, radius, geoms)
 
-        for fence in ordered:
-            _check_fence(fence)
-        # Circles keep their centre and radius; polygons their geometry (NaN / None otherwise).
-        self._clon = np.full(n, np.nan)
-        self._clat = np.full(n, np.nan)
-        self._radius = np.zeros(n)
-        self._geoms = np.empty(n, dtype=object)
-        for k, fence in enumerate(ordered):
-            if fence.kind == "circle":
-                self._clon[k] = fence.geometry.x
-                self._clat[k] = fence.geometry.y
-                self._radius[k] = float(fence.radius_m or 0.0)
-            else:
-                self._geoms[k] = fence.geometry
-
-        polygons = np.flatnonzero(~self._is_circle)
-        self._seg, self._seg_start, self._seg_count = _segments(self._geoms, polygons, n)
-
-        west, south, east, north = distance.bbox_around_array(self._clon, self._clat, self._radius)
+        # Circles: centre and radius (NaN / 0 for polygons).
+        centres = geoms.copy()
+        centres[~circle] = None
+        clon = np.where(circle, shapely.get_x(centres), np.nan)
+        clat = np.where(circle, shapely.get_y(centres), np.nan)
+        radius = np.where(circle, radius, 0.0)
+        west, south, east, north = distance.bbox_around_array(clon, clat, radius)
         # A circle straddling ±180° gets every longitude: rare, and still correct.
         wraps = west > east
-        west = np.where(wraps, -180.0, west)
-        east = np.where(wraps, 180.0, east)
+        west[wraps], east[wraps] = -180.0, 180.0
+        # Polygons: their lon/lat bounds, and every edge for metre distances.
+        polygons = np.flatnonzero(~circle)
         if polygons.size:
-            bounds = shapely.bounds(self._geoms[polygons])
+            # Prepared now, so that lookups never modify the shared snapshot.
+            shapely.prepare(geoms[polygons])
+            bounds = shapely.bounds(geoms[polygons])
             west[polygons], south[polygons] = bounds[:, 0], bounds[:, 1]
             east[polygons], north[polygons] = bounds[:, 2], bounds[:, 3]
-        envelopes = shapely.box(west, south, east, north)
+        self._box = np.column_stack([west, south, east, north])
+        self._ref_lon = (west + east) * 0.5
+        (
+            self._seg_lon,
+            self._seg_lat,
+            self._seg_dlon,
+            self._seg_dlat_m,
+            self._seg_start,
+            self._seg_count,
+        ) = _segments(geoms, polygons, n)
 
+        # The tree only needs envelopes: a polygon is its own, a circle gets its box.
+        envelopes = geoms.copy()
+        circles = np.flatnonzero(circle)
+        envelopes[circles] = shapely.box(
+            west[circles], south[circles], east[circles], north[circles]
+        )
         self._groups: dict[int, tuple[shapely.STRtree, int]] = {}
         if n:
             keys, starts = np.unique(merchants, return_index=True)
@@ -126,19 +148,36 @@ class FenceIndex:
             for key, start, end in zip(keys.tolist(), starts.tolist(), ends, strict=True):
                 self._groups[key] = (shapely.STRtree(envelopes[start:end]), start)
 
+        self._ids, self._is_circle, self._geoms = ids, circle, geoms
+        self._clon, self._clat, self._radius = clon, clat, radius
         # Plain lists: the single-ping path reads a few items, where numpy scalars are slow.
-        self._ids_list: list[int] = self._ids.tolist()
-        self._circle_list: list[bool] = self._is_circle.tolist()
-        self._clon_list: list[float] = self._clon.tolist()
-        self._clat_list: list[float] = self._clat.tolist()
-        self._radius_list: list[float] = self._radius.tolist()
-        for array in (self._ids, self._is_circle, self._clon, self._clat, self._radius):
+        self._ids_list: list[int] = ids.tolist()
+        self._circle_list: list[bool] = circle.tolist()
+        self._clon_list: list[float] = clon.tolist()
+        self._clat_list: list[float] = clat.tolist()
+        self._radius_list: list[float] = radius.tolist()
+        for array in (
+            ids,
+            circle,
+            geoms,
+            clon,
+            clat,
+            radius,
+            self._box,
+            self._ref_lon,
+            self._seg_lon,
+            self._seg_lat,
+            self._seg_dlon,
+            self._seg_dlat_m,
+            self._seg_start,
+            self._seg_count,
+        ):
             array.flags.writeable = False
 
     @classmethod
     def build(cls, fences: Iterable[Fence]) -> FenceIndex:
-        """Index these fences (any order); raises ValueError on duplicate ids or bad fences."""
-        return cls(list(fences))
+        """Index these fences (any order); ValueError on duplicate ids or malformed fences."""
+        return cls(fences if isinstance(fences, Sequence) else list(fences))
 
     def __len__(self) -> int:
         return len(self._fences)
@@ -148,11 +187,10 @@ class FenceIndex:
 
     def get(self, fence_id: int) -> Fence | None:
         """The fence with this id, or None."""
-        k = self._position.get(fence_id)
-        return None if k is None else self._fences[k]
+        return self._by_id.get(fence_id)
 
     def fences(self) -> tuple[Fence, ...]:
-        """Every indexed fence, grouped by merchant."""
+        """Every indexed fence, in the order given to `build`."""
         return self._fences
 
     def match(
@@ -173,27 +211,46 @@ class FenceIndex:
         tree, offset = group
         reach = accuracy_m + margin_m
         west, south, east, north = distance.bbox_around(lon, lat, reach)
-        if west <= east:
-            hits = tree.query(shapely.box(west, south, east, north))
+        wrapped = west > east
+        # A one-element array of boxes: shapely's scalar query path costs more than the search.
+        boxes = np.empty(2 if wrapped else 1, dtype=object)
+        if not wrapped:
+            boxes[0] = shapely.box(west, south, east, north)
+            hits = tree.query(boxes)[1]
         else:
-            hits = np.union1d(
-                tree.query(shapely.box(west, south, 180.0, north)),
-                tree.query(shapely.box(-180.0, south, east, north)),
-            )
-        out: dict[int, float] = {}
+            boxes[0] = shapely.box(west, south, 180.0, north)
+            boxes[1] = shapely.box(-180.0, south, east, north)
+            hits = np.unique(tree.query(boxes)[1])
         if not len(hits):
-            return out
-        is_circle = self._circle_list
-        for k in (hits + offset).tolist():
-            if is_circle[k]:
-                d = distance.haversine_m(lon, lat, self._clon_list[k], self._clat_list[k])
-                d -= self._radius_list[k]
-                if d <= reach:
-                    out[self._ids_list[k]] = d if d > 0.0 else 0.0
-            else:
-                d = self._polygon_distance(k, lon, lat)
-                if d <= reach:
-                    out[self._ids_list[k]] = d
+            return {}
+        hits += offset
+        out: dict[int, float] = {}
+        if len(hits) > _SCALAR_CANDIDATES:
+            circle = self._is_circle[hits]
+            cf = hits[circle]
+            d = distance.haversine_m_array(lon, lat, self._clon[cf], self._clat[cf])
+            d -= self._radius[cf]
+            keep = d <= reach
+            np.maximum(d, 0.0, out=d)
+            out.update(zip(self._ids[cf[keep]].tolist(), d[keep].tolist(), strict=True))
+            polygons = hits[~circle]
+        else:
+            plist: list[int] = []
+            for k in hits.tolist():
+                if self._circle_list[k]:
+                    d_k = distance.haversine_m(lon, lat, self._clon_list[k], self._clat_list[k])
+                    d_k -= self._radius_list[k]
+                    if d_k <= reach:
+                        out[self._ids_list[k]] = d_k if d_k > 0.0 else 0.0
+                else:
+                    plist.append(k)
+            if not plist:
+                return out
+            polygons = np.array(plist, dtype=np.int64)
+        if polygons.size:
+            pd = self._polygon_distances_at(polygons, lon, lat, reach, wrapped=wrapped)
+            keep = pd <= reach
+            out.update(zip(self._ids[polygons[keep]].tolist(), pd[keep].tolist(), strict=True))
         return out
 
     def match_many(
@@ -205,15 +262,16 @@ class FenceIndex:
         margin_m: float = 0.0,
     ) -> BatchMatches:
         """`match` for a batch of pings at once; scalars broadcast against the arrays."""
-        lon_a, lat_a, acc_a, merchant_a = np.broadcast_arrays(
-            np.asarray(lons, dtype=np.float64),
-            np.asarray(lats, dtype=np.float64),
-            np.asarray(accuracies_m, dtype=np.float64),
-            np.asarray(merchant_ids, dtype=np.int64),
+        lon_a, lat_a, acc_a, merchant_a = (
+            a.ravel()
+            for a in np.broadcast_arrays(
+                np.asarray(lons, dtype=np.float64),
+                np.asarray(lats, dtype=np.float64),
+                np.asarray(accuracies_m, dtype=np.float64),
+                np.asarray(merchant_ids, dtype=np.int64),
+            )
         )
-        lon_a, lat_a = lon_a.ravel(), lat_a.ravel()
-        merchant_a = merchant_a.ravel()
-        reach = acc_a.ravel() + margin_m
+        reach = acc_a + margin_m
         n = lon_a.size
         west, south, east, north = distance.bbox_around_array(lon_a, lat_a, reach)
 
@@ -239,35 +297,35 @@ class FenceIndex:
             found = tree.query(boxes[rows])
             ping_parts.append(q_ping[rows[found[0]]])
             fence_parts.append(found[1] + offset)
-        if not ping_parts:
-            empty = np.empty(0, dtype=np.int64)
-            return BatchMatches(n_pings=n, ping=empty, fence_id=empty, distance_m=np.empty(0))
-        pair_ping = np.concatenate(ping_parts)
-        pair_fence = np.concatenate(fence_parts)
-        if wraps.size:
+        pair_ping = np.concatenate(ping_parts) if ping_parts else np.empty(0, dtype=np.int64)
+        pair_fence = np.concatenate(fence_parts) if fence_parts else np.empty(0, dtype=np.int64)
+        if wraps.size and pair_ping.size:
             # A fence spanning all longitudes can be found through both halves.
             key_pairs = np.unique(pair_ping * len(self._fences) + pair_fence)
             pair_ping, pair_fence = np.divmod(key_pairs, len(self._fences))
 
+        pair_reach = reach[pair_ping]
+        pair_lon, pair_lat = lon_a[pair_ping], lat_a[pair_ping]
         dist = np.empty(pair_ping.size)
         circle = self._is_circle[pair_fence]
-        cp, cf = pair_ping[circle], pair_fence[circle]
+        cf = pair_fence[circle]
         dist[circle] = np.maximum(
-            distance.haversine_m_array(lon_a[cp], lat_a[cp], self._clon[cf], self._clat[cf])
+            distance.haversine_m_array(
+                pair_lon[circle], pair_lat[circle], self._clon[cf], self._clat[cf]
+            )
             - self._radius[cf],
             0.0,
         )
-        poly = np.flatnonzero(~circle)
-        if poly.size:
-            pp, pf = pair_ping[poly], pair_fence[poly]
-            inside = shapely.intersects_xy(self._geoms[pf], lon_a[pp], lat_a[pp])
-            d = np.zeros(poly.size)
-            out = ~inside
-            if out.any():
-                d[out] = self._segment_distances(pf[out], lon_a[pp[out]], lat_a[pp[out]])
-            dist[poly] = d
-
-        keep = dist <= reach[pair_ping]
+        rows = np.flatnonzero(~circle)
+        if rows.size:
+            dist[rows] = self._polygon_distances(
+                pair_fence[rows],
+                pair_lon[rows],
+                pair_lat[rows],
+                pair_reach[rows],
+                wrapped=bool(wraps.size),
+            )
+        keep = dist <= pair_reach
         pair_ping, pair_fence, dist = pair_ping[keep], pair_fence[keep], dist[keep]
         fence_ids = self._ids[pair_fence]
         order = np.lexsort((fence_ids, pair_ping))
@@ -278,72 +336,180 @@ class FenceIndex:
             distance_m=dist[order],
         )
 
-    def _polygon_distance(self, k: int, lon: float, lat: float) -> float:
-        if shapely.intersects_xy(self._geoms[k], lon, lat):
-            return 0.0
-        d = self._segment_distances(np.array([k], dtype=np.int64), np.array([lon]), np.array([lat]))
-        return float(d[0])
-
-    def _segment_distances(
-        self, fences: IntArray, lons: FloatArray, lats: FloatArray
+    def _polygon_distances(
+        self,
+        fences: IntArray,
+        lon: FloatArray,
+        lat: FloatArray,
+        reach: FloatArray,
+        *,
+        wrapped: bool,
     ) -> FloatArray:
-        """Metres from each point to the boundary of its polygon, in a frame centred on it.
+        """Metres from each point to its polygon fence: 0 inside, inf when surely beyond reach."""
+        dist = np.full(fences.size, np.inf)
+        x_scale = _M_PER_DEG * np.cos(lat * _DEG)
+        origin = lon
+        if wrapped:
+            # Near ±180° measure against the copy of the polygon nearest to the point; when no
+            # query box wrapped, polygon and point already share one copy.
+            origin = lon - 360.0 * np.round((lon - self._ref_lon[fences]) / 360.0)
+        # The metre gap to the polygon's bounds is a lower bound of the distance: fences the
+        # tree found only through the corners of the query box stop here.
+        box = self._box[fences]
+        gap_x = np.maximum(np.maximum(box[:, 0] - origin, origin - box[:, 2]), 0.0) * x_scale
+        gap_y = np.maximum(np.maximum(box[:, 1] - lat, lat - box[:, 3]), 0.0) * _M_PER_DEG
+        rows = np.flatnonzero(gap_x * gap_x + gap_y * gap_y <= reach * reach)
+        inside = shapely.intersects_xy(self._geoms[fences[rows]], lon[rows], lat[rows])
+        dist[rows[inside]] = 0.0
+        rows = rows[~inside]
+        if rows.size:
+            dist[rows] = self._edge_distances(fences[rows], origin[rows], lat[rows], x_scale[rows])
+        return dist
+
+    def _polygon_distances_at(
+        self, fences: IntArray, lon: float, lat: float, reach: float, *, wrapped: bool
+    ) -> FloatArray:
+        """`_polygon_distances` for one point, without numpy's per-call cost where possible."""
+        dist = np.full(fences.size, np.inf)
+        x_scale = _M_PER_DEG * math.cos(lat * _DEG)
+        reach2 = reach * reach
+        near: list[int] = []
+        origins: list[float] = []
+        boxes: list[list[float]] = self._box[fences].tolist()
+        for row, (west, south, east, north) in enumerate(boxes):
+            origin = lon
+            if wrapped:
+                origin = lon - distance.lon_shift((west + east) * 0.5, lon)
+            gap_x = max(west - origin, origin - east, 0.0) * x_scale
+            gap_y = max(south - lat, lat - north, 0.0) * _M_PER_DEG
+            if gap_x * gap_x + gap_y * gap_y <= reach2:
+                near.append(row)
+                origins.append(origin)
+        if not near:
+            return dist
+        rows = np.array(near, dtype=np.int64)
+        inside = shapely.intersects_xy(self._geoms[fences[rows]], lon, lat)
+        dist[rows[inside]] = 0.0
+        if inside.all():
+            return dist
+        out = ~inside
+        rows = rows[out]
+        if rows.size == 1:
+            origin = origins[int(np.flatnonzero(out)[0])]
+            dist[rows] = self._edge_distance_one(int(fences[rows[0]]), origin, lat, x_scale)
+            return dist
+        origin_a = np.array(origins)[out] if wrapped else lon
+        dist[rows] = self._edge_distances(fences[rows], origin_a, lat, x_scale)
+        return dist
+
+    def _edge_distance_one(self, k: int, origin: float, lat: float, x_scale: float) -> float:
+        """`_edge_distances` for one polygon and one point: slices and fewer temporaries."""
+        start = int(self._seg_start[k])
+        edges = slice(start, start + int(self._seg_count[k]))
+        x1 = self._seg_lon[edges] - origin
+        x1 *= x_scale
+        y1 = self._seg_lat[edges] - lat
+        y1 *= _M_PER_DEG
+        dx = self._seg_dlon[edges] * x_scale
+        dy = self._seg_dlat_m[edges]
+        # s = -(projection of the origin onto the edge), clamped to the edge: [-1, 0].
+        s = x1 * dx
+        s += y1 * dy
+        length2 = dx * dx
+        length2 += dy * dy
+        np.maximum(length2, 1e-18, out=length2)
+        s /= length2
+        np.clip(s, -1.0, 0.0, out=s)
+        x1 -= s * dx
+        y1 -= s * dy
+        x1 *= x1
+        y1 *= y1
+        x1 += y1
+        return math.sqrt(float(x1.min()))
+
+    def _edge_distances(
+        self,
+        fences: IntArray,
+        origin: float | FloatArray,
+        lat: float | FloatArray,
+        x_scale: float | FloatArray,
+    ) -> FloatArray:
+        """Metres from each point to the nearest edge of its polygon, in a frame centred on it.
 
         In an equirectangular frame centred on the point, straight lon/lat edges stay
         straight and metres are true near the point, so the nearest edge is measured right.
+        `origin`, `lat` and `x_scale` are per fence, or one value for all.
         """
         counts = self._seg_count[fences]
         firsts = np.cumsum(counts) - counts
-        owner = np.repeat(np.arange(fences.size), counts)
-        seg = np.arange(int(counts.sum())) - firsts[owner] + self._seg_start[fences][owner]
-        lon0 = lons[owner]
-        lat0 = lats[owner]
-        x_scale = distance.M_PER_DEG * np.cos(lat0 * _DEG)
-        s = self._seg[seg]
-        x1 = distance.wrap_lon(s[:, 0] - lon0) * x_scale
-        y1 = (s[:, 1] - lat0) * distance.M_PER_DEG
-        dx = distance.wrap_lon(s[:, 2] - s[:, 0]) * x_scale
-        dy = (s[:, 3] - s[:, 1]) * distance.M_PER_DEG
-        length2 = dx * dx + dy * dy
-        with np.errstate(invalid="ignore", divide="ignore"):
-            t = np.where(length2 > 0.0, -(x1 * dx + y1 * dy) / length2, 0.0)
-        t = np.clip(t, 0.0, 1.0)
-        px = x1 + t * dx
-        py = y1 + t * dy
-        per_segment = np.sqrt(px * px + py * py)
-        out: FloatArray = np.minimum.reduceat(per_segment, firsts)
-        return out
+        seg = np.arange(int(counts.sum())) + np.repeat(self._seg_start[fences] - firsts, counts)
+        if isinstance(origin, np.ndarray):
+            origin = np.repeat(origin, counts)
+        if isinstance(lat, np.ndarray):
+            lat = np.repeat(lat, counts)
+        if isinstance(x_scale, np.ndarray):
+            x_scale = np.repeat(x_scale, counts)
+        x1 = (self._seg_lon[seg] - origin) * x_scale
+        y1 = (self._seg_lat[seg] - lat) * _M_PER_DEG
+        dx = self._seg_dlon[seg] * x_scale
+        dy = self._seg_dlat_m[seg]
+        # Nearest point of each edge to the origin: clamp the projection onto the edge.
+        t = -(x1 * dx + y1 * dy) / np.maximum(dx * dx + dy * dy, 1e-18)
+        np.clip(t, 0.0, 1.0, out=t)
+        x1 += t * dx
+        y1 += t * dy
+        nearest: FloatArray = np.sqrt(np.minimum.reduceat(x1 * x1 + y1 * y1, firsts))
+        return nearest
 
 
-def _check_fence(fence: Fence) -> None:
-    kind = getattr(fence.geometry, "geom_type", None)
-    if fence.kind == "circle":
-        if kind != "Point" or fence.radius_m is None or not fence.radius_m > 0:
-            raise ValueError(f"fence {fence.id}: a circle needs a Point and a positive radius_m")
-    elif kind not in ("Polygon", "MultiPolygon"):
-        raise ValueError(f"fence {fence.id}: a polygon fence needs a (Multi)Polygon")
+def _check(ids: IntArray, circle: Any, radius: FloatArray, geoms: Any) -> None:
+    """Refuse fences the index cannot measure; the API validates, but the index must not lie."""
+    try:
+        kinds = shapely.get_type_id(geoms)
+        empty = shapely.is_empty(geoms)
+    except TypeError as exc:
+        raise ValueError("every fence geometry must be a shapely geometry") from exc
+    bad_circle = circle & ((kinds != _POINT) | ~(radius > 0) | ~np.isfinite(radius))
+    bad_polygon = ~circle & (kinds != _POLYGON) & (kinds != _MULTIPOLYGON)
+    bad = np.flatnonzero(bad_circle | bad_polygon | empty)
+    if bad.size:
+        raise ValueError(
+            f"fence {ids[bad[0]]}: a circle needs a Point and a positive radius_m, "
+            "a polygon a non-empty Polygon or MultiPolygon"
+        )
 
 
 def _segments(
-    geoms: npt.NDArray[Any], polygons: IntArray, n: int
-) -> tuple[FloatArray, IntArray, IntArray]:
-    """Every ring edge of every polygon as rows (lon1, lat1, lon2, lat2), grouped by fence.
+    geoms: Any, polygons: IntArray, n: int
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, IntArray, IntArray]:
+    """Every ring edge of every polygon, grouped by fence position.
 
-    Returns the edges and, per fence position, where its edges start and how many there are.
+    Returns each edge's start lon and lat, its lon span in degrees and lat span in metres,
+    and per fence where its edges start and how many there are.
     """
     starts = np.zeros(n, dtype=np.int64)
     counts = np.zeros(n, dtype=np.int64)
     if not polygons.size:
-        return np.empty((0, 4)), starts, counts
+        empty = np.empty(0)
+        return empty, empty, empty, empty, starts, counts
     parts, part_owner = shapely.get_parts(geoms[polygons], return_index=True)
     rings, ring_part = shapely.get_rings(parts, return_index=True)
     coords, coord_ring = shapely.get_coordinates(rings, return_index=True)
-    # An edge joins consecutive coordinates of the same ring.
-    same_ring = coord_ring[:-1] == coord_ring[1:]
-    seg = np.concatenate([coords[:-1][same_ring], coords[1:][same_ring]], axis=1)
-    seg_owner = polygons[part_owner[ring_part[coord_ring[:-1][same_ring]]]]
-    # get_parts / get_rings / get_coordinates keep input order, so owners are ascending.
-    per_fence = np.bincount(seg_owner, minlength=n)
-    counts[:] = per_fence
-    starts[:] = np.cumsum(per_fence) - per_fence
-    return np.ascontiguousarray(seg), starts, counts
+    a, b = coords[:-1], coords[1:]
+    # An edge joins consecutive coordinates of one ring; repeated points add nothing.
+    edge = (coord_ring[:-1] == coord_ring[1:]) & np.any(a != b, axis=1)
+    a, b = a[edge], b[edge]
+    owner = polygons[part_owner[ring_part[coord_ring[:-1][edge]]]]
+    # get_parts, get_rings and get_coordinates keep input order, so owners ascend.
+    counts[:] = np.bincount(owner, minlength=n)
+    starts[:] = np.cumsum(counts) - counts
+    if np.any(counts[polygons] == 0):
+        raise ValueError("a polygon fence has no edges")
+    return (
+        np.ascontiguousarray(a[:, 0]),
+        np.ascontiguousarray(a[:, 1]),
+        b[:, 0] - a[:, 0],
+        (b[:, 1] - a[:, 1]) * _M_PER_DEG,
+        starts,
+        counts,
+    )

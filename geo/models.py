@@ -103,10 +103,18 @@ class StepResult:
 class FenceConfig:
     """Tuning of enter/dwell/exit.
 
-    A ping counts as *out* of a fence when its distance exceeds
-    `accuracy + exit_buffer_m + exit_buffer_ratio * accuracy` (accuracy floored at
-    `min_accuracy_m`). The accuracy-proportional part keeps the hysteresis band wide
-    enough for the noise the device itself reports; set the ratio to 0 for a fixed band.
+    - `dwell_seconds`: time inside after which one dwell fires per visit.
+    - `max_accuracy_m`: pings less precise than this are ignored altogether.
+    - `min_accuracy_m`: devices claiming better accuracy are treated as this good.
+    - `exit_buffer_m`, `exit_buffer_ratio`: a ping counts as *out* of a fence when its
+      distance exceeds `accuracy + exit_buffer_m + exit_buffer_ratio * accuracy`. The
+      accuracy-proportional part keeps the hysteresis band as wide as the noise the device
+      reports; with ratio 0 a fixed 20 m band lets sigma = 15 m jitter flap (about one
+      600-ping run in twenty exits spuriously).
+    - `exit_pings`: consecutive out pings that end a visit.
+    - `touch_seconds`: how stale `FenceState.last_inside_at` may get before a ping inside
+      refreshes it (a write), so standing in a shop does not cost a write per ping.
+    - `visit_timeout_seconds`: a visit with no ping inside for this long has ended.
     """
 
     dwell_seconds: float = 300.0

@@ -33,7 +33,11 @@ RETURNING *;
 DELETE FROM stores WHERE id = $1 AND merchant_id = $2 RETURNING id;
 
 -- name: stores_in_merchant
-SELECT id FROM stores WHERE merchant_id = $1 AND id = ANY($2::bigint[]);
+-- KEY SHARE until commit: a store deleted meanwhile is waited for and then left out,
+-- instead of the geofence insert failing on the foreign key.
+SELECT id FROM stores WHERE merchant_id = $1 AND id = ANY($2::bigint[])
+ORDER BY id
+FOR KEY SHARE;
 
 -- name: insert_geofence
 INSERT INTO geofences (merchant_id, store_id, name, kind, geometry, wkb, radius_m, properties)
@@ -68,6 +72,13 @@ SELECT id, merchant_id, store_id, name, kind, geometry, radius_m, properties,
        created_at, updated_at
 FROM geofences WHERE id = $1 AND merchant_id = $2;
 
+-- name: lock_geofence
+-- A PATCH merges into what it read: hold the row so no concurrent write is lost.
+SELECT id, merchant_id, store_id, name, kind, geometry, radius_m, properties,
+       created_at, updated_at
+FROM geofences WHERE id = $1 AND merchant_id = $2
+FOR UPDATE;
+
 -- name: list_geofences
 SELECT id, merchant_id, store_id, name, kind, geometry, radius_m, properties,
        created_at, updated_at
@@ -80,8 +91,11 @@ ORDER BY id
 LIMIT $5;
 
 -- name: geofence_scopes
--- Which of these geofences exist in the merchant, and at which store.
-SELECT id, store_id FROM geofences WHERE merchant_id = $1 AND id = ANY($2::bigint[]);
+-- Which of these geofences exist in the merchant, and at which store. Locked so the
+-- import's update finds what was checked; in id order so two callers never deadlock.
+SELECT id, store_id FROM geofences WHERE merchant_id = $1 AND id = ANY($2::bigint[])
+ORDER BY id
+FOR UPDATE;
 
 -- name: delete_geofence
 DELETE FROM geofences WHERE id = $1 AND merchant_id = $2 RETURNING id;
@@ -105,21 +119,50 @@ SELECT id, merchant_id, store_id, kind, wkb, radius_m FROM geofences;
 SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM geofence_changes_seq;
 
 -- name: get_shopper_geo
--- The one read a ping that changes nothing pays for.
-SELECT visits, last_lat, last_lon, last_ts, last_accuracy_m
+-- The one read a ping that changes nothing pays for (and only when not cached).
+SELECT visits, version, last_lat, last_lon, last_ts, last_accuracy_m
 FROM shopper_geo WHERE shopper_id = $1;
+
+-- name: cas_visits
+-- A state change in one round trip: write the visits only if nobody has since
+-- ($4 is the version they were computed from; NULL when there was no row),
+-- log the events and announce the change, all in this one statement's
+-- transaction. No row back means someone else won: re-read and recompute.
+WITH upd AS (
+    UPDATE shopper_geo SET visits = $3, version = version + 1, updated_at = now()
+    WHERE shopper_id = $1 AND version = $4
+    RETURNING version
+), ins AS (
+    INSERT INTO shopper_geo (shopper_id, merchant_id, visits, version)
+    SELECT $1, $2, $3, 1 WHERE $4::bigint IS NULL
+    ON CONFLICT (shopper_id) DO NOTHING
+    RETURNING version
+), done AS (
+    SELECT version FROM upd UNION ALL SELECT version FROM ins
+), ev AS (
+    INSERT INTO geofence_events (merchant_id, shopper_id, geofence_id, event, at)
+    SELECT $2, $1, t.f, t.e, t.a
+    FROM unnest($5::bigint[], $6::text[], $7::timestamptz[]) AS t(f, e, a)
+    WHERE EXISTS (SELECT 1 FROM done)
+)
+SELECT version, pg_notify('shopper_geo_changed', $8) FROM done;
 
 -- name: ensure_shopper_geo
 INSERT INTO shopper_geo (shopper_id, merchant_id) VALUES ($1, $2)
 ON CONFLICT (shopper_id) DO NOTHING;
 
 -- name: lock_shopper_geo
-SELECT visits, last_lat, last_lon, last_ts, last_accuracy_m
+SELECT visits, version, last_lat, last_lon, last_ts, last_accuracy_m
 FROM shopper_geo WHERE shopper_id = $1
 FOR UPDATE;
 
 -- name: save_visits
-UPDATE shopper_geo SET visits = $2, updated_at = now() WHERE shopper_id = $1;
+UPDATE shopper_geo SET visits = $2, version = version + 1, updated_at = now()
+WHERE shopper_id = $1;
+
+-- name: notify_visits
+-- Delivered at commit: other processes drop their cached copy of this shopper's visits.
+SELECT pg_notify('shopper_geo_changed', $1);
 
 -- name: insert_events
 INSERT INTO geofence_events (merchant_id, shopper_id, geofence_id, event, at)

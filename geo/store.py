@@ -52,6 +52,8 @@ class GeofenceRecord:
 class ShopperGeo:
     visits: dict[int, FenceState]
     last_fix: Fix | None
+    # None: the shopper has no row yet.
+    version: int | None = None
 
 
 # -- stores -----------------------------------------------------------------------------
@@ -175,9 +177,11 @@ async def update_geofence(
 
 
 async def get_geofence(
-    conn: asyncpg.Connection, geofence_id: int, merchant_id: int
+    conn: asyncpg.Connection, geofence_id: int, merchant_id: int, *, lock: bool = False
 ) -> GeofenceRecord | None:
-    row = await conn.fetchrow(_Q["get_geofence"], geofence_id, merchant_id)
+    """The geofence; with ``lock``, also held until the transaction ends."""
+    query = _Q["lock_geofence"] if lock else _Q["get_geofence"]
+    row = await conn.fetchrow(query, geofence_id, merchant_id)
     return None if row is None else GeofenceRecord.from_row(row)
 
 
@@ -220,6 +224,11 @@ class ReplaceResult:
     deleted: list[int]
 
 
+async def lock_geofence_set(conn: asyncpg.Connection, merchant_id: int) -> None:
+    """Serialise bulk replacements of one merchant's geofences until the transaction ends."""
+    await conn.execute(_Q["lock_geofences"], merchant_id)
+
+
 async def replace_geofences(
     conn: asyncpg.Connection,
     *,
@@ -242,23 +251,36 @@ async def replace_geofences(
             keep,
         )
     ]
-    new_cols: list[list[Any]] = [[] for _ in range(7)]
     upd_cols: list[list[Any]] = [[] for _ in range(8)]
     for gid, store_id, feature in items:
-        cols = (store_id, *_columns(feature))
-        if gid is None:
-            for target, value in zip(new_cols, cols, strict=True):
+        if gid is not None:
+            for target, value in zip(upd_cols, (gid, store_id, *_columns(feature)), strict=True):
                 target.append(value)
-        else:
-            for target, value in zip(upd_cols, (gid, *cols), strict=True):
-                target.append(value)
-    created: list[int] = []
-    if new_cols[0]:
-        rows = await conn.fetch(_Q["insert_geofences"], merchant_id, *new_cols)
-        created = [r["id"] for r in rows]
+    created = await insert_geofences(
+        conn,
+        merchant_id=merchant_id,
+        items=[(store_id, feature) for gid, store_id, feature in items if gid is None],
+    )
     if upd_cols[0]:
         await conn.execute(_Q["update_geofences"], merchant_id, *upd_cols)
     return ReplaceResult(created=created, updated=keep, deleted=deleted)
+
+
+async def insert_geofences(
+    conn: asyncpg.Connection,
+    *,
+    merchant_id: int,
+    items: Sequence[tuple[int, FenceFeature]],
+) -> list[int]:
+    """Insert many (store id, feature) in one statement; returns the new ids in order."""
+    if not items:
+        return []
+    cols: list[list[Any]] = [[] for _ in range(7)]
+    for store_id, feature in items:
+        for target, value in zip(cols, (store_id, *_columns(feature)), strict=True):
+            target.append(value)
+    rows = await conn.fetch(_Q["insert_geofences"], merchant_id, *cols)
+    return [r["id"] for r in rows]
 
 
 async def index_rows(conn: asyncpg.Connection) -> tuple[int, list[Fence]]:
@@ -321,7 +343,7 @@ def visits_to_json(visits: Mapping[int, FenceState]) -> list[dict[str, Any]]:
 
 def _shopper_geo(row: asyncpg.Record | None) -> ShopperGeo:
     if row is None:
-        return ShopperGeo(visits={}, last_fix=None)
+        return ShopperGeo(visits={}, last_fix=None, version=None)
     fix = None
     if row["last_ts"] is not None:
         fix = Fix(
@@ -330,7 +352,9 @@ def _shopper_geo(row: asyncpg.Record | None) -> ShopperGeo:
             at=row["last_ts"],
             accuracy_m=float(row["last_accuracy_m"]),
         )
-    return ShopperGeo(visits=_visits_from_json(row["visits"]), last_fix=fix)
+    return ShopperGeo(
+        visits=_visits_from_json(row["visits"]), last_fix=fix, version=int(row["version"])
+    )
 
 
 async def get_shopper_geo(conn: asyncpg.Connection, shopper_id: int) -> ShopperGeo:
@@ -345,6 +369,34 @@ async def lock_shopper_geo(
     return _shopper_geo(await conn.fetchrow(_Q["lock_shopper_geo"], shopper_id))
 
 
+VISITS_CHANNEL = "shopper_geo_changed"
+
+
+async def cas_visits(
+    conn: asyncpg.Connection,
+    *,
+    shopper_id: int,
+    merchant_id: int,
+    expected_version: int | None,
+    visits: Mapping[int, FenceState],
+    transitions: Sequence[Transition],
+    origin: str = "",
+) -> int | None:
+    """Write visits computed from ``expected_version``; the new version, or None if stale."""
+    row = await conn.fetchrow(
+        _Q["cas_visits"],
+        shopper_id,
+        merchant_id,
+        visits_to_json(visits),
+        expected_version,
+        [t.fence_id for t in transitions],
+        [t.event for t in transitions],
+        [t.at for t in transitions],
+        f"{origin}:{shopper_id}",
+    )
+    return None if row is None else int(row["version"])
+
+
 async def save_visits(
     conn: asyncpg.Connection,
     *,
@@ -352,8 +404,14 @@ async def save_visits(
     merchant_id: int,
     visits: Mapping[int, FenceState],
     transitions: Sequence[Transition],
+    origin: str = "",
 ) -> None:
+    """Write the visits and events; announce the change on ``VISITS_CHANNEL``.
+
+    The payload is ``<origin>:<shopper id>`` so the writer can skip its own news.
+    """
     await conn.execute(_Q["save_visits"], shopper_id, visits_to_json(visits))
+    await conn.execute(_Q["notify_visits"], f"{origin}:{shopper_id}")
     if transitions:
         await conn.execute(
             _Q["insert_events"],

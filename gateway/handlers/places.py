@@ -176,7 +176,8 @@ async def patch_store(request: web.Request) -> web.Response:
     async with db.acquire(request.app[state.POOL]) as conn, conn.transaction():
         store = await _visible_store(request, conn)
         updated = await geo_store.update_store(conn, store.id, p.merchant_id, changes)
-    assert updated is not None
+    if updated is None:  # deleted while this request ran
+        raise errors.NotFound("no such store")
     return api.json(_store(updated))
 
 
@@ -337,9 +338,13 @@ async def create_geofence(request: web.Request) -> web.Response:
     return api.json(_feature(rec), status=201)
 
 
-async def _visible_geofence(request: web.Request, conn: Any) -> geo_store.GeofenceRecord:
+async def _visible_geofence(
+    request: web.Request, conn: Any, *, lock: bool = False
+) -> geo_store.GeofenceRecord:
     p = api.principal(request)
-    rec = await geo_store.get_geofence(conn, api.path_id(request, "geofence_id"), p.merchant_id)
+    rec = await geo_store.get_geofence(
+        conn, api.path_id(request, "geofence_id"), p.merchant_id, lock=lock
+    )
     if rec is None:
         raise errors.NotFound("no such geofence")
     _require_store_scope(p, rec.store_id)
@@ -364,9 +369,11 @@ async def patch_geofence(request: web.Request) -> web.Response:
             "unknown members", fields={k: "not a Feature member" for k in sorted(unknown)}
         )
     async with db.acquire(request.app[state.POOL]) as conn, conn.transaction():
-        current = _feature(await _visible_geofence(request, conn))
+        current = _feature(await _visible_geofence(request, conn, lock=True))
         props = dict(current["properties"])
-        patch_props = data.get("properties") or {}
+        patch_props = data.get("properties")
+        if patch_props is None:  # absent or null: no property changes
+            patch_props = {}
         if not isinstance(patch_props, dict):
             raise errors.ValidationFailed("bad properties", fields={"properties": "an object"})
         props.update(patch_props)
@@ -488,6 +495,8 @@ async def replace_geofences(request: web.Request) -> web.Response:
             ids_seen[gid] = path
         items.append((gid, store_id, feature))
     async with db.acquire(request.app[state.POOL]) as conn, conn.transaction():
+        # Before any check: what is checked stays true until this import commits.
+        await geo_store.lock_geofence_set(conn, p.merchant_id)
         await _check_stores(conn, p, set(where), where)
         if ids_seen:
             existing = await geo_store.geofence_stores(conn, p.merchant_id, sorted(ids_seen))
@@ -621,6 +630,7 @@ ENDPOINTS = [
         "collection are deleted. Export with GET ?format=geojson, edit, and PUT it back.",
         roles=WRITERS,
         body_schema={"type": "object", "description": "A GeoJSON FeatureCollection"},
+        bulk_body=True,
         replies={200: Reply(description="What changed", model=ImportResult)},
     ),
     Endpoint(

@@ -55,6 +55,8 @@ CREATE TABLE shopper_geo (
     shopper_id       bigint NOT NULL CONSTRAINT pk__shopper_geo PRIMARY KEY,
     merchant_id      bigint NOT NULL,
     visits           jsonb NOT NULL DEFAULT '[]',
+    -- Bumped on every write of visits: the compare-and-set of the ping path.
+    version          bigint NOT NULL DEFAULT 0,
     last_lat         double precision,
     last_lon         double precision,
     last_ts          timestamptz,

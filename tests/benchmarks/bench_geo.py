@@ -15,15 +15,16 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import shapely
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from geo import distance, fences  # noqa: E402
-from geo.index import FenceIndex  # noqa: E402
-from geo.models import Fence  # noqa: E402
+from geo import distance, fences
+from geo.index import FenceIndex
+from geo.models import Fence
 
 MAIN_CITY = (2.3522, 48.8566)  # Paris
 OTHER_CITIES = [(4.8357, 45.7640), (13.4050, 52.5200), (-3.7038, 40.4168), (9.19, 45.4642)]
@@ -31,7 +32,8 @@ OTHER_CITIES.append((-73.9857, 40.7484))
 M_PER_DEG_LAT = distance.M_PER_DEG
 
 
-def offset(lon: float, lat: float, east_m: float, north_m: float) -> tuple[float, float]:
+def offset(lon: Any, lat: Any, east_m: Any, north_m: Any) -> tuple[Any, Any]:
+    """Move by metres (numbers or arrays), on the sphere the index uses."""
     return (
         lon + east_m / (M_PER_DEG_LAT * math.cos(math.radians(lat))),
         lat + north_m / M_PER_DEG_LAT,
@@ -63,7 +65,7 @@ def make_fences(n: int, merchants: int, seed: int) -> list[Fence]:
         corners = int(rng.integers(5, 41))
         angles = np.sort(rng.uniform(0.0, 2 * math.pi, corners))
         radii = rng.uniform(20.0, 150.0, corners)
-        xs, ys = offset(lon, lat, radii * np.cos(angles), radii * np.sin(angles))  # type: ignore[arg-type]
+        xs, ys = offset(lon, lat, radii * np.cos(angles), radii * np.sin(angles))
         polygon = shapely.Polygon(np.column_stack([xs, ys]))
         if not polygon.is_valid:
             polygon = shapely.convex_hull(polygon)
@@ -109,8 +111,12 @@ class BruteForce:
         self.ids = np.array([f.id for f in fence_list])
         circle = np.array([f.kind == "circle" for f in fence_list])
         self.circle = circle
-        self.clon = np.array([f.geometry.x if c else 0.0 for f, c in zip(fence_list, circle)])
-        self.clat = np.array([f.geometry.y if c else 0.0 for f, c in zip(fence_list, circle)])
+        self.clon = np.array(
+            [f.geometry.x if c else 0.0 for f, c in zip(fence_list, circle, strict=True)]
+        )
+        self.clat = np.array(
+            [f.geometry.y if c else 0.0 for f, c in zip(fence_list, circle, strict=True)]
+        )
         self.radius = np.array([f.radius_m or 0.0 for f in fence_list])
         self.geoms = np.array([f.geometry for f in fence_list], dtype=object)
 
@@ -120,7 +126,7 @@ class BruteForce:
         c = np.flatnonzero(mine & self.circle)
         d = distance.haversine_m_array(lon, lat, self.clon[c], self.clat[c]) - self.radius[c]
         hit = d <= reach
-        out.update(zip(self.ids[c[hit]].tolist(), np.maximum(d[hit], 0.0).tolist()))
+        out.update(zip(self.ids[c[hit]].tolist(), np.maximum(d[hit], 0.0).tolist(), strict=True))
         p = np.flatnonzero(mine & ~self.circle)
         # Metre distances on polygons only where the lon/lat bounds are close enough.
         west, south, east, north = distance.bbox_around(lon, lat, reach)
@@ -150,15 +156,15 @@ def run(n_fences: int, n_pings: int, merchants: int, seed: int) -> list[tuple[st
     lon_l, lat_l, reach_l, merchant_l = (a.tolist() for a in (lons, lats, reach, merchant))
 
     def single() -> list[dict[int, float]]:
-        return [
-            index.match(lon_l[k], lat_l[k], reach_l[k], merchant_l[k]) for k in range(n_pings)
-        ]
+        return [index.match(lon_l[k], lat_l[k], reach_l[k], merchant_l[k]) for k in range(n_pings)]
 
     def batched(size: int) -> Callable[[], None]:
         def go() -> None:
             for start in range(0, n_pings, size):
                 end = start + size
-                index.match_many(lons[start:end], lats[start:end], reach[start:end], merchant[start:end])
+                index.match_many(
+                    lons[start:end], lats[start:end], reach[start:end], merchant[start:end]
+                )
 
         return go
 
@@ -170,7 +176,9 @@ def run(n_fences: int, n_pings: int, merchants: int, seed: int) -> list[tuple[st
     brute = BruteForce(fence_list)
     n_brute = min(n_pings, 500)
     t_brute = timed(
-        lambda: [brute.match(lon_l[k], lat_l[k], reach_l[k], merchant_l[k]) for k in range(n_brute)],
+        lambda: [
+            brute.match(lon_l[k], lat_l[k], reach_l[k], merchant_l[k]) for k in range(n_brute)
+        ],
         1,
     )
     agree = all(
@@ -198,7 +206,7 @@ def main() -> None:
         "--merchants",
         type=int,
         nargs="+",
-        default=[100, 1],
+        default=[100, 10, 1],
         help="run once per merchant count; 1 is the worst case (every fence is a candidate)",
     )
     parser.add_argument("--seed", type=int, default=7)

@@ -22,6 +22,8 @@ COMMANDS = [
     ["keys", "create"],
     ["keys", "list"],
     ["keys", "revoke"],
+    ["pings"],
+    ["pings", "purge"],
     ["db"],
     ["db", "url"],
 ]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from gateway import migrate
+from gateway import db, migrate
+from tests.conftest import make_tenant
 from tests.support import proc
 from tests.support.pg import PgServer
 
@@ -73,3 +76,64 @@ async def test_serve_with_several_workers(pg: PgServer, tmp_path: Path) -> None:
         await pg.drop(name)
     assert code == 0, server.log
     assert "2 worker(s)" in server.log
+
+
+async def test_two_processes_stay_in_sync_after_a_geofence_edit(
+    pg: PgServer, tmp_path: Path
+) -> None:
+    """A geofence created through one replica is matched by the other within a second or so."""
+    name, url = await pg.create()
+    conn = await db.connect(url)
+    try:
+        tenant = await make_tenant(conn, "Sync Coffee")
+    finally:
+        await conn.close()
+    servers = [proc.Served(proc.free_port(), proc.env(url, tmp_path)) for _ in range(2)]
+    try:
+        await asyncio.gather(*(s.start() for s in servers))
+        await asyncio.gather(*(s.wait_ready() for s in servers))
+        a, b = servers
+        feature = {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [13.405, 52.52]},
+            "properties": {"store_id": str(tenant.store_ids[0]), "name": "Berlin", "radius_m": 80},
+        }
+        manager = {"Authorization": f"Bearer {tenant.tokens['manager']}"}
+        shopper = {"Authorization": f"Bearer {tenant.tokens['shopper']}"}
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{a.url}/v1/geofences", json=feature, headers=manager) as r:
+                assert r.status == 201
+                fence_id = (await r.json())["id"]
+            created = time.monotonic()
+            entered_after = None
+            while time.monotonic() - created < 10:
+                ping = {
+                    "lat": 52.52,
+                    "lon": 13.405,
+                    "accuracy_m": 10,
+                    "ts": dt.datetime.now(dt.UTC).isoformat(),
+                }
+                async with session.post(f"{b.url}/v1/pings", json=ping, headers=shopper) as r:
+                    assert r.status == 200
+                    body = await r.json()
+                if any(t["geofence_id"] == fence_id for t in body["transitions"]):
+                    entered_after = time.monotonic() - created
+                    break
+                await asyncio.sleep(0.05)
+            assert entered_after is not None, "replica B never saw the new geofence"
+            assert entered_after < 2.0
+            # and a deletion through B reaches A
+            async with session.delete(f"{b.url}/v1/geofences/{fence_id}", headers=manager) as r:
+                assert r.status == 204
+            await asyncio.sleep(1.0)
+            far = {"lat": 52.53, "lon": 13.405, "accuracy_m": 10}
+            for _ in range(2):
+                far["ts"] = dt.datetime.now(dt.UTC).isoformat()
+                async with session.post(f"{a.url}/v1/pings", json=far, headers=shopper) as r:
+                    body = await r.json()
+            # the visit to a deleted fence ends without an exit for an unknown fence id
+            assert all(t["geofence_id"] == fence_id for t in body["transitions"])
+    finally:
+        for s in servers:
+            await s.stop()
+        await pg.drop(name)

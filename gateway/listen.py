@@ -1,0 +1,73 @@
+"""One LISTEN connection per process, shared by everything that follows database changes.
+
+Subscribers name a channel and a callback. When the connection drops, every
+``on_lost`` hook runs (caches must assume they missed something) and the
+connection is re-made by :meth:`Listener.ensure`, which the index poll calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+
+from gateway import db
+
+log = logging.getLogger(__name__)
+
+
+class Listener:
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._conn: asyncpg.Connection | None = None
+        self._channels: dict[str, list[Callable[[str], None]]] = {}
+        self._on_lost: list[Callable[[], None]] = []
+
+    @property
+    def alive(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
+    def subscribe(self, channel: str, callback: Callable[[str], None]) -> None:
+        self._channels.setdefault(channel, []).append(callback)
+
+    def on_lost(self, hook: Callable[[], None]) -> None:
+        self._on_lost.append(hook)
+
+    async def ensure(self) -> bool:
+        """Connect and listen if not already; returns whether the listener is up."""
+        if self.alive:
+            return True
+        try:
+            conn = await db.connect(self._url)
+            for channel in self._channels:
+                await conn.add_listener(channel, self._dispatch)
+        except Exception as exc:
+            if not db.is_unavailable(exc):
+                raise
+            log.warning("change listener unavailable; will retry")
+            return False
+        conn.add_termination_listener(self._lost)
+        self._conn = conn
+        # Whatever happened while nobody listened is unknown: treat it as changed.
+        self._notify_lost()
+        return True
+
+    async def close(self) -> None:
+        if self._conn is not None and not self._conn.is_closed():
+            await self._conn.close()
+        self._conn = None
+
+    def _dispatch(self, conn: Any, pid: int, channel: str, payload: object) -> None:
+        for callback in self._channels.get(channel, ()):
+            callback(str(payload))
+
+    def _lost(self, conn: Any) -> None:
+        log.warning("change listener connection lost")
+        self._conn = None
+        self._notify_lost()
+
+    def _notify_lost(self) -> None:
+        for hook in self._on_lost:
+            hook()

@@ -1,0 +1,464 @@
+"""Benchmark of POST /v1/pings under load, next to a bare aiohttp handler measured in the same run.
+
+Run: python tests/benchmarks/bench_pings.py [--fences 100000] [--shoppers 2000] [--duration 10]
+
+What it does:
+1. makes a fresh database (DATABASE_URL's server, else an embedded PostgreSQL in a
+   temporary directory), migrates it, loads one merchant with --fences geofences
+   (80 % metre circles of 30-300 m, 20 % small polygons) over a 200 x 200 km region
+   and --shoppers enrolled shoppers;
+2. starts `gateway serve` (one process) and a bare aiohttp app whose handler parses
+   the same JSON body and answers a small JSON object;
+3. measures the maximum throughput of each with wrk (closed loop, 64 connections,
+   one thread; `apt-get install wrk`), cycling through pre-built pings of every
+   shopper, each a few metres from the last;
+4. measures p50/p99 latency of each at 70 % of the gateway's maximum with an
+   open-loop generator (requests are sent on a fixed schedule and latency is counted
+   from the scheduled time, so a stall is not hidden by the client waiting).
+
+The load runs in separate processes from the servers. Figures are printed as a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+import shapely
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+CENTRE = (2.3522, 48.8566)
+M_PER_DEG = 111_320.0
+
+BARE_APP = """
+import sys
+import orjson
+from aiohttp import web
+
+async def handler(request):
+    body = orjson.loads(await request.read())
+    assert request.headers.get("Authorization", "").startswith("Bearer ")
+    return web.Response(
+        body=orjson.dumps({"status": "accepted", "transitions": [], "offers": [],
+                           "lat": body["lat"]}),
+        content_type="application/json",
+    )
+
+app = web.Application()
+app.router.add_post("/v1/pings", handler)
+# The same event loop the gateway runs on, so the comparison is like for like.
+import uvloop
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None,
+            loop=uvloop.new_event_loop())
+"""
+
+WRK_SCRIPT = """
+local requests = {}
+local i = 0
+for line in io.lines("%s") do
+  local sep = string.find(line, "|", 1, true)
+  local token = string.sub(line, 1, sep - 1)
+  local body = string.sub(line, sep + 1)
+  requests[#requests + 1] = wrk.format("POST", "/v1/pings",
+    {["Host"] = "127.0.0.1", ["Authorization"] = "Bearer " .. token,
+     ["Content-Type"] = "application/json"}, body)
+end
+request = function()
+  i = i + 1
+  if i > #requests then i = 1 end
+  return requests[i]
+end
+%s
+"""
+
+# Paces each connection so that all of them together send about `rate` requests
+# a second: a fixed offered load, well below saturation.
+PACING = """
+delay = function()
+  return %f
+end
+"""
+
+
+def offset(lon: float, lat: float, east: float, north: float) -> tuple[float, float]:
+    return lon + east / (M_PER_DEG * math.cos(math.radians(lat))), lat + north / M_PER_DEG
+
+
+def log(msg: str) -> None:
+    sys.stderr.write(f"[bench] {msg}\n")
+    sys.stderr.flush()
+
+
+# -- setup ---------------------------------------------------------------------------------
+
+
+async def setup(url: str, n_fences: int, n_shoppers: int, seed: int) -> list[tuple[str, int]]:
+    """Load the database; returns (token, shopper index) per shopper."""
+    from gateway import db, migrate, tenancy
+    from geo import store as geo_store
+    from geo.models import FenceFeature
+
+    rng = np.random.default_rng(seed)
+    conn = await db.connect(url)
+    try:
+        await migrate.migrate(conn)
+        merchant = await tenancy.create_merchant(conn, "Bench Coffee")
+        store = await geo_store.insert_store(
+            conn,
+            merchant_id=merchant.id,
+            name="HQ",
+            lat=CENTRE[1],
+            lon=CENTRE[0],
+            timezone="Europe/Paris",
+            opening_hours=None,
+        )
+        started = time.perf_counter()
+        items: list[tuple[int, FenceFeature]] = []
+        for i in range(n_fences):
+            lon, lat = offset(*CENTRE, *rng.uniform(-100_000, 100_000, 2))
+            if rng.random() < 0.8:
+                geom, kind, radius = shapely.Point(lon, lat), "circle", float(rng.uniform(30, 300))
+            else:
+                k = int(rng.integers(5, 40))
+                r = float(rng.uniform(30, 200))
+                angles = np.sort(rng.uniform(0, 2 * math.pi, k))
+                ring = [offset(lon, lat, r * math.cos(a), r * math.sin(a)) for a in angles]
+                geom, kind, radius = shapely.Polygon(ring), "polygon", None
+            feature = FenceFeature(
+                kind=kind, geometry=geom, radius_m=radius, properties={"name": f"f{i}"}
+            )
+            items.append((store.id, feature))
+        for start in range(0, len(items), 20_000):
+            await geo_store.insert_geofences(
+                conn, merchant_id=merchant.id, items=items[start : start + 20_000]
+            )
+        log(f"loaded {n_fences} geofences in {time.perf_counter() - started:.1f}s")
+        shoppers = []
+        for i in range(n_shoppers):
+            _, token = await tenancy.enrol_shopper(
+                conn,
+                merchant_id=merchant.id,
+                name=f"s{i}",
+                email=None,
+                marketing_consent=True,
+                timezone=None,
+            )
+            shoppers.append((token, i))
+        log(f"enrolled {n_shoppers} shoppers")
+        return shoppers
+    finally:
+        await conn.close()
+
+
+def build_requests(
+    shoppers: list[tuple[str, int]], per_shopper: int, seed: int
+) -> list[tuple[str, bytes]]:
+    """Interleaved pings: each shopper walks a few metres between its pings."""
+    rng = random.Random(seed)
+    t0 = time.time() - 600
+    homes = [
+        offset(*CENTRE, rng.uniform(-100_000, 100_000), rng.uniform(-100_000, 100_000))
+        for _ in shoppers
+    ]
+    out = []
+    for k in range(per_shopper):
+        for (token, i), (lon, lat) in zip(shoppers, homes, strict=True):
+            plon, plat = offset(lon, lat, 3 * k + rng.gauss(0, 10), rng.gauss(0, 10))
+            ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0 + k))
+            body = {"lat": plat, "lon": plon, "accuracy_m": 15, "ts": f"{ts}.{i % 1000:03d}Z"}
+            out.append((token, orjson.dumps(body)))
+    return out
+
+
+# -- servers -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 120) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+# -- load ----------------------------------------------------------------------------------
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(
+    base: str, request_file: Path, duration: int, rate: float | None = None
+) -> dict[str, float]:
+    """wrk closed loop at full speed, or paced to about ``rate`` requests a second."""
+    connections = 64 if rate is None else 32
+    pacing = "" if rate is None else PACING % (1000.0 * connections / rate)
+    script = request_file.with_suffix(".lua")
+    script.write_text(WRK_SCRIPT % (request_file, pacing))
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), base],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    p50 = re.search(r"\s50%\s+([\d.]+\w+)", out)
+    p99 = re.search(r"\s99%\s+([\d.]+\w+)", out)
+    return {
+        "rps": rps,
+        "non_2xx": float(non2xx.group(1)) if non2xx else 0.0,
+        "p50_ms": _ms(p50.group(1)) if p50 else math.nan,
+        "p99_ms": _ms(p99.group(1)) if p99 else math.nan,
+    }
+
+
+async def open_loop(
+    base: str, requests: list[tuple[str, bytes]], rate: float, duration: float
+) -> dict[str, float]:
+    import aiohttp
+
+    total = int(rate * duration)
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    connector = aiohttp.TCPConnector(limit=256)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        start = time.perf_counter() + 0.2
+
+        async def one(k: int) -> None:
+            due = start + k / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            token, body = requests[k % len(requests)]
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            async with session.post(f"{base}/v1/pings", data=body, headers=headers) as resp:
+                await resp.read()
+                statuses[resp.status] = statuses.get(resp.status, 0) + 1
+            latencies.append(time.perf_counter() - due)
+
+        await asyncio.gather(*(one(k) for k in range(total)))
+    latencies.sort()
+    ok = statuses.get(200, 0)
+    return {
+        "rate": rate,
+        "sent": float(total),
+        "ok": float(ok),
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
+    }
+
+
+def load_process(base: str, request_file: Path, rate: float, duration: float) -> dict[str, float]:
+    """Run the open-loop generator in its own process so it does not share the server's."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--open-loop",
+            base,
+            str(request_file),
+            str(rate),
+            str(duration),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return dict(json.loads(out))
+
+
+def read_requests(path: Path) -> list[tuple[str, bytes]]:
+    out = []
+    for line in path.read_text().splitlines():
+        token, _, body = line.partition("|")
+        out.append((token, body.encode()))
+    return out
+
+
+# -- main ----------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--fences", type=int, default=100_000)
+    parser.add_argument("--shoppers", type=int, default=2000)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per load phase")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--open-loop", nargs=4, metavar=("URL", "FILE", "RATE", "SECONDS"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.open_loop:
+        base, path, rate, secs = args.open_loop
+        result = asyncio.run(open_loop(base, read_requests(Path(path)), float(rate), float(secs)))
+        print(json.dumps(result))
+        return 0
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed for the throughput phase: apt-get install wrk")
+
+    from gateway import db
+    from tests.support.pg import with_database
+
+    work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    embedded = None
+    given = os.environ.get("DATABASE_URL")
+    if given:
+        admin_url = given
+    else:
+        embedded = db.EmbeddedServer(work)
+        admin_url = embedded.url("postgres")
+    name = f"gwbench_{random.randrange(16**6):06x}"
+
+    async def create() -> None:
+        conn = await db.connect(admin_url)
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.close()
+
+    async def drop() -> None:
+        conn = await db.connect(admin_url)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+
+    asyncio.run(create())
+    url = with_database(admin_url, name)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        shoppers = asyncio.run(setup(url, args.fences, args.shoppers, args.seed))
+        requests = build_requests(shoppers, per_shopper=20, seed=args.seed)
+        request_file = work / "requests.txt"
+        request_file.write_text("\n".join(f"{t}|{b.decode()}" for t, b in requests) + "\n")
+        gw_port, bare_port = free_port(), free_port()
+        env = dict(
+            os.environ,
+            DATABASE_URL=url,
+            GATEWAY_DATA_DIR=str(work),
+            GATEWAY_PING_RATE="100000",
+            GATEWAY_PING_BURST="100000",
+            GATEWAY_MAX_SPEED_MPS="1000000",
+            GATEWAY_LOG_LEVEL="WARNING",
+            GATEWAY_DB_POOL_MAX="20",
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "gateway", "serve", "--port", str(gw_port)],
+                env=env,
+                cwd=ROOT,
+            )
+        )
+        bare_file = work / "bare.py"
+        bare_file.write_text(BARE_APP)
+        procs.append(subprocess.Popen([sys.executable, str(bare_file), str(bare_port)]))
+        gw, bare = f"http://127.0.0.1:{gw_port}", f"http://127.0.0.1:{bare_port}"
+        started = time.perf_counter()
+        wait_http(f"{gw}/readyz", timeout=300)
+        log(
+            f"gateway ready (index of {args.fences} built) after "
+            f"{time.perf_counter() - started:.1f}s"
+        )
+        wait_port(bare_port)
+
+        log("warm-up")
+        run_wrk(gw, request_file, 3)
+        log("max throughput: bare aiohttp")
+        bare_max = run_wrk(bare, request_file, args.duration)
+        log("max throughput: gateway")
+        gw_max = run_wrk(gw, request_file, args.duration)
+        rate = 0.7 * gw_max["rps"]
+        log(f"latency at {rate:.0f} req/s (70 % of the gateway's max), wrk paced: gateway")
+        gw_lat = run_wrk(gw, request_file, args.duration, rate=rate)
+        log(f"latency at {rate:.0f} req/s, wrk paced: bare aiohttp")
+        bare_lat = run_wrk(bare, request_file, args.duration, rate=rate)
+        log(f"latency at {rate:.0f} req/s, open loop (Python client): gateway")
+        gw_open = load_process(gw, request_file, rate, args.duration)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+        asyncio.run(drop())
+        if embedded is not None:
+            embedded.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    ratio = gw_max["rps"] / bare_max["rps"]
+    print()
+    print(
+        f"POST /v1/pings with {args.fences} geofences, {args.shoppers} shoppers, "
+        f"{os.cpu_count()} cores"
+    )
+    print(f"{'figure':<44}{'gateway':>12}{'bare aiohttp':>14}{'ratio':>8}")
+    print(
+        f"{'max throughput (req/s, wrk -c64)':<44}{gw_max['rps']:>12.0f}"
+        f"{bare_max['rps']:>14.0f}{ratio:>8.2f}"
+    )
+    print(
+        f"{'non-2xx answers during max throughput':<44}{gw_max['non_2xx']:>12.0f}"
+        f"{bare_max['non_2xx']:>14.0f}"
+    )
+    print(
+        f"{'offered load, wrk paced (req/s achieved)':<44}{gw_lat['rps']:>12.0f}"
+        f"{bare_lat['rps']:>14.0f}"
+    )
+    print(f"{'  p50 latency (ms)':<44}{gw_lat['p50_ms']:>12.2f}{bare_lat['p50_ms']:>14.2f}")
+    print(f"{'  p99 latency (ms)':<44}{gw_lat['p99_ms']:>12.2f}{bare_lat['p99_ms']:>14.2f}")
+    print(
+        f"{'open loop, Python client: p50 / p99 (ms)':<44}"
+        f"{gw_open['p50_ms']:>6.1f} /{gw_open['p99_ms']:>5.1f}"
+    )
+    print()
+    print(
+        f"targets: throughput >= 50 % of bare: {'met' if ratio >= 0.5 else 'NOT met'}; "
+        f"p99 < 20 ms at 70 % load (wrk paced): {'met' if gw_lat['p99_ms'] < 20 else 'NOT met'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
