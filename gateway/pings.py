@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import asyncpg
 
@@ -145,12 +145,15 @@ class PingService:
         if observations:
             obs = [o for _, o in observations]
             trial = fences.step_batch(state.visits, obs, self.fence_config)
-            if trial.changed or trial.transitions:
+            if trial.transitions or fences.needs_persisting(state.visits, trial.states):
                 try:
                     transitions = await self._commit(pool, merchant_id, shopper_id, state, obs)
                 except BaseException:
                     self._states.pop(shopper_id, None)
                     raise
+            elif trial.changed:
+                # Only out counters moved: keep them in this process, write nothing.
+                self._cache(shopper_id, replace(state, visits=dict(trial.states)))
             if baseline is not None:
                 self._remember(shopper_id, baseline)
             # Hand each transition to the ping whose time it carries.
@@ -195,8 +198,8 @@ class PingService:
         async with db.acquire(pool) as conn:
             for _ in range(_CAS_ATTEMPTS):
                 result = fences.step_batch(state.visits, observations, self.fence_config)
-                if not (result.changed or result.transitions):
-                    self._cache(shopper_id, state)
+                if not (result.transitions or fences.needs_persisting(state.visits, result.states)):
+                    self._cache(shopper_id, replace(state, visits=dict(result.states)))
                     return []
                 version = await geo_store.cas_visits(
                     conn,

@@ -85,10 +85,14 @@ def step(
         # Refresh last_inside_at only coarsely: a write per ping for a shopper standing in
         # a shop would buy nothing but a slightly sharper visit timeout.
         touch = since_inside >= config.touch_seconds
-        if fire or touch or state.out_count:
+        if fire or touch:
             new[fence_id] = replace(
                 state, last_inside_at=ts, out_count=0, dwell_fired=state.dwell_fired or fire
             )
+            changed = True
+        elif state.out_count:
+            # Back inside: only the counter resets, which needs no database write.
+            new[fence_id] = replace(state, out_count=0)
             changed = True
         if fire:
             dwells.append(Transition(fence_id=fence_id, event="dwell", at=ts))
@@ -129,3 +133,24 @@ def step_batch(
         transitions.extend(result.transitions)
     changed = dict(current) != dict(states)
     return StepResult(states=current, transitions=tuple(transitions), changed=changed)
+
+
+def needs_persisting(before: Mapping[int, FenceState], after: Mapping[int, FenceState]) -> bool:
+    """Whether going from ``before`` to ``after`` changes anything worth a database write.
+
+    The out counter alone is not: it only counts consecutive pings outside, and
+    losing it (a restart, a ping served by another replica) merely delays an
+    exit by a ping. Keeping it out of the database spares a write per ping for
+    shoppers loitering at a fence's edge.
+    """
+    if before.keys() != after.keys():
+        return True
+    for fence_id, old in before.items():
+        new = after[fence_id]
+        if (new.entered_at, new.last_inside_at, new.dwell_fired) != (
+            old.entered_at,
+            old.last_inside_at,
+            old.dwell_fired,
+        ):
+            return True
+    return False

@@ -25,6 +25,17 @@ _DEG = math.pi / 180.0
 _M_PER_DEG = distance.M_PER_DEG
 # Below this many candidates a plain Python loop beats numpy's per-call overhead.
 _SCALAR_CANDIDATES = 16
+# shapely.box's argument-checking wrapper costs more than making the box; the
+# ufunc underneath is the same call without it.
+_LIB_BOX: Any = getattr(shapely.lib, "box", None)
+
+
+def _box(xmin: float, ymin: float, xmax: float, ymax: float) -> Any:
+    if _LIB_BOX is None:  # pragma: no cover - a shapely without the ufunc
+        return shapely.box(xmin, ymin, xmax, ymax)
+    return _LIB_BOX(xmin, ymin, xmax, ymax, True)  # True: counter-clockwise, as box() makes
+
+
 # shapely.get_type_id codes.
 _POINT, _POLYGON, _MULTIPOLYGON = 0, 3, 6
 
@@ -215,11 +226,11 @@ class FenceIndex:
         # A one-element array of boxes: shapely's scalar query path costs more than the search.
         boxes = np.empty(2 if wrapped else 1, dtype=object)
         if not wrapped:
-            boxes[0] = shapely.box(west, south, east, north)
+            boxes[0] = _box(west, south, east, north)
             hits = tree.query(boxes)[1]
         else:
-            boxes[0] = shapely.box(west, south, 180.0, north)
-            boxes[1] = shapely.box(-180.0, south, east, north)
+            boxes[0] = _box(west, south, 180.0, north)
+            boxes[1] = _box(-180.0, south, east, north)
             hits = np.unique(tree.query(boxes)[1])
         if not len(hits):
             return {}

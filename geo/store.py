@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import shapely
@@ -426,8 +426,9 @@ async def save_visits(
 # -- ping log ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class PingRecord:
+class PingRecord(NamedTuple):
+    """One row of the ping log; a tuple so a batch transposes into columns cheaply."""
+
     merchant_id: int
     shopper_id: int
     ts: dt.datetime
@@ -446,13 +447,7 @@ async def write_pings(conn: asyncpg.Connection, pings: Sequence[PingRecord]) -> 
     """Append a batch to the ping log and move each shopper's travel baseline forward."""
     if not pings:
         return
-    columns = list(
-        zip(
-            *(tuple(p.__getattribute__(f) for f in PingRecord.__slots__) for p in pings),
-            strict=True,
-        )
-    )
-    await conn.execute(_Q["insert_pings"], *[list(c) for c in columns])
+    await conn.execute(_Q["insert_pings"], *[list(column) for column in zip(*pings, strict=True)])
     newest: dict[int, PingRecord] = {}
     for p in pings:
         if p.verdict != "ok":

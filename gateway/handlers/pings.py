@@ -123,21 +123,20 @@ async def post_ping(request: web.Request) -> web.Response:
     assert p.shopper_id is not None
     _rate_limit(request, p.shopper_id)
     item = await api.body(request, PingIn)
-    service = request.app[state.PINGS]
-    verdict = service.time_verdict(item.ts, request.app[state.CLOCK].now())
-    if verdict.value == "future":
+    outcome = await _run(request, [item])
+    result = outcome.results[0]
+    # Out-of-window timestamps are refused outright (nothing was recorded).
+    if result.reason == "future":
         raise errors.ValidationFailed(
             "the ping's timestamp is in the future; check the device clock",
             fields={"ts": "in the future"},
         )
-    if verdict.value == "too_old":
-        limit = service.spoof_config.max_age_s
+    if result.reason == "too_old":
+        limit = request.app[state.PINGS].spoof_config.max_age_s
         raise errors.ValidationFailed(
             f"the ping is older than the accepted window of {limit:g} s",
             fields={"ts": "too old"},
         )
-    outcome = await _run(request, [item])
-    result = outcome.results[0]
     return api.json(
         {
             "status": result.status,

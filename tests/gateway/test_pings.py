@@ -189,6 +189,27 @@ class TestTransitions:
         assert after == before
         assert await conn.fetchval("SELECT count(*) FROM geofence_events") == events
 
+    async def test_loitering_at_the_edge_writes_only_real_transitions(
+        self, world: World, conn: asyncpg.Connection
+    ) -> None:
+        r = await world.ping(0, 0)
+        assert world.events(r) == [(world.circle, "enter")]
+        version = await conn.fetchval("SELECT version FROM shopper_geo")
+        # out, in, out, in...: each "out" moves only the out counter, kept in memory
+        seen = []
+        for dy in (400, 0, 400, 0, 400, 0):
+            world.clock.advance(seconds=15)  # slow enough not to look like teleporting
+            r = await world.ping(0, dy)
+            assert r.json["status"] == "accepted"
+            seen.extend(world.events(r))
+        assert seen == []  # 90 s in: no exit, and the 120 s dwell has not come yet
+        assert await conn.fetchval("SELECT version FROM shopper_geo") == version
+        for _ in range(2):
+            world.clock.advance(seconds=15)
+            r = await world.ping(0, 400)
+        assert world.events(r) == [(world.circle, "exit")]
+        assert await conn.fetchval("SELECT version FROM shopper_geo") == version + 1
+
 
 class TestSpoofingAndLimits:
     async def test_future_timestamp_is_refused(

@@ -6,6 +6,7 @@ import dataclasses
 import math
 import random
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -374,3 +375,17 @@ def test_config_is_checked() -> None:
         FenceConfig(exit_buffer_m=-1)
     with pytest.raises(dataclasses.FrozenInstanceError):
         CONFIG.dwell_seconds = 1  # type: ignore[misc]
+
+
+def test_needs_persisting_ignores_only_the_out_counter() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    inside = {7: FenceState(fence_id=7, entered_at=t0, last_inside_at=t0)}
+    counted = {7: FenceState(fence_id=7, entered_at=t0, last_inside_at=t0, out_count=1)}
+    assert not fences.needs_persisting(inside, counted)
+    assert not fences.needs_persisting(counted, inside)
+    assert fences.needs_persisting(inside, {})
+    assert fences.needs_persisting({}, inside)
+    dwelt = {7: FenceState(fence_id=7, entered_at=t0, last_inside_at=t0, dwell_fired=True)}
+    assert fences.needs_persisting(inside, dwelt)
+    later = {7: FenceState(fence_id=7, entered_at=t0, last_inside_at=t0 + timedelta(minutes=5))}
+    assert fences.needs_persisting(inside, later)
