@@ -26,7 +26,8 @@ EMBEDDED_DB_NAME = "gateway"
 # Errors that mean "the database is not there right now", as opposed to a bug
 # in a query: the HTTP layer answers them with 503 and Retry-After.
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
+    # Not every OSError: a shopper's phone hanging up mid-request is one too.
+    ConnectionRefusedError,
     asyncio.TimeoutError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.TooManyConnectionsError,

@@ -74,9 +74,15 @@ async def gateway_middleware(request: web.Request, handler: api.Handler) -> web.
             if exc.status < 400:
                 raise
             response = _http_error(request, exc)
+        except ConnectionResetError:
+            raise  # the client went away; aiohttp closes the connection quietly
         except Exception as exc:
             if db.is_unavailable(exc):
-                log.warning("database unavailable", extra={"error": type(exc).__name__})
+                log.warning(
+                    "database unavailable",
+                    extra={"error": type(exc).__name__, "detail": str(exc)[:200]},
+                    exc_info=log.isEnabledFor(logging.DEBUG),
+                )
                 response = _error_response(
                     503,
                     "unavailable",
