@@ -271,6 +271,16 @@ def cmd_db_url(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_stop(args: argparse.Namespace) -> int:
+    cfg = _settings(args)
+    if cfg.database_url is not None:
+        sys.stderr.write("gateway: DATABASE_URL is set; there is no embedded server to stop\n")
+        return 2
+    db.EmbeddedServer(cfg.data_dir).unpin_and_stop()
+    sys.stderr.write("embedded PostgreSQL stopped\n")
+    return 0
+
+
 # --- parser ------------------------------------------------------------------
 
 
@@ -384,6 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
         "server, it is started and left running.",
     )
     du.set_defaults(func=cmd_db_url)
+    ds = dsub.add_parser(
+        "stop",
+        help="stop the embedded server (undoes `db url`)",
+        description="Stop the embedded PostgreSQL now, even if `gateway db url` left it up.",
+    )
+    ds.set_defaults(func=cmd_db_stop)
     return parser
 
 

@@ -95,9 +95,14 @@ class EmbeddedServer:
         data_dir = data_dir.expanduser().resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         pgdata = data_dir / "pg"
+        # `gateway db url` pins the server up for tools like psql; `gateway db stop`
+        # unpins and stops it. Otherwise the last gateway process out stops it.
+        self._pin = data_dir / "pg.keep-running"
+        if keep_running:
+            self._pin.touch()
         log.info("starting embedded PostgreSQL", extra={"pgdata": str(pgdata)})
         self._server = postgres_server.get_server(
-            pgdata, cleanup_mode=None if keep_running else "stop"
+            pgdata, cleanup_mode=None if self._pin.exists() else "stop"
         )
         self._ensure_database(EMBEDDED_DB_NAME)
 
@@ -116,6 +121,16 @@ class EmbeddedServer:
 
     def stop(self) -> None:
         self._server.cleanup()
+
+    def unpin_and_stop(self) -> None:
+        """Stop the server now, whoever else uses it (``gateway db stop``)."""
+        self._pin.unlink(missing_ok=True)
+        # Stopped by hand below; the exit hook must not try again.
+        self._server.cleanup_mode = None
+        from pgserver import _commands
+
+        pg_ctl = getattr(_commands, "pg_ctl")  # noqa: B009 - generated at import, untyped
+        pg_ctl(["-w", "stop"], pgdata=self._server.pgdata, user=self._server.system_user)
 
 
 _embedded: EmbeddedServer | None = None

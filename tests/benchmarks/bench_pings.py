@@ -322,6 +322,14 @@ def read_requests(path: Path) -> list[tuple[str, bytes]]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
 async def workload_mix(url: str) -> dict[str, int]:
     """What the gateway did over the whole run: pings logged, transitions, state writes."""
     from gateway import db
@@ -424,9 +432,13 @@ def main() -> int:
         log("warm-up")
         run_wrk(gw, request_file, 3)
         log("max throughput: bare aiohttp")
+        bare_cpu = cpu_seconds(procs[1].pid)
         bare_max = run_wrk(bare, request_file, args.duration)
+        bare_cpu = cpu_seconds(procs[1].pid) - bare_cpu
         log("max throughput: gateway")
+        gw_cpu = cpu_seconds(procs[0].pid)
         gw_max = run_wrk(gw, request_file, args.duration)
+        gw_cpu = cpu_seconds(procs[0].pid) - gw_cpu
         rate = 0.7 * gw_max["rps"]
         log(f"latency at {rate:.0f} req/s (70 % of the gateway's max), wrk paced: gateway")
         gw_lat = run_wrk(gw, request_file, args.duration, rate=rate)
@@ -456,6 +468,9 @@ def main() -> int:
         f"{'max throughput (req/s, wrk -c64)':<44}{gw_max['rps']:>12.0f}"
         f"{bare_max['rps']:>14.0f}{ratio:>8.2f}"
     )
+    gw_us = 1e6 * gw_cpu / (gw_max["rps"] * args.duration)
+    bare_us = 1e6 * bare_cpu / (bare_max["rps"] * args.duration)
+    print(f"{'server process CPU per request (us)':<44}{gw_us:>12.1f}{bare_us:>14.1f}")
     print(
         f"{'non-2xx answers during max throughput':<44}{gw_max['non_2xx']:>12.0f}"
         f"{bare_max['non_2xx']:>14.0f}"

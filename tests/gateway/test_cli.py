@@ -26,6 +26,7 @@ COMMANDS = [
     ["pings", "purge"],
     ["db"],
     ["db", "url"],
+    ["db", "stop"],
 ]
 
 
@@ -131,3 +132,19 @@ async def test_bad_setting_is_a_usage_error(tmp_path: Path) -> None:
     code, _, err = await proc.run("migrate", environ=environ)
     assert code == 2
     assert "GATEWAY_PORT must be an integer" in err
+
+
+async def test_db_url_keeps_the_embedded_server_up_until_db_stop(tmp_path: Path) -> None:
+    environ = proc.env(None, tmp_path)
+    pid_file = tmp_path / "pg" / "postmaster.pid"
+    code, out, err = await proc.run("db", "url", environ=environ)
+    assert code == 0, err
+    assert out.startswith("postgresql://")
+    assert pid_file.exists()
+    # another command using the server does not stop it on its way out
+    code, _, err = await proc.run("merchants", "list", environ=environ)
+    assert code == 0, err
+    assert pid_file.exists()
+    code, _, err = await proc.run("db", "stop", environ=environ)
+    assert code == 0, err
+    assert not pid_file.exists()
