@@ -93,6 +93,7 @@ async def _geo_ctx(app: web.Application) -> AsyncIterator[None]:
     listener = listen.Listener(app[state.DB_URL])
     holder.attach(listener)
     app[state.PINGS].attach(listener)
+    app[state.VERIFIER].attach(listener)
     await listener.ensure()
     await holder.start(pool)
     ping_log = app[state.PINGS].log

@@ -14,6 +14,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -115,20 +116,33 @@ class _Entry:
     principal: Principal | None
 
 
+INVALIDATED_CHANNEL = "api_keys_invalidated"
+
+
 class TokenVerifier:
     """Checks bearer tokens, caching verified keys for ``ttl`` seconds.
 
     The cache keeps the ping path free of an auth query per request. A revoked
-    key stops working here at once and on other replicas within ``ttl``.
+    or deleted key is announced by the database (NOTIFY) and dropped from every
+    replica's cache at once; ``ttl`` only bounds how long a missed notification
+    could matter (and the cache is cleared whenever the listener reconnects).
     """
 
-    def __init__(self, *, ttl: float = 10.0, max_entries: int = 100_000) -> None:
+    def __init__(self, *, ttl: float = 300.0, max_entries: int = 1_000_000) -> None:
         self._ttl = ttl
         self._max = max_entries
         self._cache: dict[str, _Entry] = {}
 
     def forget(self, public_id: str) -> None:
         self._cache.pop(public_id, None)
+
+    def forget_all(self) -> None:
+        self._cache.clear()
+
+    def attach(self, listener: Any) -> None:
+        """Drop keys as soon as the database says they changed (see migration 0003)."""
+        listener.subscribe(INVALIDATED_CHANNEL, self.forget)
+        listener.on_lost(self.forget_all)
 
     async def verify(self, pool: asyncpg.Pool, token: str) -> Principal | None:
         parsed = split(token)

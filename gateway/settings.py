@@ -65,7 +65,8 @@ class Settings:
     ``GATEWAY_LOG_LEVEL`` / ``GATEWAY_LOG_FORMAT`` (``text`` or ``json``)
     ``GATEWAY_MAX_BODY_BYTES``       largest accepted request body (1 MiB)
     ``GATEWAY_DB_POOL_MIN`` / ``GATEWAY_DB_POOL_MAX``
-    ``GATEWAY_TOKEN_CACHE_SECONDS``  how long a verified API token is trusted without a DB read
+    ``GATEWAY_TOKEN_CACHE_SECONDS``  longest a verified token is trusted without a DB read (300);
+                                     revocations reach every replica at once by NOTIFY
     ``GATEWAY_PUBLIC_URL``           the base URL clients reach us at
     ``GATEWAY_MIGRATE_ON_START``     ``1`` (default) to migrate when ``serve`` starts
     ``GATEWAY_MAX_IMPORT_BYTES``     largest bulk geofence import (64 MiB)
@@ -87,7 +88,7 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     db_pool_min: int = 2
     db_pool_max: int = 10
-    token_cache_seconds: float = 10.0
+    token_cache_seconds: float = 300.0
     public_url: str = ""
     migrate_on_start: bool = True
     max_import_bytes: int = 64 * 1024 * 1024
@@ -176,7 +177,7 @@ class Settings:
             max_body_bytes=get_int("GATEWAY_MAX_BODY_BYTES", 1024 * 1024),
             db_pool_min=get_int("GATEWAY_DB_POOL_MIN", 2),
             db_pool_max=get_int("GATEWAY_DB_POOL_MAX", 10),
-            token_cache_seconds=get_float("GATEWAY_TOKEN_CACHE_SECONDS", 10.0),
+            token_cache_seconds=get_float("GATEWAY_TOKEN_CACHE_SECONDS", 300.0),
             public_url=(get("GATEWAY_PUBLIC_URL") or "").rstrip("/"),
             migrate_on_start=(get("GATEWAY_MIGRATE_ON_START") or "1") not in ("0", "false", "no"),
             max_import_bytes=get_int("GATEWAY_MAX_IMPORT_BYTES", 64 * 1024 * 1024),

@@ -280,8 +280,8 @@ ENDPOINTS = [
         handler=revoke_key,
         tag="tenancy",
         summary="Revoke an API key",
-        description="Takes effect at once on this replica and within the token cache period "
-        "(GATEWAY_TOKEN_CACHE_SECONDS) on others.",
+        description="Takes effect at once on every replica: the database announces it "
+        "(LISTEN/NOTIFY) and each drops the key from its token cache.",
         roles=frozenset({Role.ADMIN}),
         replies={204: Reply(description="Revoked", content_type="")},
         errors=(404,),

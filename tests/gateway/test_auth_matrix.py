@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import asyncpg
 import pytest
+from aiohttp import test_utils
 
 from gateway import app as app_mod
-from gateway import auth, tenancy
+from gateway import auth, state, tenancy
+from gateway.settings import Settings
 from tests.conftest import Tenant
 from tests.support.client import ApiClient
+from tests.support.openapi_check import SpecChecker
 
 ROLES = ["admin", "manager", "reviewer", "pos", "app", "shopper"]
 STAFF = {"admin", "manager", "reviewer"}
@@ -331,3 +335,35 @@ class TestTokens:
         r = await api.post("/v1/keys", token=tenant_a.tokens["admin"], json={"role": "shopper"})
         assert r.status == 422
         assert "role" in r.json["error"]["fields"]
+
+
+async def test_revocation_reaches_another_replica_at_once(
+    api: ApiClient, database_url: str, settings: Settings, spec: SpecChecker, tenant_a: Tenant
+) -> None:
+    """Replica B has the token cached; revoking it through replica A locks it out of B too."""
+    other = app_mod.create_app(settings, db_url=database_url)
+    async with test_utils.TestClient(test_utils.TestServer(other)) as client:
+        b = ApiClient(client, spec)
+        made = await api.post("/v1/keys", token=tenant_a.tokens["admin"], json={"role": "pos"})
+        token = made.json["token"]
+        assert (await b.get("/v1/auth/whoami", token=token)).status == 200  # now cached on B
+        r = await api.delete(f"/v1/keys/{made.json['id']}", token=tenant_a.tokens["admin"])
+        assert r.status == 204
+        for _ in range(50):
+            if (await b.get("/v1/auth/whoami", token=token)).status == 401:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("replica B still accepts a revoked token after 1 s")
+        # and a shopper erased from the database is locked out the same way
+        shopper = tenant_a.tokens["shopper"]
+        assert (await b.get("/v1/me", token=shopper)).status == 200
+        await client.app[state.POOL].execute(
+            "DELETE FROM shoppers WHERE id = $1", tenant_a.shopper_id
+        )
+        for _ in range(50):
+            if (await b.get("/v1/me", token=shopper)).status == 401:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("replica B still accepts a deleted shopper's token")
