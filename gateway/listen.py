@@ -24,6 +24,7 @@ class Listener:
         self._conn: asyncpg.Connection | None = None
         self._channels: dict[str, list[Callable[[str], None]]] = {}
         self._on_lost: list[Callable[[], None]] = []
+        self._closing = False
 
     @property
     def alive(self) -> bool:
@@ -55,6 +56,7 @@ class Listener:
         return True
 
     async def close(self) -> None:
+        self._closing = True
         if self._conn is not None and not self._conn.is_closed():
             await self._conn.close()
         self._conn = None
@@ -64,6 +66,8 @@ class Listener:
             callback(str(payload))
 
     def _lost(self, conn: Any) -> None:
+        if self._closing:
+            return
         log.warning("change listener connection lost")
         self._conn = None
         self._notify_lost()
