@@ -60,12 +60,22 @@ def validation_fields(exc: pydantic.ValidationError) -> dict[str, str]:
 
 async def body(request: web.Request, model: type[M]) -> M:
     """The request body parsed and validated as ``model``, or the matching 4xx."""
-    if request.content_type != "application/json":
-        raise errors.UnsupportedMediaType(
-            f"send the body as application/json, not {request.content_type or 'nothing'}"
-        )
-    raw = await read_limited(request, request.app[state.SETTINGS].max_body_bytes)
+    raw = await read_body(request, limit=request.app[state.SETTINGS].max_body_bytes)
     return parse(raw, model)
+
+
+async def read_body(
+    request: web.Request, *, limit: int, media_types: tuple[str, ...] = ("application/json",)
+) -> bytes:
+    """The raw body of an accepted media type, non-empty and within ``limit`` bytes."""
+    if request.content_type not in media_types:
+        raise errors.UnsupportedMediaType(
+            f"send the body as {' or '.join(media_types)}, not {request.content_type or 'nothing'}"
+        )
+    raw = await read_limited(request, limit)
+    if not raw.strip():
+        raise errors.InvalidJson("the request body is empty; send a JSON object")
+    return raw
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes:
@@ -86,8 +96,6 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
 
 
 def parse(raw: bytes, model: type[M]) -> M:
-    if not raw.strip():
-        raise errors.InvalidJson("the request body is empty; send a JSON object")
     try:
         return model.model_validate_json(raw)
     except pydantic.ValidationError as exc:
@@ -108,12 +116,24 @@ def principal(request: web.Request) -> Principal:
     return request[PRINCIPAL]
 
 
+def as_id(value: object) -> int | None:
+    """An id from a JSON value, path or query string: an int or up to 18 ASCII digits.
+
+    ``str.isdigit`` alone also admits digits such as "²" that ``int`` refuses.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        return int(value)
+    return None
+
+
 def path_id(request: web.Request, name: str = "id") -> int:
     """A numeric id from the path; a malformed one is as absent as a missing one."""
-    raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18:
+    value = as_id(request.match_info[name])
+    if value is None:
         raise errors.NotFound(f"no such {name.removesuffix('_id') or 'item'}")
-    return int(raw)
+    return value
 
 
 def ident(value: int | None) -> str | None:
@@ -122,11 +142,10 @@ def ident(value: int | None) -> str | None:
 
 
 def _to_id(value: Any) -> Any:
-    if isinstance(value, str) and value.isdigit() and len(value) <= 18:
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise ValueError("must be an id: a string of digits")
+    found = as_id(value)
+    if found is None:
+        raise ValueError("must be an id: a string of digits")
+    return found
 
 
 # Ids travel as strings; a bare JSON integer is accepted too, out of kindness.

@@ -94,7 +94,7 @@ async def _geo_ctx(app: web.Application) -> AsyncIterator[None]:
     holder.attach(listener)
     app[state.PINGS].attach(listener)
     app[state.VERIFIER].attach(listener)
-    await listener.ensure()
+    await listener.start(app[state.SETTINGS].index_poll_seconds)
     await holder.start(pool)
     ping_log = app[state.PINGS].log
     ping_log.start(pool)

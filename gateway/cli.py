@@ -19,7 +19,7 @@ import asyncpg
 import orjson
 from aiohttp import abc, web
 
-from gateway import auth, clock, db, errors, logs, migrate, retention, settings, tenancy
+from gateway import api, auth, clock, db, errors, logs, migrate, retention, settings, tenancy
 
 log = logging.getLogger("gateway")
 
@@ -285,9 +285,10 @@ def cmd_db_stop(args: argparse.Namespace) -> int:
 
 
 def _positive_id(text: str) -> int:
-    if not text.isdigit() or len(text) > 18:
+    value = api.as_id(text)
+    if value is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not an id (digits only)")
-    return int(text)
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

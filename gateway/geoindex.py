@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 
@@ -29,13 +28,10 @@ class IndexHolder:
     def __init__(self, *, poll_seconds: float = 5.0) -> None:
         self.index: FenceIndex = FenceIndex.build([])
         self.version = -1
-        self.built_at = 0.0
-        self.last_build_seconds = 0.0
         self.rebuilds = 0
         self._poll_seconds = poll_seconds
         self._wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._listener: listen.Listener | None = None
         self._pool: asyncpg.Pool | None = None
 
     @property
@@ -44,7 +40,6 @@ class IndexHolder:
 
     def attach(self, listener: listen.Listener) -> None:
         """Follow geofence changes through the process's listener (call before it connects)."""
-        self._listener = listener
         listener.subscribe(CHANNEL, lambda _payload: self._wanted.set())
         listener.on_lost(self._wanted.set)
 
@@ -63,9 +58,6 @@ class IndexHolder:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def request_rebuild(self) -> None:
-        self._wanted.set()
-
     async def rebuild(self) -> None:
         assert self._pool is not None
         started = time.perf_counter()
@@ -74,21 +66,14 @@ class IndexHolder:
         index = await asyncio.to_thread(FenceIndex.build, fences)
         # The swap: one reference assignment, atomic for every reader on this loop.
         self.index = index
-        # An index holds millions of long-lived objects; left in the collector's
-        # generations, every full collection would walk them all (tens of ms on
-        # the ping path). Freezing moves what exists now out of its sight.
-        gc.collect()
-        gc.freeze()
         self.version = version
-        self.built_at = time.time()
-        self.last_build_seconds = time.perf_counter() - started
         self.rebuilds += 1
         log.info(
             "geofence index built",
             extra={
                 "fences": len(index),
                 "version": version,
-                "seconds": round(self.last_build_seconds, 3),
+                "seconds": round(time.perf_counter() - started, 3),
             },
         )
 
@@ -110,8 +95,6 @@ class IndexHolder:
         while True:
             await asyncio.sleep(self._poll_seconds)
             try:
-                if self._listener is not None:
-                    await self._listener.ensure()
                 async with db.acquire(self._pool) as conn:
                     current = await geo_store.index_version(conn)
             except Exception:

@@ -2,11 +2,13 @@
 
 Subscribers name a channel and a callback. When the connection drops, every
 ``on_lost`` hook runs (caches must assume they missed something) and the
-connection is re-made by :meth:`Listener.ensure`, which the index poll calls.
+connection is re-made by the listener's own retry loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +27,7 @@ class Listener:
         self._channels: dict[str, list[Callable[[str], None]]] = {}
         self._on_lost: list[Callable[[], None]] = []
         self._closing = False
+        self._retry: asyncio.Task[None] | None = None
 
     @property
     def alive(self) -> bool:
@@ -55,8 +58,25 @@ class Listener:
         self._notify_lost()
         return True
 
+    async def start(self, retry_seconds: float = 5.0) -> None:
+        """Connect now, and keep reconnecting in the background whenever the link drops."""
+        await self.ensure()
+        self._retry = asyncio.create_task(self._keep_up(retry_seconds), name="listener-retry")
+
+    async def _keep_up(self, retry_seconds: float) -> None:
+        while True:
+            await asyncio.sleep(retry_seconds)
+            try:
+                await self.ensure()
+            except Exception:
+                log.warning("change listener reconnect failed", exc_info=True)
+
     async def close(self) -> None:
         self._closing = True
+        if self._retry is not None:
+            self._retry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry
         if self._conn is not None and not self._conn.is_closed():
             await self._conn.close()
         self._conn = None

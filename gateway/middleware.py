@@ -6,6 +6,7 @@ import itertools
 import logging
 import re
 import secrets
+from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -26,19 +27,16 @@ _HTTP_CODES = {
 }
 
 
-def _error_response(status: int, code: str, message: str, **kw: object) -> web.Response:
-    fields = kw.get("fields")
-    headers = kw.get("headers")
-    return api.json(
-        errors.error_body(
-            code,
-            message,
-            fields=fields if isinstance(fields, dict) else None,
-            request_id=logs.request_id.get(),
-        ),
-        status=status,
-        headers=headers if isinstance(headers, dict) else None,
-    )
+def _error_response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    fields: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    body = errors.error_body(code, message, fields=fields, request_id=logs.request_id.get())
+    return api.json(body, status=status, headers=headers)
 
 
 _RID_PREFIX = secrets.token_hex(4)

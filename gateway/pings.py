@@ -1,8 +1,9 @@
 """The ping path: spoofing checks, index lookup, enter/dwell/exit, and the state write.
 
-A ping that changes nothing costs one indexed read of the shopper's state; a
-state change locks that row, recomputes from the locked state (so two replicas
-racing on one shopper agree) and writes visits and events in one transaction.
+A ping that changes nothing costs no database round trip when the shopper's
+state is cached here, and one indexed read when it is not. A state change is
+one compare-and-set statement; if another request or replica got there first,
+it is recomputed from the fresh state, so racing pings agree.
 """
 
 from __future__ import annotations
@@ -71,8 +72,6 @@ class PingService:
         # a row lock from the database's state.
         self._states: dict[int, geo_store.ShopperGeo] = {}
         self.origin = secrets.token_hex(6)
-        self.cache_hits = 0
-        self.cache_misses = 0
 
     def attach(self, listener: listen.Listener) -> None:
         listener.subscribe(geo_store.VISITS_CHANNEL, self._on_visits_changed)
@@ -86,19 +85,13 @@ class PingService:
     async def _state(self, pool: asyncpg.Pool, shopper_id: int) -> geo_store.ShopperGeo:
         cached = self._states.get(shopper_id)
         if cached is not None:
-            self.cache_hits += 1
             return cached
-        self.cache_misses += 1
         async with db.acquire(pool) as conn:
             state = await geo_store.get_shopper_geo(conn, shopper_id)
         if len(self._states) >= 1_000_000:
             self._states.clear()
         self._states[shopper_id] = state
         return state
-
-    def time_verdict(self, ts: dt.datetime, now: dt.datetime) -> spoofing.Verdict:
-        probe = Fix(lon=0.0, lat=0.0, at=ts, accuracy_m=0.0)
-        return spoofing.check(None, probe, now, self.spoof_config)
 
     async def handle(
         self,
@@ -121,18 +114,17 @@ class PingService:
         observations: list[tuple[int, Observation]] = []
         for i in order:
             ping = pings[i]
-            verdict = self.time_verdict(ping.ts, now)
-            if verdict is not spoofing.Verdict.OK:
+            fix = Fix(lon=ping.lon, lat=ping.lat, at=ping.ts, accuracy_m=ping.accuracy_m)
+            accurate = ping.accuracy_m <= self.fence_config.max_accuracy_m
+            # The travel check only for pings accurate enough to count at all.
+            verdict = spoofing.check(baseline if accurate else None, fix, now, self.spoof_config)
+            if verdict in (spoofing.Verdict.FUTURE, spoofing.Verdict.TOO_OLD):
                 results[i] = PingResult(status="rejected", reason=verdict.value)
                 continue
-            if not ping.accuracy_m <= self.fence_config.max_accuracy_m:
+            if not accurate:
                 results[i] = PingResult(status="ignored", reason="poor_accuracy")
                 continue
-            fix = Fix(lon=ping.lon, lat=ping.lat, at=ping.ts, accuracy_m=ping.accuracy_m)
-            if baseline is not None and (
-                spoofing.check(baseline, fix, now, self.spoof_config)
-                is spoofing.Verdict.IMPOSSIBLE_TRAVEL
-            ):
+            if verdict is spoofing.Verdict.IMPOSSIBLE_TRAVEL:
                 results[i] = PingResult(status="flagged", reason="impossible_travel")
                 continue
             if baseline is None or fix.at >= baseline.at:
@@ -144,16 +136,11 @@ class PingService:
         transitions: list[Transition] = []
         if observations:
             obs = [o for _, o in observations]
-            trial = fences.step_batch(state.visits, obs, self.fence_config)
-            if trial.transitions or fences.needs_persisting(state.visits, trial.states):
-                try:
-                    transitions = await self._commit(pool, merchant_id, shopper_id, state, obs)
-                except BaseException:
-                    self._states.pop(shopper_id, None)
-                    raise
-            elif trial.changed:
-                # Only out counters moved: keep them in this process, write nothing.
-                self._cache(shopper_id, replace(state, visits=dict(trial.states)))
+            try:
+                transitions = await self._apply(pool, merchant_id, shopper_id, state, obs)
+            except BaseException:
+                self._states.pop(shopper_id, None)
+                raise
             if baseline is not None:
                 self._remember(shopper_id, baseline)
             # Hand each transition to the ping whose time it carries.
@@ -163,7 +150,6 @@ class PingService:
                 if owner is not None:
                     results[owner].transitions.append(t)
 
-        received = now
         for i, ping in enumerate(pings):
             result = results[i]
             if result.status == "rejected":
@@ -173,7 +159,7 @@ class PingService:
                     merchant_id=merchant_id,
                     shopper_id=shopper_id,
                     ts=ping.ts,
-                    received_at=received,
+                    received_at=now,
                     lat=ping.lat,
                     lon=ping.lon,
                     accuracy_m=ping.accuracy_m,
@@ -186,7 +172,7 @@ class PingService:
             )
         return Outcome(results=results, transitions=transitions)
 
-    async def _commit(
+    async def _apply(
         self,
         pool: asyncpg.Pool,
         merchant_id: int,
@@ -194,13 +180,19 @@ class PingService:
         state: geo_store.ShopperGeo,
         observations: list[Observation],
     ) -> list[Transition]:
-        """Write the change by compare-and-set, recomputing from fresh state if it lost."""
-        async with db.acquire(pool) as conn:
-            for _ in range(_CAS_ATTEMPTS):
-                result = fences.step_batch(state.visits, observations, self.fence_config)
-                if not (result.transitions or fences.needs_persisting(state.visits, result.states)):
+        """Step the visits; write them by compare-and-set if that is needed.
+
+        Losing the compare-and-set means another request or replica changed the
+        visits first: recompute from the fresh state and try again.
+        """
+        for _ in range(_CAS_ATTEMPTS):
+            result = fences.step_batch(state.visits, observations, self.fence_config)
+            if not (result.transitions or fences.needs_persisting(state.visits, result.states)):
+                if result.changed:
+                    # Only out counters moved: keep them in this process, write nothing.
                     self._cache(shopper_id, replace(state, visits=dict(result.states)))
-                    return []
+                return []
+            async with db.acquire(pool) as conn:
                 version = await geo_store.cas_visits(
                     conn,
                     shopper_id=shopper_id,
@@ -213,12 +205,9 @@ class PingService:
                 if version is not None:
                     self._cache(
                         shopper_id,
-                        geo_store.ShopperGeo(
-                            visits=dict(result.states), last_fix=state.last_fix, version=version
-                        ),
+                        replace(state, visits=dict(result.states), version=version),
                     )
                     return list(result.transitions)
-                # Another request (here or on another replica) changed the visits first.
                 state = await geo_store.get_shopper_geo(conn, shopper_id)
         raise errors.Unavailable(
             "this shopper's state is changing too fast; retry",

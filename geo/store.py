@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import asyncpg
 import shapely
 
+from geo import geojson
 from geo.models import Fence, FenceFeature, FenceState, Fix, Transition
 from geo.places import Store
 
@@ -130,8 +131,6 @@ def _columns(
     feature: FenceFeature,
 ) -> tuple[str, str, dict[str, Any], bytes, float | None, dict[str, Any]]:
     """(name, kind, geometry GeoJSON, WKB, radius, extra properties) of a validated feature."""
-    from geo import geojson
-
     props = dict(feature.properties)
     name = str(props.pop("name"))
     props.pop("store_id", None)

@@ -11,6 +11,7 @@ from aiohttp import web
 from gateway import api, errors, pings, state
 from gateway.api import Endpoint, Reply
 from gateway.auth import Role
+from geo.models import Transition
 
 WEATHER = Literal[
     "clear", "clouds", "rain", "drizzle", "thunderstorm", "snow", "sleet", "hail", "fog", "wind"
@@ -102,7 +103,7 @@ async def _run(request: web.Request, items: list[PingIn]) -> pings.Outcome:
     )
 
 
-def _transitions(request: web.Request, items: list[Any]) -> list[dict[str, Any]]:
+def _transitions(request: web.Request, items: list[Transition]) -> list[dict[str, Any]]:
     index = request.app[state.GEO_INDEX].index
     out = []
     for t in items:
@@ -141,7 +142,8 @@ async def post_ping(request: web.Request) -> web.Response:
         {
             "status": result.status,
             "reason": result.reason,
-            "transitions": _transitions(request, result.transitions),
+            # All of them: a visit that timed out exits at its last sighting, not now.
+            "transitions": _transitions(request, outcome.transitions),
             "offers": [],
         }
     )

@@ -90,20 +90,26 @@ def _limit(request: web.Request, default: int, most: int) -> int:
     raw = request.query.get("limit")
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= most:
+    value = api.as_id(raw)
+    if value is None or not 1 <= value <= most:
         raise errors.ValidationFailed(
             "bad query parameter", fields={"limit": f"must be an integer from 1 to {most}"}
         )
-    return int(raw)
+    return value
+
+
+def _query_id(request: web.Request, name: str, problem: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    value = api.as_id(raw)
+    if value is None:
+        raise errors.ValidationFailed("bad query parameter", fields={name: problem})
+    return value
 
 
 def _cursor(request: web.Request) -> int:
-    raw = request.query.get("cursor")
-    if raw is None:
-        return 0
-    if not raw.isdigit() or len(raw) > 18:
-        raise errors.ValidationFailed("bad query parameter", fields={"cursor": "not a cursor"})
-    return int(raw)
+    return _query_id(request, "cursor", "not a cursor") or 0
 
 
 def _require_store_scope(p: Principal, store_id: int) -> None:
@@ -265,13 +271,9 @@ def _problems_to_error(exc: GeometryInvalid) -> errors.ValidationFailed:
 
 
 async def _json_body(request: web.Request, limit: int) -> Any:
-    if request.content_type not in ("application/json", "application/geo+json"):
-        raise errors.UnsupportedMediaType(
-            "send GeoJSON as application/geo+json or application/json"
-        )
-    raw = await api.read_limited(request, limit)
-    if not raw.strip():
-        raise errors.InvalidJson("the request body is empty; send a GeoJSON object")
+    raw = await api.read_body(
+        request, limit=limit, media_types=("application/geo+json", "application/json")
+    )
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -279,11 +281,9 @@ async def _json_body(request: web.Request, limit: int) -> Any:
 
 
 def _store_id_of(props: Any, path: str) -> int:
-    raw = props.get("store_id") if isinstance(props, dict) else None
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.isdigit() and len(raw) <= 18:
-        return int(raw)
+    store_id = api.as_id(props.get("store_id") if isinstance(props, dict) else None)
+    if store_id is not None:
+        return store_id
     raise errors.ValidationFailed(
         "the geofence needs a store", fields={f"{path}properties.store_id": "required: a store id"}
     )
@@ -408,12 +408,8 @@ async def delete_geofence(request: web.Request) -> web.Response:
 
 async def list_geofences(request: web.Request) -> web.StreamResponse:
     p = api.principal(request)
-    store_filter = request.query.get("store_id")
-    store_id = None
-    if store_filter is not None:
-        if not store_filter.isdigit() or len(store_filter) > 18:
-            raise errors.ValidationFailed("bad query parameter", fields={"store_id": "an id"})
-        store_id = int(store_filter)
+    store_id = _query_id(request, "store_id", "an id")
+    if store_id is not None:
         _require_store_scope(p, store_id)
     fmt = request.query.get("format", "json")
     if fmt not in ("json", "geojson"):
@@ -478,12 +474,8 @@ async def replace_geofences(request: web.Request) -> web.Response:
         where.setdefault(store_id, f"{path}properties.store_id")
         gid: int | None = None
         if raw.get("id") is not None:
-            rid = raw["id"]
-            if isinstance(rid, str) and rid.isdigit() and len(rid) <= 18:
-                gid = int(rid)
-            elif isinstance(rid, int) and not isinstance(rid, bool):
-                gid = rid
-            else:
+            gid = api.as_id(raw["id"])
+            if gid is None:
                 raise errors.ValidationFailed(
                     "bad feature id", fields={f"{path}id": "a geofence id, or omit it to create"}
                 )

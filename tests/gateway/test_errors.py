@@ -208,3 +208,19 @@ async def test_database_down_is_503_with_retry_after(
         await conn.close()
     r = await api.get("/readyz")
     assert r.status == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/stores/%C2%B2",  # "²": str.isdigit() says yes, int() says no
+        "/v1/stores?cursor=%C2%B2",
+        "/v1/geofences?limit=%C2%B2",
+        "/v1/geofences?store_id=%D9%A3",  # Arabic-Indic digit three
+    ],
+)
+async def test_non_ascii_digits_in_ids_are_4xx_not_500(
+    api: ApiClient, tenant_a: Tenant, path: str
+) -> None:
+    r = await api.get(path, token=tenant_a.tokens["manager"])
+    assert r.status in (404, 422), r.body

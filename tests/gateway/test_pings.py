@@ -210,6 +210,17 @@ class TestTransitions:
         assert world.events(r) == [(world.circle, "exit")]
         assert await conn.fetchval("SELECT version FROM shopper_geo") == version + 1
 
+    async def test_a_visit_whose_pings_stopped_exits_at_its_last_sighting(
+        self, world: World
+    ) -> None:
+        entered = world.clock.now()
+        r = await world.ping(0, 0)
+        assert world.events(r) == [(world.circle, "enter")]
+        world.clock.advance(hours=3)  # app killed; the visit times out after 2 h
+        r = await world.ping(0, 2000)
+        assert world.events(r) == [(world.circle, "exit")]
+        assert r.json["transitions"][0]["at"] == entered.isoformat()
+
 
 class TestSpoofingAndLimits:
     async def test_future_timestamp_is_refused(
