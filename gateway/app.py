@@ -16,15 +16,18 @@ from gateway import (
     geoindex,
     listen,
     middleware,
+    offering,
     pinglog,
     pings,
     ratelimit,
     retention,
     routing,
     state,
+    stats,
 )
+from gateway.handlers import offers as offer_handlers
 from gateway.handlers import pings as ping_handlers
-from gateway.handlers import places, system, tenancy
+from gateway.handlers import places, reports, system, tenancy
 from gateway.settings import Settings
 from geo.models import FenceConfig, SpoofingConfig
 
@@ -32,7 +35,14 @@ log = logging.getLogger(__name__)
 
 
 def all_endpoints() -> list[routing.Endpoint]:
-    return [*system.ENDPOINTS, *tenancy.ENDPOINTS, *places.ENDPOINTS, *ping_handlers.ENDPOINTS]
+    return [
+        *system.ENDPOINTS,
+        *tenancy.ENDPOINTS,
+        *places.ENDPOINTS,
+        *ping_handlers.ENDPOINTS,
+        *offer_handlers.ENDPOINTS,
+        *reports.ENDPOINTS,
+    ]
 
 
 def create_app(
@@ -50,6 +60,7 @@ def create_app(
     app[state.CLOCK] = clock_ or clock.SystemClock()
     app[state.VERIFIER] = auth.TokenVerifier(ttl=settings.token_cache_seconds)
     log_ = pinglog.PingLog()
+    app[state.OFFERS] = offering.OfferBooks(max_delay_seconds=settings.offer_max_delay_seconds)
     app[state.GEO_INDEX] = geoindex.IndexHolder(poll_seconds=settings.index_poll_seconds)
     app[state.PINGS] = pings.PingService(
         fence_config=FenceConfig(
@@ -59,9 +70,13 @@ def create_app(
             max_speed_mps=settings.max_speed_mps, max_age_s=settings.max_ping_age_seconds
         ),
         log=log_,
+        offers=app[state.OFFERS],
     )
     app[state.PING_LIMITER] = ratelimit.TokenBuckets(
         rate=settings.ping_rate, burst=settings.ping_burst
+    )
+    app[state.REDEEM_LIMITER] = ratelimit.TokenBuckets(
+        rate=settings.redeem_rate, burst=settings.redeem_burst
     )
     endpoints: dict[routing.Handler, routing.Endpoint] = {}
     for ep in all_endpoints():
@@ -94,6 +109,7 @@ async def _geo_ctx(app: web.Application) -> AsyncIterator[None]:
     holder.attach(listener)
     app[state.PINGS].attach(listener)
     app[state.VERIFIER].attach(listener)
+    app[state.OFFERS].attach(listener)
     await listener.start(app[state.SETTINGS].index_poll_seconds)
     await holder.start(pool)
     ping_log = app[state.PINGS].log
@@ -105,12 +121,17 @@ async def _geo_ctx(app: web.Application) -> AsyncIterator[None]:
         ),
         name="ping-retention",
     )
+    compactor = asyncio.create_task(
+        stats.run_forever(pool, every_seconds=settings.stats_compact_seconds),
+        name="stats-compaction",
+    )
     try:
         yield
     finally:
-        purger.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await purger
+        for task in (purger, compactor):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await ping_log.stop()
         await holder.stop()
         await listener.close()

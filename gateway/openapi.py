@@ -63,7 +63,7 @@ def build(
         for reply in ep.replies.values():
             if reply.model is not None:
                 models.add(reply.model)
-            models.update(reply.alternatives.values())
+            models.update(m for m in reply.alternatives.values() if isinstance(m, type))
     ordered = sorted(models, key=lambda m: m.__name__)
     refs, defs = models_json_schema(
         [(m, "validation") for m in ordered], ref_template="#/components/schemas/{model}"
@@ -120,8 +120,10 @@ def build(
                 else:
                     schema = dict(reply.schema) if reply.schema is not None else {}
                 entry["content"] = {reply.content_type: {"schema": schema}}
-                for media, model in reply.alternatives.items():
-                    entry["content"][media] = {"schema": refs[(model, "validation")]}
+                for media, alt in reply.alternatives.items():
+                    entry["content"][media] = {
+                        "schema": refs[(alt, "validation")] if isinstance(alt, type) else dict(alt)
+                    }
             if reply.headers:
                 entry["headers"] = {
                     name: {"description": text, "schema": {"type": "string"}}

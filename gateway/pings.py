@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 import asyncpg
 
-from gateway import db, errors, listen, pinglog
+from gateway import db, listen, offering, pinglog
 from geo import fences, spoofing
 from geo import store as geo_store
 from geo.index import FenceIndex
@@ -46,9 +46,12 @@ class PingResult:
 class Outcome:
     results: list[PingResult]
     transitions: list[Transition]
+    sent: list[offering.Sent] = field(default_factory=list)
 
 
-_CAS_ATTEMPTS = 8
+# Optimistic attempts before waiting for the shopper's row lock instead: a burst of
+# one shopper's pings (two app instances, replicas) must all get through.
+_CAS_ATTEMPTS = 3
 
 
 class PingService:
@@ -58,7 +61,9 @@ class PingService:
         fence_config: FenceConfig,
         spoof_config: SpoofingConfig,
         log: pinglog.PingLog,
+        offers: offering.OfferBooks,
     ) -> None:
+        self.offers = offers
         self.fence_config = fence_config
         self.spoof_config = spoof_config
         self.log = log
@@ -112,6 +117,7 @@ class PingService:
             baseline = cached
 
         observations: list[tuple[int, Observation]] = []
+        weather: dict[dt.datetime, tuple[str | None, float | None]] = {}
         for i in order:
             ping = pings[i]
             fix = Fix(lon=ping.lon, lat=ping.lat, at=ping.ts, accuracy_m=ping.accuracy_m)
@@ -132,12 +138,23 @@ class PingService:
             reach = fences.reach_m(ping.accuracy_m, self.fence_config)
             near = index.match(ping.lon, ping.lat, reach, merchant_id)
             observations.append((i, Observation(at=ping.ts, accuracy_m=ping.accuracy_m, near=near)))
+            weather[ping.ts] = (ping.weather_condition, ping.temp_c)
 
         transitions: list[Transition] = []
+        sent: list[offering.Sent] = []
         if observations:
             obs = [o for _, o in observations]
             try:
-                transitions = await self._apply(pool, merchant_id, shopper_id, state, obs)
+                transitions, sent = await self._apply(
+                    pool,
+                    index,
+                    merchant_id=merchant_id,
+                    shopper_id=shopper_id,
+                    state=state,
+                    observations=obs,
+                    weather=weather,
+                    now=now,
+                )
             except BaseException:
                 self._states.pop(shopper_id, None)
                 raise
@@ -170,20 +187,26 @@ class PingService:
                     transitions=len(result.transitions),
                 )
             )
-        return Outcome(results=results, transitions=transitions)
+        return Outcome(results=results, transitions=transitions, sent=sent)
 
     async def _apply(
         self,
         pool: asyncpg.Pool,
+        index: FenceIndex,
+        *,
         merchant_id: int,
         shopper_id: int,
         state: geo_store.ShopperGeo,
         observations: list[Observation],
-    ) -> list[Transition]:
+        weather: dict[dt.datetime, tuple[str | None, float | None]],
+        now: dt.datetime,
+    ) -> tuple[list[Transition], list[offering.Sent]]:
         """Step the visits; write them by compare-and-set if that is needed.
 
         Losing the compare-and-set means another request or replica changed the
-        visits first: recompute from the fresh state and try again.
+        visits first: recompute from the fresh state and try again. When the
+        transitions trigger offers, the decisions commit with the visits, in one
+        transaction, or not at all.
         """
         for _ in range(_CAS_ATTEMPTS):
             result = fences.step_batch(state.visits, observations, self.fence_config)
@@ -191,29 +214,101 @@ class PingService:
                 if result.changed:
                     # Only out counters moved: keep them in this process, write nothing.
                     self._cache(shopper_id, replace(state, visits=dict(result.states)))
-                return []
+                return [], []
+            moments: list[offering.Moment] = []
+            book = None
+            if any(t.event != "exit" for t in result.transitions):
+                book = await self.offers.book(pool, merchant_id)
+                moments = self.offers.moments(book, index, result.transitions, weather, now)
             async with db.acquire(pool) as conn:
-                version = await geo_store.cas_visits(
-                    conn,
-                    shopper_id=shopper_id,
-                    merchant_id=merchant_id,
-                    expected_version=state.version,
-                    visits=result.states,
-                    transitions=result.transitions,
-                    origin=self.origin,
-                )
+                sent: list[offering.Sent] = []
+                tx = conn.transaction() if moments else None
+                if tx is not None:
+                    await tx.start()
+                try:
+                    version = await geo_store.cas_visits(
+                        conn,
+                        shopper_id=shopper_id,
+                        merchant_id=merchant_id,
+                        expected_version=state.version,
+                        visits=result.states,
+                        transitions=result.transitions,
+                        origin=self.origin,
+                    )
+                    if version is not None and tx is not None and book is not None:
+                        sent = await self.offers.commit(
+                            conn,
+                            book,
+                            merchant_id=merchant_id,
+                            shopper_id=shopper_id,
+                            moments=moments,
+                            now=now,
+                        )
+                except BaseException:
+                    if tx is not None:
+                        await tx.rollback()
+                    raise
+                if tx is not None:
+                    if version is None:
+                        await tx.rollback()
+                    else:
+                        await tx.commit()
                 if version is not None:
                     self._cache(
                         shopper_id,
                         replace(state, visits=dict(result.states), version=version),
                     )
-                    return list(result.transitions)
+                    return list(result.transitions), sent
                 state = await geo_store.get_shopper_geo(conn, shopper_id)
-        raise errors.Unavailable(
-            "this shopper's state is changing too fast; retry",
-            code="contention",
-            headers={"Retry-After": "1"},
+        return await self._apply_locked(
+            pool,
+            index,
+            merchant_id=merchant_id,
+            shopper_id=shopper_id,
+            observations=observations,
+            weather=weather,
+            now=now,
         )
+
+    async def _apply_locked(
+        self,
+        pool: asyncpg.Pool,
+        index: FenceIndex,
+        *,
+        merchant_id: int,
+        shopper_id: int,
+        observations: list[Observation],
+        weather: dict[dt.datetime, tuple[str | None, float | None]],
+        now: dt.datetime,
+    ) -> tuple[list[Transition], list[offering.Sent]]:
+        """The same step under the shopper's row lock: slower, but it always progresses."""
+        book = await self.offers.book(pool, merchant_id)
+        sent: list[offering.Sent] = []
+        async with db.acquire(pool) as conn, conn.transaction():
+            state = await geo_store.lock_shopper_geo(conn, shopper_id, merchant_id)
+            result = fences.step_batch(state.visits, observations, self.fence_config)
+            if result.transitions or fences.needs_persisting(state.visits, result.states):
+                await geo_store.save_visits(
+                    conn,
+                    shopper_id=shopper_id,
+                    merchant_id=merchant_id,
+                    visits=result.states,
+                    transitions=result.transitions,
+                    origin=self.origin,
+                )
+                state = replace(state, version=(state.version or 0) + 1)
+                moments = self.offers.moments(book, index, result.transitions, weather, now)
+                if moments:
+                    sent = await self.offers.commit(
+                        conn,
+                        book,
+                        merchant_id=merchant_id,
+                        shopper_id=shopper_id,
+                        moments=moments,
+                        now=now,
+                    )
+        self._cache(shopper_id, replace(state, visits=dict(result.states)))
+        return list(result.transitions), sent
 
     def _cache(self, shopper_id: int, state: geo_store.ShopperGeo) -> None:
         cached = self._states.get(shopper_id)

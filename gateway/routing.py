@@ -30,8 +30,11 @@ class Reply:
     schema: Mapping[str, Any] | None = None
     content_type: str = "application/json"
     headers: Mapping[str, str] = field(default_factory=dict)
-    # Other media types the same status can answer with (content negotiation, ?format=).
-    alternatives: Mapping[str, type[pydantic.BaseModel]] = field(default_factory=dict)
+    # Other media types the same status can answer with (content negotiation, ?format=):
+    # a model, or a raw schema (CSV).
+    alternatives: Mapping[str, type[pydantic.BaseModel] | Mapping[str, Any]] = field(
+        default_factory=dict
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

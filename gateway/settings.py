@@ -76,6 +76,12 @@ class Settings:
     ``GATEWAY_MAX_PING_AGE_SECONDS`` older pings are refused (86400)
     ``GATEWAY_PING_RATE`` / ``GATEWAY_PING_BURST``  per-shopper ping requests/s and burst (2, 20)
     ``GATEWAY_PING_RETENTION_DAYS``  raw pings are purged after this many days (30)
+    ``GATEWAY_OFFER_MAX_DELAY_SECONDS``  triggers from pings older than this decide no
+                                     offer (300): the moment has passed
+    ``GATEWAY_REDEEM_RATE`` / ``GATEWAY_REDEEM_BURST``  redemption attempts per POS key
+                                     per second and burst, per process (5, 30)
+    ``GATEWAY_VOID_WINDOW_MINUTES``  how long after a redemption it can be voided (30)
+    ``GATEWAY_STATS_COMPACT_SECONDS``  how often funnel rollup deltas are folded in (10)
     """
 
     database_url: Secret | None = None
@@ -100,6 +106,11 @@ class Settings:
     ping_burst: int = 20
     ping_retention_days: float = 30.0
     index_poll_seconds: float = 5.0
+    offer_max_delay_seconds: float = 300.0
+    void_window_minutes: int = 30
+    redeem_rate: float = 5.0
+    redeem_burst: int = 30
+    stats_compact_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -118,6 +129,12 @@ class Settings:
             raise SettingsError("ping rate must be > 0 and ping burst >= 1")
         if self.ping_retention_days <= 0:
             raise SettingsError("ping retention must be positive")
+        if self.offer_max_delay_seconds < 0 or self.void_window_minutes < 0:
+            raise SettingsError("offer max delay and void window must not be negative")
+        if self.redeem_rate <= 0 or self.redeem_burst < 1:
+            raise SettingsError("redeem rate must be > 0 and redeem burst >= 1")
+        if self.stats_compact_seconds <= 0:
+            raise SettingsError("stats compaction interval must be positive")
 
     @property
     def base_url(self) -> str:
@@ -189,4 +206,9 @@ class Settings:
             ping_burst=get_int("GATEWAY_PING_BURST", 20),
             ping_retention_days=get_float("GATEWAY_PING_RETENTION_DAYS", 30.0),
             index_poll_seconds=get_float("GATEWAY_INDEX_POLL_SECONDS", 5.0),
+            offer_max_delay_seconds=get_float("GATEWAY_OFFER_MAX_DELAY_SECONDS", 300.0),
+            void_window_minutes=get_int("GATEWAY_VOID_WINDOW_MINUTES", 30),
+            redeem_rate=get_float("GATEWAY_REDEEM_RATE", 5.0),
+            redeem_burst=get_int("GATEWAY_REDEEM_BURST", 30),
+            stats_compact_seconds=get_float("GATEWAY_STATS_COMPACT_SECONDS", 10.0),
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 from aiohttp import web
 
-from gateway import auth, clock, geoindex, pings, ratelimit, routing, settings
+from gateway import auth, clock, geoindex, offering, pings, ratelimit, routing, settings
 
 SETTINGS = web.AppKey("settings", settings.Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -16,3 +16,5 @@ ENDPOINTS = web.AppKey("endpoints", dict[routing.Handler, routing.Endpoint])
 GEO_INDEX = web.AppKey("geo_index", geoindex.IndexHolder)
 PINGS = web.AppKey("pings", pings.PingService)
 PING_LIMITER = web.AppKey("ping_limiter", ratelimit.TokenBuckets)
+OFFERS = web.AppKey("offers", offering.OfferBooks)
+REDEEM_LIMITER = web.AppKey("redeem_limiter", ratelimit.TokenBuckets)

@@ -16,6 +16,7 @@ from gateway.handlers import system
 from gateway.settings import Settings
 from geo import geojson
 from geo import store as geo_store
+from tests.support import offers as test_offers
 from tests.support.client import ApiClient
 from tests.support.openapi_check import SpecChecker
 from tests.support.pg import PgServer
@@ -74,6 +75,10 @@ class Tenant:
     tokens: dict[str, str] = field(default_factory=dict)
     shopper_id: int | None = None
     geofence_ids: list[int] = field(default_factory=list)
+    # An offer on store 0, a live coupon of it, and a redemption of another one.
+    offer_id: int = 0
+    coupon_code: str = ""
+    redemption_id: int = 0
 
 
 async def make_tenant(conn: asyncpg.Connection, name: str, stores: int = 2) -> Tenant:
@@ -119,6 +124,26 @@ async def make_tenant(conn: asyncpg.Connection, name: str, stores: int = 2) -> T
         conn, merchant_id=merchant.id, name="Ada", email=None, marketing_consent=True, timezone=None
     )
     tenant.shopper_id = shopper.id
+    tenant.offer_id = await test_offers.create_offer(conn, merchant.id, [store_ids[0]])
+    issued = {
+        "merchant_id": merchant.id,
+        "shopper_id": shopper.id,
+        "offer_id": tenant.offer_id,
+        "store_id": store_ids[0],
+        "fence_id": tenant.geofence_ids[0],
+    }
+    _, tenant.coupon_code = await test_offers.issue_coupon(conn, **issued)
+    redeemed, _ = await test_offers.issue_coupon(conn, **issued)
+    tenant.redemption_id = await conn.fetchval(
+        "INSERT INTO redemptions (merchant_id, coupon_id, offer_id, shopper_id, store_id, key_id, "
+        "idempotency_key, request_hash, redeemed_at) "
+        "VALUES ($1, $2, $3, $4, $5, 0, 'fixture', '\\x00', now()) RETURNING id",
+        merchant.id,
+        redeemed,
+        tenant.offer_id,
+        shopper.id,
+        store_ids[0],
+    )
     return tenant
 
 

@@ -47,11 +47,23 @@ class TransitionOut(api.Out):
     at: dt.datetime
 
 
+class CouponOut(api.Out):
+    id: str
+    code: str = pydantic.Field(description="Human-typeable, with a check symbol")
+    expires_at: dt.datetime
+
+
+class SentOfferOut(api.Out):
+    offer_id: str
+    delivery_id: str
+    coupon: CouponOut
+
+
 class PingOut(api.Out):
     status: Literal["accepted", "flagged", "ignored"]
     reason: str | None
     transitions: list[TransitionOut]
-    offers: list[dict[str, Any]]
+    offers: list[SentOfferOut]
 
 
 class PingItemOut(api.Out):
@@ -63,7 +75,7 @@ class PingItemOut(api.Out):
 class PingBatchOut(api.Out):
     results: list[PingItemOut]
     transitions: list[TransitionOut]
-    offers: list[dict[str, Any]]
+    offers: list[SentOfferOut]
 
 
 def _ping(p: PingIn) -> pings.Ping:
@@ -144,7 +156,7 @@ async def post_ping(request: web.Request) -> web.Response:
             "reason": result.reason,
             # All of them: a visit that timed out exits at its last sighting, not now.
             "transitions": _transitions(request, outcome.transitions),
-            "offers": [],
+            "offers": [s.as_json() for s in outcome.sent],
         }
     )
 
@@ -166,7 +178,7 @@ async def post_ping_batch(request: web.Request) -> web.Response:
                 for r in outcome.results
             ],
             "transitions": _transitions(request, outcome.transitions),
-            "offers": [],
+            "offers": [s.as_json() for s in outcome.sent],
         }
     )
 

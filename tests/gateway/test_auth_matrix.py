@@ -45,6 +45,20 @@ MATRIX = [
     ("DELETE", "/v1/geofences/{geofence_id}", WRITERS, 204),
     ("POST", "/v1/pings", {"shopper"}, 200),
     ("POST", "/v1/pings/batch", {"shopper"}, 200),
+    ("POST", "/v1/offers", WRITERS, 201),
+    ("GET", "/v1/offers", STAFF, 200),
+    ("GET", "/v1/offers/{offer_id}", STAFF, 200),
+    ("PATCH", "/v1/offers/{offer_id}", WRITERS, 200),
+    ("POST", "/v1/offers/{offer_id}/pause", WRITERS, 200),
+    ("POST", "/v1/offers/{offer_id}/resume", WRITERS, 200),
+    ("DELETE", "/v1/offers/{offer_id}", WRITERS, 204),
+    ("GET", "/v1/program", STAFF, 200),
+    ("PUT", "/v1/program", WRITERS, 200),
+    ("POST", "/v1/redemptions", {"pos"}, 201),
+    ("POST", "/v1/redemptions/{redemption_id}/void", {"pos", "manager", "admin"}, 200),
+    ("GET", "/v1/reports/offers/{offer_id}", STAFF, 200),
+    ("GET", "/v1/logs/redemptions", STAFF, 200),
+    ("GET", "/v1/logs/decisions", STAFF, 200),
 ]
 
 
@@ -67,7 +81,25 @@ def _bodies(tenant: Tenant) -> dict[tuple[str, str], object]:
         ("PATCH", "/v1/geofences/{geofence_id}"): {"properties": {"name": "renamed"}},
         ("POST", "/v1/pings"): ping,
         ("POST", "/v1/pings/batch"): {"pings": [ping]},
+        ("POST", "/v1/offers"): {
+            "name": "matrix",
+            "title": "Hello",
+            "body": "Hi",
+            "store_ids": [store],
+            "trigger": "enter",
+            "channels": ["inbox"],
+            "coupon": {"discount": "10%", "valid_minutes": 30},
+        },
+        ("PATCH", "/v1/offers/{offer_id}"): {"priority": 5},
+        ("PUT", "/v1/program"): {
+            "daily_offer_cap": 2,
+            "quiet_hours": {"start": "22:00", "end": "07:00"},
+        },
+        ("POST", "/v1/redemptions"): {"code": tenant.coupon_code, "store_id": store},
     }
+
+
+HEADERS = {("POST", "/v1/redemptions"): {"Idempotency-Key": "matrix-1"}}
 
 
 def test_matrix_covers_every_protected_endpoint_with_its_declared_roles() -> None:
@@ -91,6 +123,8 @@ def _fill(path: str, tenant: Tenant, spare_key: int) -> str:
         shopper_id=tenant.shopper_id,
         store_id=tenant.store_ids[0],
         geofence_id=tenant.geofence_ids[0],
+        offer_id=tenant.offer_id,
+        redemption_id=tenant.redemption_id,
     )
 
 
@@ -108,7 +142,8 @@ async def test_role_matrix(
 ) -> None:
     url = _fill(path, tenant_a, await _spare_key(conn, tenant_a))
     body = _bodies(tenant_a).get((method, path))
-    r = await api.request(method, url, token=tenant_a.tokens[role], json=body)
+    headers = HEADERS.get((method, path))
+    r = await api.request(method, url, token=tenant_a.tokens[role], json=body, headers=headers)
     if role in allowed:
         assert r.status == ok, r.body
     else:
@@ -157,6 +192,12 @@ FOREIGN = [
     ("GET", "/v1/geofences/{geofence_id}", "reviewer"),
     ("PATCH", "/v1/geofences/{geofence_id}", "manager"),
     ("DELETE", "/v1/geofences/{geofence_id}", "admin"),
+    ("GET", "/v1/offers/{offer_id}", "reviewer"),
+    ("PATCH", "/v1/offers/{offer_id}", "manager"),
+    ("POST", "/v1/offers/{offer_id}/pause", "manager"),
+    ("DELETE", "/v1/offers/{offer_id}", "admin"),
+    ("GET", "/v1/reports/offers/{offer_id}", "reviewer"),
+    ("POST", "/v1/redemptions/{redemption_id}/void", "pos"),
 ]
 
 
@@ -177,7 +218,13 @@ async def test_other_merchants_resources_are_invisible(
     assert r.status == 404, r.body
     big = 10**12
     missing = path.format(
-        merchant_id=big, key_id=big, shopper_id=big, store_id=big, geofence_id=big
+        merchant_id=big,
+        key_id=big,
+        shopper_id=big,
+        store_id=big,
+        geofence_id=big,
+        offer_id=big,
+        redemption_id=big,
     )
     r2 = await api.request(method, missing, token=tenant_a.tokens[role], json=body)
     assert (r2.status, r2.json["error"]["code"], r2.json["error"]["message"]) == (

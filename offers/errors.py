@@ -1,0 +1,98 @@
+"""Errors of the offers domain; the gateway maps each to its HTTP answer.
+
+OffersError
+├── UnknownPlace            a geofence or store named by an offer does not exist
+├── UnknownCode             no such coupon code (404)
+├── WrongStore              the coupon is not valid at this store (403)
+├── CouponExpired           the coupon's validity has ended (410)
+├── AlreadyRedeemed         single use: someone redeemed it first (409)
+├── RedemptionBudgetExhausted  the offer's redemption budget is used up (409)
+├── IdempotencyKeyReused    the key was used for a different request (422)
+├── IdempotencyKeyRace      a request with the same key is in flight (409, retry)
+├── AlreadyVoided           (409)
+└── VoidWindowClosed        too late to void (409)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class OffersError(Exception):
+    code = "offers_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnknownPlace(OffersError):
+    code = "unknown_place"
+
+    def __init__(self, field: str, ids: Sequence[int]) -> None:
+        super().__init__(f"no such {field.removesuffix('_ids')}: {', '.join(map(str, ids))}")
+        self.field = field
+        self.ids = tuple(ids)
+
+
+class UnknownCode(OffersError):
+    code = "unknown_code"
+
+    def __init__(self) -> None:
+        super().__init__("no coupon has this code")
+
+
+class WrongStore(OffersError):
+    code = "wrong_store"
+
+    def __init__(self) -> None:
+        super().__init__("this coupon is not valid at this store")
+
+
+class CouponExpired(OffersError):
+    code = "coupon_expired"
+
+    def __init__(self) -> None:
+        super().__init__("this coupon has expired")
+
+
+class AlreadyRedeemed(OffersError):
+    code = "already_redeemed"
+
+    def __init__(self) -> None:
+        super().__init__("this coupon has already been redeemed")
+
+
+class RedemptionBudgetExhausted(OffersError):
+    code = "budget_exhausted"
+
+    def __init__(self) -> None:
+        super().__init__("the offer's redemption budget is used up")
+
+
+class IdempotencyKeyReused(OffersError):
+    code = "idempotency_key_reused"
+
+    def __init__(self) -> None:
+        super().__init__("this Idempotency-Key was already used for a different request")
+
+
+class IdempotencyKeyRace(OffersError):
+    code = "idempotency_key_in_flight"
+
+    def __init__(self) -> None:
+        super().__init__("a request with this Idempotency-Key is being processed; retry")
+
+
+class AlreadyVoided(OffersError):
+    code = "already_voided"
+
+    def __init__(self) -> None:
+        super().__init__("this redemption was already voided")
+
+
+class VoidWindowClosed(OffersError):
+    code = "void_window_closed"
+
+    def __init__(self, minutes: int) -> None:
+        super().__init__(f"a redemption can only be voided within {minutes} minutes")

@@ -1,0 +1,254 @@
+-- Offers, program rules, decisions, coupons, redemptions and reports.
+
+-- name: offer_columns
+id, merchant_id, name, title, body, image_url, channels, trigger, status, geofence_ids,
+store_ids, scope_store_ids, starts_at, ends_at, schedule, weather, audience, caps,
+budget_issued, budget_redeemed, issued_count, redeemed_count, priority, holdout_pct, coupon,
+created_at, updated_at
+
+-- name: fence_stores
+-- The store of each of the given geofences of this merchant (missing ones are absent).
+SELECT id, store_id FROM geofences WHERE merchant_id = $1 AND id = ANY($2::bigint[]);
+
+-- name: existing_stores
+SELECT id FROM stores WHERE merchant_id = $1 AND id = ANY($2::bigint[]);
+
+-- name: insert_offer
+INSERT INTO offers (merchant_id, name, title, body, image_url, channels, trigger, status,
+                    geofence_ids, store_ids, scope_store_ids, starts_at, ends_at, schedule,
+                    weather, audience, caps, budget_issued, budget_redeemed, priority,
+                    holdout_pct, coupon)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+        $20, $21, $22)
+RETURNING {offer_columns};
+
+-- name: get_offer
+SELECT {offer_columns} FROM offers WHERE merchant_id = $1 AND id = $2 AND deleted_at IS NULL;
+
+-- name: lock_offer
+SELECT {offer_columns} FROM offers WHERE merchant_id = $1 AND id = $2 AND deleted_at IS NULL
+FOR UPDATE;
+
+-- name: update_offer
+UPDATE offers SET name = $3, title = $4, body = $5, image_url = $6, channels = $7, trigger = $8,
+    status = $9, geofence_ids = $10, store_ids = $11, scope_store_ids = $12, starts_at = $13,
+    ends_at = $14, schedule = $15, weather = $16, audience = $17, caps = $18,
+    budget_issued = $19, budget_redeemed = $20, priority = $21, holdout_pct = $22, coupon = $23,
+    updated_at = now()
+WHERE merchant_id = $1 AND id = $2 AND deleted_at IS NULL
+RETURNING {offer_columns};
+
+-- name: list_offers
+-- A store-scoped reader ($2 not NULL) sees the offers that touch only its stores.
+SELECT {offer_columns} FROM offers
+WHERE merchant_id = $1 AND deleted_at IS NULL
+  AND ($2::bigint[] IS NULL OR scope_store_ids <@ $2::bigint[])
+  AND ($3::text IS NULL OR status = $3)
+  AND id > $4
+ORDER BY id
+LIMIT $5;
+
+-- name: active_offers
+-- What a gateway process caches to find candidates; ended offers are left out.
+SELECT {offer_columns} FROM offers
+WHERE merchant_id = $1 AND deleted_at IS NULL AND status = 'active'
+  AND (ends_at IS NULL OR ends_at > now());
+
+-- name: archive_offer
+UPDATE offers SET deleted_at = now(), status = 'paused', updated_at = now()
+WHERE merchant_id = $1 AND id = $2 AND deleted_at IS NULL
+RETURNING id;
+
+-- name: store_timezones
+SELECT id, timezone FROM stores WHERE merchant_id = $1;
+
+-- name: get_program
+SELECT daily_offer_cap, quiet_start, quiet_end FROM merchants WHERE id = $1;
+
+-- name: set_program
+UPDATE merchants SET daily_offer_cap = $2, quiet_start = $3, quiet_end = $4 WHERE id = $1
+RETURNING daily_offer_cap, quiet_start, quiet_end;
+
+-- name: shopper_offer_state
+-- Read after the shopper's state row is locked by the ping path, so it sees
+-- every earlier decision for this shopper on any replica.
+SELECT s.marketing_consent, s.timezone, s.tier, s.points, s.tags,
+       coalesce(h.offer_ids, '{}') AS offer_ids,
+       coalesce(h.decided_ats, '{}') AS decided_ats,
+       coalesce(h.held_outs, '{}') AS held_outs
+FROM shoppers s
+LEFT JOIN LATERAL (
+    SELECT array_agg(d.offer_id) AS offer_ids, array_agg(d.decided_at) AS decided_ats,
+           array_agg(d.outcome = 'suppressed') AS held_outs
+    FROM decisions d
+    WHERE d.shopper_id = s.id AND d.decided_at > $2
+      AND (d.outcome = 'sent' OR d.reason = 'holdout')
+) h ON true
+WHERE s.id = $1;
+
+-- name: reserve_issue
+-- Budgeted offers only: the counter row is the budget's lock across replicas.
+UPDATE offers SET issued_count = issued_count + 1
+WHERE id = $1 AND status = 'active' AND deleted_at IS NULL AND issued_count < budget_issued
+RETURNING issued_count;
+
+-- name: offer_is_live
+SELECT 1 FROM offers WHERE id = $1 AND status = 'active' AND deleted_at IS NULL;
+
+-- name: record_decisions
+-- One ping's decisions in one statement: the log rows, and for the send (at
+-- most one) its coupon, delivery and outbox rows. The caller's transaction
+-- also holds the cap reservation, so all of it commits or none does.
+WITH d AS (
+    INSERT INTO decisions (merchant_id, offer_id, shopper_id, store_id, geofence_id, trigger,
+                           outcome, reason, decided_at, attributable_until)
+    SELECT $1, t.offer_id, $2, t.store_id, t.fence_id, t.trigger,
+           CASE WHEN t.reason IS NULL THEN 'sent' ELSE 'suppressed' END, t.reason, $3, t.until
+    FROM unnest($4::bigint[], $5::bigint[], $6::bigint[], $7::text[], $8::text[],
+                $9::timestamptz[]) AS t(offer_id, store_id, fence_id, trigger, reason, until)
+    RETURNING id, offer_id, store_id, outcome
+), c AS (
+    INSERT INTO coupons (merchant_id, offer_id, shopper_id, decision_id, code, store_ids,
+                         issued_at, expires_at)
+    SELECT $1, d.offer_id, $2, d.id, $10, $11, $3, $12 FROM d WHERE d.outcome = 'sent'
+    RETURNING id, decision_id, offer_id
+), dl AS (
+    INSERT INTO deliveries (id, merchant_id, shopper_id, offer_id, coupon_id, decision_id,
+                            store_id, channels, created_at)
+    SELECT $13, $1, $2, c.offer_id, c.id, c.decision_id, d.store_id, $14, $3
+    FROM c JOIN d ON d.id = c.decision_id
+    RETURNING id
+), ob AS (
+    INSERT INTO outbox (delivery_id, merchant_id, channel, available_at, expires_at)
+    SELECT dl.id, $1, ch, $3, $12 FROM dl CROSS JOIN unnest($14::text[]) AS ch
+    RETURNING delivery_id
+)
+SELECT c.id AS coupon_id,
+       (SELECT count(*) FROM ob) AS outbox_rows,
+       pg_notify('outbox', $1::text)
+FROM c;
+
+-- name: find_coupon_for_update
+-- The coupon row is the single-use lock: concurrent redemptions queue here.
+SELECT c.id, c.merchant_id, c.offer_id, c.shopper_id, c.decision_id, c.code, c.store_ids,
+       c.issued_at, c.expires_at, o.budget_redeemed
+FROM coupons c JOIN offers o ON o.id = c.offer_id
+WHERE c.merchant_id = $1 AND c.code = $2
+FOR UPDATE OF c;
+
+-- name: redemption_columns
+r.id, r.coupon_id, r.offer_id, r.shopper_id, r.store_id, r.order_ref, r.amount, r.key_id,
+r.redeemed_at, r.voided_at, r.voided_by, r.void_reason, c.code, r.request_hash
+
+-- name: redemption_by_key
+SELECT {redemption_columns}
+FROM redemptions r JOIN coupons c ON c.id = r.coupon_id
+WHERE r.merchant_id = $1 AND r.idempotency_key = $2;
+
+-- name: live_redemption
+SELECT id FROM redemptions WHERE coupon_id = $1 AND voided_at IS NULL;
+
+-- name: reserve_redeem
+UPDATE offers SET redeemed_count = redeemed_count + 1
+WHERE id = $1 AND redeemed_count < budget_redeemed
+RETURNING redeemed_count;
+
+-- name: insert_redemption
+WITH r AS (
+    INSERT INTO redemptions (merchant_id, coupon_id, offer_id, shopper_id, store_id, order_ref,
+                             amount, key_id, idempotency_key, request_hash, redeemed_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+    RETURNING *
+)
+SELECT {redemption_columns} FROM r JOIN coupons c ON c.id = r.coupon_id;
+
+-- name: insert_conversion
+INSERT INTO conversions (merchant_id, shopper_id, store_id, source, amount, at)
+VALUES ($1, $2, $3, $4, $5, $6);
+
+-- name: attribute_conversion
+-- The shopper transacted at a store: every open decision (sent, or held out)
+-- of an offer at that store, within its attribution window, has converted.
+-- Both groups are measured by the same rule, which is what makes the holdout
+-- comparison fair.
+UPDATE decisions d SET converted_at = $3
+FROM offers o
+WHERE d.shopper_id = $1 AND (d.outcome = 'sent' OR d.reason = 'holdout')
+  AND d.converted_at IS NULL AND d.decided_at <= $3 AND d.attributable_until > $3
+  AND o.id = d.offer_id AND $2 = ANY(o.scope_store_ids);
+
+-- name: lock_redemption
+SELECT {redemption_columns}
+FROM redemptions r JOIN coupons c ON c.id = r.coupon_id
+WHERE r.merchant_id = $1 AND r.id = $2
+FOR UPDATE OF r;
+
+-- name: void_redemption
+WITH r AS (
+    UPDATE redemptions SET voided_at = $3, voided_by = $4, void_reason = $5
+    WHERE merchant_id = $1 AND id = $2 AND voided_at IS NULL
+    RETURNING *
+)
+SELECT {redemption_columns} FROM r JOIN coupons c ON c.id = r.coupon_id;
+
+-- name: release_redeem
+UPDATE offers SET redeemed_count = redeemed_count - 1
+WHERE id = $1 AND budget_redeemed IS NOT NULL AND redeemed_count > 0;
+
+-- name: funnel
+-- Compacted rollups plus the deltas not folded in yet: exact, and small.
+SELECT day, store_id, channel, metric, sum(n)::bigint AS n
+FROM (
+    SELECT day, store_id, channel, metric, n FROM offer_stats
+    WHERE offer_id = $1 AND day BETWEEN $2 AND $3
+    UNION ALL
+    SELECT day, store_id, channel, metric, n FROM offer_stats_delta
+    WHERE offer_id = $1 AND day BETWEEN $2 AND $3
+) s
+GROUP BY day, store_id, channel, metric;
+
+-- name: compact_stats
+-- Only rows committed before this statement are moved; rows inserted meanwhile
+-- stay for the next round, so nothing is counted twice or lost.
+WITH moved AS (
+    DELETE FROM offer_stats_delta RETURNING offer_id, day, store_id, channel, metric, n
+), summed AS (
+    SELECT offer_id, day, store_id, channel, metric, sum(n)::bigint AS n
+    FROM moved GROUP BY offer_id, day, store_id, channel, metric
+), ins AS (
+    INSERT INTO offer_stats (offer_id, day, store_id, channel, metric, n)
+    SELECT * FROM summed
+    ON CONFLICT (offer_id, day, store_id, channel, metric)
+    DO UPDATE SET n = offer_stats.n + excluded.n
+    RETURNING 1
+)
+SELECT count(*) FROM ins;
+
+-- name: redemption_log
+SELECT {redemption_columns}
+FROM redemptions r JOIN coupons c ON c.id = r.coupon_id
+WHERE r.merchant_id = $1
+  AND ($2::bigint IS NULL OR r.offer_id = $2)
+  AND ($3::bigint IS NULL OR r.store_id = $3)
+  AND ($4::bigint[] IS NULL OR r.store_id = ANY($4::bigint[]))
+  AND ($5::timestamptz IS NULL OR r.redeemed_at >= $5)
+  AND ($6::timestamptz IS NULL OR r.redeemed_at < $6)
+  AND r.id > $7
+ORDER BY r.id
+LIMIT $8;
+
+-- name: decision_log
+SELECT id, offer_id, shopper_id, store_id, geofence_id, trigger, outcome, reason, decided_at,
+       converted_at
+FROM decisions
+WHERE merchant_id = $1
+  AND ($2::bigint IS NULL OR offer_id = $2)
+  AND ($3::bigint IS NULL OR store_id = $3)
+  AND ($4::bigint[] IS NULL OR store_id = ANY($4::bigint[]))
+  AND ($5::timestamptz IS NULL OR decided_at >= $5)
+  AND ($6::timestamptz IS NULL OR decided_at < $6)
+  AND ($9::text IS NULL OR outcome = $9)
+  AND ($10::text IS NULL OR reason = $10)
+  AND id > $7
+ORDER BY id
+LIMIT $8;

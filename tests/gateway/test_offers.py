@@ -1,0 +1,571 @@
+"""Offers over HTTP: rules, the coffee-shop walk, caps and budgets under concurrency, and
+the all-or-nothing commit of a send."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import test_utils, web
+
+from gateway import app as app_mod
+from gateway import clock, tenancy
+from gateway.settings import Settings
+from tests.conftest import Tenant
+from tests.gateway.test_pings import LAT, LON, add_fence, circle_feature, offset
+from tests.support.client import ApiClient, Reply
+from tests.support.openapi_check import SpecChecker
+
+# Monday 12 January 2026, 08:30 in Paris (the stores' zone): after the default quiet hours.
+T0 = dt.datetime(2026, 1, 12, 7, 30, tzinfo=dt.UTC)
+COLD = {"condition": "clouds", "temp_c": 4.0}
+
+
+def offer_body(where: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": "Cold mornings",
+        "title": "20% off a hot coffee",
+        "body": "Warm up with us",
+        "trigger": "enter",
+        "channels": ["inbox", "webpush"],
+        "coupon": {"discount": "20% off", "valid_minutes": 60, "discount_pct": 20},
+        **where,
+    }
+    body.update(extra)
+    return body
+
+
+def make_settings(tmp_path: Any, **kw: Any) -> Settings:
+    base: dict[str, Any] = {
+        "data_dir": tmp_path,
+        "db_pool_min": 1,
+        "db_pool_max": 8,
+        "ping_rate": 1000,
+        "ping_burst": 1000,
+        "redeem_rate": 1000,
+        "redeem_burst": 1000,
+        "max_ping_age_seconds": 3600,
+        "stats_compact_seconds": 3600,
+    }
+    base.update(kw)
+    return Settings(**base)
+
+
+@dataclass
+class Shop:
+    api: ApiClient
+    app: web.Application
+    clock: clock.FixedClock
+    tenant: Tenant
+    fence: int  # a 100 m circle of store 0 at (LAT, LON)
+
+    def token(self, role: str) -> str:
+        return self.tenant.tokens[role]
+
+    async def offer(self, **extra: Any) -> str:
+        body = offer_body({"geofence_ids": [str(self.fence)]}, **extra)
+        r = await self.api.post("/v1/offers", token=self.token("manager"), json=body)
+        assert r.status == 201, r.body
+        return str(r.json["id"])
+
+    async def ping(
+        self, dx: float, dy: float, *, token: str | None = None, weather: Any = COLD
+    ) -> Reply:
+        lat, lon = offset(dx, dy)
+        body: dict[str, Any] = {
+            "lat": lat,
+            "lon": lon,
+            "accuracy_m": 10,
+            "ts": self.clock.now().isoformat(),
+        }
+        if weather is not None:
+            body["weather"] = weather
+        r = await self.api.post("/v1/pings", token=token or self.token("shopper"), json=body)
+        assert r.status == 200, r.body
+        return r
+
+    async def walk_in(self, *, token: str | None = None, weather: Any = COLD) -> Reply:
+        """From outside to inside the circle: the second ping enters."""
+        await self.ping(-400, 0, token=token, weather=weather)
+        self.clock.advance(seconds=20)
+        return await self.ping(0, 0, token=token, weather=weather)
+
+    async def walk_out(self, *, token: str | None = None) -> None:
+        for _ in range(2):
+            self.clock.advance(seconds=20)
+            await self.ping(-400, 0, token=token)
+
+    async def redeem(
+        self, code: str, *, key: str, store: int = 0, token: str = "pos", **extra: Any
+    ) -> Reply:
+        return await self.api.post(
+            "/v1/redemptions",
+            token=self.token(token),
+            json={"code": code, "store_id": str(self.tenant.store_ids[store]), **extra},
+            headers={"Idempotency-Key": key},
+        )
+
+
+@pytest.fixture
+async def shop(
+    database_url: str, conn: asyncpg.Connection, tenant_a: Tenant, tmp_path: Any, spec: SpecChecker
+) -> AsyncIterator[Shop]:
+    fence = await add_fence(conn, tenant_a, circle_feature(LAT, LON, 100))
+    # The tenant's own offer covers store 0 too; these tests make their own.
+    await conn.execute("UPDATE offers SET status = 'paused' WHERE id = $1", tenant_a.offer_id)
+    fixed = clock.FixedClock(T0)
+    application = app_mod.create_app(make_settings(tmp_path), db_url=database_url, clock_=fixed)
+    async with test_utils.TestClient(test_utils.TestServer(application)) as client:
+        yield Shop(
+            api=ApiClient(client, spec), app=application, clock=fixed, tenant=tenant_a, fence=fence
+        )
+
+
+async def decisions(conn: asyncpg.Connection, offer_id: str) -> list[tuple[str, str | None]]:
+    rows = await conn.fetch(
+        "SELECT outcome, reason FROM decisions WHERE offer_id = $1 ORDER BY id", int(offer_id)
+    )
+    return [(r["outcome"], r["reason"]) for r in rows]
+
+
+class TestOfferRules:
+    async def test_create_read_change_pause_archive(self, shop: Shop) -> None:
+        body = offer_body(
+            {"store_ids": [str(shop.tenant.store_ids[0])]},
+            schedule={
+                "starts_at": "2026-01-01T00:00:00Z",
+                "ends_at": "2026-03-01T00:00:00Z",
+                "weekly": {"mon": ["07:00-10:30"], "tue": ["07:00-10:30"]},
+            },
+            weather={"conditions": ["rain", "drizzle"], "max_temp_c": 10},
+            audience={"tiers": ["Gold"], "min_points": 100, "tags": ["coffee"]},
+            caps=[{"max": 1, "hours": 24}, {"max": 3, "days": 30}],
+            budget={"max_issued": 1000, "max_redeemed": 200},
+            priority=7,
+            holdout_pct=20,
+        )
+        r = await shop.api.post("/v1/offers", token=shop.token("manager"), json=body)
+        assert r.status == 201, r.body
+        offer = r.json
+        oid = offer["id"]
+        assert offer["caps"] == [{"max": 1, "seconds": 86400}, {"max": 3, "seconds": 2592000}]
+        assert offer["budget"] == {
+            "max_issued": 1000,
+            "max_redeemed": 200,
+            "issued": 0,
+            "redeemed": 0,
+        }
+        assert offer["schedule"]["weekly"] == {"mon": ["07:00-10:30"], "tue": ["07:00-10:30"]}
+        assert offer["weather"]["conditions"] == ["drizzle", "rain"]
+        assert offer["holdout_pct"] == 20 and offer["status"] == "active"
+
+        r = await shop.api.get(f"/v1/offers/{oid}", token=shop.token("reviewer"))
+        assert r.json == offer
+        r = await shop.api.patch(
+            f"/v1/offers/{oid}", token=shop.token("manager"), json={"priority": 9, "weather": None}
+        )
+        assert (r.json["priority"], r.json["weather"], r.json["title"]) == (9, None, body["title"])
+        r = await shop.api.post(f"/v1/offers/{oid}/pause", token=shop.token("manager"))
+        assert r.json["status"] == "paused"
+        r = await shop.api.get("/v1/offers?status=paused", token=shop.token("reviewer"))
+        assert oid in [o["id"] for o in r.json["items"]]
+        r = await shop.api.get("/v1/offers?status=active", token=shop.token("reviewer"))
+        assert oid not in [o["id"] for o in r.json["items"]]
+        r = await shop.api.post(f"/v1/offers/{oid}/resume", token=shop.token("manager"))
+        assert r.json["status"] == "active"
+        r = await shop.api.delete(f"/v1/offers/{oid}", token=shop.token("manager"))
+        assert r.status == 204
+        r = await shop.api.get(f"/v1/offers/{oid}", token=shop.token("reviewer"))
+        assert r.status == 404
+
+    @pytest.mark.parametrize(
+        ("change", "field"),
+        [
+            ({"store_ids": [], "geofence_ids": []}, "(body)"),
+            ({"geofence_ids": ["999999"]}, "geofence_ids"),
+            ({"caps": [{"max": 1, "hours": 24, "days": 1}]}, "caps[0]"),
+            ({"caps": [{"max": 0, "hours": 24}]}, "caps[0].max"),
+            ({"weather": {"min_temp_c": 10, "max_temp_c": 0}}, "weather"),
+            ({"weather": {}}, "weather"),
+            ({"weather": {"conditions": ["sunny-ish"]}}, "weather.conditions[0]"),
+            ({"schedule": {"weekly": {"mon": ["10:00-10:00"]}}}, "schedule.weekly"),
+            (
+                {"schedule": {"starts_at": "2026-02-01T00:00:00Z", "ends_at": "2026-01-01T00:00Z"}},
+                "schedule",
+            ),
+            ({"channels": ["inbox", "inbox"]}, "channels"),
+            ({"channels": ["sms"]}, "channels[0]"),
+            ({"holdout_pct": 101}, "holdout_pct"),
+            ({"trigger": "exit"}, "trigger"),
+            ({"coupon": {"discount": "x", "valid_minutes": 0}}, "coupon.valid_minutes"),
+            ({"image_url": "javascript:alert(1)"}, "image_url"),
+            ({"audience": {"min_points": 10, "max_points": 5}}, "audience"),
+        ],
+    )
+    async def test_invalid_offers_name_the_field(
+        self, shop: Shop, conn: asyncpg.Connection, change: dict[str, Any], field: str
+    ) -> None:
+        body = offer_body({"store_ids": [str(shop.tenant.store_ids[0])]})
+        body.update(change)
+        r = await shop.api.post("/v1/offers", token=shop.token("manager"), json=body)
+        assert r.status == 422, r.body
+        assert field in r.json["error"]["fields"], r.json
+        assert await conn.fetchval("SELECT count(*) FROM offers") == 1  # the fixture's own
+
+    async def test_store_scoped_manager_stays_in_its_stores(self, shop: Shop) -> None:
+        s0, s1 = (str(s) for s in shop.tenant.store_ids)
+        scoped = shop.token("manager@store0")
+        r = await shop.api.post("/v1/offers", token=scoped, json=offer_body({"store_ids": [s1]}))
+        assert (r.status, r.error_code) == (403, "out_of_scope")
+        wide = await shop.api.post(
+            "/v1/offers", token=shop.token("manager"), json=offer_body({"store_ids": [s0, s1]})
+        )
+        r = await shop.api.get(f"/v1/offers/{wide.json['id']}", token=scoped)
+        assert r.status == 403
+        mine = await shop.api.post("/v1/offers", token=scoped, json=offer_body({"store_ids": [s0]}))
+        assert mine.status == 201
+        listed = await shop.api.get("/v1/offers", token=scoped)
+        ids = {o["id"] for o in listed.json["items"]}
+        assert mine.json["id"] in ids and wide.json["id"] not in ids
+
+    async def test_program_rules_round_trip(self, shop: Shop) -> None:
+        r = await shop.api.get("/v1/program", token=shop.token("reviewer"))
+        assert r.json == {"daily_offer_cap": 3, "quiet_hours": {"start": "21:00", "end": "08:00"}}
+        body = {"daily_offer_cap": None, "quiet_hours": None}
+        r = await shop.api.put("/v1/program", token=shop.token("manager"), json=body)
+        assert r.json == body
+        bad = {"daily_offer_cap": 1, "quiet_hours": {"start": "25:00", "end": "07:00"}}
+        r = await shop.api.put("/v1/program", token=shop.token("manager"), json=bad)
+        assert r.status == 422
+
+
+class TestCoffeeShop:
+    async def test_cold_morning_walk_coupon_once_and_single_redemption(
+        self, shop: Shop, conn: asyncpg.Connection
+    ) -> None:
+        oid = await shop.offer(
+            weather={"max_temp_c": 10},
+            schedule={"weekly": {d: ["07:00-10:30"] for d in ("mon", "tue", "wed", "thu", "fri")}},
+            caps=[{"max": 1, "hours": 24}],
+        )
+        r = await shop.walk_in()
+        assert [t["event"] for t in r.json["transitions"]] == ["enter"]
+        [sent] = r.json["offers"]
+        assert sent["offer_id"] == oid
+        code = sent["coupon"]["code"]
+        assert dt.datetime.fromisoformat(sent["coupon"]["expires_at"]) == T0 + dt.timedelta(
+            seconds=20, minutes=60
+        )
+        # Everything the send needs was written together.
+        delivery = await conn.fetchrow(
+            "SELECT d.channels, (SELECT array_agg(channel ORDER BY channel) FROM outbox o "
+            "WHERE o.delivery_id = d.id) AS outbox FROM deliveries d WHERE d.id = $1::uuid",
+            sent["delivery_id"],
+        )
+        assert delivery["channels"] == ["inbox", "webpush"]
+        assert delivery["outbox"] == ["inbox", "webpush"]
+
+        # Leaving and coming back within the day: capped, and nothing is sent.
+        await shop.walk_out()
+        shop.clock.advance(minutes=5)
+        r = await shop.walk_in()
+        assert r.json["offers"] == []
+        assert await decisions(conn, oid) == [("sent", None), ("suppressed", "frequency_capped")]
+
+        # The till: wrong store, first scan, second scan, a retry, a reused key.
+        shop.clock.advance(minutes=10)
+        assert (await shop.redeem(code, key="k0", store=1)).error_code == "wrong_store"
+        first = await shop.redeem(code.lower().replace("-", " "), key="k1", amount=4.5)
+        assert first.status == 201, first.body
+        assert first.json["amount"] == "4.50"
+        second = await shop.redeem(code, key="k2")
+        assert (second.status, second.error_code) == (409, "already_redeemed")
+        retry = await shop.redeem(code.lower().replace("-", " "), key="k1", amount=4.5)
+        assert (retry.status, retry.json) == (201, first.json)
+        assert retry.headers["Idempotent-Replayed"] == "true"
+        reused = await shop.redeem(code, key="k1", amount=9)
+        assert (reused.status, reused.error_code) == (422, "idempotency_key_reused")
+
+        # A void within the window frees the coupon; voiding twice is a conflict.
+        rid = first.json["id"]
+        r = await shop.api.post(
+            f"/v1/redemptions/{rid}/void",
+            token=shop.token("manager"),
+            json={"reason": "rang up twice"},
+        )
+        assert r.status == 200 and r.json["void_reason"] == "rang up twice"
+        assert r.json["voided_by"] is not None
+        r = await shop.api.post(f"/v1/redemptions/{rid}/void", token=shop.token("pos"))
+        assert (r.status, r.error_code) == (409, "already_voided")
+        again = await shop.redeem(code, key="k3")
+        assert again.status == 201
+
+        # The reviewer sees the whole funnel.
+        report = await shop.api.get(f"/v1/reports/offers/{oid}", token=shop.token("reviewer"))
+        f = report.json["funnel"]
+        assert (f["eligible"], f["sent"], f["redeemed"]) == (2, 1, 1)
+        assert f["suppressed"]["by_reason"]["frequency_capped"] == 1
+        assert f["suppressed"]["total"] == 1
+        assert f["holdout"]["treatment"] == {"decisions": 1, "converted": 1}
+
+    async def test_expired_unknown_and_mistyped_codes(self, shop: Shop) -> None:
+        await shop.offer(coupon={"discount": "1 free muffin", "valid_minutes": 15})
+        code = (await shop.walk_in()).json["offers"][0]["coupon"]["code"]
+        mistyped = code[:-1] + ("0" if code[-1] != "0" else "1")
+        assert (await shop.redeem(mistyped, key="a")).status == 404
+        assert (await shop.redeem("NOT-A-CODE", key="b")).status == 404
+        shop.clock.advance(minutes=16)
+        r = await shop.redeem(code, key="c")
+        assert (r.status, r.error_code) == (410, "coupon_expired")
+
+    async def test_redeem_needs_an_idempotency_key_and_a_store_in_scope(self, shop: Shop) -> None:
+        r = await shop.api.post(
+            "/v1/redemptions",
+            token=shop.token("pos"),
+            json={"code": shop.tenant.coupon_code, "store_id": str(shop.tenant.store_ids[0])},
+        )
+        assert (r.status, r.error_code) == (400, "idempotency_key_missing")
+        r = await shop.redeem(shop.tenant.coupon_code, key="x", store=1, token="pos@store0")
+        assert (r.status, r.error_code) == (403, "out_of_scope")
+
+    @pytest.mark.parametrize(
+        ("setup", "reason"),
+        [
+            ({"weather": {"conditions": ["rain"]}}, "weather_mismatch"),
+            ({"audience": {"tiers": ["Gold"]}}, "audience_mismatch"),
+            ({"schedule": {"weekly": {"sat": ["07:00-10:30"]}}}, "outside_schedule"),
+            ({"holdout_pct": 100}, "holdout"),
+        ],
+    )
+    async def test_suppressions_are_logged_with_their_reason(
+        self, shop: Shop, conn: asyncpg.Connection, setup: dict[str, Any], reason: str
+    ) -> None:
+        oid = await shop.offer(**setup)
+        r = await shop.walk_in()
+        assert r.json["offers"] == []
+        assert await decisions(conn, oid) == [("suppressed", reason)]
+        log = await shop.api.get(
+            f"/v1/logs/decisions?offer_id={oid}&reason={reason}", token=shop.token("reviewer")
+        )
+        assert [d["reason"] for d in log.json["items"]] == [reason]
+
+    async def test_never_at_3am_and_only_with_consent(
+        self, shop: Shop, conn: asyncpg.Connection
+    ) -> None:
+        oid = await shop.offer()
+        shop.clock.set(dt.datetime(2026, 1, 13, 2, 0, tzinfo=dt.UTC))  # 03:00 in Paris
+        assert (await shop.walk_in()).json["offers"] == []
+        await conn.execute("UPDATE shoppers SET marketing_consent = false")
+        shop.clock.set(dt.datetime(2026, 1, 13, 9, 0, tzinfo=dt.UTC))
+        await shop.walk_out()
+        assert (await shop.walk_in()).json["offers"] == []
+        assert await decisions(conn, oid) == [
+            ("suppressed", "quiet_hours"),
+            ("suppressed", "no_consent"),
+        ]
+
+    async def test_highest_priority_wins_and_the_rest_are_logged(
+        self, shop: Shop, conn: asyncpg.Connection
+    ) -> None:
+        low = await shop.offer(priority=1)
+        high = await shop.offer(priority=5)
+        r = await shop.walk_in()
+        assert [o["offer_id"] for o in r.json["offers"]] == [high]
+        assert await decisions(conn, high) == [("sent", None)]
+        assert await decisions(conn, low) == [("suppressed", "lower_priority")]
+
+
+async def _shopper(conn: asyncpg.Connection, tenant: Tenant, name: str) -> str:
+    _, token = await tenancy.enrol_shopper(
+        conn,
+        merchant_id=tenant.merchant_id,
+        name=name,
+        email=None,
+        marketing_consent=True,
+        timezone=None,
+    )
+    return token
+
+
+class TestConcurrency:
+    async def test_caps_hold_for_50_parallel_pings_on_two_replicas(
+        self,
+        shop: Shop,
+        conn: asyncpg.Connection,
+        database_url: str,
+        tmp_path: Any,
+        spec: SpecChecker,
+    ) -> None:
+        # 50 small fences of store 0 in a row, 60 m apart; one offer on the store with a
+        # cap of 1 a day. Two app instances on one database receive 50 pings at once,
+        # each entering a different fence.
+        fences = []
+        for i in range(50):
+            lat, lon = offset(3000 + 60 * i, 0)
+            fences.append(await add_fence(conn, shop.tenant, circle_feature(lat, lon, 10)))
+        store = str(shop.tenant.store_ids[0])
+        r = await shop.api.post(
+            "/v1/offers",
+            token=shop.token("manager"),
+            json=offer_body({"store_ids": [store]}, caps=[{"max": 1, "hours": 24}]),
+        )
+        oid = r.json["id"]
+        other = app_mod.create_app(make_settings(tmp_path), db_url=database_url, clock_=shop.clock)
+        async with test_utils.TestClient(test_utils.TestServer(other)) as client2:
+            replicas = [shop.api, ApiClient(client2, spec)]
+            start = shop.clock.now() - dt.timedelta(seconds=200)
+
+            async def one(i: int) -> Reply:
+                lat, lon = offset(3000 + 60 * i, 0)
+                body = {
+                    "lat": lat,
+                    "lon": lon,
+                    "accuracy_m": 5,
+                    # 2 s per 60 m: any two of these pings imply 30 m/s, plausible travel.
+                    "ts": (start + dt.timedelta(seconds=2 * i)).isoformat(),
+                }
+                return await replicas[i % 2].post(
+                    "/v1/pings", token=shop.token("shopper"), json=body
+                )
+
+            replies = await asyncio.gather(*(one(i) for i in range(50)))
+        assert all(r.status == 200 for r in replies), [r.body for r in replies if r.status != 200]
+        sent = [o for r in replies for o in r.json["offers"]]
+        assert len(sent) == 1
+        rows = await decisions(conn, oid)
+        assert rows.count(("sent", None)) == 1
+        assert len(rows) > 1 and set(rows[1:]) <= {
+            ("sent", None),
+            ("suppressed", "frequency_capped"),
+        }
+        assert (
+            await conn.fetchval("SELECT count(*) FROM coupons WHERE offer_id = $1", int(oid)) == 1
+        )
+
+    async def test_budget_holds_across_shoppers_and_replicas(
+        self,
+        shop: Shop,
+        conn: asyncpg.Connection,
+        database_url: str,
+        tmp_path: Any,
+        spec: SpecChecker,
+    ) -> None:
+        oid = await shop.offer(budget={"max_issued": 3})
+        tokens = [await _shopper(conn, shop.tenant, f"s{i}") for i in range(12)]
+        other = app_mod.create_app(make_settings(tmp_path), db_url=database_url, clock_=shop.clock)
+        async with test_utils.TestClient(test_utils.TestServer(other)) as client2:
+            replicas = [shop.api, ApiClient(client2, spec)]
+            for i, token in enumerate(tokens):
+                lat, lon = offset(-400, 0)
+                body = {"lat": lat, "lon": lon, "accuracy_m": 10, "ts": T0.isoformat()}
+                await replicas[i % 2].post("/v1/pings", token=token, json=body)
+            shop.clock.advance(seconds=20)
+            inside = {"lat": LAT, "lon": LON, "accuracy_m": 10, "ts": shop.clock.now().isoformat()}
+            replies = await asyncio.gather(
+                *(
+                    replicas[i % 2].post("/v1/pings", token=t, json=inside)
+                    for i, t in enumerate(tokens)
+                )
+            )
+        sent = [o for r in replies for o in r.json["offers"]]
+        assert len(sent) == 3
+        rows = await decisions(conn, oid)
+        assert sorted(rows, key=str) == sorted(
+            [("sent", None)] * 3 + [("suppressed", "budget_exhausted")] * 9, key=str
+        )
+        r = await shop.api.get(f"/v1/offers/{oid}", token=shop.token("reviewer"))
+        assert r.json["budget"]["issued"] == 3
+
+    async def test_one_of_100_parallel_redemptions_wins(
+        self, shop: Shop, conn: asyncpg.Connection
+    ) -> None:
+        await shop.offer()
+        code = (await shop.walk_in()).json["offers"][0]["coupon"]["code"]
+        replies = await asyncio.gather(*(shop.redeem(code, key=f"k{i}") for i in range(100)))
+        statuses = sorted(r.status for r in replies)
+        assert statuses == [201] + [409] * 99
+        assert await conn.fetchval("SELECT count(*) FROM redemptions WHERE voided_at IS NULL") == 2
+
+    async def test_redemption_budget_is_atomic(self, shop: Shop, conn: asyncpg.Connection) -> None:
+        oid = await shop.offer(budget={"max_redeemed": 2})
+        tokens = [await _shopper(conn, shop.tenant, f"r{i}") for i in range(5)]
+        found = []
+        for token in tokens:
+            await shop.walk_out(token=token)
+            shop.clock.advance(seconds=20)
+            r = await shop.ping(0, 0, token=token)
+            found.append(r.json["offers"][0]["coupon"]["code"])
+        replies = await asyncio.gather(*(shop.redeem(c, key=f"b{i}") for i, c in enumerate(found)))
+        assert sorted(r.status for r in replies) == [201, 201, 409, 409, 409]
+        assert {r.error_code for r in replies if r.status == 409} == {"budget_exhausted"}
+        assert await conn.fetchval("SELECT redeemed_count FROM offers WHERE id = $1", int(oid)) == 2
+
+    async def test_redemption_attempts_are_rate_limited_per_key(
+        self, database_url: str, tenant_a: Tenant, tmp_path: Any, spec: SpecChecker
+    ) -> None:
+        settings = make_settings(tmp_path, redeem_rate=1, redeem_burst=3)
+        application = app_mod.create_app(settings, db_url=database_url)
+        async with test_utils.TestClient(test_utils.TestServer(application)) as client:
+            api = ApiClient(client, spec)
+            statuses = []
+            for i in range(5):
+                r = await api.post(
+                    "/v1/redemptions",
+                    token=tenant_a.tokens["pos"],
+                    json={"code": f"GUESS{i}", "store_id": str(tenant_a.store_ids[0])},
+                    headers={"Idempotency-Key": f"g{i}"},
+                )
+                statuses.append(r.status)
+            assert statuses == [404, 404, 404, 429, 429]
+            assert int(r.headers["Retry-After"]) >= 1
+
+
+class TestAtomicity:
+    async def test_a_send_killed_mid_commit_leaves_nothing_behind(
+        self, shop: Shop, conn: asyncpg.Connection
+    ) -> None:
+        oid = await shop.offer()
+        await shop.ping(-400, 0)
+        version = await conn.fetchval("SELECT version FROM shopper_geo")
+        # Hold the commit at its last write, then kill its database session.
+        await conn.execute(
+            "CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN PERFORM pg_sleep(30); RETURN NEW; END $$; "
+            "CREATE TRIGGER stall BEFORE INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION stall()"
+        )
+        shop.clock.advance(seconds=20)
+        lat, lon = offset(0, 0)
+        body = {"lat": lat, "lon": lon, "accuracy_m": 10, "ts": shop.clock.now().isoformat()}
+        pending = asyncio.create_task(
+            shop.api.post("/v1/pings", token=shop.token("shopper"), json=body)
+        )
+        for _ in range(200):
+            pid = await conn.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep' LIMIT 1"
+            )
+            if pid:
+                break
+            await asyncio.sleep(0.05)
+        assert pid, "the commit never reached the outbox insert"
+        await conn.execute("SELECT pg_terminate_backend($1)", pid)
+        r = await pending
+        assert r.status == 503, r.body
+        counts = await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM decisions WHERE offer_id = $1) AS d, "
+            "(SELECT count(*) FROM coupons WHERE offer_id = $1) AS c, "
+            "(SELECT count(*) FROM deliveries WHERE offer_id = $1) AS dl, "
+            "(SELECT count(*) FROM geofence_events) AS ev, "
+            "(SELECT version FROM shopper_geo) AS v",
+            int(oid),
+        )
+        assert dict(counts) == {"d": 0, "c": 0, "dl": 0, "ev": 0, "v": version}
+        # The shopper's next ping gets what the killed one should have.
+        await conn.execute("DROP TRIGGER stall ON outbox")
+        shop.clock.advance(seconds=5)
+        r = await shop.ping(0, 0)
+        assert [o["offer_id"] for o in r.json["offers"]] == [oid]
