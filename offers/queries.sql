@@ -128,54 +128,20 @@ SELECT c.id AS coupon_id,
        pg_notify('outbox', $1::text)
 FROM c;
 
--- name: find_coupon_for_update
--- The coupon row is the single-use lock: concurrent redemptions queue here.
-SELECT c.id, c.merchant_id, c.offer_id, c.shopper_id, c.decision_id, c.code, c.store_ids,
-       c.issued_at, c.expires_at, o.budget_redeemed
-FROM coupons c JOIN offers o ON o.id = c.offer_id
-WHERE c.merchant_id = $1 AND c.code = $2
-FOR UPDATE OF c;
+-- name: redeem_coupon
+SELECT outcome, redemption_id FROM redeem_coupon($1, $2, $3, $4, $5, $6, $7, $8, $9);
+
+-- name: get_redemption
+SELECT {redemption_columns}
+FROM redemptions r JOIN coupons c ON c.id = r.coupon_id
+WHERE r.id = $1;
 
 -- name: redemption_columns
 r.id, r.coupon_id, r.offer_id, r.shopper_id, r.store_id, r.order_ref, r.amount, r.key_id,
 r.redeemed_at, r.voided_at, r.voided_by, r.void_reason, c.code, r.request_hash
 
--- name: redemption_by_key
-SELECT {redemption_columns}
-FROM redemptions r JOIN coupons c ON c.id = r.coupon_id
-WHERE r.merchant_id = $1 AND r.idempotency_key = $2;
-
--- name: live_redemption
-SELECT id FROM redemptions WHERE coupon_id = $1 AND voided_at IS NULL;
-
--- name: reserve_redeem
-UPDATE offers SET redeemed_count = redeemed_count + 1
-WHERE id = $1 AND redeemed_count < budget_redeemed
-RETURNING redeemed_count;
-
--- name: insert_redemption
-WITH r AS (
-    INSERT INTO redemptions (merchant_id, coupon_id, offer_id, shopper_id, store_id, order_ref,
-                             amount, key_id, idempotency_key, request_hash, redeemed_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-    RETURNING *
-)
-SELECT {redemption_columns} FROM r JOIN coupons c ON c.id = r.coupon_id;
-
--- name: insert_conversion
-INSERT INTO conversions (merchant_id, shopper_id, store_id, source, amount, at)
-VALUES ($1, $2, $3, $4, $5, $6);
-
--- name: attribute_conversion
--- The shopper transacted at a store: every open decision (sent, or held out)
--- of an offer at that store, within its attribution window, has converted.
--- Both groups are measured by the same rule, which is what makes the holdout
--- comparison fair.
-UPDATE decisions d SET converted_at = $3
-FROM offers o
-WHERE d.shopper_id = $1 AND (d.outcome = 'sent' OR d.reason = 'holdout')
-  AND d.converted_at IS NULL AND d.decided_at <= $3 AND d.attributable_until > $3
-  AND o.id = d.offer_id AND $2 = ANY(o.scope_store_ids);
+-- name: record_conversion
+SELECT record_conversion($1, $2, $3, $4, $5, $6);
 
 -- name: lock_redemption
 SELECT {redemption_columns}

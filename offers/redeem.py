@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -42,52 +43,37 @@ def request_hash(req: RedeemRequest, canonical_code: str) -> bytes:
     return hashlib.sha256(text.encode()).digest()
 
 
+_FAILURES: dict[str, Callable[[], errors.OffersError]] = {
+    "unknown_code": errors.UnknownCode,
+    "wrong_store": errors.WrongStore,
+    "coupon_expired": errors.CouponExpired,
+    "already_redeemed": errors.AlreadyRedeemed,
+    "budget_exhausted": errors.RedemptionBudgetExhausted,
+    "idempotency_key_reused": errors.IdempotencyKeyReused,
+}
+
+
 async def redeem(conn: asyncpg.Connection, req: RedeemRequest, now: dt.datetime) -> Redeemed:
-    """Redeem inside the caller's transaction; raises an OffersError when it cannot."""
+    """Redeem (one database round trip, its own transaction); raises an OffersError."""
     canonical = codes.normalize(req.code)
     if canonical is None:
         # A typo caught by the check symbol reads as unknown, without a lookup.
         raise errors.UnknownCode()
-    fingerprint = request_hash(req, canonical)
-    coupon = await store.lock_coupon(conn, req.merchant_id, canonical)
-    # After the lock: a concurrent first attempt with this key has committed by now.
-    earlier = await store.redemption_by_key(conn, req.merchant_id, req.idempotency_key)
-    if earlier is not None:
-        if earlier.request_hash != fingerprint:
-            raise errors.IdempotencyKeyReused()
-        return Redeemed(redemption=earlier, created=False)
-    if coupon is None:
-        raise errors.UnknownCode()
-    if req.store_id not in coupon.store_ids:
-        raise errors.WrongStore()
-    if now >= coupon.expires_at:
-        raise errors.CouponExpired()
-    if await store.has_live_redemption(conn, coupon.id):
-        raise errors.AlreadyRedeemed()
-    if coupon.budget_redeemed is not None and not await store.reserve_redeem(conn, coupon.offer_id):
-        raise errors.RedemptionBudgetExhausted()
-    redemption = await store.insert_redemption(
+    outcome, redemption = await store.redeem_coupon(
         conn,
         merchant_id=req.merchant_id,
-        coupon=coupon,
+        code=canonical,
         store_id=req.store_id,
         order_ref=req.order_ref,
         amount=req.amount,
         key_id=req.key_id,
         idempotency_key=req.idempotency_key,
-        request_hash=fingerprint,
+        request_hash=request_hash(req, canonical),
         at=now,
     )
-    await store.record_conversion(
-        conn,
-        merchant_id=req.merchant_id,
-        shopper_id=coupon.shopper_id,
-        store_id=req.store_id,
-        source="redemption",
-        amount=req.amount,
-        at=now,
-    )
-    return Redeemed(redemption=redemption, created=True)
+    if redemption is None:
+        raise _FAILURES[outcome]()
+    return Redeemed(redemption=redemption, created=outcome == "redeemed")
 
 
 async def void(

@@ -347,19 +347,6 @@ async def record_decisions(
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CouponRow:
-    id: int
-    offer_id: int
-    shopper_id: int
-    decision_id: int
-    code: str
-    store_ids: frozenset[int]
-    issued_at: dt.datetime
-    expires_at: dt.datetime
-    budget_redeemed: int | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Redemption:
     id: int
     coupon_id: int
@@ -381,43 +368,11 @@ class Redemption:
         return cls(**{k: row[k] for k in cls.__slots__})
 
 
-async def lock_coupon(conn: asyncpg.Connection, merchant_id: int, code: str) -> CouponRow | None:
-    row = await conn.fetchrow(_Q["find_coupon_for_update"], merchant_id, code)
-    if row is None:
-        return None
-    return CouponRow(
-        id=row["id"],
-        offer_id=row["offer_id"],
-        shopper_id=row["shopper_id"],
-        decision_id=row["decision_id"],
-        code=row["code"],
-        store_ids=frozenset(row["store_ids"]),
-        issued_at=row["issued_at"],
-        expires_at=row["expires_at"],
-        budget_redeemed=row["budget_redeemed"],
-    )
-
-
-async def redemption_by_key(
-    conn: asyncpg.Connection, merchant_id: int, key: str
-) -> Redemption | None:
-    row = await conn.fetchrow(_Q["redemption_by_key"], merchant_id, key)
-    return None if row is None else Redemption.from_row(row)
-
-
-async def has_live_redemption(conn: asyncpg.Connection, coupon_id: int) -> bool:
-    return await conn.fetchval(_Q["live_redemption"], coupon_id) is not None
-
-
-async def reserve_redeem(conn: asyncpg.Connection, offer_id: int) -> bool:
-    return await conn.fetchval(_Q["reserve_redeem"], offer_id) is not None
-
-
-async def insert_redemption(
+async def redeem_coupon(
     conn: asyncpg.Connection,
     *,
     merchant_id: int,
-    coupon: CouponRow,
+    code: str,
     store_id: int,
     order_ref: str | None,
     amount: Decimal | None,
@@ -425,14 +380,13 @@ async def insert_redemption(
     idempotency_key: str,
     request_hash: bytes,
     at: dt.datetime,
-) -> Redemption:
+) -> tuple[str, Redemption | None]:
+    """The outcome of one attempt, and the redemption it made or replayed."""
     try:
         row = await conn.fetchrow(
-            _Q["insert_redemption"],
+            _Q["redeem_coupon"],
             merchant_id,
-            coupon.id,
-            coupon.offer_id,
-            coupon.shopper_id,
+            code,
             store_id,
             order_ref,
             amount,
@@ -444,9 +398,14 @@ async def insert_redemption(
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name == "uq__redemptions__coupon_id_live":
             raise errors.AlreadyRedeemed() from None
+        # Two first attempts with one key for different coupons, at the same moment.
         raise errors.IdempotencyKeyRace() from None
     assert row is not None
-    return Redemption.from_row(row)
+    if row["redemption_id"] is None:
+        return row["outcome"], None
+    found = await conn.fetchrow(_Q["get_redemption"], row["redemption_id"])
+    assert found is not None
+    return row["outcome"], Redemption.from_row(found)
 
 
 async def record_conversion(
@@ -460,9 +419,8 @@ async def record_conversion(
     at: dt.datetime,
 ) -> None:
     await conn.execute(
-        _Q["insert_conversion"], merchant_id, shopper_id, store_id, source, amount, at
+        _Q["record_conversion"], merchant_id, shopper_id, store_id, source, amount, at
     )
-    await conn.execute(_Q["attribute_conversion"], shopper_id, store_id, at)
 
 
 async def lock_redemption(

@@ -598,7 +598,7 @@ async def create_redemption(request: web.Request) -> web.Response:
     )
     now = request.app[state.CLOCK].now()
     try:
-        async with db.acquire(request.app[state.POOL]) as conn, conn.transaction():
+        async with db.acquire(request.app[state.POOL]) as conn:
             done = await redeem.redeem(conn, attempt, now)
     except offer_errors.OffersError as exc:
         raise _as_api_error(exc) from None
