@@ -41,6 +41,10 @@ class Shopper:
     email: str | None
     marketing_consent: bool
     timezone: str | None
+    # Kept by the loyalty ledger; audience rules read them.
+    tier: str | None
+    points: int
+    tags: list[str]
     created_at: dt.datetime
 
 
@@ -151,6 +155,28 @@ async def enrol_shopper(
             conn, merchant_id=merchant_id, role=auth.Role.SHOPPER, shopper_id=shopper.id
         )
     return shopper, token
+
+
+async def update_shopper(
+    conn: asyncpg.Connection,
+    shopper_id: int,
+    merchant_id: int,
+    *,
+    marketing_consent: bool | None = None,
+    tags: list[str] | None = None,
+    timezone: str | None = None,
+    set_timezone: bool = False,
+) -> Shopper | None:
+    row = await conn.fetchrow(
+        _Q["update_shopper"],
+        shopper_id,
+        merchant_id,
+        marketing_consent,
+        None if tags is None else sorted(set(tags)),
+        timezone,
+        set_timezone,
+    )
+    return None if row is None else Shopper(**dict(row))
 
 
 async def get_shopper(

@@ -163,7 +163,7 @@ async def _stream_csv(
     writer.writerow(header)
     async with db.acquire(request.app[state.POOL]) as conn, conn.transaction():
         # Before the first byte: a database failure here is still a clean 503.
-        cursor = conn.cursor(query, *args, prefetch=2000)
+        cursor = conn.cursor(query, *args, prefetch=500)
         await response.prepare(request)
         async for record in cursor:
             writer.writerow(row(record))

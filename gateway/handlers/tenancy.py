@@ -88,7 +88,22 @@ class ShopperOut(api.Out):
     email: str | None
     marketing_consent: bool
     timezone: str | None
+    tier: str | None
+    points: int
+    tags: list[str]
     created_at: dt.datetime
+
+
+Tag = Annotated[str, pydantic.StringConstraints(min_length=1, max_length=64)]
+
+
+class ShopperPatch(api.Model):
+    tags: Annotated[list[Tag], pydantic.Field(max_length=100)]
+
+
+class MePatch(api.Model):
+    marketing_consent: bool | None = None
+    timezone: api.TimeZone | None = None
 
 
 def _ids(values: frozenset[int] | tuple[int, ...] | None) -> list[str] | None:
@@ -102,6 +117,9 @@ def _shopper(s: tenancy.Shopper) -> dict[str, Any]:
         "email": s.email,
         "marketing_consent": s.marketing_consent,
         "timezone": s.timezone,
+        "tier": s.tier,
+        "points": s.points,
+        "tags": list(s.tags),
         "created_at": s.created_at.isoformat(),
     }
 
@@ -219,6 +237,38 @@ async def get_shopper(request: web.Request) -> web.Response:
     return api.json(_shopper(shopper))
 
 
+async def patch_shopper(request: web.Request) -> web.Response:
+    p = api.principal(request)
+    req = await api.body(request, ShopperPatch)
+    async with db.acquire(request.app[state.POOL]) as conn:
+        shopper = await tenancy.update_shopper(
+            conn, api.path_id(request, "shopper_id"), p.merchant_id, tags=req.tags
+        )
+    if shopper is None:
+        raise errors.NotFound("no such shopper")
+    return api.json(_shopper(shopper))
+
+
+async def patch_me(request: web.Request) -> web.Response:
+    p = api.principal(request)
+    assert p.shopper_id is not None
+    req = await api.body(request, MePatch)
+    if "marketing_consent" in req.model_fields_set and req.marketing_consent is None:
+        raise errors.ValidationFailed("bad field", fields={"marketing_consent": "cannot be null"})
+    async with db.acquire(request.app[state.POOL]) as conn:
+        shopper = await tenancy.update_shopper(
+            conn,
+            p.shopper_id,
+            p.merchant_id,
+            marketing_consent=req.marketing_consent,
+            timezone=req.timezone,
+            set_timezone="timezone" in req.model_fields_set,
+        )
+    if shopper is None:  # erased between token check and write
+        raise errors.NotFound("no such shopper")
+    return api.json(_shopper(shopper))
+
+
 async def get_me(request: web.Request) -> web.Response:
     p = api.principal(request)
     assert p.shopper_id is not None
@@ -314,6 +364,31 @@ ENDPOINTS = [
         tag="shoppers",
         summary="Read the calling shopper's own profile",
         roles=frozenset({Role.SHOPPER}),
+        replies={200: Reply(description="The shopper", model=ShopperOut)},
+        errors=(404,),
+    ),
+    Endpoint(
+        method="PATCH",
+        path="/v1/me",
+        handler=patch_me,
+        tag="shoppers",
+        summary="Change the calling shopper's marketing consent or time zone",
+        description="Withdrawing consent stops offers at once: every decision reads it. "
+        "The time zone decides quiet hours (null: the store's zone).",
+        roles=frozenset({Role.SHOPPER}),
+        body=MePatch,
+        replies={200: Reply(description="The shopper", model=ShopperOut)},
+        errors=(404,),
+    ),
+    Endpoint(
+        method="PATCH",
+        path="/v1/shoppers/{shopper_id}",
+        handler=patch_shopper,
+        tag="shoppers",
+        summary="Set a shopper's segment tags (what offer audiences match)",
+        description="Tier and points come from the loyalty ledger, not from here.",
+        roles=frozenset({Role.ADMIN, Role.MANAGER}),
+        body=ShopperPatch,
         replies={200: Reply(description="The shopper", model=ShopperOut)},
         errors=(404,),
     ),

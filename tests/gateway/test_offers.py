@@ -5,125 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp import test_utils, web
+from aiohttp import test_utils
 
 from gateway import app as app_mod
-from gateway import clock, tenancy
-from gateway.settings import Settings
 from tests.conftest import Tenant
+from tests.gateway.conftest import T0, Shop, enrol, make_settings, offer_body
 from tests.gateway.test_pings import LAT, LON, add_fence, circle_feature, offset
 from tests.support.client import ApiClient, Reply
 from tests.support.openapi_check import SpecChecker
-
-# Monday 12 January 2026, 08:30 in Paris (the stores' zone): after the default quiet hours.
-T0 = dt.datetime(2026, 1, 12, 7, 30, tzinfo=dt.UTC)
-COLD = {"condition": "clouds", "temp_c": 4.0}
-
-
-def offer_body(where: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "name": "Cold mornings",
-        "title": "20% off a hot coffee",
-        "body": "Warm up with us",
-        "trigger": "enter",
-        "channels": ["inbox", "webpush"],
-        "coupon": {"discount": "20% off", "valid_minutes": 60, "discount_pct": 20},
-        **where,
-    }
-    body.update(extra)
-    return body
-
-
-def make_settings(tmp_path: Any, **kw: Any) -> Settings:
-    base: dict[str, Any] = {
-        "data_dir": tmp_path,
-        "db_pool_min": 1,
-        "db_pool_max": 8,
-        "ping_rate": 1000,
-        "ping_burst": 1000,
-        "redeem_rate": 1000,
-        "redeem_burst": 1000,
-        "max_ping_age_seconds": 3600,
-        "stats_compact_seconds": 3600,
-    }
-    base.update(kw)
-    return Settings(**base)
-
-
-@dataclass
-class Shop:
-    api: ApiClient
-    app: web.Application
-    clock: clock.FixedClock
-    tenant: Tenant
-    fence: int  # a 100 m circle of store 0 at (LAT, LON)
-
-    def token(self, role: str) -> str:
-        return self.tenant.tokens[role]
-
-    async def offer(self, **extra: Any) -> str:
-        body = offer_body({"geofence_ids": [str(self.fence)]}, **extra)
-        r = await self.api.post("/v1/offers", token=self.token("manager"), json=body)
-        assert r.status == 201, r.body
-        return str(r.json["id"])
-
-    async def ping(
-        self, dx: float, dy: float, *, token: str | None = None, weather: Any = COLD
-    ) -> Reply:
-        lat, lon = offset(dx, dy)
-        body: dict[str, Any] = {
-            "lat": lat,
-            "lon": lon,
-            "accuracy_m": 10,
-            "ts": self.clock.now().isoformat(),
-        }
-        if weather is not None:
-            body["weather"] = weather
-        r = await self.api.post("/v1/pings", token=token or self.token("shopper"), json=body)
-        assert r.status == 200, r.body
-        return r
-
-    async def walk_in(self, *, token: str | None = None, weather: Any = COLD) -> Reply:
-        """From outside to inside the circle: the second ping enters."""
-        await self.ping(-400, 0, token=token, weather=weather)
-        self.clock.advance(seconds=20)
-        return await self.ping(0, 0, token=token, weather=weather)
-
-    async def walk_out(self, *, token: str | None = None) -> None:
-        for _ in range(2):
-            self.clock.advance(seconds=20)
-            await self.ping(-400, 0, token=token)
-
-    async def redeem(
-        self, code: str, *, key: str, store: int = 0, token: str = "pos", **extra: Any
-    ) -> Reply:
-        return await self.api.post(
-            "/v1/redemptions",
-            token=self.token(token),
-            json={"code": code, "store_id": str(self.tenant.store_ids[store]), **extra},
-            headers={"Idempotency-Key": key},
-        )
-
-
-@pytest.fixture
-async def shop(
-    database_url: str, conn: asyncpg.Connection, tenant_a: Tenant, tmp_path: Any, spec: SpecChecker
-) -> AsyncIterator[Shop]:
-    fence = await add_fence(conn, tenant_a, circle_feature(LAT, LON, 100))
-    # The tenant's own offer covers store 0 too; these tests make their own.
-    await conn.execute("UPDATE offers SET status = 'paused' WHERE id = $1", tenant_a.offer_id)
-    fixed = clock.FixedClock(T0)
-    application = app_mod.create_app(make_settings(tmp_path), db_url=database_url, clock_=fixed)
-    async with test_utils.TestClient(test_utils.TestServer(application)) as client:
-        yield Shop(
-            api=ApiClient(client, spec), app=application, clock=fixed, tenant=tenant_a, fence=fence
-        )
 
 
 async def decisions(conn: asyncpg.Connection, offer_id: str) -> list[tuple[str, str | None]]:
@@ -323,6 +216,23 @@ class TestCoffeeShop:
         r = await shop.redeem(code, key="c")
         assert (r.status, r.error_code) == (410, "coupon_expired")
 
+    async def test_void_only_within_the_window_and_in_scope(self, shop: Shop) -> None:
+        await shop.offer()
+        code = (await shop.walk_in()).json["offers"][0]["coupon"]["code"]
+        rid = (await shop.redeem(code, key="v1")).json["id"]
+        r = await shop.api.post(f"/v1/redemptions/{rid}/void", token=shop.token("reviewer"))
+        assert r.status == 403
+        shop.clock.advance(minutes=31)
+        r = await shop.api.post(f"/v1/redemptions/{rid}/void", token=shop.token("pos"))
+        assert (r.status, r.error_code) == (409, "void_window_closed")
+        r = await shop.api.post(
+            f"/v1/redemptions/{rid}/void",
+            token=shop.token("pos"),
+            data=b"{",
+            headers={"Content-Type": "application/json"},
+        )
+        assert r.status == 400
+
     async def test_redeem_needs_an_idempotency_key_and_a_store_in_scope(self, shop: Shop) -> None:
         r = await shop.api.post(
             "/v1/redemptions",
@@ -369,6 +279,58 @@ class TestCoffeeShop:
             ("suppressed", "no_consent"),
         ]
 
+    async def test_a_dwell_offer_waits_for_the_dwell(
+        self, shop: Shop, conn: asyncpg.Connection
+    ) -> None:
+        oid = await shop.offer(trigger="dwell")
+        assert (await shop.walk_in()).json["offers"] == []
+        shop.clock.advance(seconds=200)
+        assert (await shop.ping(0, 10)).json["offers"] == []
+        shop.clock.advance(seconds=110)
+        r = await shop.ping(10, 0)
+        assert [t["event"] for t in r.json["transitions"]] == ["dwell"]
+        assert [o["offer_id"] for o in r.json["offers"]] == [oid]
+        assert await conn.fetchval(
+            "SELECT trigger FROM decisions WHERE offer_id = $1", int(oid)
+        ) == ("dwell")
+
+    async def test_a_paused_offer_decides_nothing_until_resumed(
+        self, shop: Shop, conn: asyncpg.Connection
+    ) -> None:
+        oid = await shop.offer()
+        await shop.api.post(f"/v1/offers/{oid}/pause", token=shop.token("manager"))
+        assert (await shop.walk_in()).json["offers"] == []
+        assert await decisions(conn, oid) == []
+        await shop.api.post(f"/v1/offers/{oid}/resume", token=shop.token("manager"))
+        await shop.walk_out()
+        for _ in range(50):  # the book is reloaded when the NOTIFY arrives
+            await asyncio.sleep(0.02)
+        assert [o["offer_id"] for o in (await shop.walk_in()).json["offers"]] == [oid]
+
+    async def test_audience_tags_and_consent_set_through_the_api(
+        self, shop: Shop, conn: asyncpg.Connection
+    ) -> None:
+        oid = await shop.offer(audience={"tags": ["coffee-lover"]})
+        assert (await shop.walk_in()).json["offers"] == []
+        r = await shop.api.patch(
+            f"/v1/shoppers/{shop.tenant.shopper_id}",
+            token=shop.token("manager"),
+            json={"tags": ["coffee-lover", "coffee-lover", "early"]},
+        )
+        assert r.json["tags"] == ["coffee-lover", "early"]
+        await shop.walk_out()
+        assert [o["offer_id"] for o in (await shop.walk_in()).json["offers"]] == [oid]
+        r = await shop.api.patch(
+            "/v1/me", token=shop.token("shopper"), json={"marketing_consent": False}
+        )
+        assert r.json["marketing_consent"] is False
+        await conn.execute("UPDATE decisions SET decided_at = decided_at - interval '2 days'")
+        await shop.walk_out()
+        assert (await shop.walk_in()).json["offers"] == []
+        assert (await decisions(conn, oid))[-1] == ("suppressed", "no_consent")
+        r = await shop.api.patch("/v1/me", token=shop.token("shopper"), json={"timezone": "Mars"})
+        assert r.status == 422
+
     async def test_highest_priority_wins_and_the_rest_are_logged(
         self, shop: Shop, conn: asyncpg.Connection
     ) -> None:
@@ -378,18 +340,6 @@ class TestCoffeeShop:
         assert [o["offer_id"] for o in r.json["offers"]] == [high]
         assert await decisions(conn, high) == [("sent", None)]
         assert await decisions(conn, low) == [("suppressed", "lower_priority")]
-
-
-async def _shopper(conn: asyncpg.Connection, tenant: Tenant, name: str) -> str:
-    _, token = await tenancy.enrol_shopper(
-        conn,
-        merchant_id=tenant.merchant_id,
-        name=name,
-        email=None,
-        marketing_consent=True,
-        timezone=None,
-    )
-    return token
 
 
 class TestConcurrency:
@@ -456,7 +406,7 @@ class TestConcurrency:
         spec: SpecChecker,
     ) -> None:
         oid = await shop.offer(budget={"max_issued": 3})
-        tokens = [await _shopper(conn, shop.tenant, f"s{i}") for i in range(12)]
+        tokens = [await enrol(conn, shop.tenant, f"s{i}") for i in range(12)]
         other = app_mod.create_app(make_settings(tmp_path), db_url=database_url, clock_=shop.clock)
         async with test_utils.TestClient(test_utils.TestServer(other)) as client2:
             replicas = [shop.api, ApiClient(client2, spec)]
@@ -493,7 +443,7 @@ class TestConcurrency:
 
     async def test_redemption_budget_is_atomic(self, shop: Shop, conn: asyncpg.Connection) -> None:
         oid = await shop.offer(budget={"max_redeemed": 2})
-        tokens = [await _shopper(conn, shop.tenant, f"r{i}") for i in range(5)]
+        tokens = [await enrol(conn, shop.tenant, f"r{i}") for i in range(5)]
         found = []
         for token in tokens:
             await shop.walk_out(token=token)
