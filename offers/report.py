@@ -65,7 +65,10 @@ def funnel(
     groups: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for row in rows:
         metric, n = row["metric"], int(row["n"])
-        total[metric] += n
+        # A delivery can reach several channels: its channel rows feed the by-channel
+        # view, and one channel-less row per delivery (its first success) the totals.
+        if metric not in DELIVERY_METRICS or not row["channel"]:
+            total[metric] += n
         if by == "store":
             groups[str(row["store_id"])][metric] += n
         elif by == "day":

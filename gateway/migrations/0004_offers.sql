@@ -218,7 +218,10 @@ CREATE TABLE conversions (
 CREATE INDEX ix__conversions__shopper_id_at ON conversions (shopper_id, at);
 
 -- Funnel rollups, by offer, store-local day, store and channel ('' for what
--- happens before a channel is involved: decisions, redemptions). Event tables
+-- happens before a channel is involved: decisions, redemptions). Delivery
+-- outcomes (delivered, opened, dismissed, failed) arrive with the delivery
+-- workers: one row per channel for the by-channel view, plus one channel-less
+-- row the first time a delivery reaches that stage, which the totals count. Event tables
 -- feed offer_stats_delta through statement triggers (plain inserts: no row is
 -- contended, so redemptions and sends never queue behind each other on a
 -- counter). A periodic compaction folds the

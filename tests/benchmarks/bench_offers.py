@@ -334,6 +334,55 @@ async def pos_clients(
     }
 
 
+async def db_only(
+    url: str, world: dict[str, Any], codes: list[str], clients: int
+) -> dict[str, Any]:
+    """The same redemptions straight to PostgreSQL (the function the endpoint calls),
+    with as many connections as clients: what the database alone can do here."""
+    from gateway import db
+    from offers import codes as coupon_codes
+    from offers import redeem
+
+    pool = await db.create_pool(url, min_size=clients, max_size=clients)
+    todo = iter(codes)
+    latencies: list[float] = []
+
+    async def worker() -> None:
+        async with pool.acquire() as conn:
+            while (code := next(todo, None)) is not None:
+                canonical = coupon_codes.normalize(code)
+                req = redeem.RedeemRequest(
+                    merchant_id=world["merchant"],
+                    code=code,
+                    store_id=world["stores"][0],
+                    order_ref=None,
+                    amount=None,
+                    key_id=1,
+                    idempotency_key=f"db-{code}",
+                )
+                started = time.perf_counter()
+                await conn.fetchrow(
+                    "SELECT * FROM redeem_coupon($1, $2, $3, NULL, NULL, 1, $4, $5, now())",
+                    req.merchant_id,
+                    canonical,
+                    req.store_id,
+                    req.idempotency_key,
+                    redeem.request_hash(req, canonical or ""),
+                )
+                latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    elapsed = time.perf_counter() - started
+    await pool.close()
+    latencies.sort()
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
+    }
+
+
 def load_process(
     base: str, spec: Path, clients: int, duration: float, rate: float = 0.0
 ) -> dict[str, Any]:
@@ -473,6 +522,8 @@ def main() -> int:
             gw, spec(codes[2 * half :]), args.clients, args.duration, rate=paced
         )
 
+        log(f"redemptions, {args.clients} connections straight to PostgreSQL")
+        direct = asyncio.run(db_only(url, world, codes[half + 2000 : 2 * half], args.clients))
         log(f"writing {args.events:,} decision events")
         load_s = asyncio.run(load_events(url, world, args.events))
         reviewer = asyncio.run(_reviewer(url, int(world["merchant"])))  # type: ignore[call-overload]
@@ -503,6 +554,10 @@ def main() -> int:
         f"  open loop at {paced:.0f} req/s (50 % of the gateway's max), latency from the "
         f"scheduled send: p50 {gw_paced['p50_ms']:.2f} ms, p99 {gw_paced['p99_ms']:.2f} ms "
         f"({gw_paced['statuses']})"
+    )
+    print(
+        f"  PostgreSQL alone, redeem_coupon() on {args.clients} connections: "
+        f"{direct['rps']:.0f}/s, p50 {direct['p50_ms']:.2f} ms, p99 {direct['p99_ms']:.2f} ms"
     )
     print()
     print(f"Funnel report over {args.events:,} decision events (written in {load_s:.0f} s)")

@@ -1,0 +1,71 @@
+"""Funnel assembly from rollup rows: totals, rates, breakdowns, and delivery channels."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from offers import report
+
+D1, D2 = dt.date(2026, 1, 12), dt.date(2026, 1, 13)
+
+
+def row(metric: str, n: int, *, day: dt.date = D1, store: int = 1, channel: str = "") -> Any:
+    return {"metric": metric, "n": n, "day": day, "store_id": store, "channel": channel}
+
+
+ROWS = [
+    row("eligible", 10),
+    row("eligible", 6, day=D2, store=2),
+    row("sent", 4),
+    row("sent", 2, day=D2, store=2),
+    row("suppressed:holdout", 3),
+    row("suppressed:quiet_hours", 3),
+    row("suppressed:frequency_capped", 4, day=D2, store=2),
+    row("redeemed", 2),
+    row("redeemed", -1),  # a void
+    row("converted:sent", 3),
+    row("converted:holdout", 1),
+    # One delivery reached the inbox and Web Push: two channel rows, one total row.
+    row("delivered", 1, channel="inbox"),
+    row("delivered", 1, channel="webpush"),
+    row("delivered", 1),
+    row("opened", 1, channel="webpush"),
+    row("opened", 1),
+]
+
+
+def test_totals_count_each_delivery_once() -> None:
+    total, breakdown = report.funnel(ROWS)
+    assert breakdown == []
+    assert (total["eligible"], total["sent"], total["redeemed"]) == (16, 6, 1)
+    assert total["suppressed"]["total"] == 10
+    assert total["suppressed"]["by_reason"]["holdout"] == 3
+    assert set(total["suppressed"]["by_reason"]) >= {"no_consent", "lower_priority"}
+    assert (total["delivered"], total["opened"]) == (1, 1)
+    assert total["rates"]["sent_of_eligible"] == 6 / 16
+    assert total["rates"]["opened_of_delivered"] == 1.0
+    assert total["holdout"]["treatment"] == {"decisions": 6, "converted": 3}
+    assert total["holdout"]["holdout"] == {"decisions": 3, "converted": 1}
+    assert total["holdout"]["uplift"]["absolute"] == 3 / 6 - 1 / 3
+
+
+def test_breakdowns() -> None:
+    _, by_day = report.funnel(ROWS, "day")
+    assert [(g["key"], g["eligible"], g["sent"]) for g in by_day] == [
+        ("2026-01-12", 10, 4),
+        ("2026-01-13", 6, 2),
+    ]
+    _, by_store = report.funnel(ROWS, "store")
+    assert [g["key"] for g in by_store] == ["1", "2"]
+    _, by_channel = report.funnel(ROWS, "channel")
+    assert [(g["key"], g["delivered"], g["opened"]) for g in by_channel] == [
+        ("inbox", 1, 0),
+        ("webpush", 1, 1),
+    ]
+
+
+def test_an_empty_funnel_has_no_rates() -> None:
+    total, _ = report.funnel([])
+    assert total["eligible"] == 0 and total["rates"]["sent_of_eligible"] is None
+    assert total["holdout"]["uplift"]["absolute"] is None
