@@ -14,9 +14,11 @@ from gateway import (
     clock,
     db,
     geoindex,
+    inbox,
     listen,
     middleware,
     offering,
+    outbox,
     pinglog,
     pings,
     ratelimit,
@@ -24,7 +26,9 @@ from gateway import (
     routing,
     state,
     stats,
+    webpush,
 )
+from gateway.handlers import delivery as delivery_handlers
 from gateway.handlers import offers as offer_handlers
 from gateway.handlers import pings as ping_handlers
 from gateway.handlers import places, reports, system, tenancy
@@ -42,6 +46,7 @@ def all_endpoints() -> list[routing.Endpoint]:
         *ping_handlers.ENDPOINTS,
         *offer_handlers.ENDPOINTS,
         *reports.ENDPOINTS,
+        *delivery_handlers.ENDPOINTS,
     ]
 
 
@@ -60,6 +65,7 @@ def create_app(
     app[state.CLOCK] = clock_ or clock.SystemClock()
     app[state.VERIFIER] = auth.TokenVerifier(ttl=settings.token_cache_seconds)
     log_ = pinglog.PingLog()
+    app[state.INBOX_HUB] = inbox.Hub()
     app[state.OFFERS] = offering.OfferBooks(max_delay_seconds=settings.offer_max_delay_seconds)
     app[state.GEO_INDEX] = geoindex.IndexHolder(poll_seconds=settings.index_poll_seconds)
     app[state.PINGS] = pings.PingService(
@@ -87,6 +93,7 @@ def create_app(
     app[state.ENDPOINTS] = endpoints
     app.cleanup_ctx.append(_pool_ctx)
     app.cleanup_ctx.append(_geo_ctx)
+    app.cleanup_ctx.append(_delivery_ctx)
     return app
 
 
@@ -110,6 +117,8 @@ async def _geo_ctx(app: web.Application) -> AsyncIterator[None]:
     app[state.PINGS].attach(listener)
     app[state.VERIFIER].attach(listener)
     app[state.OFFERS].attach(listener)
+    app[state.INBOX_HUB].attach(listener)
+    app[LISTENER] = listener
     await listener.start(app[state.SETTINGS].index_poll_seconds)
     await holder.start(pool)
     ping_log = app[state.PINGS].log
@@ -135,3 +144,34 @@ async def _geo_ctx(app: web.Application) -> AsyncIterator[None]:
         await ping_log.stop()
         await holder.stop()
         await listener.close()
+
+
+LISTENER = web.AppKey("listener", listen.Listener)
+
+
+async def _delivery_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The VAPID key, the Web Push sender and this process's outbox worker."""
+    settings = app[state.SETTINGS]
+    pool = app[state.POOL]
+    configured = settings.vapid_private_key.reveal() if settings.vapid_private_key else None
+    async with db.acquire(pool) as conn:
+        key = await webpush.load_key(conn, configured)
+    app[state.VAPID] = key
+    sender = webpush.Sender(key, subject=settings.vapid_subject)
+    await sender.start()
+    worker = outbox.Worker(
+        pool,
+        sender=sender,
+        public_url=settings.base_url,
+        clock_=app[state.CLOCK],
+        lease_seconds=settings.outbox_lease_seconds,
+    )
+    app[state.WORKER] = worker
+    if settings.outbox_worker:
+        worker.attach(app[LISTENER])
+        worker.start()
+    try:
+        yield
+    finally:
+        await worker.stop()
+        await sender.close()

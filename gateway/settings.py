@@ -81,6 +81,11 @@ class Settings:
     ``GATEWAY_REDEEM_RATE`` / ``GATEWAY_REDEEM_BURST``  redemption attempts per POS key
                                      per second and burst, per process (5, 30)
     ``GATEWAY_VOID_WINDOW_MINUTES``  how long after a redemption it can be voided (30)
+    ``GATEWAY_VAPID_PRIVATE_KEY``    PEM of the VAPID key; unset: made on first run, kept in the DB
+    ``GATEWAY_VAPID_SUBJECT``        the VAPID ``sub`` claim, a mailto: or https: contact
+    ``GATEWAY_WEBPUSH_ALLOW_HTTP``   ``1`` accepts http:// push endpoints (local push services)
+    ``GATEWAY_OUTBOX_WORKER``        ``1`` (default) runs a delivery worker in each process
+    ``GATEWAY_OUTBOX_LEASE_SECONDS`` how long a claimed outbox row is held (30)
     ``GATEWAY_STATS_COMPACT_SECONDS``  how often funnel rollup deltas are folded in (10)
     """
 
@@ -111,6 +116,11 @@ class Settings:
     redeem_rate: float = 5.0
     redeem_burst: int = 30
     stats_compact_seconds: float = 10.0
+    vapid_private_key: Secret | None = None
+    vapid_subject: str = "mailto:operator@example.invalid"
+    webpush_allow_http: bool = False
+    outbox_worker: bool = True
+    outbox_lease_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -133,6 +143,10 @@ class Settings:
             raise SettingsError("offer max delay and void window must not be negative")
         if self.redeem_rate <= 0 or self.redeem_burst < 1:
             raise SettingsError("redeem rate must be > 0 and redeem burst >= 1")
+        if self.outbox_lease_seconds <= 0:
+            raise SettingsError("the outbox lease must be positive")
+        if not self.vapid_subject.startswith(("mailto:", "https:")):
+            raise SettingsError("the VAPID subject must be a mailto: or https: URL")
         if self.stats_compact_seconds <= 0:
             raise SettingsError("stats compaction interval must be positive")
 
@@ -211,4 +225,11 @@ class Settings:
             redeem_rate=get_float("GATEWAY_REDEEM_RATE", 5.0),
             redeem_burst=get_int("GATEWAY_REDEEM_BURST", 30),
             stats_compact_seconds=get_float("GATEWAY_STATS_COMPACT_SECONDS", 10.0),
+            vapid_private_key=Secret(env["GATEWAY_VAPID_PRIVATE_KEY"])
+            if env.get("GATEWAY_VAPID_PRIVATE_KEY")
+            else None,
+            vapid_subject=env.get("GATEWAY_VAPID_SUBJECT", "mailto:operator@example.invalid"),
+            webpush_allow_http=env.get("GATEWAY_WEBPUSH_ALLOW_HTTP", "0") == "1",
+            outbox_worker=env.get("GATEWAY_OUTBOX_WORKER", "1") != "0",
+            outbox_lease_seconds=get_float("GATEWAY_OUTBOX_LEASE_SECONDS", 30.0),
         )

@@ -5,7 +5,19 @@ from __future__ import annotations
 import asyncpg
 from aiohttp import web
 
-from gateway import auth, clock, geoindex, offering, pings, ratelimit, routing, settings
+from gateway import (
+    auth,
+    clock,
+    geoindex,
+    inbox,
+    offering,
+    outbox,
+    pings,
+    ratelimit,
+    routing,
+    settings,
+    webpush,
+)
 
 SETTINGS = web.AppKey("settings", settings.Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -18,3 +30,6 @@ PINGS = web.AppKey("pings", pings.PingService)
 PING_LIMITER = web.AppKey("ping_limiter", ratelimit.TokenBuckets)
 OFFERS = web.AppKey("offers", offering.OfferBooks)
 REDEEM_LIMITER = web.AppKey("redeem_limiter", ratelimit.TokenBuckets)
+INBOX_HUB = web.AppKey("inbox_hub", inbox.Hub)
+VAPID = web.AppKey("vapid", webpush.VapidKey)
+WORKER = web.AppKey("worker", outbox.Worker)

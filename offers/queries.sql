@@ -119,13 +119,16 @@ WITH d AS (
     FROM c JOIN d ON d.id = c.decision_id
     RETURNING id
 ), ob AS (
+    -- The inbox needs no worker: the app reads it, and its live feed is woken below.
     INSERT INTO outbox (delivery_id, merchant_id, channel, available_at, expires_at)
     SELECT dl.id, $1, ch, $3, $12 FROM dl CROSS JOIN unnest($14::text[]) AS ch
+    WHERE ch <> 'inbox'
     RETURNING delivery_id
 )
 SELECT c.id AS coupon_id,
        (SELECT count(*) FROM ob) AS outbox_rows,
-       pg_notify('outbox', $1::text)
+       pg_notify('outbox', $1::text),
+       CASE WHEN 'inbox' = ANY ($14::text[]) THEN pg_notify('inbox', $2::text) END
 FROM c;
 
 -- name: redeem_coupon

@@ -79,6 +79,8 @@ class Tenant:
     offer_id: int = 0
     coupon_code: str = ""
     redemption_id: int = 0
+    delivery_id: str = ""
+    push_endpoint: str = "https://push.example.net/fixture"
 
 
 async def make_tenant(conn: asyncpg.Connection, name: str, stores: int = 2) -> Tenant:
@@ -132,7 +134,17 @@ async def make_tenant(conn: asyncpg.Connection, name: str, stores: int = 2) -> T
         "store_id": store_ids[0],
         "fence_id": tenant.geofence_ids[0],
     }
-    _, tenant.coupon_code = await test_offers.issue_coupon(conn, **issued)
+    coupon_id, tenant.coupon_code = await test_offers.issue_coupon(conn, **issued)
+    tenant.delivery_id = str(
+        await conn.fetchval("SELECT id FROM deliveries WHERE coupon_id = $1", coupon_id)
+    )
+    await conn.execute(
+        "INSERT INTO push_subscriptions (merchant_id, shopper_id, endpoint, p256dh, auth) "
+        "VALUES ($1, $2, $3, 'fixture', 'fixture')",
+        merchant.id,
+        shopper.id,
+        tenant.push_endpoint,
+    )
     redeemed, _ = await test_offers.issue_coupon(conn, **issued)
     tenant.redemption_id = await conn.fetchval(
         "INSERT INTO redemptions (merchant_id, coupon_id, offer_id, shopper_id, store_id, key_id, "

@@ -116,6 +116,7 @@ async def shop(
     fence = await add_fence(conn, tenant_a, circle_feature(LAT, LON, 100))
     # The tenant's own offer covers store 0 too; these tests make their own.
     await conn.execute("UPDATE offers SET status = 'paused' WHERE id = $1", tenant_a.offer_id)
+    await conn.execute("DELETE FROM deliveries")  # keep the shopper's inbox empty
     fixed = clock.FixedClock(T0)
     application = app_mod.create_app(make_settings(tmp_path), db_url=database_url, clock_=fixed)
     async with test_utils.TestClient(test_utils.TestServer(application)) as client:

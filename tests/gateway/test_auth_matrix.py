@@ -61,7 +61,16 @@ MATRIX = [
     ("GET", "/v1/reports/offers/{offer_id}", STAFF, 200),
     ("GET", "/v1/logs/redemptions", STAFF, 200),
     ("GET", "/v1/logs/decisions", STAFF, 200),
+    ("GET", "/v1/inbox", {"shopper"}, 200),
+    ("GET", "/v1/inbox/stream", {"shopper"}, 200),
+    ("POST", "/v1/inbox/{delivery_id}/open", {"shopper"}, 200),
+    ("POST", "/v1/inbox/{delivery_id}/dismiss", {"shopper"}, 200),
+    ("POST", "/v1/push-subscriptions", {"shopper"}, 201),
+    ("DELETE", "/v1/push-subscriptions", {"shopper"}, 204),
+    ("GET", "/v1/outbox/dead", {"admin"}, 200),
 ]
+# Endpoints that answer with a stream that does not end: only the head is checked.
+STREAMS = {"/v1/inbox/stream"}
 
 
 def _bodies(tenant: Tenant) -> dict[tuple[str, str], object]:
@@ -100,6 +109,15 @@ def _bodies(tenant: Tenant) -> dict[tuple[str, str], object]:
             "quiet_hours": {"start": "22:00", "end": "07:00"},
         },
         ("POST", "/v1/redemptions"): {"code": tenant.coupon_code, "store_id": store},
+        ("POST", "/v1/push-subscriptions"): {
+            "endpoint": "https://push.example.net/new",
+            "keys": {
+                "p256dh": "BJethcsWfXhO2VsUpCXltz9p_r7TvpacqWo1X3Du2QpVebDEozCDtZajldeMs"
+                "csSJn0P5sdbZCy62Vadw_qjLjY",
+                "auth": "BTBZMqHH6r4Tts7J_aSIgg",
+            },
+        },
+        ("DELETE", "/v1/push-subscriptions"): {"endpoint": tenant.push_endpoint},
     }
 
 
@@ -129,6 +147,7 @@ def _fill(path: str, tenant: Tenant, spare_key: int) -> str:
         geofence_id=tenant.geofence_ids[0],
         offer_id=tenant.offer_id,
         redemption_id=tenant.redemption_id,
+        delivery_id=tenant.delivery_id,
     )
 
 
@@ -147,6 +166,12 @@ async def test_role_matrix(
     url = _fill(path, tenant_a, await _spare_key(conn, tenant_a))
     body = _bodies(tenant_a).get((method, path))
     headers = HEADERS.get((method, path))
+    if path in STREAMS and role in allowed:
+        auth_header = {"Authorization": f"Bearer {tenant_a.tokens[role]}"}
+        async with api.raw.request(method, url, headers=auth_header) as resp:
+            assert resp.status == ok
+            assert resp.headers["Content-Type"].startswith("text/event-stream")
+        return
     r = await api.request(method, url, token=tenant_a.tokens[role], json=body, headers=headers)
     if role in allowed:
         assert r.status == ok, r.body
@@ -230,6 +255,7 @@ async def test_other_merchants_resources_are_invisible(
         geofence_id=big,
         offer_id=big,
         redemption_id=big,
+        delivery_id="00000000-0000-0000-0000-000000000000",
     )
     r2 = await api.request(method, missing, token=tenant_a.tokens[role], json=body)
     assert (r2.status, r2.json["error"]["code"], r2.json["error"]["message"]) == (

@@ -161,7 +161,7 @@ class TestCoffeeShop:
             sent["delivery_id"],
         )
         assert delivery["channels"] == ["inbox", "webpush"]
-        assert delivery["outbox"] == ["inbox", "webpush"]
+        assert delivery["outbox"] == ["webpush"]  # the inbox needs no worker
 
         # Leaving and coming back within the day: capped, and nothing is sent.
         await shop.walk_out()

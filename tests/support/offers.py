@@ -58,7 +58,10 @@ async def issue_coupon(
     at: dt.datetime | None = None,
     valid_minutes: int = 60,
 ) -> tuple[int, str]:
-    """A sent decision and its coupon, as the ping path records them; (coupon id, code)."""
+    """A sent decision and its coupon, as the ping path records them; (coupon id, code).
+
+    The delivery id is the coupon's ``deliveries`` row (look it up by coupon id).
+    """
     at = at or dt.datetime.now(dt.UTC)
     expires = at + dt.timedelta(minutes=valid_minutes)
     store_ids = await conn.fetchval("SELECT scope_store_ids FROM offers WHERE id = $1", offer_id)

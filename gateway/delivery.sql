@@ -1,0 +1,113 @@
+-- The delivery side: the outbox workers' claims, the inbox, push subscriptions,
+-- delivery tracking and the VAPID key.
+
+-- name: claim
+-- Rows nobody holds: pending and due, and either never leased or leased by a
+-- worker that has not finished within its lease (it crashed or hangs). SKIP
+-- LOCKED lets any number of workers on any number of replicas claim side by side.
+WITH c AS (
+    SELECT id FROM outbox
+    WHERE status = 'pending' AND available_at <= now()
+      AND (leased_until IS NULL OR leased_until < now())
+    ORDER BY available_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE outbox o SET leased_until = now() + make_interval(secs => $2), attempts = o.attempts + 1
+FROM c, deliveries dl, coupons cp, offers f
+WHERE o.id = c.id AND dl.id = o.delivery_id AND cp.id = dl.coupon_id AND f.id = dl.offer_id
+RETURNING o.id, o.delivery_id, o.channel, o.attempts, o.expires_at, o.done_targets,
+          dl.merchant_id, dl.shopper_id, dl.offer_id, dl.coupon_id, cp.code,
+          f.title, f.body, f.image_url, f.coupon AS coupon_spec;
+
+-- name: finish
+-- Only the holder of the current claim (same attempt number) may settle a row:
+-- a worker whose lease ran out and was taken over changes nothing.
+UPDATE outbox SET status = $3, leased_until = NULL, last_error = $4, done_targets = $5
+WHERE id = $1 AND attempts = $2 AND status = 'pending'
+RETURNING id;
+
+-- name: retry_later
+UPDATE outbox SET leased_until = NULL, available_at = now() + make_interval(secs => $3),
+    last_error = $4, done_targets = $5
+WHERE id = $1 AND attempts = $2 AND status = 'pending'
+RETURNING id;
+
+-- name: dead_letters
+SELECT o.id, o.delivery_id, o.channel, o.attempts, o.last_error, o.created_at, o.expires_at,
+       dl.shopper_id, dl.offer_id
+FROM outbox o JOIN deliveries dl ON dl.id = o.delivery_id
+WHERE o.status = 'dead' AND o.merchant_id = $1 AND o.id > $2
+ORDER BY o.id
+LIMIT $3;
+
+-- name: stuck
+SELECT count(*) FROM outbox WHERE status = 'pending' AND leased_until < now();
+
+-- name: record_event
+-- Idempotent: a second open (or a redelivery) of the same delivery counts once.
+WITH ev AS (
+    INSERT INTO delivery_events (delivery_id, channel, kind, detail, at)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (delivery_id, channel, kind) DO NOTHING
+    RETURNING 1
+)
+UPDATE deliveries SET
+    delivered_at = CASE WHEN $3 = 'delivered' THEN coalesce(delivered_at, $5) ELSE delivered_at END,
+    opened_at = CASE WHEN $3 = 'opened' THEN coalesce(opened_at, $5) ELSE opened_at END,
+    dismissed_at = CASE WHEN $3 = 'dismissed' THEN coalesce(dismissed_at, $5) ELSE dismissed_at END
+WHERE id = $1 AND EXISTS (SELECT 1 FROM ev);
+
+-- name: subscriptions_of
+SELECT id, endpoint, p256dh, auth FROM push_subscriptions WHERE shopper_id = $1 ORDER BY id;
+
+-- name: add_subscription
+INSERT INTO push_subscriptions (merchant_id, shopper_id, endpoint, p256dh, auth)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (shopper_id, endpoint) DO UPDATE SET p256dh = excluded.p256dh, auth = excluded.auth
+RETURNING id, (xmax = 0) AS created;
+
+-- name: remove_subscription
+DELETE FROM push_subscriptions WHERE shopper_id = $1 AND endpoint = $2 RETURNING id;
+
+-- name: prune_subscription
+DELETE FROM push_subscriptions WHERE id = $1;
+
+-- name: get_vapid
+SELECT private_pem, public_key FROM vapid_keys WHERE id = 1;
+
+-- name: put_vapid
+INSERT INTO vapid_keys (id, private_pem, public_key) VALUES (1, $1, $2)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: mark_pass
+INSERT INTO pass_updates (merchant_id, shopper_id, reason, delivery_id)
+VALUES ($1, $2, 'coupon_issued', $3);
+
+-- name: inbox_columns
+dl.id AS delivery_id, dl.offer_id, dl.created_at, dl.opened_at, dl.dismissed_at,
+f.title, f.body, f.image_url, cp.id AS coupon_id, cp.code, cp.expires_at,
+EXISTS (SELECT 1 FROM redemptions r WHERE r.coupon_id = cp.id AND r.voided_at IS NULL)
+    AS redeemed
+
+-- name: inbox
+-- Live coupons: not expired, not dismissed; newest first, keyset-paged on
+-- (created_at, id).
+SELECT {inbox_columns}
+FROM deliveries dl JOIN coupons cp ON cp.id = dl.coupon_id JOIN offers f ON f.id = dl.offer_id
+WHERE dl.shopper_id = $1 AND 'inbox' = ANY (dl.channels) AND cp.expires_at > $2
+  AND dl.dismissed_at IS NULL
+  AND ($3::timestamptz IS NULL OR (dl.created_at, dl.id) < ($3, $4::uuid))
+ORDER BY dl.created_at DESC, dl.id DESC
+LIMIT $5;
+
+-- name: inbox_since
+-- What the live feed has not sent yet: newer than the last one it sent.
+SELECT {inbox_columns}
+FROM deliveries dl JOIN coupons cp ON cp.id = dl.coupon_id JOIN offers f ON f.id = dl.offer_id
+WHERE dl.shopper_id = $1 AND 'inbox' = ANY (dl.channels) AND cp.expires_at > $2
+  AND dl.dismissed_at IS NULL AND dl.created_at >= $3
+ORDER BY dl.created_at, dl.id;
+
+-- name: delivery_of
+SELECT id, shopper_id, channels FROM deliveries WHERE id = $1 AND shopper_id = $2;
