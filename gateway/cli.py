@@ -140,6 +140,66 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return max((p.exitcode or 0) for p in procs)
 
 
+# --- worker ------------------------------------------------------------------
+
+
+async def _run_worker(cfg: settings.Settings, url: str) -> None:
+    from gateway import listen, outbox, webpush
+
+    pool = await db.create_pool(url, min_size=1, max_size=cfg.db_pool_max)
+    listener = listen.Listener(url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        configured = cfg.vapid_private_key.reveal() if cfg.vapid_private_key else None
+        async with db.acquire(pool) as conn:
+            key = await webpush.load_key(conn, configured)
+        sender = webpush.Sender(key, subject=cfg.vapid_subject)
+        await sender.start()
+        worker = outbox.Worker(
+            pool, sender=sender, public_url=cfg.base_url, lease_seconds=cfg.outbox_lease_seconds
+        )
+        worker.attach(listener)
+        await listener.start(cfg.index_poll_seconds)
+        worker.start()
+        sys.stderr.write("gateway worker: delivering the outbox (Ctrl-C to stop)\n")
+        await stop.wait()
+        await worker.stop()
+        await sender.close()
+        sys.stderr.write(f"gateway worker: stopped after {worker.sent} pushes\n")
+    finally:
+        await listener.close()
+        await pool.close()
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    cfg = _settings(args)
+    url = db.resolve_url(cfg)
+    if cfg.migrate_on_start:
+        asyncio.run(_migrate(url))
+    loop = _new_loop()
+    try:
+        loop.run_until_complete(_run_worker(cfg, url))
+    finally:
+        loop.close()
+    return 0
+
+
+def cmd_outbox_dead(args: argparse.Namespace) -> int:
+    from gateway import sql
+
+    queries = sql.load("gateway", "delivery.sql")
+
+    async def work(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+        rows = await conn.fetch(queries["dead_letters"], args.merchant, 0, args.limit)
+        return [{k: (str(v) if k.endswith("id") else v) for k, v in dict(r).items()} for r in rows]
+
+    _print_json(asyncio.run(_with_db(_settings(args), work)))
+    return 0
+
+
 # --- migrate -----------------------------------------------------------------
 
 
@@ -315,6 +375,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--no-migrate", action="store_true", help="do not migrate on start")
     serve.set_defaults(func=cmd_serve)
+
+    wk = sub.add_parser(
+        "worker",
+        help="run the delivery workers alone (no HTTP)",
+        description="Drain the outbox to Web Push and the wallet. serve runs the same "
+        "worker in every process; run this to scale delivery apart from the API.",
+    )
+    wk.add_argument("--no-migrate", action="store_true", help="do not migrate on start")
+    wk.set_defaults(func=cmd_worker)
+
+    ob = sub.add_parser("outbox", help="delivery outbox", description="The delivery outbox.")
+    osub = ob.add_subparsers(dest="action", required=True, metavar="ACTION")
+    od = osub.add_parser(
+        "dead",
+        help="list dead-lettered deliveries and why they gave up",
+        description="List deliveries that gave up (dead letters) as JSON.",
+    )
+    od.add_argument("--merchant", type=_positive_id, required=True, help="merchant id")
+    od.add_argument("--limit", type=int, default=100, help="at most this many (100)")
+    od.set_defaults(func=cmd_outbox_dead)
 
     mig = sub.add_parser(
         "migrate",

@@ -27,6 +27,9 @@ COMMANDS = [
     ["db"],
     ["db", "url"],
     ["db", "stop"],
+    ["worker"],
+    ["outbox"],
+    ["outbox", "dead"],
 ]
 
 
@@ -43,7 +46,7 @@ def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixtur
 def test_every_subcommand_is_in_the_help_table() -> None:
     parser = cli.build_parser()
     text = parser.format_help()
-    for name in ("serve", "migrate", "merchants", "keys", "db"):
+    for name in ("serve", "migrate", "merchants", "keys", "db", "worker", "outbox"):
         assert name in text
 
 
