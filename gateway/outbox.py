@@ -234,6 +234,10 @@ class Worker:
             if isinstance(result, webpush.PayloadTooLarge):
                 problems.append(str(result))
                 continue
+            if isinstance(result, webpush.BadSubscription):
+                prune.append(sub_id)  # keys that can never work
+                problems.append(f"unusable subscription keys: {result}")
+                continue
             if isinstance(result, BaseException):
                 retryable = True
                 problems.append(f"{type(result).__name__}: {result}")

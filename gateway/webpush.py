@@ -137,6 +137,10 @@ class PayloadTooLarge(ValueError):
     pass
 
 
+class BadSubscription(ValueError):
+    """Stored keys that cannot encrypt anything: retrying will not help."""
+
+
 class Sender:
     def __init__(self, key: VapidKey, *, subject: str, timeout: float = 10.0) -> None:
         self.key = key
@@ -175,7 +179,10 @@ class Sender:
         if len(payload) > MAX_PAYLOAD:
             raise PayloadTooLarge(f"payload of {len(payload)} bytes; at most {MAX_PAYLOAD}")
         info = {"endpoint": target.endpoint, "keys": {"p256dh": target.p256dh, "auth": target.auth}}
-        body: bytes = pywebpush.WebPusher(info).encode(payload, "aes128gcm")["body"]
+        try:
+            body: bytes = pywebpush.WebPusher(info).encode(payload, "aes128gcm")["body"]
+        except (pywebpush.WebPushException, ValueError, binascii.Error) as exc:
+            raise BadSubscription(str(exc)) from None
         return body
 
     async def send(

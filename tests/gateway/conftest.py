@@ -49,6 +49,8 @@ def make_settings(tmp_path: Any, **kw: Any) -> Settings:
         "redeem_burst": 1000,
         "max_ping_age_seconds": 3600,
         "stats_compact_seconds": 3600,
+        # The local push service of the tests speaks plain http on loopback.
+        "webpush_allow_http": True,
     }
     base.update(kw)
     return Settings(**base)
@@ -117,6 +119,10 @@ async def shop(
     # The tenant's own offer covers store 0 too; these tests make their own.
     await conn.execute("UPDATE offers SET status = 'paused' WHERE id = $1", tenant_a.offer_id)
     await conn.execute("DELETE FROM deliveries")  # keep the shopper's inbox empty
+    await conn.execute("DELETE FROM push_subscriptions")  # tests subscribe for real
+    # The fixture's coupons were issued at the real now, after this shop's clock: move
+    # them out of every cap window so they do not count against the shopper.
+    await conn.execute("UPDATE decisions SET decided_at = decided_at - interval '2 years'")
     fixed = clock.FixedClock(T0)
     application = app_mod.create_app(make_settings(tmp_path), db_url=database_url, clock_=fixed)
     async with test_utils.TestClient(test_utils.TestServer(application)) as client:

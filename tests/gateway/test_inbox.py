@@ -153,7 +153,7 @@ class TestPushSubscriptions:
             sub, keys={"p256dh": b64(b"\x04" + b"\x01" * 64), "auth": sub["keys"]["auth"]}
         )
         short_auth = dict(sub, keys={"p256dh": sub["keys"]["p256dh"], "auth": b64(b"x" * 8)})
-        plain_http = dict(sub, endpoint="http://push.example.net/abc")
+        plain_http = dict(sub, endpoint="ftp://push.example.net/abc")
         for body, field in (
             (bad_point, "keys.p256dh"),
             (short_auth, "keys.auth"),

@@ -1,0 +1,217 @@
+"""Web Push end to end against a local push service that checks VAPID and decrypts: a ping
+leads to a decrypted payload, and every failure mode of the push service is handled."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+
+from gateway import outbox, state, webpush
+from tests.gateway.conftest import Shop
+from tests.support.webpush_peer import PushService, Subscriber
+
+
+@pytest.fixture
+async def push() -> AsyncIterator[PushService]:
+    async with PushService() as service:
+        yield service
+
+
+async def _subscribe(shop: Shop, sub: Subscriber, token: str | None = None) -> None:
+    r = await shop.api.post(
+        "/v1/push-subscriptions",
+        token=token or shop.token("shopper"),
+        json=sub.subscription_info(),
+    )
+    assert r.status == 201, r.body
+
+
+async def _outbox(conn: asyncpg.Connection, wanted: str, timeout: float = 5.0) -> Any:
+    """Wait until the (only) webpush outbox row reaches status `wanted`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        row = await conn.fetchrow(
+            "SELECT status, attempts, last_error, available_at FROM outbox "
+            "WHERE channel = 'webpush' ORDER BY id DESC LIMIT 1"
+        )
+        if row is not None and row["status"] == wanted:
+            return row
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"outbox row is {row and dict(row)}, not {wanted}")
+        await asyncio.sleep(0.02)
+
+
+class TestDelivery:
+    async def test_a_ping_ends_as_a_decrypted_payload_at_the_push_service(
+        self, shop: Shop, push: PushService, conn: asyncpg.Connection
+    ) -> None:
+        sub = push.subscribe()
+        await _subscribe(shop, sub)
+        oid = await shop.offer(channels=["webpush"], coupon={"discount": "x", "valid_minutes": 30})
+        r = await shop.walk_in()
+        [sent] = r.json["offers"]
+        [got] = await push.wait_for(1)
+        payload = orjson.loads(got.payload)
+        assert payload == {
+            "delivery_id": sent["delivery_id"],
+            "offer_id": oid,
+            "title": "20% off a hot coffee",
+            "body": "Warm up with us",
+            "coupon": {"code": sent["coupon"]["code"], "expires_at": sent["coupon"]["expires_at"]},
+            "open_url": f"{shop.app[state.SETTINGS].base_url}/v1/inbox/{sent['delivery_id']}/open",
+        }
+        # TTL is what is left of the coupon's validity; it is only good now.
+        assert 0 < int(got.headers["TTL"]) <= 30 * 60
+        assert got.headers["Urgency"] == "high"
+        assert got.headers["Topic"] == f"offer-{oid}"
+        await _outbox(conn, "done")
+        events = await conn.fetch("SELECT channel, kind FROM delivery_events")
+        assert [(e["channel"], e["kind"]) for e in events] == [("webpush", "delivered")]
+
+    async def test_the_vapid_jwt_is_signed_once_per_origin(
+        self, shop: Shop, push: PushService, conn: asyncpg.Connection
+    ) -> None:
+        subs = [push.subscribe() for _ in range(3)]
+        for sub in subs:
+            await _subscribe(shop, sub)
+        await shop.offer(channels=["webpush"])
+        await shop.walk_in()
+        got = await push.wait_for(3)
+        assert {g.endpoint for g in got} == {s.endpoint for s in subs}
+        sender = shop.app[state.WORKER].sender
+        assert sender is not None and sender.signed == 1
+        assert len({g.headers["Authorization"] for g in got}) == 1
+
+
+class TestFailures:
+    @pytest.mark.parametrize("status", [404, 410])
+    async def test_gone_subscriptions_are_pruned(
+        self, shop: Shop, push: PushService, conn: asyncpg.Connection, status: int
+    ) -> None:
+        sub = push.subscribe()
+        await _subscribe(shop, sub)
+        push.fail(sub.endpoint, status)
+        await shop.offer(channels=["webpush"])
+        await shop.walk_in()
+        row = await _outbox(conn, "dead")
+        assert str(status) in row["last_error"]
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM push_subscriptions WHERE endpoint = $1", sub.endpoint
+            )
+            == 0
+        )
+        assert row["attempts"] == 1
+
+    async def test_429_waits_for_retry_after_then_delivers(
+        self, shop: Shop, push: PushService, conn: asyncpg.Connection
+    ) -> None:
+        sub = push.subscribe()
+        await _subscribe(shop, sub)
+        push.fail(sub.endpoint, 429, times=1, retry_after=1)
+        await shop.offer(channels=["webpush"])
+        await shop.walk_in()
+        pending = await _outbox(conn, "pending")
+        started = asyncio.get_running_loop().time()
+        await push.wait_for(1, timeout=5)
+        waited = asyncio.get_running_loop().time() - started
+        row = await _outbox(conn, "done")
+        assert row["attempts"] == 2
+        assert waited > 0.5, waited  # it did not hammer the service
+        assert pending["available_at"] is not None
+
+    async def test_5xx_and_hangs_back_off_and_retry(
+        self, shop: Shop, push: PushService, conn: asyncpg.Connection, monkeypatch: Any
+    ) -> None:
+        # Keep the test short: the first backoffs are fractions of a second.
+        monkeypatch.setattr(outbox, "BASE_BACKOFF", 0.2)
+        sender = shop.app[state.WORKER].sender
+        assert sender is not None
+        sender.timeout = type(sender.timeout)(total=0.5)
+        sub = push.subscribe()
+        await _subscribe(shop, sub)
+        push.fail(sub.endpoint, 500, times=2)
+        await shop.offer(channels=["webpush"])
+        await shop.walk_in()
+        await push.wait_for(1, timeout=10)
+        row = await _outbox(conn, "done")
+        assert row["attempts"] == 3
+        push.clear_faults()
+        push.hang(sub.endpoint, times=1)
+        await shop.walk_out()
+        shop.clock.advance(minutes=1)
+        second = await shop.walk_in()
+        assert len(second.json["offers"]) == 1
+        await push.wait_for(2, timeout=10)
+        row = await _outbox(conn, "done")
+        assert row["attempts"] == 2  # the hung attempt timed out, the retry got through
+        assert [s for _, s in push.requests] == [500, 500, 201, 201]
+
+    @pytest.mark.parametrize("status", [400, 401, 403, 413])
+    async def test_our_mistakes_are_logged_not_retried(
+        self,
+        shop: Shop,
+        push: PushService,
+        conn: asyncpg.Connection,
+        status: int,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        sub = push.subscribe()
+        await _subscribe(shop, sub)
+        push.fail(sub.endpoint, status)
+        await shop.offer(channels=["webpush"])
+        await shop.walk_in()
+        row = await _outbox(conn, "dead")
+        assert row["attempts"] == 1 and str(status) in row["last_error"]
+        assert any("refused" in rec.message for rec in caplog.records)
+        # The subscription stays: the fault is ours, not the browser's.
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM push_subscriptions WHERE endpoint = $1", sub.endpoint
+            )
+            == 1
+        )
+
+    async def test_retries_stop_at_the_coupons_expiry(
+        self, shop: Shop, push: PushService, conn: asyncpg.Connection, monkeypatch: Any
+    ) -> None:
+        monkeypatch.setattr(outbox, "BASE_BACKOFF", 0.05)
+        sub = push.subscribe()
+        await _subscribe(shop, sub)
+        push.fail(sub.endpoint, 503)
+        await shop.offer(channels=["webpush"], coupon={"discount": "x", "valid_minutes": 1})
+        await shop.walk_in()
+        await _outbox(conn, "pending")
+        shop.clock.advance(minutes=2)  # the coupon has expired
+        row = await _outbox(conn, "dead", timeout=10)
+        assert "expired" in row["last_error"] or "gave up" in row["last_error"]
+        assert (
+            await conn.fetchval("SELECT kind FROM delivery_events WHERE channel = 'webpush'")
+            == "failed"
+        )
+
+
+def test_payloads_over_3993_bytes_are_refused_before_sending() -> None:
+    target = webpush.Target(endpoint="https://push.example/x", p256dh="x", auth="y")
+    with pytest.raises(webpush.PayloadTooLarge):
+        webpush.Sender.encrypt(target, b"x" * 3994)
+
+
+def test_jwt_is_reused_until_an_hour_before_it_expires() -> None:
+    import py_vapid
+
+    key = webpush.VapidKey(vapid=py_vapid.Vapid02(), public_key="k")
+    key.vapid.generate_keys()
+    sender = webpush.Sender(key, subject="mailto:ops@example.com")
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp()
+    first = sender.authorization("https://push.example/a", now=t0)
+    assert sender.authorization("https://push.example/b", now=t0 + 10 * 3600) == first
+    assert sender.authorization("https://other.example/a", now=t0) != first
+    assert sender.authorization("https://push.example/a", now=t0 + 11.5 * 3600) != first
+    assert sender.signed == 3

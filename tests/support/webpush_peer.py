@@ -1,0 +1,273 @@
+"""A local Web Push service for tests, speaking the real protocols.
+
+It plays the browser vendor's push service (RFC 8030): it hands out subscriptions
+like a browser would (a P-256 key pair and an auth secret per subscriber), and on
+each push it requires TTL, verifies the VAPID JWT (RFC 8292: ES256 signature by the
+key in ``k``, ``aud`` = this service's origin, ``exp`` in the future and at most 24 h
+ahead, ``sub`` present) and decrypts the aes128gcm body (RFC 8291/8188) with the
+subscriber's private key. Faults can be injected per endpoint: any status (with
+Retry-After for 429), or a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import http_ece
+from aiohttp import web
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+MAX_BODY = 4096
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass
+class Subscriber:
+    endpoint: str
+    private_key: ec.EllipticCurvePrivateKey
+    auth_secret: bytes
+    application_server_key: str | None = None
+
+    @property
+    def p256dh(self) -> str:
+        point = self.private_key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        return b64url(point)
+
+    @property
+    def auth(self) -> str:
+        return b64url(self.auth_secret)
+
+    def subscription_info(self) -> dict[str, Any]:
+        """What the browser's PushSubscription.toJSON() gives the app."""
+        return {
+            "endpoint": self.endpoint,
+            "expirationTime": None,
+            "keys": {"p256dh": self.p256dh, "auth": self.auth},
+        }
+
+
+@dataclass
+class Received:
+    endpoint: str
+    payload: bytes
+    headers: dict[str, str]
+    claims: dict[str, Any]
+    at: float
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+
+@dataclass
+class _Fault:
+    status: int | None  # None: hang
+    times: int | None
+    retry_after: int | None = None
+
+
+@dataclass
+class PushService:
+    host: str = "127.0.0.1"
+    received: list[Received] = field(default_factory=list)
+    requests: list[tuple[str, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._subs: dict[str, Subscriber] = {}
+        self._faults: dict[str | None, _Fault] = {}
+        self._arrived = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+        self._hanging: list[asyncio.Event] = []
+
+    async def __aenter__(self) -> PushService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=MAX_BODY * 4)
+        app.router.add_post("/push/{token}", self._push)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.base_url = f"http://{self.host}:{port}"
+
+    async def close(self) -> None:
+        for event in self._hanging:
+            event.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # -- subscriptions and faults ----------------------------------------------------------
+
+    def subscribe(self, application_server_key: str | None = None) -> Subscriber:
+        token = secrets.token_urlsafe(16)
+        sub = Subscriber(
+            endpoint=f"{self.base_url}/push/{token}",
+            private_key=ec.generate_private_key(ec.SECP256R1()),
+            auth_secret=os.urandom(16),
+            application_server_key=application_server_key,
+        )
+        self._subs[token] = sub
+        return sub
+
+    def fail(
+        self,
+        endpoint: str | None,
+        status: int,
+        *,
+        times: int | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        """Answer ``status`` to pushes to ``endpoint`` (None: all) ``times`` times (None: all)."""
+        self._faults[endpoint] = _Fault(status=status, times=times, retry_after=retry_after)
+
+    def hang(self, endpoint: str | None, *, times: int | None = None) -> None:
+        """Never answer pushes to ``endpoint`` (the client has to give up)."""
+        self._faults[endpoint] = _Fault(status=None, times=times)
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    async def wait_for(self, n: int, timeout: float = 5.0) -> list[Received]:
+        async with self._arrived:
+            await asyncio.wait_for(self._arrived.wait_for(lambda: len(self.received) >= n), timeout)
+            return list(self.received)
+
+    # -- the protocol ----------------------------------------------------------------------
+
+    def _fault_for(self, endpoint: str) -> _Fault | None:
+        for key in (endpoint, None):
+            fault = self._faults.get(key)
+            if fault is None:
+                continue
+            if fault.times is not None:
+                if fault.times <= 0:
+                    continue
+                fault.times -= 1
+            return fault
+        return None
+
+    async def _push(self, request: web.Request) -> web.StreamResponse:
+        token = request.match_info["token"]
+        endpoint = f"{self.base_url}/push/{token}"
+        response = await self._answer(request, token, endpoint)
+        self.requests.append((endpoint, response.status))
+        return response
+
+    async def _answer(self, request: web.Request, token: str, endpoint: str) -> web.Response:
+        fault = self._fault_for(endpoint)
+        if fault is not None and fault.status is None:
+            release = asyncio.Event()
+            self._hanging.append(release)
+            await release.wait()
+            return web.Response(status=503, text="released at shutdown")
+        if fault is not None:
+            assert fault.status is not None
+            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
+            return web.Response(status=fault.status, text="injected fault", headers=headers)
+        sub = self._subs.get(token)
+        if sub is None:
+            return web.Response(status=404, text="no such subscription")
+        ttl = request.headers.get("TTL", "")
+        if not ttl.isdigit():
+            return web.Response(status=400, text="TTL header required")
+        if request.headers.get("Content-Encoding") != "aes128gcm":
+            return web.Response(status=415, text="Content-Encoding must be aes128gcm")
+        body = await request.read()
+        if len(body) > MAX_BODY:
+            return web.Response(status=413, text="payload too large")
+        try:
+            claims, key = self._verify_vapid(request.headers.get("Authorization", ""))
+        except ValueError as exc:
+            return web.Response(status=401, text=f"VAPID: {exc}")
+        if sub.application_server_key is not None and key != sub.application_server_key:
+            return web.Response(status=403, text="VAPID key is not the subscription's")
+        try:
+            payload = http_ece.decrypt(
+                body,
+                private_key=sub.private_key,
+                auth_secret=sub.auth_secret,
+                version="aes128gcm",
+            )
+        except Exception as exc:  # http_ece raises its own and cryptography's errors
+            return web.Response(status=400, text=f"cannot decrypt: {exc}")
+        async with self._arrived:
+            self.received.append(
+                Received(
+                    endpoint=endpoint,
+                    payload=payload,
+                    headers=dict(request.headers),
+                    claims=claims,
+                    at=time.monotonic(),
+                )
+            )
+            self._arrived.notify_all()
+        return web.Response(
+            status=201, headers={"Location": f"{self.base_url}/message/{secrets.token_hex(8)}"}
+        )
+
+    def _verify_vapid(self, header: str) -> tuple[dict[str, Any], str]:
+        scheme, _, params = header.partition(" ")
+        if scheme.lower() != "vapid":
+            raise ValueError("Authorization must use the vapid scheme")
+        parts = dict(p.strip().split("=", 1) for p in params.split(",") if "=" in p)
+        jwt, key = parts.get("t", ""), parts.get("k", "")
+        try:
+            head_b64, claims_b64, sig_b64 = jwt.split(".")
+            head = json.loads(b64url_decode(head_b64))
+            claims = json.loads(b64url_decode(claims_b64))
+            signature = b64url_decode(sig_b64)
+            point = b64url_decode(key)
+        except (ValueError, binascii.Error) as exc:
+            raise ValueError(f"malformed JWT or key ({exc})") from None
+        if head.get("alg") != "ES256":
+            raise ValueError("the JWT must be ES256")
+        if len(signature) != 64:
+            raise ValueError("an ES256 signature is 64 bytes (r || s)")
+        try:
+            public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+        except ValueError:
+            raise ValueError("k is not a P-256 point") from None
+        der = encode_dss_signature(
+            int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+        )
+        try:
+            public.verify(der, f"{head_b64}.{claims_b64}".encode(), ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            raise ValueError("bad signature for the key in k") from None
+        if claims.get("aud") != self.base_url:
+            raise ValueError(f"aud must be {self.base_url}, not {claims.get('aud')!r}")
+        exp = claims.get("exp")
+        now = time.time()
+        if not isinstance(exp, int) or exp <= now:
+            raise ValueError("the JWT has expired")
+        if exp > now + 24 * 3600:
+            raise ValueError("exp is more than 24 hours ahead")
+        if not str(claims.get("sub", "")).startswith(("mailto:", "https:")):
+            raise ValueError("sub must be a mailto: or https: contact")
+        return claims, key
