@@ -120,8 +120,9 @@ WITH d AS (
     RETURNING id
 ), ob AS (
     -- The inbox needs no worker: the app reads it, and its live feed is woken below.
+    -- Due by the database's clock, which the workers of every replica compare with.
     INSERT INTO outbox (delivery_id, merchant_id, channel, available_at, expires_at)
-    SELECT dl.id, $1, ch, $3, $12 FROM dl CROSS JOIN unnest($14::text[]) AS ch
+    SELECT dl.id, $1, ch, now(), $12 FROM dl CROSS JOIN unnest($14::text[]) AS ch
     WHERE ch <> 'inbox'
     RETURNING delivery_id
 )

@@ -215,3 +215,100 @@ def test_jwt_is_reused_until_an_hour_before_it_expires() -> None:
     assert sender.authorization("https://other.example/a", now=t0) != first
     assert sender.authorization("https://push.example/a", now=t0 + 11.5 * 3600) != first
     assert sender.signed == 3
+
+
+class TestWorkerCrash:
+    async def test_killing_a_worker_mid_batch_loses_nothing_and_duplicates_nothing(
+        self,
+        database_url: str,
+        conn: asyncpg.Connection,
+        tenant_a: Any,
+        push: PushService,
+        tmp_path: Any,
+        spec: Any,
+    ) -> None:
+        from aiohttp import test_utils
+
+        from gateway import app as app_mod
+        from gateway import clock
+        from tests.gateway.conftest import Shop, enrol, make_settings
+        from tests.gateway.test_pings import LAT, LON, add_fence, circle_feature
+        from tests.support import proc
+        from tests.support.client import ApiClient
+
+        # The API runs here without a worker; `gateway worker` processes do the pushing.
+        fence = await add_fence(conn, tenant_a, circle_feature(LAT, LON, 100))
+        await conn.execute("UPDATE offers SET status = 'paused'")
+        await conn.execute("DELETE FROM push_subscriptions")
+        await conn.execute("DELETE FROM deliveries")
+        await conn.execute("UPDATE decisions SET decided_at = decided_at - interval '2 years'")
+        # The worker process keeps real time, so the coupons must be issued now; and at
+        # any hour the suite runs: no quiet hours.
+        await conn.execute("UPDATE merchants SET quiet_start = 0, quiet_end = 0")
+        fixed = clock.FixedClock(dt.datetime.now(dt.UTC))
+        settings = make_settings(tmp_path, outbox_worker=False)
+        application = app_mod.create_app(settings, db_url=database_url, clock_=fixed)
+        environ = proc.env(
+            database_url, tmp_path, GATEWAY_OUTBOX_LEASE_SECONDS="2", GATEWAY_LOG_LEVEL="WARNING"
+        )
+        async with test_utils.TestClient(test_utils.TestServer(application)) as client:
+            shop = Shop(
+                api=ApiClient(client, spec),
+                app=application,
+                clock=fixed,
+                tenant=tenant_a,
+                fence=fence,
+            )
+            await shop.offer(channels=["webpush", "inbox"])
+            tokens = [await enrol(conn, tenant_a, f"k{i}") for i in range(30)]
+            for token in tokens:
+                await _subscribe(shop, push.subscribe(), token)
+            # The first pushes hang: the worker is in the middle of its batch when killed.
+            push.hang(None, times=10)
+            first = await asyncio.create_subprocess_exec(*proc.GATEWAY, "worker", env=environ)
+            for token in tokens:
+                await shop.walk_in(token=token)
+            deliveries = await conn.fetchval("SELECT count(*) FROM deliveries")
+            assert deliveries == 30
+            deadline = asyncio.get_running_loop().time() + 20
+            while (
+                await conn.fetchval("SELECT count(*) FROM outbox WHERE leased_until > now()") == 0
+            ):
+                assert asyncio.get_running_loop().time() < deadline, "the worker claimed nothing"
+                await asyncio.sleep(0.05)
+            first.kill()  # kill -9, in the middle of the batch
+            await first.wait()
+            push.clear_faults()
+            second = await asyncio.create_subprocess_exec(*proc.GATEWAY, "worker", env=environ)
+            try:
+                deadline = asyncio.get_running_loop().time() + 30
+                while await conn.fetchval("SELECT count(*) FROM outbox WHERE status <> 'done'"):
+                    assert asyncio.get_running_loop().time() < deadline, await conn.fetch(
+                        "SELECT status, attempts, last_error FROM outbox WHERE status <> 'done'"
+                    )
+                    await asyncio.sleep(0.1)
+            finally:
+                second.terminate()
+                assert await second.wait() == 0
+            # Every delivery reached the push service; at least once, and the app sees
+            # each once: one delivery id per coupon, one inbox entry per delivery.
+            got = {orjson.loads(r.payload)["delivery_id"] for r in push.received}
+            assert len(got) == 30
+            ids = {str(r["id"]) for r in await conn.fetch("SELECT id FROM deliveries")}
+            assert got == ids
+            for token in tokens:
+                items = (await shop.api.get("/v1/inbox", token=token)).json["items"]
+                assert len(items) == 1
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM delivery_events WHERE channel = 'webpush' "
+                    "AND kind = 'delivered'"
+                )
+                == 30
+            )
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM outbox WHERE status = 'pending' AND leased_until < now()"
+                )
+                == 0
+            )
