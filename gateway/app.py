@@ -168,7 +168,7 @@ async def _delivery_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[state.WORKER] = worker
     if settings.outbox_worker:
-        worker.attach(app[LISTENER])
+        await worker.attach(app[LISTENER])
         worker.start()
     try:
         yield

@@ -161,7 +161,7 @@ async def _run_worker(cfg: settings.Settings, url: str) -> None:
         worker = outbox.Worker(
             pool, sender=sender, public_url=cfg.base_url, lease_seconds=cfg.outbox_lease_seconds
         )
-        worker.attach(listener)
+        await worker.attach(listener)
         await listener.start(cfg.index_poll_seconds)
         worker.start()
         sys.stderr.write("gateway worker: delivering the outbox (Ctrl-C to stop)\n")

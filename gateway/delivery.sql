@@ -18,20 +18,28 @@ FROM c, deliveries dl, coupons cp, offers f
 WHERE o.id = c.id AND dl.id = o.delivery_id AND cp.id = dl.coupon_id AND f.id = dl.offer_id
 RETURNING o.id, o.delivery_id, o.channel, o.attempts, o.expires_at, o.done_targets,
           dl.merchant_id, dl.shopper_id, dl.offer_id, dl.coupon_id, cp.code,
-          f.title, f.body, f.image_url, f.coupon AS coupon_spec;
+          f.title, f.body, f.image_url, f.coupon AS coupon_spec,
+          -- The shopper's subscriptions come with the claim: no query per row.
+          (SELECT coalesce(jsonb_agg(jsonb_build_array(s.id, s.endpoint, s.p256dh, s.auth)
+                                     ORDER BY s.id), '[]')
+           FROM push_subscriptions s WHERE s.shopper_id = dl.shopper_id) AS subscriptions;
 
--- name: finish
--- Only the holder of the current claim (same attempt number) may settle a row:
--- a worker whose lease ran out and was taken over changes nothing.
-UPDATE outbox SET status = $3, leased_until = NULL, last_error = $4, done_targets = $5
-WHERE id = $1 AND attempts = $2 AND status = 'pending'
-RETURNING id;
-
--- name: retry_later
-UPDATE outbox SET leased_until = NULL, available_at = now() + make_interval(secs => $3),
-    last_error = $4, done_targets = $5
-WHERE id = $1 AND attempts = $2 AND status = 'pending'
-RETURNING id;
+-- name: settle
+-- A batch of outcomes in one statement. Only the holder of the current claim (same
+-- attempt number) may settle a row: a worker whose lease ran out and was taken
+-- over changes nothing. A delay means "retry then"; no delay settles the row
+-- with the given status. done_targets travel as JSON arrays (one per row).
+UPDATE outbox o SET
+    status = CASE WHEN t.delay IS NULL THEN t.status ELSE o.status END,
+    available_at = CASE WHEN t.delay IS NULL THEN o.available_at
+                        ELSE now() + make_interval(secs => t.delay) END,
+    leased_until = NULL,
+    last_error = t.error,
+    done_targets = ARRAY(SELECT jsonb_array_elements_text(t.done::jsonb))
+FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::float8[])
+    AS t(id, attempts, status, error, done, delay)
+WHERE o.id = t.id AND o.attempts = t.attempts AND o.status = 'pending'
+RETURNING o.id;
 
 -- name: dead_letters
 SELECT o.id, o.delivery_id, o.channel, o.attempts, o.last_error, o.created_at, o.expires_at,
@@ -44,22 +52,23 @@ LIMIT $3;
 -- name: stuck
 SELECT count(*) FROM outbox WHERE status = 'pending' AND leased_until < now();
 
--- name: record_event
+-- name: record_events
 -- Idempotent: a second open (or a redelivery) of the same delivery counts once.
+-- At most one event per delivery in a call.
 WITH ev AS (
     INSERT INTO delivery_events (delivery_id, channel, kind, detail, at)
-    VALUES ($1, $2, $3, $4, $5)
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
     ON CONFLICT (delivery_id, channel, kind) DO NOTHING
-    RETURNING 1
+    RETURNING delivery_id, kind, at
 )
-UPDATE deliveries SET
-    delivered_at = CASE WHEN $3 = 'delivered' THEN coalesce(delivered_at, $5) ELSE delivered_at END,
-    opened_at = CASE WHEN $3 = 'opened' THEN coalesce(opened_at, $5) ELSE opened_at END,
-    dismissed_at = CASE WHEN $3 = 'dismissed' THEN coalesce(dismissed_at, $5) ELSE dismissed_at END
-WHERE id = $1 AND EXISTS (SELECT 1 FROM ev);
-
--- name: subscriptions_of
-SELECT id, endpoint, p256dh, auth FROM push_subscriptions WHERE shopper_id = $1 ORDER BY id;
+UPDATE deliveries d SET
+    delivered_at = CASE WHEN ev.kind = 'delivered' THEN coalesce(d.delivered_at, ev.at)
+                        ELSE d.delivered_at END,
+    opened_at = CASE WHEN ev.kind = 'opened' THEN coalesce(d.opened_at, ev.at)
+                     ELSE d.opened_at END,
+    dismissed_at = CASE WHEN ev.kind = 'dismissed' THEN coalesce(d.dismissed_at, ev.at)
+                        ELSE d.dismissed_at END
+FROM ev WHERE d.id = ev.delivery_id;
 
 -- name: add_subscription
 INSERT INTO push_subscriptions (merchant_id, shopper_id, endpoint, p256dh, auth)
@@ -70,8 +79,8 @@ RETURNING id, (xmax = 0) AS created;
 -- name: remove_subscription
 DELETE FROM push_subscriptions WHERE shopper_id = $1 AND endpoint = $2 RETURNING id;
 
--- name: prune_subscription
-DELETE FROM push_subscriptions WHERE id = $1;
+-- name: prune_subscriptions
+DELETE FROM push_subscriptions WHERE id = ANY ($1::bigint[]);
 
 -- name: get_vapid
 SELECT private_pem, public_key FROM vapid_keys WHERE id = 1;
@@ -80,9 +89,9 @@ SELECT private_pem, public_key FROM vapid_keys WHERE id = 1;
 INSERT INTO vapid_keys (id, private_pem, public_key) VALUES (1, $1, $2)
 ON CONFLICT (id) DO NOTHING;
 
--- name: mark_pass
+-- name: mark_passes
 INSERT INTO pass_updates (merchant_id, shopper_id, reason, delivery_id)
-VALUES ($1, $2, 'coupon_issued', $3);
+SELECT m, s, 'coupon_issued', d FROM unnest($1::bigint[], $2::bigint[], $3::uuid[]) AS t(m, s, d);
 
 -- name: inbox_columns
 dl.id AS delivery_id, dl.offer_id, dl.created_at, dl.opened_at, dl.dismissed_at,

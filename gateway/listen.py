@@ -36,6 +36,13 @@ class Listener:
     def subscribe(self, channel: str, callback: Callable[[str], None]) -> None:
         self._channels.setdefault(channel, []).append(callback)
 
+    async def subscribe_now(self, channel: str, callback: Callable[[str], None]) -> None:
+        """Subscribe, and start listening at once if the connection is already up."""
+        new = channel not in self._channels
+        self.subscribe(channel, callback)
+        if new and self._conn is not None and not self._conn.is_closed():
+            await self._conn.add_listener(channel, self._dispatch)
+
     def on_lost(self, hook: Callable[[], None]) -> None:
         self._on_lost.append(hook)
 

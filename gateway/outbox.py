@@ -19,7 +19,7 @@ import datetime as dt
 import logging
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -59,6 +59,8 @@ class Claim:
     body: str
     image_url: str | None
     valid_minutes: int
+    # (subscription id, target) of the shopper's push subscriptions.
+    subscriptions: tuple[tuple[int, webpush.Target], ...] = ()
 
     @classmethod
     def from_row(cls, r: Any) -> Claim:
@@ -78,7 +80,26 @@ class Claim:
             body=r["body"],
             image_url=r["image_url"],
             valid_minutes=int(r["coupon_spec"]["valid_minutes"]),
+            subscriptions=tuple(
+                (sid, webpush.Target(endpoint=e, p256dh=k, auth=a))
+                for sid, e, k, a in r["subscriptions"]
+            ),
         )
+
+
+@dataclass(slots=True, kw_only=True)
+class Outcome:
+    """What to write back for one claimed row."""
+
+    claim: Claim
+    status: str = "done"  # or "dead"
+    error: str | None = None
+    done: list[str] = field(default_factory=list)
+    delay: float | None = None  # retry after this many seconds
+    prune: list[int] = field(default_factory=list)
+    event: str | None = None  # delivered / failed, on the row's channel
+    detail: str | None = None
+    pass_update: bool = False
 
 
 def push_payload(c: Claim, public_url: str) -> bytes:
@@ -103,7 +124,7 @@ async def record_event(
     at: dt.datetime,
     detail: str | None = None,
 ) -> None:
-    await conn.execute(_Q["record_event"], delivery_id, channel, kind, detail, at)
+    await conn.execute(_Q["record_events"], [delivery_id], [channel], [kind], [detail], [at])
 
 
 class Worker:
@@ -132,8 +153,8 @@ class Worker:
         self.sent = 0
         self.failed = 0
 
-    def attach(self, listener: listen.Listener) -> None:
-        listener.subscribe(CHANNEL, lambda _payload: self._wake.set())
+    async def attach(self, listener: listen.Listener) -> None:
+        await listener.subscribe_now(CHANNEL, lambda _payload: self._wake.set())
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-worker")
@@ -159,141 +180,159 @@ class Worker:
             self._wake.clear()
 
     async def run_once(self) -> int:
-        """Claim one batch and deliver it; returns how many rows were claimed."""
+        """Claim one batch, deliver it, and settle it; returns how many rows were claimed.
+
+        The database work is per batch, not per push: one claim (which brings the
+        subscriptions along) and one transaction that settles every row.
+        """
         async with db.acquire(self.pool) as conn:
             rows = await conn.fetch(_Q["claim"], self.batch, self.lease_seconds)
+        if not rows:
+            return 0
         claims = [Claim.from_row(r) for r in rows]
-        if claims:
-            await asyncio.gather(*(self._guarded(c) for c in claims))
+        outcomes = await asyncio.gather(*(self._guarded(c) for c in claims))
+        settled = [o for o in outcomes if o is not None]
+        if settled:
+            await self._settle(settled)
         return len(claims)
 
-    async def _guarded(self, c: Claim) -> None:
+    async def _guarded(self, c: Claim) -> Outcome | None:
         async with self._limit:
             try:
-                await self._deliver(c)
+                return await self._deliver(c)
             except Exception:
-                # The lease runs out and another attempt picks the row up.
+                # Nothing is settled: the lease runs out and another attempt picks it up.
                 log.warning("outbox delivery failed", exc_info=True, extra={"outbox_id": c.id})
+                return None
 
-    async def _deliver(self, c: Claim) -> None:
+    async def _deliver(self, c: Claim) -> Outcome:
         now = self.clock.now()
         if c.channel == "wallet":
-            async with db.acquire(self.pool) as conn, conn.transaction():
-                await conn.execute(_Q["mark_pass"], c.merchant_id, c.shopper_id, c.delivery_id)
-                await self._finish(conn, c, "done", None, ())
-            return
+            return Outcome(claim=c, pass_update=True)
         if c.channel != "webpush" or self.sender is None:
-            async with db.acquire(self.pool) as conn:
-                await self._finish(conn, c, "dead", f"no sender for channel {c.channel}", ())
-            return
+            return Outcome(claim=c, status="dead", error=f"no sender for channel {c.channel}")
         if now >= c.expires_at:
-            async with db.acquire(self.pool) as conn, conn.transaction():
-                await self._finish(conn, c, "dead", "expired before delivery", c.done_targets)
-                await record_event(conn, c.delivery_id, "webpush", "failed", now, "expired")
-            return
-        await self._push(c, now)
+            return Outcome(
+                claim=c,
+                status="dead",
+                error="expired before delivery",
+                done=list(c.done_targets),
+                event="failed",
+                detail="expired",
+            )
+        return await self._push(c, now)
 
-    async def _push(self, c: Claim, now: dt.datetime) -> None:
+    async def _push(self, c: Claim, now: dt.datetime) -> Outcome:
         assert self.sender is not None
-        async with db.acquire(self.pool) as conn:
-            subs = await conn.fetch(_Q["subscriptions_of"], c.shopper_id)
-        targets = [
-            (r["id"], webpush.Target(endpoint=r["endpoint"], p256dh=r["p256dh"], auth=r["auth"]))
-            for r in subs
-            if r["endpoint"] not in c.done_targets
-        ]
+        targets = [(sid, t) for sid, t in c.subscriptions if t.endpoint not in c.done_targets]
         if not targets and not c.done_targets:
             # Not a failure of ours to retry: the shopper never allowed notifications.
-            async with db.acquire(self.pool) as conn, conn.transaction():
-                await self._finish(conn, c, "done", "no push subscription", ())
-                await record_event(
-                    conn, c.delivery_id, "webpush", "failed", now, "no push subscription"
-                )
-            return
+            return Outcome(
+                claim=c,
+                error="no push subscription",
+                event="failed",
+                detail="no push subscription",
+            )
         payload = push_payload(c, self.public_url)
-        remaining = c.expires_at - now
-        ttl = int(remaining.total_seconds())
+        ttl = int((c.expires_at - now).total_seconds())
         # Only good now: a coupon that expires within the hour should wake the phone.
         urgency = "high" if c.valid_minutes <= 60 else "normal"
         topic = f"offer-{c.offer_id}"
-        results: Sequence[webpush.Result | BaseException] = []
-        if targets:
-            results = await asyncio.gather(
-                *(
-                    self.sender.send(t, payload, ttl=ttl, urgency=urgency, topic=topic)
-                    for _, t in targets
-                ),
-                return_exceptions=True,
-            )
-        done = list(c.done_targets)
+        results: Sequence[webpush.Result | BaseException] = await asyncio.gather(
+            *(
+                self.sender.send(t, payload, ttl=ttl, urgency=urgency, topic=topic)
+                for _, t in targets
+            ),
+            return_exceptions=True,
+        )
+        out = Outcome(claim=c, done=list(c.done_targets))
         retry_after: float | None = None
         retryable = False
         problems: list[str] = []
-        prune: list[int] = []
         for (sub_id, target), result in zip(targets, results, strict=True):
             if isinstance(result, webpush.PayloadTooLarge):
                 problems.append(str(result))
-                continue
-            if isinstance(result, webpush.BadSubscription):
-                prune.append(sub_id)  # keys that can never work
+            elif isinstance(result, webpush.BadSubscription):
+                out.prune.append(sub_id)  # keys that can never work
                 problems.append(f"unusable subscription keys: {result}")
-                continue
-            if isinstance(result, BaseException):
+            elif isinstance(result, BaseException):
                 retryable = True
                 problems.append(f"{type(result).__name__}: {result}")
-                continue
-            status = result.status
-            if status in (200, 201, 202):
-                done.append(target.endpoint)
-            elif status in (404, 410):
-                prune.append(sub_id)  # the browser unsubscribed
-                problems.append(f"{status}: subscription gone")
-            elif status == 429:
+            elif result.status in (200, 201, 202):
+                out.done.append(target.endpoint)
+            elif result.status in (404, 410):
+                out.prune.append(sub_id)  # the browser unsubscribed
+                problems.append(f"{result.status}: subscription gone")
+            elif result.status == 429:
                 retryable = True
                 retry_after = max(retry_after or 0.0, result.retry_after or 1.0)
                 problems.append("429: rate limited")
-            elif status == 0 or status >= 500:
+            elif result.status == 0 or result.status >= 500:
                 retryable = True
-                problems.append(f"{status or 'no answer'}: {result.message[:200]}")
+                problems.append(f"{result.status or 'no answer'}: {result.message[:200]}")
             else:
                 # 400, 401, 403, 413...: our request is wrong; retrying blindly won't help.
                 log.error(
                     "push service refused the message",
-                    extra={"status": status, "answer": result.message, "outbox_id": c.id},
+                    extra={"status": result.status, "answer": result.message, "outbox_id": c.id},
                 )
-                problems.append(f"{status}: {result.message[:200]}")
-        delivered_now = len(done) > len(c.done_targets)
-        error = "; ".join(problems) or None
-        async with db.acquire(self.pool) as conn, conn.transaction():
-            for sub_id in prune:
-                await conn.execute(_Q["prune_subscription"], sub_id)
-            if delivered_now:
-                await record_event(conn, c.delivery_id, "webpush", "delivered", self.clock.now())
-            if retryable:
-                delay = retry_after if retry_after is not None else backoff(c.attempts)
-                if now + dt.timedelta(seconds=delay) < c.expires_at:
-                    await conn.execute(_Q["retry_later"], c.id, c.attempts, delay, error, done)
-                    return
-                error = f"gave up at the coupon's expiry after {c.attempts} attempts: {error}"
-            if done:
-                await self._finish(conn, c, "done", error, done)
-                self.sent += 1
-            else:
-                reason = error or "the shopper has no push subscription"
-                await self._finish(conn, c, "dead", reason, done)
-                await record_event(
-                    conn, c.delivery_id, "webpush", "failed", self.clock.now(), reason[:500]
-                )
-                self.failed += 1
+                problems.append(f"{result.status}: {result.message[:200]}")
+        out.error = "; ".join(problems) or None
+        if len(out.done) > len(c.done_targets):
+            out.event = "delivered"
+        if retryable:
+            delay = retry_after if retry_after is not None else backoff(c.attempts)
+            if now + dt.timedelta(seconds=delay) < c.expires_at:
+                out.delay = delay
+                return out
+            out.error = f"gave up at the coupon's expiry after {c.attempts} attempts: {out.error}"
+        if not out.done:
+            out.status = "dead"
+            out.event = "failed"
+            out.detail = (out.error or "")[:500]
+        return out
 
-    async def _finish(
-        self,
-        conn: asyncpg.Connection,
-        c: Claim,
-        status: str,
-        error: str | None,
-        done: Sequence[str],
-    ) -> None:
-        settled = await conn.fetchval(_Q["finish"], c.id, c.attempts, status, error, list(done))
-        if settled is None:
-            log.info("outbox row was taken over by another worker", extra={"outbox_id": c.id})
+    async def _settle(self, outcomes: Sequence[Outcome]) -> None:
+        now = self.clock.now()
+        events = [o for o in outcomes if o.event is not None]
+        passes = [o.claim for o in outcomes if o.pass_update]
+        prune = [sid for o in outcomes for sid in o.prune]
+        async with db.acquire(self.pool) as conn, conn.transaction():
+            if prune:
+                await conn.execute(_Q["prune_subscriptions"], prune)
+            if passes:
+                await conn.execute(
+                    _Q["mark_passes"],
+                    [c.merchant_id for c in passes],
+                    [c.shopper_id for c in passes],
+                    [c.delivery_id for c in passes],
+                )
+            if events:
+                await conn.execute(
+                    _Q["record_events"],
+                    [o.claim.delivery_id for o in events],
+                    [o.claim.channel for o in events],
+                    [o.event for o in events],
+                    [o.detail for o in events],
+                    [now] * len(events),
+                )
+            settled = await conn.fetch(
+                _Q["settle"],
+                [o.claim.id for o in outcomes],
+                [o.claim.attempts for o in outcomes],
+                [o.status for o in outcomes],
+                [o.error for o in outcomes],
+                [orjson.dumps(o.done).decode() for o in outcomes],
+                [o.delay for o in outcomes],
+            )
+        if len(settled) < len(outcomes):
+            log.info(
+                "outbox rows were taken over by another worker",
+                extra={"count": len(outcomes) - len(settled)},
+            )
+        for o in outcomes:
+            if o.delay is None:
+                if o.status == "done" and o.event == "delivered":
+                    self.sent += 1
+                elif o.status == "dead":
+                    self.failed += 1

@@ -252,12 +252,10 @@ class TestOutbox:
             assert await live.run_once() == 1
         finally:
             await live.pool.close()
-        assert (
-            await conn.fetchval(
-                outbox._Q["finish"], rows[0]["id"], dead_attempt, "dead", "late", []
-            )
-            is None
+        late = await conn.fetch(
+            outbox._Q["settle"], [rows[0]["id"]], [dead_attempt], ["dead"], ["late"], ["[]"], [None]
         )
+        assert late == []
         assert await conn.fetchval("SELECT status FROM outbox") == "done"
         assert (
             await conn.fetchval("SELECT count(*) FROM pass_updates WHERE reason = 'coupon_issued'")

@@ -312,3 +312,20 @@ class TestWorkerCrash:
                 )
                 == 0
             )
+
+
+async def test_a_worker_started_after_the_listener_still_wakes_on_notify(
+    shop: Shop, push: PushService, conn: asyncpg.Connection
+) -> None:
+    # The in-app worker subscribes after the shared listener connected; a push must
+    # not wait for the fallback poll. With the poll set to a minute, only NOTIFY can
+    # deliver within the five seconds of wait_for.
+    worker = shop.app[state.WORKER]
+    worker.poll_seconds = 60.0
+    worker._wake.set()  # let the loop pick up the new poll interval
+    await asyncio.sleep(0.05)
+    sub = push.subscribe()
+    await _subscribe(shop, sub)
+    await shop.offer(channels=["webpush"])
+    await shop.walk_in()
+    await push.wait_for(1, timeout=5)

@@ -73,6 +73,7 @@ class Received:
     headers: dict[str, str]
     claims: dict[str, Any]
     at: float
+    wall: float = 0.0
 
     def json(self) -> Any:
         return json.loads(self.payload)
@@ -109,6 +110,7 @@ class PushService:
     async def start(self) -> None:
         app = web.Application(client_max_size=MAX_BODY * 4)
         app.router.add_post("/push/{token}", self._push)
+        app.router.add_get("/stats", self._stats)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, 0)
@@ -157,6 +159,15 @@ class PushService:
         async with self._arrived:
             await asyncio.wait_for(self._arrived.wait_for(lambda: len(self.received) >= n), timeout)
             return list(self.received)
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        """For benchmarks in other processes: what arrived, and when (wall clock)."""
+        since = int(request.query.get("since", "0"))
+        items = [
+            {"payload": r.payload.decode(errors="replace"), "wall": r.wall}
+            for r in self.received[since:]
+        ]
+        return web.json_response({"received": len(self.received), "items": items})
 
     # -- the protocol ----------------------------------------------------------------------
 
@@ -224,6 +235,7 @@ class PushService:
                     headers=dict(request.headers),
                     claims=claims,
                     at=time.monotonic(),
+                    wall=time.time(),
                 )
             )
             self._arrived.notify_all()
