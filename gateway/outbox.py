@@ -135,10 +135,11 @@ class Worker:
         sender: webpush.Sender | None,
         public_url: str,
         clock_: clock.Clock | None = None,
-        batch: int = 200,
+        batch: int = 100,
         lease_seconds: float = 30.0,
         poll_seconds: float = 1.0,
-        concurrency: int = 128,
+        concurrency: int = 256,
+        lanes: int = 4,
     ) -> None:
         self.pool = pool
         self.sender = sender
@@ -148,13 +149,19 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self._limit = asyncio.Semaphore(concurrency)
-        self._wake = asyncio.Event()
+        # Several claim loops, so one batch's slowest push does not hold up the next
+        # batch; each has its own wake-up.
+        self._wakes = [asyncio.Event() for _ in range(lanes)]
         self._task: asyncio.Task[None] | None = None
         self.sent = 0
         self.failed = 0
 
     async def attach(self, listener: listen.Listener) -> None:
-        await listener.subscribe_now(CHANNEL, lambda _payload: self._wake.set())
+        await listener.subscribe_now(CHANNEL, lambda _payload: self.wake())
+
+    def wake(self) -> None:
+        for event in self._wakes:
+            event.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-worker")
@@ -166,6 +173,9 @@ class Worker:
                 await self._task
 
     async def _run(self) -> None:
+        await asyncio.gather(*(self._lane(event) for event in self._wakes))
+
+    async def _lane(self, wake: asyncio.Event) -> None:
         while True:
             try:
                 claimed = await self.run_once()
@@ -176,8 +186,8 @@ class Worker:
             if claimed >= self.batch:
                 continue  # more may be waiting
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-            self._wake.clear()
+                await asyncio.wait_for(wake.wait(), self.poll_seconds)
+            wake.clear()
 
     async def run_once(self) -> int:
         """Claim one batch, deliver it, and settle it; returns how many rows were claimed.

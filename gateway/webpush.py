@@ -149,6 +149,8 @@ class Sender:
         self._session: aiohttp.ClientSession | None = None
         self._jwts: dict[str, tuple[str, float]] = {}
         self.signed = 0
+        # Answers by status (0: no answer), for metrics and benchmarks.
+        self.answers: dict[int, int] = {}
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -210,14 +212,17 @@ class Sender:
             ) as resp:
                 text = (await resp.text(errors="replace"))[:500]
                 retry = resp.headers.get("Retry-After")
+                self.answers[resp.status] = self.answers.get(resp.status, 0) + 1
                 return Result(
                     status=resp.status,
                     retry_after=_retry_after(retry),
                     message=text,
                 )
         except TimeoutError:
+            self.answers[0] = self.answers.get(0, 0) + 1
             return Result(status=0, message="timed out")
         except aiohttp.ClientError as exc:
+            self.answers[0] = self.answers.get(0, 0) + 1
             return Result(status=0, message=f"{type(exc).__name__}: {exc}")
 
 

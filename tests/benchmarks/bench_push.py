@@ -41,7 +41,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.benchmarks.bench_pings import free_port, log, wait_http  # noqa: E402
+from tests.benchmarks.bench_pings import cpu_seconds, free_port, log, wait_http  # noqa: E402
 
 PEER = """
 import asyncio, json, sys
@@ -120,7 +120,7 @@ WITH d AS (
     FROM c RETURNING id
 )
 INSERT INTO outbox (delivery_id, merchant_id, channel, available_at, expires_at)
-SELECT dl.id, $1, 'webpush', now() + interval '2 seconds', now() + interval '1 hour' FROM dl
+SELECT dl.id, $1, 'webpush', now() + interval '3 seconds', now() + interval '1 hour' FROM dl
 """
 
 
@@ -335,6 +335,7 @@ def main() -> int:
             GATEWAY_DB_POOL_MAX="20",
         )
         fanout: dict[int, float] = {}
+        cpu: dict[int, tuple[float, float]] = {}
         for workers in (1, 2):
             shoppers = world["shoppers"][: args.pushes]
             asyncio.run(queue(url, world, shoppers))
@@ -344,8 +345,16 @@ def main() -> int:
                 subprocess.Popen([sys.executable, "-m", "gateway", "worker"], env=env, cwd=ROOT)
                 for _ in range(workers)
             ]
+            # The rows fall due 3 s after they were queued: CPU is counted from then,
+            # so the workers' start-up is left out.
+            time.sleep(2.5)
+            peer_cpu = cpu_seconds(procs[0].pid)
+            worker_cpu = -sum(cpu_seconds(p.pid) for p in started)
             try:
                 seconds = asyncio.run(wait_done(url, len(shoppers)))
+                worker_cpu += sum(cpu_seconds(p.pid) for p in started)
+                peer_cpu = cpu_seconds(procs[0].pid) - peer_cpu
+                cpu[workers] = (worker_cpu, peer_cpu)
             finally:
                 for p in started:
                     p.terminate()
@@ -404,7 +413,9 @@ def main() -> int:
     for workers, rate in fanout.items():
         print(
             f"  gateway outbox, {workers} worker process(es):  {rate:8.0f} pushes/s "
-            f"({rate / naive:.1f}x the naive loop)"
+            f"({rate / naive:.1f}x the naive loop); CPU per push: workers "
+            f"{1e6 * cpu[workers][0] / args.pushes:.0f} us, "
+            f"push service {1e6 * cpu[workers][1] / args.pushes:.0f} us"
         )
     print()
     print(f"Ping to push, {args.rate:g} pings with a send per second, {len(sent)} sends")

@@ -322,10 +322,41 @@ async def test_a_worker_started_after_the_listener_still_wakes_on_notify(
     # deliver within the five seconds of wait_for.
     worker = shop.app[state.WORKER]
     worker.poll_seconds = 60.0
-    worker._wake.set()  # let the loop pick up the new poll interval
+    worker.wake()  # let the loops pick up the new poll interval
     await asyncio.sleep(0.05)
     sub = push.subscribe()
     await _subscribe(shop, sub)
     await shop.offer(channels=["webpush"])
     await shop.walk_in()
     await push.wait_for(1, timeout=5)
+
+
+async def test_two_workers_share_a_backlog_without_sending_twice(
+    shop: Shop, push: PushService, conn: asyncpg.Connection, database_url: str
+) -> None:
+    from gateway import db
+    from tests.gateway.conftest import enrol
+
+    shop.app[state.WORKER]._task.cancel()  # type: ignore[union-attr]
+    await shop.offer(channels=["webpush"])
+    tokens = [await enrol(conn, shop.tenant, f"b{i}") for i in range(40)]
+    for token in tokens:
+        await _subscribe(shop, push.subscribe(), token)
+        await shop.walk_in(token=token)
+    assert await conn.fetchval("SELECT count(*) FROM outbox WHERE status = 'pending'") == 40
+    sender = shop.app[state.WORKER].sender
+    pools = [await db.create_pool(database_url, min_size=1, max_size=4) for _ in range(2)]
+    workers = [
+        outbox.Worker(p, sender=sender, public_url="http://gw", batch=7, clock_=shop.clock)
+        for p in pools
+    ]
+    try:
+        while await conn.fetchval("SELECT count(*) FROM outbox WHERE status = 'pending'"):
+            claimed = await asyncio.gather(*(w.run_once() for w in workers for _ in range(2)))
+            assert sum(claimed) > 0
+    finally:
+        for p in pools:
+            await p.close()
+    got = [orjson.loads(r.payload)["delivery_id"] for r in push.received]
+    assert len(got) == 40 and len(set(got)) == 40
+    assert all(w.sent > 0 for w in workers)

@@ -99,6 +99,9 @@ class PushService:
         self._runner: web.AppRunner | None = None
         self.base_url = ""
         self._hanging: list[asyncio.Event] = []
+        # Verified (header -> claims, key): senders reuse one JWT per origin, and like
+        # real push services this one checks the signature once and the expiry always.
+        self._verified: dict[str, tuple[dict[str, Any], str]] = {}
 
     async def __aenter__(self) -> PushService:
         await self.start()
@@ -244,6 +247,17 @@ class PushService:
         )
 
     def _verify_vapid(self, header: str) -> tuple[dict[str, Any], str]:
+        cached = self._verified.get(header)
+        if cached is not None:
+            exp = cached[0].get("exp")
+            if isinstance(exp, int) and exp > time.time():
+                return cached
+            raise ValueError("the JWT has expired")
+        claims, key = self._verify_signature(header)
+        self._verified[header] = (claims, key)
+        return claims, key
+
+    def _verify_signature(self, header: str) -> tuple[dict[str, Any], str]:
         scheme, _, params = header.partition(" ")
         if scheme.lower() != "vapid":
             raise ValueError("Authorization must use the vapid scheme")
