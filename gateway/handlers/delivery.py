@@ -131,13 +131,19 @@ async def inbox_stream(request: web.Request) -> web.StreamResponse:
                 continue
             wake.clear()
             now = app[state.CLOCK].now()
-            async with db.acquire(app[state.POOL]) as conn, conn.transaction():
-                rows = [
-                    r
-                    for r in await inbox.since(conn, p.shopper_id, now, after)
-                    if r["delivery_id"] not in sent
-                ]
-                await _delivered(conn, rows, now)
+            try:
+                async with db.acquire(app[state.POOL]) as conn, conn.transaction():
+                    rows = [
+                        r
+                        for r in await inbox.since(conn, p.shopper_id, now, after)
+                        if r["delivery_id"] not in sent
+                    ]
+                    await _delivered(conn, rows, now)
+            except errors.Unavailable:
+                # The stream is open: no error answer is possible. Look again shortly.
+                await asyncio.sleep(1.0)
+                wake.set()
+                continue
             for r in rows:
                 sent.add(r["delivery_id"])
                 data = orjson.dumps(_item(r))
@@ -148,8 +154,8 @@ async def inbox_stream(request: web.Request) -> web.StreamResponse:
                     + data
                     + b"\n\n"
                 )
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+    except ConnectionResetError:
+        pass  # the app went away; a cancellation (shutdown) propagates
     finally:
         hub.close(p.shopper_id, wake)
     return response
