@@ -29,6 +29,7 @@ from gateway import (
     webpush,
 )
 from gateway.handlers import delivery as delivery_handlers
+from gateway.handlers import loyalty as loyalty_handlers
 from gateway.handlers import offers as offer_handlers
 from gateway.handlers import pings as ping_handlers
 from gateway.handlers import places, reports, system, tenancy
@@ -47,6 +48,7 @@ def all_endpoints() -> list[routing.Endpoint]:
         *offer_handlers.ENDPOINTS,
         *reports.ENDPOINTS,
         *delivery_handlers.ENDPOINTS,
+        *loyalty_handlers.ENDPOINTS,
     ]
 
 

@@ -68,6 +68,13 @@ MATRIX = [
     ("POST", "/v1/push-subscriptions", {"shopper"}, 201),
     ("DELETE", "/v1/push-subscriptions", {"shopper"}, 204),
     ("GET", "/v1/outbox/dead", {"admin"}, 200),
+    ("GET", "/v1/loyalty", STAFF, 200),
+    ("PUT", "/v1/loyalty", WRITERS, 200),
+    ("POST", "/v1/purchases", {"pos"}, 201),
+    ("POST", "/v1/shoppers/{shopper_id}/actions", {"app", "admin", "manager"}, 201),
+    ("POST", "/v1/shoppers/{shopper_id}/points", WRITERS, 201),
+    ("GET", "/v1/shoppers/{shopper_id}/points", STAFF, 200),
+    ("GET", "/v1/me/points", {"shopper"}, 200),
 ]
 # Endpoints that answer with a stream that does not end: only the head is checked.
 STREAMS = {"/v1/inbox/stream"}
@@ -118,10 +125,31 @@ def _bodies(tenant: Tenant) -> dict[tuple[str, str], object]:
             },
         },
         ("DELETE", "/v1/push-subscriptions"): {"endpoint": tenant.push_endpoint},
+        ("PUT", "/v1/loyalty"): {
+            "point_value": 0.01,
+            "earn_rate": 1,
+            "tiers": [{"name": "Member", "threshold": 0}, {"name": "VIP", "threshold": 100}],
+            "tier_window_days": 365,
+            "actions": {"signup": {"points": 50, "limit": 1, "days": 3660}},
+        },
+        ("POST", "/v1/purchases"): {
+            "shopper_id": str(tenant.shopper_id),
+            "store_id": store,
+            "amount": 12.5,
+        },
+        ("POST", "/v1/shoppers/{shopper_id}/actions"): {"action": "signup"},
+        ("POST", "/v1/shoppers/{shopper_id}/points"): {
+            "kind": "adjust",
+            "points": 10,
+            "reason": "goodwill",
+        },
     }
 
 
-HEADERS = {("POST", "/v1/redemptions"): {"Idempotency-Key": "matrix-1"}}
+HEADERS = {
+    ("POST", "/v1/redemptions"): {"Idempotency-Key": "matrix-1"},
+    ("POST", "/v1/purchases"): {"Idempotency-Key": "matrix-2"},
+}
 
 
 def test_matrix_covers_every_protected_endpoint_with_its_declared_roles() -> None:
@@ -215,6 +243,9 @@ FOREIGN = [
     ("GET", "/v1/shoppers/{shopper_id}", "reviewer"),
     ("GET", "/v1/shoppers/{shopper_id}", "admin"),
     ("PATCH", "/v1/shoppers/{shopper_id}", "manager"),
+    ("GET", "/v1/shoppers/{shopper_id}/points", "reviewer"),
+    ("POST", "/v1/shoppers/{shopper_id}/points", "manager"),
+    ("POST", "/v1/shoppers/{shopper_id}/actions", "admin"),
     ("DELETE", "/v1/keys/{key_id}", "admin"),
     ("GET", "/v1/stores/{store_id}", "reviewer"),
     ("PATCH", "/v1/stores/{store_id}", "manager"),
