@@ -1,0 +1,239 @@
+"""Apple Wallet passes: built with py-pkpass's models, signed with keys loaded once.
+
+py-pkpass re-reads and parses the certificate, key and WWDR certificate for every
+pass; that parse is nearly the whole cost of a pass. `Signer` loads them once per
+process. The signature is a detached PKCS#7 (CMS) SignedData over manifest.json with
+SHA-256, a signingTime attribute and the WWDR certificate included, made in binary
+mode so the manifest's bytes are signed exactly as they are in the archive.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import secrets
+import struct
+import zipfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import pkcs7
+from cryptography.x509.oid import NameOID
+from py_pkpass import models
+
+MAX_LOCATIONS = 10
+DEV_LABEL = "NOT VALID ON APPLE DEVICES - gateway dev certificate"
+
+
+def new_auth_token() -> str:
+    """The pass's web-service token: random, well over Apple's 16-character minimum."""
+    return secrets.token_urlsafe(24)
+
+
+@dataclass(frozen=True, slots=True)
+class Signer:
+    """The pass certificate, its key and the WWDR certificate, parsed once."""
+
+    certificate: x509.Certificate
+    key: Any  # an RSA or EC private key
+    wwdr: x509.Certificate
+
+    @classmethod
+    def from_pem(cls, cert_pem: bytes, key_pem: bytes, wwdr_pem: bytes) -> Signer:
+        return cls(
+            certificate=x509.load_pem_x509_certificate(cert_pem),
+            key=serialization.load_pem_private_key(key_pem, password=None),
+            wwdr=x509.load_pem_x509_certificate(wwdr_pem),
+        )
+
+    def sign(self, manifest: bytes) -> bytes:
+        return (
+            pkcs7.PKCS7SignatureBuilder()
+            .set_data(manifest)
+            .add_signer(self.certificate, self.key, hashes.SHA256())
+            .add_certificate(self.wwdr)
+            .sign(
+                serialization.Encoding.DER,
+                [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Binary],
+            )
+        )
+
+
+def _png(size: int, rgb: tuple[int, int, int]) -> bytes:
+    """A plain square PNG (Apple requires icon.png in every pass)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = b"\x00" + bytes(rgb) * size
+    raw = zlib.compress(row * size)
+    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
+
+
+ICON = _png(29, (111, 78, 55))
+ICON_2X = _png(58, (111, 78, 55))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlaceNearby:
+    lat: float
+    lon: float
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoyaltyCard:
+    pass_type_id: str
+    team_id: str
+    organization: str
+    serial: str
+    auth_token: str
+    web_service_url: str
+    member_name: str | None
+    member_code: str
+    points: int
+    tier: str | None
+    places: Sequence[PlaceNearby] = field(default_factory=tuple)
+    max_distance_m: int = 200
+
+
+def _field(key: str, value: Any, label: str, change: str | None = None) -> models.Field:
+    f = models.Field(key, value, label)
+    if change:
+        # Shown on the lock screen when the value changes; %@ is the new value.
+        f.changeMessage = change
+    return f
+
+
+def _locations(places: Sequence[PlaceNearby]) -> list[models.Location]:
+    out = []
+    for p in list(places)[:MAX_LOCATIONS]:
+        loc = models.Location(p.lat, p.lon)
+        loc.relevantText = p.text
+        out.append(loc)
+    return out
+
+
+def _archive(card: models.Pass, signer: Signer, extra: dict[str, Any] | None = None) -> bytes:
+    # Keys py-pkpass's model does not know (maxDistance) are added to its JSON.
+    pass_json = json.dumps({**card.json_dict(), **(extra or {})}, default=models.PassHandler)
+    files = {"pass.json": pass_json.encode(), "icon.png": ICON, "icon@2x.png": ICON_2X}
+    # The manifest format Apple defines lists SHA-1 digests; the signature over it is SHA-256.
+    manifest = json.dumps(
+        {
+            name: hashlib.sha1(data, usedforsecurity=False).hexdigest()
+            for name, data in files.items()
+        }
+    )
+    signature = signer.sign(manifest.encode())
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+        zf.writestr("manifest.json", manifest)
+        zf.writestr("signature", signature)
+    return buffer.getvalue()
+
+
+def loyalty_pass(card: LoyaltyCard, signer: Signer) -> bytes:
+    """The shopper's storeCard: points and tier (with change messages) and member barcode."""
+    info = models.StoreCard()
+    info.headerFields.append(_field("tier", card.tier or "Member", "TIER", "You are now %@"))
+    info.primaryFields.append(_field("points", card.points, "POINTS", "You now have %@ points"))
+    if card.member_name:
+        info.secondaryFields.append(_field("member", card.member_name, "MEMBER"))
+    info.backFields.append(_field("code", card.member_code, "Member number"))
+    p = models.Pass(
+        info,
+        passTypeIdentifier=card.pass_type_id,
+        organizationName=card.organization,
+        teamIdentifier=card.team_id,
+    )
+    p.serialNumber = card.serial
+    p.description = f"{card.organization} loyalty card"
+    p.authenticationToken = card.auth_token
+    p.webServiceURL = card.web_service_url
+    p.barcode = models.Barcode(
+        message=card.member_code, format=models.BarcodeFormat.QR, altText=card.member_code
+    )
+    locations = _locations(card.places)
+    extra: dict[str, Any] = {}
+    if locations:
+        p.locations = locations
+        extra["maxDistance"] = card.max_distance_m
+    return _archive(p, signer, extra)
+
+
+# -- development certificates ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DevCertificates:
+    ca_pem: bytes  # stands in for Apple's WWDR certificate
+    cert_pem: bytes
+    key_pem: bytes
+
+
+def dev_certificates(pass_type_id: str, team_id: str) -> DevCertificates:
+    """A throwaway CA and a pass certificate it signed, for development and tests.
+
+    Both say in their names that they are not valid on Apple devices: a device only
+    accepts passes signed through Apple's WWDR chain.
+    """
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "Gateway development CA"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, DEV_LABEL),
+        ]
+    )
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.USER_ID, pass_type_id),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"Pass Type ID: {pass_type_id}"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, team_id),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, DEV_LABEL),
+        ]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=825))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return DevCertificates(
+        ca_pem=ca.public_bytes(serialization.Encoding.PEM),
+        cert_pem=cert.public_bytes(serialization.Encoding.PEM),
+        key_pem=key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
