@@ -31,6 +31,7 @@ from gateway import (
 from gateway.handlers import delivery as delivery_handlers
 from gateway.handlers import loyalty as loyalty_handlers
 from gateway.handlers import offers as offer_handlers
+from gateway.handlers import passes as pass_handlers
 from gateway.handlers import pings as ping_handlers
 from gateway.handlers import places, reports, system, tenancy
 from gateway.settings import Settings
@@ -49,6 +50,7 @@ def all_endpoints() -> list[routing.Endpoint]:
         *reports.ENDPOINTS,
         *delivery_handlers.ENDPOINTS,
         *loyalty_handlers.ENDPOINTS,
+        *pass_handlers.ENDPOINTS,
     ]
 
 
@@ -68,6 +70,7 @@ def create_app(
     app[state.VERIFIER] = auth.TokenVerifier(ttl=settings.token_cache_seconds)
     log_ = pinglog.PingLog()
     app[state.INBOX_HUB] = inbox.Hub()
+    app[state.SIGNERS] = {}
     app[state.OFFERS] = offering.OfferBooks(max_delay_seconds=settings.offer_max_delay_seconds)
     app[state.GEO_INDEX] = geoindex.IndexHolder(poll_seconds=settings.index_poll_seconds)
     app[state.PINGS] = pings.PingService(

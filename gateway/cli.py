@@ -13,6 +13,7 @@ import multiprocessing
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -197,6 +198,37 @@ def cmd_outbox_dead(args: argparse.Namespace) -> int:
         return [{k: (str(v) if k.endswith("id") else v) for k, v in dict(r).items()} for r in rows]
 
     _print_json(asyncio.run(_with_db(_settings(args), work)))
+    return 0
+
+
+# --- wallet ------------------------------------------------------------------
+
+
+def cmd_wallet_dev_certs(args: argparse.Namespace) -> int:
+    from wallet import passes
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    made = passes.dev_certificates(args.pass_type_id, args.team_id)
+    files = {
+        "wwdr-dev-ca.pem": made.ca_pem,
+        "pass-certificate.pem": made.cert_pem,
+        "pass-key.pem": made.key_pem,
+    }
+    for name, data in files.items():
+        (out / name).write_bytes(data)
+    (out / "pass-key.pem").chmod(0o600)
+    (out / "README.txt").write_text(
+        f"{passes.DEV_LABEL}\n\nA throwaway CA (standing in for Apple's WWDR certificate) and a "
+        f"pass certificate for {args.pass_type_id} it signed. Passes signed with them verify "
+        "against the CA with `openssl cms -verify -binary`, but Apple devices refuse them.\n"
+    )
+    _print_json(
+        {
+            "warning": passes.DEV_LABEL,
+            "files": sorted(str(out / n) for n in [*files, "README.txt"]),
+        }
+    )
     return 0
 
 
@@ -395,6 +427,19 @@ def build_parser() -> argparse.ArgumentParser:
     od.add_argument("--merchant", type=_positive_id, required=True, help="merchant id")
     od.add_argument("--limit", type=int, default=100, help="at most this many (100)")
     od.set_defaults(func=cmd_outbox_dead)
+
+    wal = sub.add_parser("wallet", help="Apple Wallet helpers", description="Apple Wallet helpers.")
+    wsub = wal.add_subparsers(dest="action", required=True, metavar="ACTION")
+    dc = wsub.add_parser(
+        "dev-certs",
+        help="make a local test CA and pass certificate (not valid on Apple devices)",
+        description="Write a throwaway CA (standing in for Apple's WWDR certificate), a pass "
+        "certificate and its key to --out. They are labelled as not valid on Apple devices.",
+    )
+    dc.add_argument("--out", default="wallet-dev-certs", help="directory (./wallet-dev-certs)")
+    dc.add_argument("--pass-type-id", default="pass.dev.gateway", help="pass type identifier")
+    dc.add_argument("--team-id", default="DEVTEAM000", help="team identifier")
+    dc.set_defaults(func=cmd_wallet_dev_certs)
 
     mig = sub.add_parser(
         "migrate",

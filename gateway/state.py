@@ -18,6 +18,7 @@ from gateway import (
     settings,
     webpush,
 )
+from wallet import passes as wallet_passes
 
 SETTINGS = web.AppKey("settings", settings.Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -33,3 +34,4 @@ REDEEM_LIMITER = web.AppKey("redeem_limiter", ratelimit.TokenBuckets)
 INBOX_HUB = web.AppKey("inbox_hub", inbox.Hub)
 VAPID = web.AppKey("vapid", webpush.VapidKey)
 WORKER = web.AppKey("worker", outbox.Worker)
+SIGNERS = web.AppKey("signers", dict[int, tuple[object, wallet_passes.Signer]])

@@ -56,3 +56,38 @@ ORDER BY id DESC LIMIT $4;
 
 -- name: ledger_sum
 SELECT coalesce(sum(points), 0)::bigint FROM points_ledger WHERE shopper_id = $1;
+
+-- name: wallet_config
+SELECT pass_type_id, team_id, organization, cert_pem, key_pem, wwdr_pem, dev, updated_at
+FROM wallet_configs WHERE merchant_id = $1;
+
+-- name: put_dev_config
+-- The first process to need a configuration makes one; concurrent ones read it.
+INSERT INTO wallet_configs (merchant_id, pass_type_id, team_id, organization, cert_pem, key_pem,
+                            wwdr_pem, dev)
+VALUES ($1, $2, $3, $4, $5, $6, $7, true)
+ON CONFLICT (merchant_id) DO NOTHING;
+
+-- name: ensure_loyalty_pass
+INSERT INTO passes (merchant_id, shopper_id, kind, serial, auth_token, created_at)
+VALUES ($1, $2, 'loyalty', $3, $4, $5)
+ON CONFLICT (shopper_id) WHERE kind = 'loyalty' DO NOTHING;
+
+-- name: loyalty_pass
+-- With what the card shows and when that last changed.
+SELECT p.serial, p.auth_token, p.created_at, s.name, s.points, s.tier,
+       greatest(p.created_at,
+                (SELECT max(created_at) FROM points_ledger l WHERE l.shopper_id = s.id),
+                (SELECT max(at) FROM tier_changes t WHERE t.shopper_id = s.id)) AS modified_at,
+       g.last_lat, g.last_lon
+FROM passes p
+JOIN shoppers s ON s.id = p.shopper_id
+LEFT JOIN shopper_geo g ON g.shopper_id = s.id
+WHERE p.shopper_id = $1 AND p.merchant_id = $2 AND p.kind = 'loyalty';
+
+-- name: nearest_stores
+-- The stores nearest the shopper's last known position (any ten without one).
+SELECT name, lat, lon FROM stores WHERE merchant_id = $1
+ORDER BY CASE WHEN $2::float8 IS NULL THEN 0
+              ELSE (lat - $2) ^ 2 + ((lon - $3) * cos(radians($2))) ^ 2 END, id
+LIMIT 10;

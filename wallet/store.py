@@ -271,3 +271,88 @@ async def ledger(
 
 async def ledger_sum(conn: asyncpg.Connection, shopper_id: int) -> int:
     return int(await conn.fetchval(_Q["ledger_sum"], shopper_id))
+
+
+# -- passes --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WalletConfig:
+    pass_type_id: str
+    team_id: str
+    organization: str
+    cert_pem: str
+    key_pem: str
+    wwdr_pem: str
+    dev: bool
+    updated_at: dt.datetime
+
+
+async def wallet_config(conn: asyncpg.Connection, merchant_id: int) -> WalletConfig:
+    """The merchant's signing configuration; development certificates if none was set."""
+    row = await conn.fetchrow(_Q["wallet_config"], merchant_id)
+    if row is None:
+        from wallet import passes
+
+        pass_type = f"pass.dev.gateway.m{merchant_id}"
+        made = passes.dev_certificates(pass_type, "DEVTEAM000")
+        name = await conn.fetchval("SELECT name FROM merchants WHERE id = $1", merchant_id)
+        await conn.execute(
+            _Q["put_dev_config"],
+            merchant_id,
+            pass_type,
+            "DEVTEAM000",
+            name or "Loyalty",
+            made.cert_pem.decode(),
+            made.key_pem.decode(),
+            made.ca_pem.decode(),
+        )
+        row = await conn.fetchrow(_Q["wallet_config"], merchant_id)
+        assert row is not None
+    return WalletConfig(**dict(row))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoyaltyPassRow:
+    serial: str
+    auth_token: str
+    name: str | None
+    points: int
+    tier: str | None
+    modified_at: dt.datetime
+    stores: list[tuple[str, float, float]]
+
+
+async def loyalty_pass(
+    conn: asyncpg.Connection, merchant_id: int, shopper_id: int, at: dt.datetime
+) -> LoyaltyPassRow:
+    """The shopper's loyalty pass record, made on first request (serial and token stay)."""
+    from wallet import passes
+
+    await conn.execute(
+        _Q["ensure_loyalty_pass"],
+        merchant_id,
+        shopper_id,
+        "L" + secrets_token(),
+        passes.new_auth_token(),
+        at,
+    )
+    row = await conn.fetchrow(_Q["loyalty_pass"], shopper_id, merchant_id)
+    if row is None:
+        raise errors.UnknownShopper()
+    stores = await conn.fetch(_Q["nearest_stores"], merchant_id, row["last_lat"], row["last_lon"])
+    return LoyaltyPassRow(
+        serial=row["serial"],
+        auth_token=row["auth_token"],
+        name=row["name"],
+        points=int(row["points"]),
+        tier=row["tier"],
+        modified_at=row["modified_at"],
+        stores=[(s["name"], s["lat"], s["lon"]) for s in stores],
+    )
+
+
+def secrets_token() -> str:
+    import secrets
+
+    return secrets.token_hex(10).upper()

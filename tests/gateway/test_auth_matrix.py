@@ -75,6 +75,7 @@ MATRIX = [
     ("POST", "/v1/shoppers/{shopper_id}/points", WRITERS, 201),
     ("GET", "/v1/shoppers/{shopper_id}/points", STAFF, 200),
     ("GET", "/v1/me/points", {"shopper"}, 200),
+    ("GET", "/v1/passes/loyalty", {"shopper"}, 200),
 ]
 # Endpoints that answer with a stream that does not end: only the head is checked.
 STREAMS = {"/v1/inbox/stream"}

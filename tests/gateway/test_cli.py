@@ -30,6 +30,8 @@ COMMANDS = [
     ["worker"],
     ["outbox"],
     ["outbox", "dead"],
+    ["wallet"],
+    ["wallet", "dev-certs"],
 ]
 
 
@@ -151,3 +153,21 @@ async def test_db_url_keeps_the_embedded_server_up_until_db_stop(tmp_path: Path)
     code, _, err = await proc.run("db", "stop", environ=environ)
     assert code == 0, err
     assert not pid_file.exists()
+
+
+def test_wallet_dev_certs_are_labelled_and_usable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wallet import passes
+
+    assert cli.main(["wallet", "dev-certs", "--out", str(tmp_path / "certs")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "NOT VALID ON APPLE DEVICES" in out["warning"]
+    d = tmp_path / "certs"
+    signer = passes.Signer.from_pem(
+        (d / "pass-certificate.pem").read_bytes(),
+        (d / "pass-key.pem").read_bytes(),
+        (d / "wwdr-dev-ca.pem").read_bytes(),
+    )
+    assert signer.sign(b"{}")
+    assert (d / "pass-key.pem").stat().st_mode & 0o077 == 0

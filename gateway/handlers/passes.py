@@ -1,0 +1,104 @@
+"""Apple Wallet passes for shoppers: the loyalty card, signed on request."""
+
+from __future__ import annotations
+
+import email.utils
+
+from aiohttp import web
+
+from gateway import api, db, errors, state
+from gateway.api import Endpoint, Reply
+from gateway.auth import Role
+from wallet import errors as wallet_errors
+from wallet import passes
+from wallet import store as wallet_store
+
+PKPASS = "application/vnd.apple.pkpass"
+
+
+async def _signer(
+    request: web.Request, merchant_id: int, conn: object
+) -> tuple[wallet_store.WalletConfig, passes.Signer]:
+    """The merchant's signer, parsed once per process and configuration."""
+    config = await wallet_store.wallet_config(conn, merchant_id)  # type: ignore[arg-type]
+    cache = request.app[state.SIGNERS]
+    cached = cache.get(merchant_id)
+    if cached is None or cached[0] != config.updated_at:
+        signer = passes.Signer.from_pem(
+            config.cert_pem.encode(), config.key_pem.encode(), config.wwdr_pem.encode()
+        )
+        cache[merchant_id] = (config.updated_at, signer)
+        return config, signer
+    return config, cached[1]
+
+
+async def loyalty_pass(request: web.Request) -> web.Response:
+    p = api.principal(request)
+    assert p.shopper_id is not None
+    async with db.acquire(request.app[state.POOL]) as conn:
+        config, signer = await _signer(request, p.merchant_id, conn)
+        try:
+            row = await wallet_store.loyalty_pass(
+                conn, p.merchant_id, p.shopper_id, request.app[state.CLOCK].now()
+            )
+        except wallet_errors.UnknownShopper:
+            raise errors.NotFound("no such shopper") from None
+    modified = row.modified_at.replace(microsecond=0)
+    since = request.if_modified_since
+    if since is not None and modified <= since:
+        return web.Response(
+            status=304,
+            headers={"Last-Modified": email.utils.format_datetime(modified, usegmt=True)},
+        )
+    settings = request.app[state.SETTINGS]
+    card = passes.LoyaltyCard(
+        pass_type_id=config.pass_type_id,
+        team_id=config.team_id,
+        organization=config.organization,
+        serial=row.serial,
+        auth_token=row.auth_token,
+        web_service_url=f"{settings.base_url}/wallet",
+        member_name=row.name,
+        member_code=row.serial,
+        points=row.points,
+        tier=row.tier,
+        places=[
+            passes.PlaceNearby(lat=lat, lon=lon, text=f"{name} is nearby")
+            for name, lat, lon in row.stores
+        ],
+    )
+    body = passes.loyalty_pass(card, signer)
+    return web.Response(
+        body=body,
+        content_type=PKPASS,
+        headers={
+            "Last-Modified": email.utils.format_datetime(modified, usegmt=True),
+            "Content-Disposition": 'attachment; filename="loyalty.pkpass"',
+        },
+    )
+
+
+ENDPOINTS = [
+    Endpoint(
+        method="GET",
+        path="/v1/passes/loyalty",
+        handler=loyalty_pass,
+        tag="wallet",
+        summary="The shopper's Apple Wallet loyalty card (.pkpass)",
+        description="A storeCard with points and tier (each with a changeMessage), the member "
+        "barcode and up to 10 nearby stores. Signed with the merchant's pass certificate; "
+        "without one, development certificates are made and labelled not valid on Apple "
+        "devices. 304 when If-Modified-Since is not older than Last-Modified.",
+        roles=frozenset({Role.SHOPPER}),
+        replies={
+            200: Reply(
+                description="The pass",
+                content_type=PKPASS,
+                schema={"type": "string", "format": "binary"},
+                headers={"Last-Modified": "When the pass's content last changed"},
+            ),
+            304: Reply(description="Not modified", content_type=""),
+        },
+        errors=(404,),
+    ),
+]
