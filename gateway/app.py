@@ -32,8 +32,8 @@ from gateway.handlers import delivery as delivery_handlers
 from gateway.handlers import loyalty as loyalty_handlers
 from gateway.handlers import offers as offer_handlers
 from gateway.handlers import passes as pass_handlers
+from gateway.handlers import passkit, places, reports, system, tenancy
 from gateway.handlers import pings as ping_handlers
-from gateway.handlers import places, reports, system, tenancy
 from gateway.settings import Settings
 from geo.models import FenceConfig, SpoofingConfig
 
@@ -51,6 +51,7 @@ def all_endpoints() -> list[routing.Endpoint]:
         *delivery_handlers.ENDPOINTS,
         *loyalty_handlers.ENDPOINTS,
         *pass_handlers.ENDPOINTS,
+        *passkit.ENDPOINTS,
     ]
 
 

@@ -91,3 +91,29 @@ SELECT name, lat, lon FROM stores WHERE merchant_id = $1
 ORDER BY CASE WHEN $2::float8 IS NULL THEN 0
               ELSE (lat - $2) ^ 2 + ((lon - $3) * cos(radians($2))) ^ 2 END, id
 LIMIT 10;
+
+-- name: pass_by_serial
+SELECT p.id, p.merchant_id, p.shopper_id, p.kind, p.serial, p.auth_token, c.pass_type_id
+FROM passes p JOIN wallet_configs c ON c.merchant_id = p.merchant_id
+WHERE p.serial = $1 AND c.pass_type_id = $2;
+
+-- name: register_device
+INSERT INTO device_registrations (device_library_id, pass_id, push_token)
+VALUES ($1, $2, $3)
+ON CONFLICT (device_library_id, pass_id) DO UPDATE SET push_token = excluded.push_token
+RETURNING (xmax = 0) AS created;
+
+-- name: unregister_device
+DELETE FROM device_registrations WHERE device_library_id = $1 AND pass_id = $2;
+
+-- name: device_passes
+-- Every pass on the device, with when its content last changed.
+SELECT p.serial,
+       greatest(p.created_at,
+                (SELECT max(created_at) FROM points_ledger l WHERE l.shopper_id = p.shopper_id),
+                (SELECT max(at) FROM tier_changes t WHERE t.shopper_id = p.shopper_id))
+           AS modified_at
+FROM device_registrations r
+JOIN passes p ON p.id = r.pass_id
+JOIN wallet_configs c ON c.merchant_id = p.merchant_id
+WHERE r.device_library_id = $1 AND c.pass_type_id = $2;

@@ -356,3 +356,39 @@ def secrets_token() -> str:
     import secrets
 
     return secrets.token_hex(10).upper()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PassRecord:
+    id: int
+    merchant_id: int
+    shopper_id: int
+    kind: str
+    serial: str
+    auth_token: str
+    pass_type_id: str
+
+
+async def pass_by_serial(
+    conn: asyncpg.Connection, pass_type_id: str, serial: str
+) -> PassRecord | None:
+    row = await conn.fetchrow(_Q["pass_by_serial"], serial, pass_type_id)
+    return None if row is None else PassRecord(**dict(row))
+
+
+async def register_device(
+    conn: asyncpg.Connection, device: str, pass_id: int, push_token: str
+) -> bool:
+    """Whether the registration is new."""
+    return bool(await conn.fetchval(_Q["register_device"], device, pass_id, push_token))
+
+
+async def unregister_device(conn: asyncpg.Connection, device: str, pass_id: int) -> None:
+    await conn.execute(_Q["unregister_device"], device, pass_id)
+
+
+async def device_passes(
+    conn: asyncpg.Connection, device: str, pass_type_id: str
+) -> list[tuple[str, dt.datetime]]:
+    rows = await conn.fetch(_Q["device_passes"], device, pass_type_id)
+    return [(r["serial"], r["modified_at"]) for r in rows]

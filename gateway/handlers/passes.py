@@ -35,11 +35,16 @@ async def _signer(
 async def loyalty_pass(request: web.Request) -> web.Response:
     p = api.principal(request)
     assert p.shopper_id is not None
+    return await render_loyalty(request, p.merchant_id, p.shopper_id)
+
+
+async def render_loyalty(request: web.Request, merchant_id: int, shopper_id: int) -> web.Response:
+    """The signed loyalty pass of a shopper, or 304 if the client's copy is current."""
     async with db.acquire(request.app[state.POOL]) as conn:
-        config, signer = await _signer(request, p.merchant_id, conn)
+        config, signer = await _signer(request, merchant_id, conn)
         try:
             row = await wallet_store.loyalty_pass(
-                conn, p.merchant_id, p.shopper_id, request.app[state.CLOCK].now()
+                conn, merchant_id, shopper_id, request.app[state.CLOCK].now()
             )
         except wallet_errors.UnknownShopper:
             raise errors.NotFound("no such shopper") from None

@@ -76,3 +76,64 @@ async def test_the_loyalty_pass_is_signed_stable_and_current(
         first["authenticationToken"],
     )
     assert await conn.fetchval("SELECT count(*) FROM passes") == 1
+
+
+async def test_the_passkit_flow_as_a_device_performs_it(
+    shop: Shop, conn: asyncpg.Connection
+) -> None:
+    r = await shop.api.get("/v1/passes/loyalty", token=shop.token("shopper"))
+    card = json.loads(_files(r.body)["pass.json"])
+    pt, serial, token = (
+        card["passTypeIdentifier"],
+        card["serialNumber"],
+        card["authenticationToken"],
+    )
+    assert card["webServiceURL"].endswith("/wallet")
+    device = "a1b2c3d4e5f6"
+    reg = f"/wallet/v1/devices/{device}/registrations/{pt}/{serial}"
+    auth = {"Authorization": f"ApplePass {token}"}
+    bad = {"Authorization": f"ApplePass {token[:-1]}x"}
+    body = {"pushToken": "f" * 64}
+    assert (await shop.api.post(reg, json=body, headers=bad)).status == 401
+    assert (await shop.api.post(reg, json=body)).status == 401
+    assert (await shop.api.post(reg, json=body, headers=auth)).status == 201
+    assert (await shop.api.post(reg, json=body, headers=auth)).status == 200
+    other = f"/wallet/v1/devices/{device}/registrations/{pt}/NOSUCHSERIAL"
+    assert (await shop.api.post(other, json=body, headers=auth)).status == 401
+
+    listing = f"/wallet/v1/devices/{device}/registrations/{pt}"
+    r = await shop.api.get(listing)
+    assert r.json["serialNumbers"] == [serial]
+    tag = r.json["lastUpdated"]
+    assert isinstance(tag, str)
+    assert (await shop.api.get(f"{listing}?passesUpdatedSince={tag}")).status == 204
+
+    shop.clock.advance(seconds=5)
+    await shop.api.post(
+        "/v1/purchases",
+        token=shop.token("pos"),
+        json={
+            "shopper_id": str(shop.tenant.shopper_id),
+            "store_id": str(shop.tenant.store_ids[0]),
+            "amount": 9,
+        },
+        headers={"Idempotency-Key": "kit-1"},
+    )
+    r = await shop.api.get(f"{listing}?passesUpdatedSince={tag}")
+    assert r.json["serialNumbers"] == [serial] and int(r.json["lastUpdated"]) > int(tag)
+
+    fetch = f"/wallet/v1/passes/{pt}/{serial}"
+    assert (await shop.api.get(fetch, headers=bad)).status == 401
+    r = await shop.api.get(fetch, headers=auth)
+    assert r.status == 200 and r.headers["Content-Type"] == "application/vnd.apple.pkpass"
+    assert json.loads(_files(r.body)["pass.json"])["storeCard"]["primaryFields"][0]["value"] == 9
+    again = await shop.api.get(
+        fetch, headers={**auth, "If-Modified-Since": r.headers["Last-Modified"]}
+    )
+    assert again.status == 304
+
+    assert (await shop.api.delete(reg, headers=bad)).status == 401
+    assert (await shop.api.delete(reg, headers=auth)).status == 200
+    assert (await shop.api.get(listing)).status == 204
+    r = await shop.api.post("/wallet/v1/log", json={"logs": ["Web service error: 500"]})
+    assert r.status == 200
