@@ -80,6 +80,7 @@ class Tenant:
     coupon_code: str = ""
     redemption_id: int = 0
     delivery_id: str = ""
+    coupon_id: int = 0
     push_endpoint: str = "https://push.example.net/fixture"
 
 
@@ -135,6 +136,7 @@ async def make_tenant(conn: asyncpg.Connection, name: str, stores: int = 2) -> T
         "fence_id": tenant.geofence_ids[0],
     }
     coupon_id, tenant.coupon_code = await test_offers.issue_coupon(conn, **issued)
+    tenant.coupon_id = coupon_id
     tenant.delivery_id = str(
         await conn.fetchval("SELECT id FROM deliveries WHERE coupon_id = $1", coupon_id)
     )

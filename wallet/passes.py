@@ -237,3 +237,65 @@ def dev_certificates(pass_type_id: str, team_id: str) -> DevCertificates:
             serialization.NoEncryption(),
         ),
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CouponCard:
+    pass_type_id: str
+    team_id: str
+    organization: str
+    serial: str
+    auth_token: str
+    web_service_url: str
+    title: str
+    discount: str
+    code: str
+    barcode_format: str
+    issued_at: dt.datetime
+    expires_at: dt.datetime
+    redeemed: bool
+    places: Sequence[PlaceNearby] = field(default_factory=tuple)
+    max_distance_m: int = 200
+
+
+_FORMATS = {
+    "qr": models.BarcodeFormat.QR,
+    "pdf417": models.BarcodeFormat.PDF417,
+    "aztec": models.BarcodeFormat.AZTEC,
+    "code128": models.BarcodeFormat.CODE128,
+}
+
+
+def coupon_pass(card: CouponCard, signer: Signer) -> bytes:
+    """A coupon pass: expires with the coupon, voided once redeemed, relevant near its stores."""
+    info = models.Coupon()
+    info.primaryFields.append(_field("offer", card.discount, card.title))
+    info.secondaryFields.append(_field("expires", card.expires_at.isoformat(), "VALID UNTIL"))
+    info.auxiliaryFields.append(
+        _field("status", "Redeemed" if card.redeemed else "Ready", "STATUS", "Coupon %@")
+    )
+    info.backFields.append(_field("code", card.code, "Code"))
+    p = models.Pass(
+        info,
+        passTypeIdentifier=card.pass_type_id,
+        organizationName=card.organization,
+        teamIdentifier=card.team_id,
+    )
+    p.serialNumber = card.serial
+    p.description = f"{card.organization}: {card.title}"
+    p.authenticationToken = card.auth_token
+    p.webServiceURL = card.web_service_url
+    p.barcode = models.Barcode(
+        message=card.code,
+        format=_FORMATS.get(card.barcode_format, models.BarcodeFormat.QR),
+        altText=card.code,
+    )
+    p.relevantDate = card.issued_at.isoformat()
+    extra: dict[str, Any] = {"expirationDate": card.expires_at.isoformat()}
+    if card.redeemed:
+        extra["voided"] = True
+    locations = _locations(card.places)
+    if locations:
+        p.locations = locations
+        extra["maxDistance"] = card.max_distance_m
+    return _archive(p, signer, extra)

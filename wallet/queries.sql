@@ -93,7 +93,8 @@ ORDER BY CASE WHEN $2::float8 IS NULL THEN 0
 LIMIT 10;
 
 -- name: pass_by_serial
-SELECT p.id, p.merchant_id, p.shopper_id, p.kind, p.serial, p.auth_token, c.pass_type_id
+SELECT p.id, p.merchant_id, p.shopper_id, p.kind, p.serial, p.auth_token, c.pass_type_id,
+       p.coupon_id
 FROM passes p JOIN wallet_configs c ON c.merchant_id = p.merchant_id
 WHERE p.serial = $1 AND c.pass_type_id = $2;
 
@@ -114,6 +115,39 @@ SELECT p.serial,
                 (SELECT max(at) FROM tier_changes t WHERE t.shopper_id = p.shopper_id))
            AS modified_at
 FROM device_registrations r
-JOIN passes p ON p.id = r.pass_id
+JOIN passes p ON p.id = r.pass_id AND p.kind = 'loyalty'
+JOIN wallet_configs c ON c.merchant_id = p.merchant_id
+WHERE r.device_library_id = $1 AND c.pass_type_id = $2
+UNION ALL
+SELECT p.serial,
+       greatest(p.created_at,
+                (SELECT max(greatest(redeemed_at, voided_at)) FROM redemptions x
+                 WHERE x.coupon_id = p.coupon_id))
+FROM device_registrations r
+JOIN passes p ON p.id = r.pass_id AND p.kind = 'coupon'
 JOIN wallet_configs c ON c.merchant_id = p.merchant_id
 WHERE r.device_library_id = $1 AND c.pass_type_id = $2;
+
+-- name: ensure_coupon_pass
+INSERT INTO passes (merchant_id, shopper_id, kind, coupon_id, serial, auth_token, created_at)
+SELECT c.merchant_id, c.shopper_id, 'coupon', c.id, $3, $4, $5
+FROM coupons c WHERE c.id = $1 AND c.shopper_id = $2
+ON CONFLICT (coupon_id) WHERE kind = 'coupon' DO NOTHING;
+
+-- name: coupon_pass
+SELECT p.serial, p.auth_token, p.created_at, c.code, c.issued_at, c.expires_at,
+       o.title, o.coupon AS spec, o.scope_store_ids,
+       r.redeemed_at,
+       greatest(p.created_at, r.redeemed_at, r.voided_at) AS modified_at
+FROM passes p
+JOIN coupons c ON c.id = p.coupon_id
+JOIN offers o ON o.id = c.offer_id
+LEFT JOIN LATERAL (
+    SELECT max(redeemed_at) FILTER (WHERE voided_at IS NULL) AS redeemed_at,
+           max(voided_at) AS voided_at
+    FROM redemptions WHERE coupon_id = c.id
+) r ON true
+WHERE p.coupon_id = $1 AND p.shopper_id = $2 AND p.kind = 'coupon';
+
+-- name: stores_by_id
+SELECT name, lat, lon FROM stores WHERE id = ANY ($1::bigint[]) ORDER BY id LIMIT 10;

@@ -367,6 +367,7 @@ class PassRecord:
     serial: str
     auth_token: str
     pass_type_id: str
+    coupon_id: int | None = None
 
 
 async def pass_by_serial(
@@ -392,3 +393,52 @@ async def device_passes(
 ) -> list[tuple[str, dt.datetime]]:
     rows = await conn.fetch(_Q["device_passes"], device, pass_type_id)
     return [(r["serial"], r["modified_at"]) for r in rows]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CouponPassRow:
+    serial: str
+    auth_token: str
+    code: str
+    title: str
+    discount: str
+    barcode_format: str
+    issued_at: dt.datetime
+    expires_at: dt.datetime
+    redeemed: bool
+    modified_at: dt.datetime
+    stores: list[tuple[str, float, float]]
+
+
+async def coupon_pass(
+    conn: asyncpg.Connection, merchant_id: int, shopper_id: int, coupon_id: int, at: dt.datetime
+) -> CouponPassRow | None:
+    """The coupon's pass record, made on first request; None if it is not the shopper's."""
+    from wallet import passes
+
+    await conn.execute(
+        _Q["ensure_coupon_pass"],
+        coupon_id,
+        shopper_id,
+        "C" + secrets_token(),
+        passes.new_auth_token(),
+        at,
+    )
+    row = await conn.fetchrow(_Q["coupon_pass"], coupon_id, shopper_id)
+    if row is None:
+        return None
+    stores = await conn.fetch(_Q["stores_by_id"], list(row["scope_store_ids"]))
+    spec = row["spec"]
+    return CouponPassRow(
+        serial=row["serial"],
+        auth_token=row["auth_token"],
+        code=row["code"],
+        title=row["title"],
+        discount=spec["discount"],
+        barcode_format=spec.get("barcode_format", "qr"),
+        issued_at=row["issued_at"],
+        expires_at=row["expires_at"],
+        redeemed=row["redeemed_at"] is not None,
+        modified_at=row["modified_at"],
+        stores=[(s["name"], s["lat"], s["lon"]) for s in stores],
+    )

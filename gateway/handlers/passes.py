@@ -9,6 +9,7 @@ from aiohttp import web
 from gateway import api, db, errors, state
 from gateway.api import Endpoint, Reply
 from gateway.auth import Role
+from offers import codes
 from wallet import errors as wallet_errors
 from wallet import passes
 from wallet import store as wallet_store
@@ -83,6 +84,58 @@ async def render_loyalty(request: web.Request, merchant_id: int, shopper_id: int
     )
 
 
+async def coupon_pass(request: web.Request) -> web.Response:
+    p = api.principal(request)
+    assert p.shopper_id is not None
+    return await render_coupon(
+        request, p.merchant_id, p.shopper_id, api.path_id(request, "coupon_id")
+    )
+
+
+async def render_coupon(
+    request: web.Request, merchant_id: int, shopper_id: int, coupon_id: int
+) -> web.Response:
+    async with db.acquire(request.app[state.POOL]) as conn:
+        config, signer = await _signer(request, merchant_id, conn)
+        row = await wallet_store.coupon_pass(
+            conn, merchant_id, shopper_id, coupon_id, request.app[state.CLOCK].now()
+        )
+    if row is None:
+        raise errors.NotFound("no such coupon")
+    modified = row.modified_at.replace(microsecond=0)
+    last_modified = email.utils.format_datetime(modified, usegmt=True)
+    since = request.if_modified_since
+    if since is not None and modified <= since:
+        return web.Response(status=304, headers={"Last-Modified": last_modified})
+    card = passes.CouponCard(
+        pass_type_id=config.pass_type_id,
+        team_id=config.team_id,
+        organization=config.organization,
+        serial=row.serial,
+        auth_token=row.auth_token,
+        web_service_url=f"{request.app[state.SETTINGS].base_url}/wallet",
+        title=row.title,
+        discount=row.discount,
+        code=codes.display(row.code),
+        barcode_format=row.barcode_format,
+        issued_at=row.issued_at,
+        expires_at=row.expires_at,
+        redeemed=row.redeemed,
+        places=[
+            passes.PlaceNearby(lat=lat, lon=lon, text=f"Use your coupon at {name}")
+            for name, lat, lon in row.stores
+        ],
+    )
+    return web.Response(
+        body=passes.coupon_pass(card, signer),
+        content_type=PKPASS,
+        headers={
+            "Last-Modified": last_modified,
+            "Content-Disposition": 'attachment; filename="coupon.pkpass"',
+        },
+    )
+
+
 ENDPOINTS = [
     Endpoint(
         method="GET",
@@ -94,6 +147,27 @@ ENDPOINTS = [
         "barcode and up to 10 nearby stores. Signed with the merchant's pass certificate; "
         "without one, development certificates are made and labelled not valid on Apple "
         "devices. 304 when If-Modified-Since is not older than Last-Modified.",
+        roles=frozenset({Role.SHOPPER}),
+        replies={
+            200: Reply(
+                description="The pass",
+                content_type=PKPASS,
+                schema={"type": "string", "format": "binary"},
+                headers={"Last-Modified": "When the pass's content last changed"},
+            ),
+            304: Reply(description="Not modified", content_type=""),
+        },
+        errors=(404,),
+    ),
+    Endpoint(
+        method="GET",
+        path="/v1/passes/coupons/{coupon_id}",
+        handler=coupon_pass,
+        tag="wallet",
+        summary="One of the shopper's coupons as an Apple Wallet coupon pass (.pkpass)",
+        description="Carries expirationDate and relevantDate, the offer's stores as locations "
+        "(at most 10), and is voided once the coupon is redeemed. 304 when "
+        "If-Modified-Since is not older than Last-Modified.",
         roles=frozenset({Role.SHOPPER}),
         replies={
             200: Reply(

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from gateway import api, db, errors, state
 from gateway.api import Endpoint, Reply
-from gateway.handlers.passes import PKPASS, render_loyalty
+from gateway.handlers.passes import PKPASS, render_coupon, render_loyalty
 from wallet import store as wallet_store
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -48,9 +48,7 @@ async def _authenticated(request: web.Request) -> wallet_store.PassRecord:
 
 
 class RegistrationIn(api.Model):
-    pushToken: Annotated[
-        str, pydantic.StringConstraints(min_length=1, max_length=200)
-    ]
+    pushToken: Annotated[str, pydantic.StringConstraints(min_length=1, max_length=200)]
 
 
 async def register(request: web.Request) -> web.Response:
@@ -94,8 +92,8 @@ async def updated_passes(request: web.Request) -> web.Response:
 
 async def latest_pass(request: web.Request) -> web.Response:
     found = await _authenticated(request)
-    if found.kind != "loyalty":
-        raise errors.NotFound("no such pass")
+    if found.kind == "coupon" and found.coupon_id is not None:
+        return await render_coupon(request, found.merchant_id, found.shopper_id, found.coupon_id)
     return await render_loyalty(request, found.merchant_id, found.shopper_id)
 
 

@@ -76,6 +76,7 @@ MATRIX = [
     ("GET", "/v1/shoppers/{shopper_id}/points", STAFF, 200),
     ("GET", "/v1/me/points", {"shopper"}, 200),
     ("GET", "/v1/passes/loyalty", {"shopper"}, 200),
+    ("GET", "/v1/passes/coupons/{coupon_id}", {"shopper"}, 200),
 ]
 # Endpoints that answer with a stream that does not end: only the head is checked.
 STREAMS = {"/v1/inbox/stream"}
@@ -177,6 +178,7 @@ def _fill(path: str, tenant: Tenant, spare_key: int) -> str:
         offer_id=tenant.offer_id,
         redemption_id=tenant.redemption_id,
         delivery_id=tenant.delivery_id,
+        coupon_id=tenant.coupon_id,
     )
 
 

@@ -137,3 +137,38 @@ async def test_the_passkit_flow_as_a_device_performs_it(
     assert (await shop.api.get(listing)).status == 204
     r = await shop.api.post("/wallet/v1/log", json={"logs": ["Web service error: 500"]})
     assert r.status == 200
+
+
+async def test_a_coupon_pass_expires_with_the_coupon_and_is_voided_once_redeemed(
+    shop: Shop, conn: asyncpg.Connection
+) -> None:
+    await shop.offer(
+        coupon={"discount": "20% off", "valid_minutes": 60, "barcode_format": "pdf417"}
+    )
+    sent = (await shop.walk_in()).json["offers"][0]
+    url = f"/v1/passes/coupons/{sent['coupon']['id']}"
+    r = await shop.api.get(url, token=shop.token("shopper"))
+    assert r.status == 200, r.body
+    card = json.loads(_files(r.body)["pass.json"])
+    assert "coupon" in card
+    assert card["expirationDate"] == sent["coupon"]["expires_at"]
+    assert card["relevantDate"] and "voided" not in card
+    assert card["barcode"]["message"] == sent["coupon"]["code"]
+    assert card["barcode"]["format"] == "PKBarcodeFormatPDF417"
+    assert [loc["relevantText"] for loc in card["locations"]] == [
+        "Use your coupon at Alpha Coffee store 0"
+    ]
+    # Another shopper cannot have it.
+    from tests.gateway.conftest import enrol
+
+    other = await enrol(conn, shop.tenant, "other")
+    assert (await shop.api.get(url, token=other)).status == 404
+    shop.clock.advance(seconds=5)
+    assert (await shop.redeem(sent["coupon"]["code"], key="cp1")).status == 201
+    # The device fetches the update through the web service: now voided.
+    fetch = f"/wallet/v1/passes/{card['passTypeIdentifier']}/{card['serialNumber']}"
+    auth = {"Authorization": f"ApplePass {card['authenticationToken']}"}
+    r = await shop.api.get(fetch, headers=auth)
+    updated = json.loads(_files(r.body)["pass.json"])
+    assert updated["voided"] is True
+    assert updated["serialNumber"] == card["serialNumber"]
