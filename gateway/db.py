@@ -8,6 +8,7 @@ process that uses the same data directory and stops when the last one exits.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import warnings
 from pathlib import Path
@@ -101,10 +102,18 @@ class EmbeddedServer:
         if keep_running:
             self._pin.touch()
         log.info("starting embedded PostgreSQL", extra={"pgdata": str(pgdata)})
-        self._server = postgres_server.get_server(
-            pgdata, cleanup_mode=None if self._pin.exists() else "stop"
-        )
-        self._ensure_database(EMBEDDED_DB_NAME)
+        # Processes started together (serve --workers, two replicas on one data dir)
+        # must not both create the data directory: one initialises, the others wait
+        # and then attach to the running server.
+        with open(data_dir / "pg.start.lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                self._server = postgres_server.get_server(
+                    pgdata, cleanup_mode=None if self._pin.exists() else "stop"
+                )
+                self._ensure_database(EMBEDDED_DB_NAME)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def url(self, database: str = EMBEDDED_DB_NAME) -> str:
         # pgserver gives a URL for the socket directory; rebuild it so we name our database.
