@@ -90,7 +90,9 @@ class _Fault:
 class PushService:
     host: str = "127.0.0.1"
     received: list[Received] = field(default_factory=list)
+    # (endpoint, status) of every answered request, and when each request arrived.
     requests: list[tuple[str, int]] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._subs: dict[str, Subscriber] = {}
@@ -189,7 +191,9 @@ class PushService:
     async def _push(self, request: web.Request) -> web.StreamResponse:
         token = request.match_info["token"]
         endpoint = f"{self.base_url}/push/{token}"
+        arrived = time.monotonic()
         response = await self._answer(request, token, endpoint)
+        self.arrivals.append(arrived)
         self.requests.append((endpoint, response.status))
         return response
 
