@@ -19,6 +19,7 @@ from gateway import (
     middleware,
     offering,
     outbox,
+    passpush,
     pinglog,
     pings,
     ratelimit,
@@ -153,6 +154,7 @@ async def _geo_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 LISTENER = web.AppKey("listener", listen.Listener)
+PASS_PUSHER = web.AppKey("pass_pusher", passpush.PassPusher)
 
 
 async def _delivery_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -176,8 +178,13 @@ async def _delivery_ctx(app: web.Application) -> AsyncIterator[None]:
     if settings.outbox_worker:
         await worker.attach(app[LISTENER])
         worker.start()
+    pusher = passpush.PassPusher(pool, base_url=settings.apns_url, ca_file=settings.apns_ca_file)
+    app[PASS_PUSHER] = pusher
+    if settings.pass_pusher:
+        pusher.start()
     try:
         yield
     finally:
+        await pusher.stop()
         await worker.stop()
         await sender.close()

@@ -86,6 +86,9 @@ class Settings:
     ``GATEWAY_WEBPUSH_ALLOW_HTTP``   ``1`` accepts http:// push endpoints (local push services)
     ``GATEWAY_OUTBOX_WORKER``        ``1`` (default) runs a delivery worker in each process
     ``GATEWAY_OUTBOX_LEASE_SECONDS`` how long a claimed outbox row is held (30)
+    ``GATEWAY_PASS_PUSHER``          ``1`` (default) sends APNs pass updates from each process
+    ``GATEWAY_APNS_URL``             APNs base URL (https://api.push.apple.com)
+    ``GATEWAY_APNS_CA_FILE``         a CA file to trust for APNs (a local stand-in)
     ``GATEWAY_STATS_COMPACT_SECONDS``  how often funnel rollup deltas are folded in (10)
     """
 
@@ -121,6 +124,9 @@ class Settings:
     webpush_allow_http: bool = False
     outbox_worker: bool = True
     outbox_lease_seconds: float = 30.0
+    pass_pusher: bool = True
+    apns_url: str = "https://api.push.apple.com"
+    apns_ca_file: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -232,4 +238,7 @@ class Settings:
             webpush_allow_http=env.get("GATEWAY_WEBPUSH_ALLOW_HTTP", "0") == "1",
             outbox_worker=env.get("GATEWAY_OUTBOX_WORKER", "1") != "0",
             outbox_lease_seconds=get_float("GATEWAY_OUTBOX_LEASE_SECONDS", 30.0),
+            pass_pusher=env.get("GATEWAY_PASS_PUSHER", "1") != "0",
+            apns_url=env.get("GATEWAY_APNS_URL") or "https://api.push.apple.com",
+            apns_ca_file=env.get("GATEWAY_APNS_CA_FILE") or None,
         )

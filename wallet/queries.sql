@@ -58,7 +58,8 @@ ORDER BY id DESC LIMIT $4;
 SELECT coalesce(sum(points), 0)::bigint FROM points_ledger WHERE shopper_id = $1;
 
 -- name: wallet_config
-SELECT pass_type_id, team_id, organization, cert_pem, key_pem, wwdr_pem, dev, updated_at
+SELECT pass_type_id, team_id, organization, cert_pem, key_pem, wwdr_pem, dev, updated_at,
+       apns_key_pem, apns_key_id
 FROM wallet_configs WHERE merchant_id = $1;
 
 -- name: put_dev_config
@@ -151,3 +152,34 @@ WHERE p.coupon_id = $1 AND p.shopper_id = $2 AND p.kind = 'coupon';
 
 -- name: stores_by_id
 SELECT name, lat, lon FROM stores WHERE id = ANY ($1::bigint[]) ORDER BY id LIMIT 10;
+
+-- name: claim_pass_updates
+WITH c AS (
+    SELECT id FROM pass_updates
+    WHERE done_at IS NULL AND available_at <= now()
+      AND (leased_until IS NULL OR leased_until < now())
+    ORDER BY id
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE pass_updates u SET leased_until = now() + make_interval(secs => $2),
+    attempts = u.attempts + 1
+FROM c WHERE u.id = c.id
+RETURNING u.id, u.merchant_id, u.shopper_id, u.attempts;
+
+-- name: shopper_registrations
+SELECT r.device_library_id, r.push_token, r.pass_id
+FROM device_registrations r JOIN passes p ON p.id = r.pass_id
+WHERE p.shopper_id = $1;
+
+-- name: drop_registrations
+DELETE FROM device_registrations WHERE push_token = ANY ($1::text[]);
+
+-- name: pass_update_done
+UPDATE pass_updates SET done_at = now(), leased_until = NULL, last_error = $3
+WHERE id = $1 AND attempts = $2;
+
+-- name: pass_update_retry
+UPDATE pass_updates SET leased_until = NULL, last_error = $3,
+    available_at = now() + make_interval(secs => $4)
+WHERE id = $1 AND attempts = $2;

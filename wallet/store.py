@@ -286,6 +286,8 @@ class WalletConfig:
     wwdr_pem: str
     dev: bool
     updated_at: dt.datetime
+    apns_key_pem: str | None = None
+    apns_key_id: str | None = None
 
 
 async def wallet_config(conn: asyncpg.Connection, merchant_id: int) -> WalletConfig:
@@ -442,3 +444,30 @@ async def coupon_pass(
         modified_at=row["modified_at"],
         stores=[(s["name"], s["lat"], s["lon"]) for s in stores],
     )
+
+
+async def claim_pass_updates(
+    conn: asyncpg.Connection, batch: int, lease_seconds: float
+) -> list[asyncpg.Record]:
+    return list(await conn.fetch(_Q["claim_pass_updates"], batch, lease_seconds))
+
+
+async def shopper_registrations(conn: asyncpg.Connection, shopper_id: int) -> list[str]:
+    rows = await conn.fetch(_Q["shopper_registrations"], shopper_id)
+    return sorted({r["push_token"] for r in rows})
+
+
+async def drop_registrations(conn: asyncpg.Connection, push_tokens: list[str]) -> None:
+    await conn.execute(_Q["drop_registrations"], push_tokens)
+
+
+async def pass_update_done(
+    conn: asyncpg.Connection, update_id: int, attempts: int, error: str | None
+) -> None:
+    await conn.execute(_Q["pass_update_done"], update_id, attempts, error)
+
+
+async def pass_update_retry(
+    conn: asyncpg.Connection, update_id: int, attempts: int, error: str, delay: float
+) -> None:
+    await conn.execute(_Q["pass_update_retry"], update_id, attempts, error, delay)

@@ -51,6 +51,8 @@ def make_settings(tmp_path: Any, **kw: Any) -> Settings:
         "stats_compact_seconds": 3600,
         # The local push service of the tests speaks plain http on loopback.
         "webpush_allow_http": True,
+        # No APNs here unless a test brings its stand-in.
+        "pass_pusher": False,
     }
     base.update(kw)
     return Settings(**base)

@@ -172,3 +172,75 @@ async def test_a_coupon_pass_expires_with_the_coupon_and_is_voided_once_redeemed
     updated = json.loads(_files(r.body)["pass.json"])
     assert updated["voided"] is True
     assert updated["serialNumber"] == card["serialNumber"]
+
+
+async def test_a_purchase_pushes_the_pass_update_to_every_registered_device(
+    shop: Shop, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from gateway import app as app_mod
+    from gateway import passpush
+    from tests.support.apns_peer import ApnsStandIn
+    from tests.support.proc import free_port
+
+    r = await shop.api.get("/v1/passes/loyalty", token=shop.token("shopper"))
+    card = json.loads(_files(r.body)["pass.json"])
+    pt, serial, token = (
+        card["passTypeIdentifier"],
+        card["serialNumber"],
+        card["authenticationToken"],
+    )
+    auth = {"Authorization": f"ApplePass {token}"}
+    for device, push_token in (("dev1", "a1" * 32), ("dev2", "b2" * 32), ("dev3", "c3" * 32)):
+        reg = f"/wallet/v1/devices/{device}/registrations/{pt}/{serial}"
+        assert (
+            await shop.api.post(reg, json={"pushToken": push_token}, headers=auth)
+        ).status == 201
+    key = ec.generate_private_key(ec.SECP256R1())
+    await conn.execute(
+        "UPDATE wallet_configs SET apns_key_pem = $1, apns_key_id = 'KEY1234567', "
+        "updated_at = now()",
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode(),
+    )
+    team = await conn.fetchval("SELECT team_id FROM wallet_configs")
+    stand_in = ApnsStandIn(
+        directory=tmp_path,
+        topic=pt,
+        key_id="KEY1234567",
+        team_id=team,
+        public_key=key.public_key(),
+    )
+    await stand_in.start(free_port())
+    stand_in.fail("c3" * 32, 410, "Unregistered")
+    await conn.execute("UPDATE pass_updates SET done_at = now()")  # the fixture's own
+    pusher = passpush.PassPusher(
+        shop.app[app_mod.state.POOL], base_url=stand_in.base_url, ca_file=str(stand_in.cert_path)
+    )
+    try:
+        buy = await shop.api.post(
+            "/v1/purchases",
+            token=shop.token("pos"),
+            json={
+                "shopper_id": str(shop.tenant.shopper_id),
+                "store_id": str(shop.tenant.store_ids[0]),
+                "amount": 3,
+            },
+            headers={"Idempotency-Key": "apns-1"},
+        )
+        assert buy.status == 201
+        assert await pusher.run_once() == 1
+    finally:
+        await pusher.stop()
+        await stand_in.close()
+    assert sorted(p.token for p in stand_in.pushes) == ["a1" * 32, "b2" * 32]
+    assert {p.topic for p in stand_in.pushes} == {pt}
+    # The unregistered device is forgotten; the update is done.
+    devices = await conn.fetch("SELECT device_library_id FROM device_registrations ORDER BY 1")
+    assert [d["device_library_id"] for d in devices] == ["dev1", "dev2"]
+    assert await conn.fetchval("SELECT count(*) FROM pass_updates WHERE done_at IS NULL") == 0
