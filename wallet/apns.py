@@ -84,6 +84,7 @@ class Client:
         client_cert: tuple[str, str] | None = None,
         verify: ssl.SSLContext | str | bool = True,
         timeout: float = 10.0,
+        max_streams: int = 100,
     ) -> None:
         if token_auth is None and client_cert is None:
             raise ValueError("APNs needs token auth or a client certificate")
@@ -95,6 +96,9 @@ class Client:
                 context = ssl.create_default_context()
             context.load_cert_chain(*client_cert)
         self.token_auth = token_auth
+        # Servers cap concurrent HTTP/2 streams (APNs and hypercorn: 100s); more in flight
+        # only queue and time out.
+        self._streams = asyncio.Semaphore(max_streams)
         self._http = httpx.AsyncClient(
             base_url=base_url, http2=True, http1=False, verify=context, timeout=timeout
         )
@@ -107,7 +111,10 @@ class Client:
         if self.token_auth is not None:
             headers["authorization"] = self.token_auth.header()
         try:
-            resp = await self._http.post(f"/3/device/{push_token}", content=b"{}", headers=headers)
+            async with self._streams:
+                resp = await self._http.post(
+                    f"/3/device/{push_token}", content=b"{}", headers=headers
+                )
         except httpx.HTTPError as exc:
             return Outcome(push_token=push_token, status=0, reason=type(exc).__name__)
         reason = None
