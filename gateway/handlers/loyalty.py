@@ -15,6 +15,7 @@ from gateway.api import Endpoint, Reply
 from gateway.auth import Role
 from gateway.handlers.offers import _idempotency_key
 from gateway.handlers.places import _PAGING, _limit, _query_id
+from geo import store as geo_store
 from wallet import errors as wallet_errors
 from wallet import loyalty
 from wallet import store as wallet_store
@@ -132,9 +133,7 @@ async def create_purchase(request: web.Request) -> web.Response:
     if not p.can_reach_store(req.store_id):
         raise errors.Forbidden("this token is not scoped to that store", code="out_of_scope")
     async with db.acquire(request.app[state.POOL]) as conn:
-        if not await conn.fetchval(
-            "SELECT 1 FROM stores WHERE id = $1 AND merchant_id = $2", req.store_id, p.merchant_id
-        ):
+        if not await geo_store.existing_stores(conn, p.merchant_id, [req.store_id]):
             raise errors.ValidationFailed("no such store", fields={"store_id": "no such store"})
         try:
             async with conn.transaction():

@@ -191,31 +191,8 @@ REDEMPTION_CSV = (
 )
 
 
-def _redemption_csv(r: Any) -> list[Any]:
-    out = _redemption(offers_store.Redemption.from_row(r))
-    return [out[k] if out[k] is not None else "" for k in REDEMPTION_CSV]
-
-
-async def redemption_log(request: web.Request) -> web.StreamResponse:
-    f = _filter(request)
-    if _format(request) == "csv":
-        query, args = offers_store.redemption_log_query(f, 0, None)
-        return await _stream_csv(
-            request,
-            filename="redemptions.csv",
-            query=query,
-            args=args,
-            header=REDEMPTION_CSV,
-            row=_redemption_csv,
-        )
-    limit = _limit(request, 100, 1000)
-    query, args = offers_store.redemption_log_query(f, _cursor(request), limit)
-    async with db.acquire(request.app[state.POOL]) as conn:
-        rows = await conn.fetch(query, *args)
-    items = [_redemption(offers_store.Redemption.from_row(r)) for r in rows]
-    return api.json(
-        {"items": items, "next_cursor": items[-1]["id"] if len(items) == limit else None}
-    )
+def _redemption_item(r: Any) -> dict[str, Any]:
+    return _redemption(offers_store.Redemption.from_row(r))
 
 
 DECISION_FIELDS = (
@@ -244,30 +221,53 @@ def _decision(r: Any) -> dict[str, Any]:
     return out
 
 
-def _decision_csv(r: Any) -> list[Any]:
-    out = _decision(r)
-    return [out[k] if out[k] is not None else "" for k in DECISION_FIELDS]
+async def _log(
+    request: web.Request,
+    *,
+    query_for: Callable[[offers_store.LogFilter, int, int | None], tuple[str, list[Any]]],
+    item: Callable[[Any], dict[str, Any]],
+    columns: Sequence[str],
+    filename: str,
+) -> web.StreamResponse:
+    """One log endpoint: a cursor page as JSON, or everything as streamed CSV."""
+    f = _filter(request)
+    if _format(request) == "csv":
+        query, args = query_for(f, 0, None)
+
+        def row(r: Any) -> list[Any]:
+            out = item(r)
+            return [out[k] if out[k] is not None else "" for k in columns]
+
+        return await _stream_csv(
+            request, filename=filename, query=query, args=args, header=columns, row=row
+        )
+    limit = _limit(request, 100, 1000)
+    query, args = query_for(f, _cursor(request), limit)
+    async with db.acquire(request.app[state.POOL]) as conn:
+        rows = await conn.fetch(query, *args)
+    items = [item(r) for r in rows]
+    return api.json(
+        {"items": items, "next_cursor": items[-1]["id"] if len(items) == limit else None}
+    )
+
+
+async def redemption_log(request: web.Request) -> web.StreamResponse:
+    return await _log(
+        request,
+        query_for=offers_store.redemption_log_query,
+        item=_redemption_item,
+        columns=REDEMPTION_CSV,
+        filename="redemptions.csv",
+    )
 
 
 async def decision_log(request: web.Request) -> web.StreamResponse:
-    f = _filter(request)
-    if _format(request) == "csv":
-        query, args = offers_store.decision_log_query(f, 0, None)
-        return await _stream_csv(
-            request,
-            filename="decisions.csv",
-            query=query,
-            args=args,
-            header=DECISION_FIELDS,
-            row=_decision_csv,
-        )
-    limit = _limit(request, 100, 1000)
-    query, args = offers_store.decision_log_query(f, _cursor(request), limit)
-    async with db.acquire(request.app[state.POOL]) as conn:
-        rows = await conn.fetch(query, *args)
-    items = [_decision(r) for r in rows]
-    return api.json(
-        {"items": items, "next_cursor": items[-1]["id"] if len(items) == limit else None}
+    return await _log(
+        request,
+        query_for=offers_store.decision_log_query,
+        item=_decision,
+        columns=DECISION_FIELDS,
+        filename="decisions.csv",
     )
 
 
