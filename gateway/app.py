@@ -27,6 +27,7 @@ from gateway import (
     routing,
     state,
     stats,
+    upkeep,
     webpush,
 )
 from gateway.handlers import delivery as delivery_handlers
@@ -141,10 +142,16 @@ async def _geo_ctx(app: web.Application) -> AsyncIterator[None]:
         stats.run_forever(pool, every_seconds=settings.stats_compact_seconds),
         name="stats-compaction",
     )
+    upkeeper = asyncio.create_task(
+        upkeep.run_forever(
+            pool, clock_=app[state.CLOCK], every_seconds=settings.wallet_upkeep_seconds
+        ),
+        name="wallet-upkeep",
+    )
     try:
         yield
     finally:
-        for task in (purger, compactor):
+        for task in (purger, compactor, upkeeper):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import multiprocessing
@@ -20,7 +21,19 @@ import asyncpg
 import orjson
 from aiohttp import abc, web
 
-from gateway import api, auth, clock, db, errors, logs, migrate, retention, settings, tenancy
+from gateway import (
+    api,
+    auth,
+    clock,
+    db,
+    errors,
+    logs,
+    migrate,
+    retention,
+    settings,
+    tenancy,
+    upkeep,
+)
 
 log = logging.getLogger("gateway")
 
@@ -331,6 +344,30 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_wallet_upkeep(args: argparse.Namespace) -> int:
+    cfg = _settings(args)
+
+    def progress(what: str, count: int) -> None:
+        sys.stderr.write(f"\r{what}: {count}\x1b[K")
+        if what == "coupon passes expired":
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    async def work(conn: asyncpg.Connection) -> upkeep.Summary | None:
+        pool = await db.create_pool(db.resolve_url(cfg), min_size=1, max_size=2)
+        try:
+            return await upkeep.run(pool, now=clock.SystemClock().now(), progress=progress)
+        finally:
+            await pool.close()
+
+    summary = asyncio.run(_with_db(cfg, work))
+    if summary is None:
+        sys.stderr.write("gateway: another process is running upkeep; try again later\n")
+        return 1
+    _print_json(dataclasses.asdict(summary))
+    return 0
+
+
 def cmd_pings_purge(args: argparse.Namespace) -> int:
     cfg = _settings(args)
     days = args.older_than_days if args.older_than_days is not None else cfg.ping_retention_days
@@ -440,6 +477,16 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--pass-type-id", default="pass.dev.gateway", help="pass type identifier")
     dc.add_argument("--team-id", default="DEVTEAM000", help="team identifier")
     dc.set_defaults(func=cmd_wallet_dev_certs)
+    up = wsub.add_parser(
+        "upkeep",
+        help="expire points, recompute tiers, refresh expired coupon passes",
+        description="One wallet upkeep pass (serve runs it every GATEWAY_WALLET_UPKEEP_SECONDS): "
+        "points older than the merchant's points_expire_days expire, oldest first; tiers are "
+        "recomputed from the points earned in the tier window (so they can fall); coupon "
+        "passes whose coupon expired unredeemed are marked. Every change queues an APNs pass "
+        "update. Prints a JSON summary.",
+    )
+    up.set_defaults(func=cmd_wallet_upkeep)
 
     mig = sub.add_parser(
         "migrate",

@@ -89,6 +89,7 @@ class Settings:
     ``GATEWAY_PASS_PUSHER``          ``1`` (default) sends APNs pass updates from each process
     ``GATEWAY_APNS_URL``             APNs base URL (https://api.push.apple.com)
     ``GATEWAY_APNS_CA_FILE``         a CA file to trust for APNs (a local stand-in)
+    ``GATEWAY_WALLET_UPKEEP_SECONDS`` how often points expire and tiers are recomputed (3600)
     ``GATEWAY_STATS_COMPACT_SECONDS``  how often funnel rollup deltas are folded in (10)
     """
 
@@ -127,6 +128,7 @@ class Settings:
     pass_pusher: bool = True
     apns_url: str = "https://api.push.apple.com"
     apns_ca_file: str | None = None
+    wallet_upkeep_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -153,6 +155,8 @@ class Settings:
             raise SettingsError("the outbox lease must be positive")
         if not self.vapid_subject.startswith(("mailto:", "https:")):
             raise SettingsError("the VAPID subject must be a mailto: or https: URL")
+        if self.wallet_upkeep_seconds <= 0:
+            raise SettingsError("the wallet upkeep interval must be positive")
         if self.stats_compact_seconds <= 0:
             raise SettingsError("stats compaction interval must be positive")
 
@@ -241,4 +245,5 @@ class Settings:
             pass_pusher=env.get("GATEWAY_PASS_PUSHER", "1") != "0",
             apns_url=env.get("GATEWAY_APNS_URL") or "https://api.push.apple.com",
             apns_ca_file=env.get("GATEWAY_APNS_CA_FILE") or None,
+            wallet_upkeep_seconds=get_float("GATEWAY_WALLET_UPKEEP_SECONDS", 3600.0),
         )

@@ -85,6 +85,7 @@ class Client:
         verify: ssl.SSLContext | str | bool = True,
         timeout: float = 10.0,
         max_streams: int = 100,
+        connection_attempts: int = 3,
     ) -> None:
         if token_auth is None and client_cert is None:
             raise ValueError("APNs needs token auth or a client certificate")
@@ -96,6 +97,8 @@ class Client:
                 context = ssl.create_default_context()
             context.load_cert_chain(*client_cert)
         self.token_auth = token_auth
+        self.connection_attempts = connection_attempts
+        self.reconnects = 0
         # Servers cap concurrent HTTP/2 streams (APNs and hypercorn: 100s); more in flight
         # only queue and time out.
         self._streams = asyncio.Semaphore(max_streams)
@@ -110,13 +113,26 @@ class Client:
         headers = {"apns-topic": topic, "apns-priority": "5", "content-type": "application/json"}
         if self.token_auth is not None:
             headers["authorization"] = self.token_auth.header()
-        try:
-            async with self._streams:
-                resp = await self._http.post(
-                    f"/3/device/{push_token}", content=b"{}", headers=headers
-                )
-        except httpx.HTTPError as exc:
-            return Outcome(push_token=push_token, status=0, reason=type(exc).__name__)
+        # A connection can go away under a push: APNs (like any HTTP/2 server) may close
+        # it at any time (GOAWAY, or after so many requests). A push that got no answer
+        # is sent again on a fresh connection. A device may then get it twice, which is
+        # harmless: a pass-update push only makes it ask which passes changed.
+        attempt = 0
+        while True:
+            try:
+                async with self._streams:
+                    resp = await self._http.post(
+                        f"/3/device/{push_token}", content=b"{}", headers=headers
+                    )
+                break
+            except httpx.TransportError as exc:
+                attempt += 1
+                if attempt >= self.connection_attempts or isinstance(exc, httpx.TimeoutException):
+                    return Outcome(push_token=push_token, status=0, reason=type(exc).__name__)
+                self.reconnects += 1
+                await asyncio.sleep(0.05 * attempt)
+            except httpx.HTTPError as exc:
+                return Outcome(push_token=push_token, status=0, reason=type(exc).__name__)
         reason = None
         if resp.status_code != 200:
             try:

@@ -39,11 +39,14 @@ class Rules:
     )
     tier_window_days: int = 365
     actions: Mapping[str, ActionRule] | None = None
+    # None: points never expire; else they expire this many days after being earned.
+    points_expire_days: int | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, object]) -> Rules:
         tiers = row["tiers"]
         actions = row["actions"]
+        expire = row.get("points_expire_days")
         assert isinstance(tiers, list) and isinstance(actions, dict)
         return cls(
             point_value=Decimal(str(row["point_value"])),
@@ -54,12 +57,24 @@ class Rules:
                 k: ActionRule(points=int(v["points"]), limit=int(v["limit"]), days=int(v["days"]))
                 for k, v in actions.items()
             },
+            points_expire_days=None if expire is None else int(str(expire)),
         )
 
 
 def purchase_points(amount: Decimal, rules: Rules) -> int:
     """Whole points for a purchase amount; fractions are not rounded up."""
     return int((amount * rules.earn_rate).to_integral_value(rounding=ROUND_FLOOR))
+
+
+def expiring_points(credits_before_cutoff: int, debits: int, balance: int) -> int:
+    """Points to expire now, oldest first.
+
+    Spends, negative adjustments and earlier expiries (``debits``, a positive number)
+    use the oldest points first, so of the points credited up to the cutoff,
+    ``credits_before_cutoff - debits`` are still unused; those expire. Never more
+    than the balance.
+    """
+    return max(0, min(balance, credits_before_cutoff - debits))
 
 
 def points_value(points: int, rules: Rules) -> Decimal:

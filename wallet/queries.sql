@@ -1,13 +1,14 @@
 -- Loyalty accounts: rules, ledger, purchases and tiers.
 
 -- name: rules
-SELECT point_value, earn_rate, tiers, tier_window_days, actions FROM merchants WHERE id = $1;
+SELECT point_value, earn_rate, tiers, tier_window_days, actions, points_expire_days
+FROM merchants WHERE id = $1;
 
 -- name: set_rules
 UPDATE merchants SET point_value = $2, earn_rate = $3, tiers = $4, tier_window_days = $5,
-    actions = $6
+    actions = $6, points_expire_days = $7
 WHERE id = $1
-RETURNING point_value, earn_rate, tiers, tier_window_days, actions;
+RETURNING point_value, earn_rate, tiers, tier_window_days, actions, points_expire_days;
 
 -- name: lock_shopper
 -- Every change to a shopper's points takes this lock first: entries for one
@@ -121,7 +122,7 @@ JOIN wallet_configs c ON c.merchant_id = p.merchant_id
 WHERE r.device_library_id = $1 AND c.pass_type_id = $2
 UNION ALL
 SELECT p.serial,
-       greatest(p.created_at,
+       greatest(p.created_at, p.expired_at,
                 (SELECT max(greatest(redeemed_at, voided_at)) FROM redemptions x
                  WHERE x.coupon_id = p.coupon_id))
 FROM device_registrations r
@@ -139,7 +140,7 @@ ON CONFLICT (coupon_id) WHERE kind = 'coupon' DO NOTHING;
 SELECT p.serial, p.auth_token, p.created_at, c.code, c.issued_at, c.expires_at,
        o.title, o.coupon AS spec, o.scope_store_ids,
        r.redeemed_at,
-       greatest(p.created_at, r.redeemed_at, r.voided_at) AS modified_at
+       greatest(p.created_at, r.redeemed_at, r.voided_at, p.expired_at) AS modified_at
 FROM passes p
 JOIN coupons c ON c.id = p.coupon_id
 JOIN offers o ON o.id = c.offer_id
@@ -183,3 +184,56 @@ WHERE id = $1 AND attempts = $2;
 UPDATE pass_updates SET leased_until = NULL, last_error = $3,
     available_at = now() + make_interval(secs => $4)
 WHERE id = $1 AND attempts = $2;
+
+-- Upkeep: expiring points, falling tiers, expired coupon passes.
+
+-- name: merchants_with_shoppers
+SELECT id, points_expire_days FROM merchants ORDER BY id;
+
+-- name: expiring_points_page
+-- Shoppers with points past their expiry: points earned up to the cutoff that no spend,
+-- negative adjustment or earlier expiry has used up (oldest points are used first).
+SELECT shopper_id FROM points_ledger
+WHERE merchant_id = $1 AND shopper_id > $3
+GROUP BY shopper_id
+HAVING coalesce(sum(points) FILTER (WHERE points > 0 AND created_at <= $2), 0)
+     + coalesce(sum(points) FILTER (WHERE points < 0), 0) > 0
+ORDER BY shopper_id
+LIMIT $4;
+
+-- name: expiry_sums
+SELECT coalesce(sum(points) FILTER (WHERE points > 0 AND created_at <= $2), 0)::bigint
+           AS credits,
+       (-coalesce(sum(points) FILTER (WHERE points < 0), 0))::bigint AS debits
+FROM points_ledger WHERE shopper_id = $1;
+
+-- name: tier_page
+-- Shoppers holding a tier, with the points they earned inside the tier window.
+SELECT s.id, s.tier,
+       coalesce((SELECT sum(l.points) FROM points_ledger l
+                 WHERE l.shopper_id = s.id AND l.kind = 'earn' AND l.created_at > $2), 0)::bigint
+           AS earned
+FROM shoppers s
+WHERE s.merchant_id = $1 AND s.tier IS NOT NULL AND s.id > $3
+ORDER BY s.id
+LIMIT $4;
+
+-- name: queue_pass_update
+INSERT INTO pass_updates (merchant_id, shopper_id, reason) VALUES ($1, $2, $3);
+
+-- name: expire_coupon_passes
+-- Coupon passes whose coupon expired unredeemed: marked once, and one pass update
+-- queued per shopper so their devices fetch the pass again.
+WITH x AS (
+    UPDATE passes p SET expired_at = $1
+    FROM coupons c
+    WHERE c.id = p.coupon_id AND p.kind = 'coupon' AND p.expired_at IS NULL
+      AND c.expires_at <= $1
+      AND NOT EXISTS (SELECT 1 FROM redemptions r
+                      WHERE r.coupon_id = c.id AND r.voided_at IS NULL)
+    RETURNING p.merchant_id, p.shopper_id
+), q AS (
+    INSERT INTO pass_updates (merchant_id, shopper_id, reason)
+    SELECT DISTINCT merchant_id, shopper_id, 'coupon_expired' FROM x
+)
+SELECT count(*) FROM x;

@@ -48,19 +48,22 @@ async def set_rules(
         values["tiers"],
         values["tier_window_days"],
         values["actions"],
+        values.get("points_expire_days"),
     )
     assert row is not None
     return loyalty.Rules.from_row(dict(row))
 
 
-async def _lock(conn: asyncpg.Connection, merchant_id: int, shopper_id: int) -> asyncpg.Record:
+async def lock_shopper(
+    conn: asyncpg.Connection, merchant_id: int, shopper_id: int
+) -> asyncpg.Record:
     row = await conn.fetchrow(_Q["lock_shopper"], shopper_id, merchant_id)
     if row is None:
         raise errors.UnknownShopper()
     return row
 
 
-async def _apply(
+async def apply_entry(
     conn: asyncpg.Connection,
     *,
     merchant_id: int,
@@ -84,6 +87,10 @@ async def _apply(
     changed = tier != current_tier
     if changed:
         await conn.execute(_Q["set_tier"], merchant_id, shopper_id, current_tier, tier, at)
+    # The loyalty pass shows points and tier: its devices fetch it again.
+    await queue_pass_update(
+        conn, merchant_id, shopper_id, "tier_changed" if changed else f"points_{kind}"
+    )
     return Balance(points=int(row["points"]), tier=tier, tier_changed=changed)
 
 
@@ -99,10 +106,10 @@ async def change_points(
     key_id: int | None = None,
 ) -> Balance:
     """An adjust, a spend (points < 0, never below zero) or an expiry."""
-    locked = await _lock(conn, merchant_id, shopper_id)
+    locked = await lock_shopper(conn, merchant_id, shopper_id)
     if points < 0 and kind in ("spend", "expire") and locked["points"] + points < 0:
         raise errors.InsufficientPoints(int(locked["points"]))
-    return await _apply(
+    return await apply_entry(
         conn,
         merchant_id=merchant_id,
         shopper_id=shopper_id,
@@ -125,7 +132,7 @@ async def award_action(
     at: dt.datetime,
     key_id: int | None = None,
 ) -> Balance:
-    locked = await _lock(conn, merchant_id, shopper_id)
+    locked = await lock_shopper(conn, merchant_id, shopper_id)
     rules_ = await rules(conn, merchant_id)
     rule = (rules_.actions or {}).get(action)
     if rule is None or rule.points <= 0:
@@ -137,7 +144,7 @@ async def award_action(
     ]
     if not loyalty.action_allowed(rule, earlier, at):
         raise errors.ActionLimitReached(action, rule.limit, rule.days)
-    return await _apply(
+    return await apply_entry(
         conn,
         merchant_id=merchant_id,
         shopper_id=shopper_id,
@@ -183,7 +190,7 @@ async def record_purchase(
     at: dt.datetime,
 ) -> Purchase:
     """Earn points for a purchase, once per idempotency key; also a conversion for offers."""
-    locked = await _lock(conn, merchant_id, shopper_id)
+    locked = await lock_shopper(conn, merchant_id, shopper_id)
     fingerprint = purchase_hash(shopper_id, store_id, amount, order_ref)
     # After the lock: a concurrent first attempt with this key (same shopper) has committed.
     earlier = await conn.fetchrow(_Q["purchase_by_key"], merchant_id, idempotency_key)
@@ -225,7 +232,7 @@ async def record_purchase(
     assert row is not None
     balance = Balance(points=int(locked["points"]), tier=locked["tier"])
     if points > 0:
-        balance = await _apply(
+        balance = await apply_entry(
             conn,
             merchant_id=merchant_id,
             shopper_id=shopper_id,
@@ -246,12 +253,6 @@ async def record_purchase(
         store_id,
         amount,
         at,
-    )
-    await conn.execute(
-        "INSERT INTO pass_updates (merchant_id, shopper_id, reason) VALUES ($1, $2, $3)",
-        merchant_id,
-        shopper_id,
-        "points_changed",
     )
     return Purchase(
         **{
@@ -446,6 +447,13 @@ async def coupon_pass(
     )
 
 
+async def queue_pass_update(
+    conn: asyncpg.Connection, merchant_id: int, shopper_id: int, reason: str
+) -> None:
+    """Queue an APNs pass-update push, in the caller's transaction."""
+    await conn.execute(_Q["queue_pass_update"], merchant_id, shopper_id, reason)
+
+
 async def claim_pass_updates(
     conn: asyncpg.Connection, batch: int, lease_seconds: float
 ) -> list[asyncpg.Record]:
@@ -471,3 +479,81 @@ async def pass_update_retry(
     conn: asyncpg.Connection, update_id: int, attempts: int, error: str, delay: float
 ) -> None:
     await conn.execute(_Q["pass_update_retry"], update_id, attempts, error, delay)
+
+
+# --- upkeep ---------------------------------------------------------------------------
+
+
+async def expiry_policies(conn: asyncpg.Connection) -> list[tuple[int, int | None]]:
+    """Every merchant with its points expiry in days (None: never)."""
+    return [
+        (r["id"], r["points_expire_days"]) for r in await conn.fetch(_Q["merchants_with_shoppers"])
+    ]
+
+
+async def shoppers_with_expiring_points(
+    conn: asyncpg.Connection, merchant_id: int, cutoff: dt.datetime, after: int, limit: int
+) -> list[int]:
+    rows = await conn.fetch(_Q["expiring_points_page"], merchant_id, cutoff, after, limit)
+    return [r["shopper_id"] for r in rows]
+
+
+async def expire_points(
+    conn: asyncpg.Connection,
+    *,
+    merchant_id: int,
+    shopper_id: int,
+    cutoff: dt.datetime,
+    at: dt.datetime,
+) -> int:
+    """Expire the shopper's unused points credited up to ``cutoff``; returns how many."""
+    locked = await lock_shopper(conn, merchant_id, shopper_id)
+    sums = await conn.fetchrow(_Q["expiry_sums"], shopper_id, cutoff)
+    assert sums is not None
+    points = loyalty.expiring_points(int(sums["credits"]), int(sums["debits"]), locked["points"])
+    if points > 0:
+        await apply_entry(
+            conn,
+            merchant_id=merchant_id,
+            shopper_id=shopper_id,
+            current_tier=locked["tier"],
+            kind="expire",
+            points=-points,
+            reason="expiry",
+            at=at,
+            rules_=await rules(conn, merchant_id),
+        )
+    return points
+
+
+async def tier_page(
+    conn: asyncpg.Connection, merchant_id: int, since: dt.datetime, after: int, limit: int
+) -> list[tuple[int, str | None, int]]:
+    """(shopper id, tier held, points earned since ``since``) for shoppers with a tier."""
+    rows = await conn.fetch(_Q["tier_page"], merchant_id, since, after, limit)
+    return [(r["id"], r["tier"], int(r["earned"])) for r in rows]
+
+
+async def recompute_tier(
+    conn: asyncpg.Connection,
+    *,
+    merchant_id: int,
+    shopper_id: int,
+    rules_: loyalty.Rules,
+    at: dt.datetime,
+) -> bool:
+    """Set the tier the window's earnings give now; True if it changed."""
+    locked = await lock_shopper(conn, merchant_id, shopper_id)
+    since = at - dt.timedelta(days=rules_.tier_window_days)
+    earned = int(await conn.fetchval(_Q["earned_since"], shopper_id, since))
+    tier = loyalty.tier_for(earned, rules_.tiers)
+    if tier == locked["tier"]:
+        return False
+    await conn.execute(_Q["set_tier"], merchant_id, shopper_id, locked["tier"], tier, at)
+    await queue_pass_update(conn, merchant_id, shopper_id, "tier_changed")
+    return True
+
+
+async def expire_coupon_passes(conn: asyncpg.Connection, at: dt.datetime) -> int:
+    """Mark coupon passes whose coupon expired unredeemed; queue their pass updates."""
+    return int(await conn.fetchval(_Q["expire_coupon_passes"], at))

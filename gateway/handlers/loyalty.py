@@ -52,6 +52,15 @@ class LoyaltyIn(api.Model):
     tiers: Annotated[list[TierIn], pydantic.Field(min_length=1, max_length=20)]
     tier_window_days: Annotated[int, pydantic.Field(ge=1, le=3660)]
     actions: dict[Literal["signup", "referral", "survey", "review"], ActionIn]
+    points_expire_days: Annotated[
+        int | None,
+        pydantic.Field(
+            ge=1,
+            le=3660,
+            description="Points expire this many days after they were earned, oldest "
+            "first; null (the default) means never",
+        ),
+    ] = None
 
 
 class LoyaltyOut(api.Out):
@@ -60,6 +69,7 @@ class LoyaltyOut(api.Out):
     tiers: list[dict[str, Any]]
     tier_window_days: int
     actions: dict[str, dict[str, int]]
+    points_expire_days: int | None
 
 
 def _rules(r: loyalty.Rules) -> dict[str, Any]:
@@ -72,6 +82,7 @@ def _rules(r: loyalty.Rules) -> dict[str, Any]:
             k: {"points": a.points, "limit": a.limit, "days": a.days}
             for k, a in (r.actions or {}).items()
         },
+        "points_expire_days": r.points_expire_days,
     }
 
 
@@ -99,6 +110,7 @@ async def put_loyalty(request: web.Request) -> web.Response:
         "tiers": [{"name": t.name, "threshold": t.threshold} for t in tiers],
         "tier_window_days": req.tier_window_days,
         "actions": {k: v.model_dump() for k, v in req.actions.items()},
+        "points_expire_days": req.points_expire_days,
     }
     async with db.acquire(request.app[state.POOL]) as conn:
         rules = await wallet_store.set_rules(conn, p.merchant_id, values)

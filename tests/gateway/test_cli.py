@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 
 from gateway import cli
+from tests.conftest import Tenant
 from tests.support import proc
 
 COMMANDS = [
@@ -32,6 +33,7 @@ COMMANDS = [
     ["outbox", "dead"],
     ["wallet"],
     ["wallet", "dev-certs"],
+    ["wallet", "upkeep"],
 ]
 
 
@@ -124,6 +126,26 @@ async def test_cli_errors_are_clear_and_non_zero(
     assert code != 0
     assert message in err
     assert "Traceback" not in err
+
+
+async def test_wallet_upkeep_expires_points_from_the_command_line(
+    database_url: str, conn: asyncpg.Connection, tenant_a: Tenant, tmp_path: Path
+) -> None:
+    sid = tenant_a.shopper_id
+    await conn.execute("UPDATE merchants SET points_expire_days = 30")
+    await conn.execute(
+        "WITH e AS (INSERT INTO points_ledger (merchant_id, shopper_id, kind, points, reason, "
+        "created_at) VALUES ($1, $2, 'earn', 80, 'purchase', now() - interval '40 days')) "
+        "UPDATE shoppers SET points = points + 80 WHERE id = $2",
+        tenant_a.merchant_id,
+        sid,
+    )
+    code, out, err = await proc.run("wallet", "upkeep", environ=proc.env(database_url, tmp_path))
+    assert code == 0, err
+    summary = json.loads(out)
+    assert (summary["shoppers_expired"], summary["points_expired"]) == (1, 80)
+    assert "coupon passes expired: 0" in err  # progress on stderr
+    assert await conn.fetchval("SELECT points FROM shoppers WHERE id = $1", sid) == 0
 
 
 async def test_migrate_command_reports_what_it_applied(database_url: str, tmp_path: Path) -> None:

@@ -3,17 +3,26 @@ same serial and token across updates, points that follow purchases, and 304s."""
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import io
 import json
 import shutil
 import zipfile
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from gateway import app as app_mod
+from gateway import passpush
 from tests.gateway.conftest import Shop
+from tests.support.apns_peer import ApnsStandIn
+from tests.support.proc import free_port
 from tests.wallet.test_passes import verify
 from wallet import passes
 
@@ -48,17 +57,7 @@ async def test_the_loyalty_pass_is_signed_stable_and_current(
     )
     assert r304.status == 304
     shop.clock.advance(seconds=5)
-    buy = await shop.api.post(
-        "/v1/purchases",
-        token=shop.token("pos"),
-        json={
-            "shopper_id": str(shop.tenant.shopper_id),
-            "store_id": str(shop.tenant.store_ids[0]),
-            "amount": 42,
-        },
-        headers={"Idempotency-Key": "pass-1"},
-    )
-    assert buy.status == 201
+    await _purchase(shop, 42, "pass-1")
     await conn.execute("UPDATE points_ledger SET created_at = created_at + interval '2 seconds'")
     r2 = await shop.api.get(
         "/v1/passes/loyalty", token=token, headers={"If-Modified-Since": modified}
@@ -109,16 +108,7 @@ async def test_the_passkit_flow_as_a_device_performs_it(
     assert (await shop.api.get(f"{listing}?passesUpdatedSince={tag}")).status == 204
 
     shop.clock.advance(seconds=5)
-    await shop.api.post(
-        "/v1/purchases",
-        token=shop.token("pos"),
-        json={
-            "shopper_id": str(shop.tenant.shopper_id),
-            "store_id": str(shop.tenant.store_ids[0]),
-            "amount": 9,
-        },
-        headers={"Idempotency-Key": "kit-1"},
-    )
+    await _purchase(shop, 9, "kit-1")
     r = await shop.api.get(f"{listing}?passesUpdatedSince={tag}")
     assert r.json["serialNumbers"] == [serial] and int(r.json["lastUpdated"]) > int(tag)
 
@@ -174,73 +164,116 @@ async def test_a_coupon_pass_expires_with_the_coupon_and_is_voided_once_redeemed
     assert updated["serialNumber"] == card["serialNumber"]
 
 
-async def test_a_purchase_pushes_the_pass_update_to_every_registered_device(
-    shop: Shop, conn: asyncpg.Connection, tmp_path: Path
-) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
+@contextlib.asynccontextmanager
+async def apns(
+    shop: Shop, conn: asyncpg.Connection, tmp_path: Path, *, token_auth: bool = True
+) -> AsyncIterator[tuple[ApnsStandIn, passpush.PassPusher]]:
+    """A local APNs stand-in for the shop's pass type, and a pass pusher aimed at it.
 
-    from gateway import app as app_mod
-    from gateway import passpush
-    from tests.support.apns_peer import ApnsStandIn
-    from tests.support.proc import free_port
-
-    r = await shop.api.get("/v1/passes/loyalty", token=shop.token("shopper"))
-    card = json.loads(_files(r.body)["pass.json"])
-    pt, serial, token = (
-        card["passTypeIdentifier"],
-        card["serialNumber"],
-        card["authenticationToken"],
-    )
-    auth = {"Authorization": f"ApplePass {token}"}
-    for device, push_token in (("dev1", "a1" * 32), ("dev2", "b2" * 32), ("dev3", "c3" * 32)):
-        reg = f"/wallet/v1/devices/{device}/registrations/{pt}/{serial}"
-        assert (
-            await shop.api.post(reg, json={"pushToken": push_token}, headers=auth)
-        ).status == 201
+    Token auth: the merchant gets an APNs key and the stand-in checks its JWTs.
+    Certificate auth: no key, so the pusher presents the pass certificate, and the
+    stand-in requires a client certificate from the merchant's (development) CA.
+    """
+    config = await conn.fetchrow("SELECT pass_type_id, team_id, wwdr_pem FROM wallet_configs")
     key = ec.generate_private_key(ec.SECP256R1())
-    await conn.execute(
-        "UPDATE wallet_configs SET apns_key_pem = $1, apns_key_id = 'KEY1234567', "
-        "updated_at = now()",
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ).decode(),
-    )
-    team = await conn.fetchval("SELECT team_id FROM wallet_configs")
+    if token_auth:
+        await conn.execute(
+            "UPDATE wallet_configs SET apns_key_pem = $1, apns_key_id = 'KEY1234567', "
+            "updated_at = now()",
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ).decode(),
+        )
+        client_ca = None
+    else:
+        client_ca = tmp_path / "client-ca.pem"
+        client_ca.write_text(config["wwdr_pem"])
     stand_in = ApnsStandIn(
         directory=tmp_path,
-        topic=pt,
+        topic=config["pass_type_id"],
         key_id="KEY1234567",
-        team_id=team,
-        public_key=key.public_key(),
+        team_id=config["team_id"],
+        public_key=key.public_key() if token_auth else None,
+        client_ca=client_ca,
     )
     await stand_in.start(free_port())
-    stand_in.fail("c3" * 32, 410, "Unregistered")
     await conn.execute("UPDATE pass_updates SET done_at = now()")  # the fixture's own
     pusher = passpush.PassPusher(
         shop.app[app_mod.state.POOL], base_url=stand_in.base_url, ca_file=str(stand_in.cert_path)
     )
     try:
-        buy = await shop.api.post(
-            "/v1/purchases",
-            token=shop.token("pos"),
-            json={
-                "shopper_id": str(shop.tenant.shopper_id),
-                "store_id": str(shop.tenant.store_ids[0]),
-                "amount": 3,
-            },
-            headers={"Idempotency-Key": "apns-1"},
-        )
-        assert buy.status == 201
-        assert await pusher.run_once() == 1
+        yield stand_in, pusher
     finally:
         await pusher.stop()
         await stand_in.close()
+
+
+async def register(shop: Shop, card: dict[str, Any], devices: dict[str, str]) -> None:
+    """Register each device (id -> push token) for the pass, as Wallet does."""
+    pt, serial = card["passTypeIdentifier"], card["serialNumber"]
+    auth = {"Authorization": f"ApplePass {card['authenticationToken']}"}
+    for device, push_token in devices.items():
+        reg = f"/wallet/v1/devices/{device}/registrations/{pt}/{serial}"
+        r = await shop.api.post(reg, json={"pushToken": push_token}, headers=auth)
+        assert r.status == 201, r.body
+
+
+async def _purchase(shop: Shop, amount: float, key: str) -> None:
+    buy = await shop.api.post(
+        "/v1/purchases",
+        token=shop.token("pos"),
+        json={
+            "shopper_id": str(shop.tenant.shopper_id),
+            "store_id": str(shop.tenant.store_ids[0]),
+            "amount": amount,
+        },
+        headers={"Idempotency-Key": key},
+    )
+    assert buy.status == 201, buy.body
+
+
+async def test_a_purchase_pushes_the_pass_update_to_every_registered_device(
+    shop: Shop, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    r = await shop.api.get("/v1/passes/loyalty", token=shop.token("shopper"))
+    card = json.loads(_files(r.body)["pass.json"])
+    await register(shop, card, {"dev1": "a1" * 32, "dev2": "b2" * 32, "dev3": "c3" * 32})
+    async with apns(shop, conn, tmp_path) as (stand_in, pusher):
+        stand_in.fail("c3" * 32, 410, "Unregistered")
+        await _purchase(shop, 3, "apns-1")
+        assert await pusher.run_once() == 1
     assert sorted(p.token for p in stand_in.pushes) == ["a1" * 32, "b2" * 32]
-    assert {p.topic for p in stand_in.pushes} == {pt}
+    assert {p.topic for p in stand_in.pushes} == {card["passTypeIdentifier"]}
     # The unregistered device is forgotten; the update is done.
     devices = await conn.fetch("SELECT device_library_id FROM device_registrations ORDER BY 1")
     assert [d["device_library_id"] for d in devices] == ["dev1", "dev2"]
     assert await conn.fetchval("SELECT count(*) FROM pass_updates WHERE done_at IS NULL") == 0
+
+
+async def test_certificate_auth_pushes_with_the_pass_certificate(
+    shop: Shop, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    r = await shop.api.get("/v1/passes/loyalty", token=shop.token("shopper"))
+    card = json.loads(_files(r.body)["pass.json"])
+    await register(shop, card, {"dev1": "d4" * 32})
+    async with apns(shop, conn, tmp_path, token_auth=False) as (stand_in, pusher):
+        await _purchase(shop, 4, "cert-1")
+        assert await pusher.run_once() == 1
+        assert [p.token for p in stand_in.pushes] == ["d4" * 32]
+        assert await conn.fetchval("SELECT count(*) FROM pass_updates WHERE done_at IS NULL") == 0
+
+        # A certificate from another CA fails the handshake: no answer, so the update
+        # is kept and retried later, never marked done.
+        other = passes.dev_certificates("pass.other.example", "OTHERTEAM0")
+        await conn.execute(
+            "UPDATE wallet_configs SET cert_pem = $1, key_pem = $2, updated_at = now()",
+            other.cert_pem.decode(),
+            other.key_pem.decode(),
+        )
+        await _purchase(shop, 5, "cert-2")
+        assert await pusher.run_once() == 1
+        row = await conn.fetchrow("SELECT done_at, last_error FROM pass_updates ORDER BY id DESC")
+        assert row["done_at"] is None and row["last_error"].startswith("0 ")
+    assert len(stand_in.pushes) == 1

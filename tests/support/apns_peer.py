@@ -3,7 +3,11 @@
 It serves HTTP/2 over TLS (hypercorn) and checks what APNs checks for pass updates:
 POST to `/3/device/<hex push token>`, HTTP/2, `apns-topic` equal to the expected pass
 type id, a JSON body, and a provider JWT (ES256, `kid` and `iss` as configured, `iat`
-within the last hour) signed by the configured key. Faults can be set per token.
+within the last hour) signed by the configured key. With `client_ca` set it stands in for
+certificate auth instead: the TLS handshake requires a client certificate issued by that
+CA, and no JWT is needed. Like APNs, it closes a connection now and then (hypercorn's
+default of 1000 requests per connection), so clients must reconnect. Faults can be set
+per token.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import datetime as dt
 import ipaddress
 import json
 import re
+import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +86,8 @@ class ApnsStandIn:
     topic: str
     key_id: str
     team_id: str
-    public_key: ec.EllipticCurvePublicKey
+    public_key: ec.EllipticCurvePublicKey | None = None
+    client_ca: Path | None = None
     pushes: list[Push] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)
     faults: dict[str, tuple[int, str, int | None]] = field(default_factory=dict)
@@ -98,6 +104,9 @@ class ApnsStandIn:
         config.certfile = str(self.cert_path)
         config.keyfile = str(self.key_path)
         config.alpn_protocols = ["h2"]
+        if self.client_ca is not None:
+            config.ca_certs = str(self.client_ca)
+            config.verify_mode = ssl.CERT_REQUIRED
         config.accesslog = None
         config.errorlog = None
         self._task = asyncio.create_task(
@@ -121,6 +130,10 @@ class ApnsStandIn:
         self.faults[token] = (status, reason, retry_after)
 
     def _check_jwt(self, header: str) -> str | None:
+        if self.client_ca is not None and not header:
+            return None  # certificate auth: the TLS handshake checked the client
+        if self.public_key is None:
+            return "InvalidProviderToken"
         scheme, _, jwt = header.partition(" ")
         if scheme.lower() != "bearer":
             return "MissingProviderToken"
