@@ -32,6 +32,8 @@ class PingLog:
         self._max_buffer = max_buffer
         self._buffer: list[geo_store.PingRecord] = []
         self._wake = asyncio.Event()
+        # One flush at a time: two would both write the head of the buffer.
+        self._flushing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._pool: asyncpg.Pool | None = None
         self.written = 0
@@ -75,14 +77,20 @@ class PingLog:
         """Write everything buffered now; returns how many were written."""
         assert self._pool is not None
         total = 0
-        while self._buffer:
-            batch = self._buffer[: self._batch_size]
-            async with db.acquire(self._pool) as conn, conn.transaction():
-                await geo_store.write_pings(conn, batch)
-            # Only drop what was written: add() may have appended meanwhile.
-            del self._buffer[: len(batch)]
-            total += len(batch)
-            self.written += len(batch)
+        async with self._flushing:
+            while self._buffer:
+                # Taken out while in flight, so add() trimming a full buffer meanwhile
+                # cannot shift what gets dropped after the write.
+                batch = self._buffer[: self._batch_size]
+                del self._buffer[: len(batch)]
+                try:
+                    async with db.acquire(self._pool) as conn, conn.transaction():
+                        await geo_store.write_pings(conn, batch)
+                except BaseException:
+                    self._buffer[:0] = batch  # not written: first in line again
+                    raise
+                total += len(batch)
+                self.written += len(batch)
         return total
 
     async def _run(self) -> None:
