@@ -26,6 +26,7 @@ class Listener:
         self._conn: asyncpg.Connection | None = None
         self._channels: dict[str, list[Callable[[str], None]]] = {}
         self._on_lost: list[Callable[[], None]] = []
+        self._was_up = False
         self._closing = False
         self._retry: asyncio.Task[None] | None = None
 
@@ -58,11 +59,15 @@ class Listener:
             if not db.is_unavailable(exc):
                 raise
             log.warning("change listener unavailable; will retry")
+            self._was_up = True  # a gap to cover once it connects
             return False
         conn.add_termination_listener(self._lost)
         self._conn = conn
-        # Whatever happened while nobody listened is unknown: treat it as changed.
-        self._notify_lost()
+        if self._was_up:
+            # Whatever happened while nobody listened is unknown: treat it as changed.
+            # (Not on the first connect: the caches were just loaded from the database.)
+            self._notify_lost()
+        self._was_up = True
         return True
 
     async def start(self, retry_seconds: float = 5.0) -> None:
