@@ -4,7 +4,7 @@ pywebpush loop, and the time from a ping to its push arriving, under load.
 Run: python tests/benchmarks/bench_push.py [--pushes 3000] [--naive 300] [--pings 600]
 
 What it does:
-1. starts the local push service of the tests (tests/support/webpush_peer.py: it checks
+1. starts the local push service of the tests (gateway/localpush.py: it checks
    each VAPID JWT and decrypts each aes128gcm body) in its own process;
 2. naive baseline: `pywebpush.webpush()` in a loop (what most projects do), --naive
    messages, one after the other;
@@ -47,7 +47,7 @@ from tests.benchmarks.bench_pings import cpu_seconds, free_port, log, wait_http 
 PEER = """
 import asyncio, json, sys
 sys.path.insert(0, sys.argv[3])
-from tests.support.webpush_peer import PushService
+from gateway.localpush import PushService
 
 async def main():
     service = PushService()

@@ -14,7 +14,7 @@ import pytest
 
 from gateway import outbox, state, webpush
 from tests.gateway.conftest import Shop
-from tests.support.webpush_peer import PushService, Subscriber
+from gateway.localpush import PushService, Subscriber
 
 
 @pytest.fixture

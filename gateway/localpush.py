@@ -1,4 +1,4 @@
-"""A local Web Push service for tests, speaking the real protocols.
+"""A local Web Push service speaking the real protocols, for the demo and the tests.
 
 It plays the browser vendor's push service (RFC 8030): it hands out subscriptions
 like a browser would (a P-256 key pair and an auth secret per subscriber), and on
