@@ -160,9 +160,9 @@ class PushService:
     def clear_faults(self) -> None:
         self._faults.clear()
 
-    async def wait_for(self, n: int, timeout: float = 5.0) -> list[Received]:
+    async def wait_for(self, n: int, within: float = 5.0) -> list[Received]:
         async with self._arrived:
-            await asyncio.wait_for(self._arrived.wait_for(lambda: len(self.received) >= n), timeout)
+            await asyncio.wait_for(self._arrived.wait_for(lambda: len(self.received) >= n), within)
             return list(self.received)
 
     async def _stats(self, request: web.Request) -> web.Response:

@@ -34,6 +34,7 @@ COMMANDS = [
     ["wallet"],
     ["wallet", "dev-certs"],
     ["wallet", "upkeep"],
+    ["demo"],
 ]
 
 

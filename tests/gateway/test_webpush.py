@@ -13,8 +13,8 @@ import orjson
 import pytest
 
 from gateway import outbox, state, webpush
-from tests.gateway.conftest import Shop
 from gateway.localpush import PushService, Subscriber
+from tests.gateway.conftest import Shop
 
 
 @pytest.fixture
@@ -117,7 +117,7 @@ class TestFailures:
         push.fail(sub.endpoint, 429, times=1, retry_after=1)
         await shop.offer(channels=["webpush"])
         await shop.walk_in()
-        await push.wait_for(1, timeout=5)
+        await push.wait_for(1, within=5)
         row = await _outbox(conn, "done")
         assert row["attempts"] == 2
         assert [s for _, s in push.requests] == [429, 201]
@@ -137,7 +137,7 @@ class TestFailures:
         push.fail(sub.endpoint, 500, times=2)
         await shop.offer(channels=["webpush"])
         await shop.walk_in()
-        await push.wait_for(1, timeout=10)
+        await push.wait_for(1, within=10)
         row = await _outbox(conn, "done")
         assert row["attempts"] == 3
         push.clear_faults()
@@ -146,7 +146,7 @@ class TestFailures:
         shop.clock.advance(minutes=1)
         second = await shop.walk_in()
         assert len(second.json["offers"]) == 1
-        await push.wait_for(2, timeout=10)
+        await push.wait_for(2, within=10)
         row = await _outbox(conn, "done")
         assert row["attempts"] == 2  # the hung attempt timed out, the retry got through
         assert [s for _, s in push.requests] == [500, 500, 201, 201]
@@ -326,7 +326,7 @@ async def test_a_worker_started_after_the_listener_still_wakes_on_notify(
     await _subscribe(shop, sub)
     await shop.offer(channels=["webpush"])
     await shop.walk_in()
-    await push.wait_for(1, timeout=5)
+    await push.wait_for(1, within=5)
 
 
 async def test_two_workers_share_a_backlog_without_sending_twice(
