@@ -414,6 +414,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from gateway import bench
+
+    return bench.main(
+        quick=args.quick,
+        only=args.only,
+        out=Path(args.out),
+        fences=args.fences,
+        shoppers=args.shoppers,
+        events=args.events,
+        duration=args.duration,
+    )
+
+
 def cmd_pings_purge(args: argparse.Namespace) -> int:
     cfg = _settings(args)
     days = args.older_than_days if args.older_than_days is not None else cfg.ping_retention_days
@@ -556,6 +570,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dm.add_argument("--port", type=int, help="port for --serve (8080)")
     dm.set_defaults(func=cmd_demo)
+
+    bn = sub.add_parser(
+        "bench",
+        help="measure every headline figure next to a baseline from the same run",
+        description="Run the benchmark scripts of the source tree (tests/benchmarks/) one "
+        "after another: geofence matching, POST /v1/pings throughput and latency (wrk "
+        "against a gateway and a bare aiohttp handler it starts), Web Push fan-out and "
+        "ping-to-push latency, signed passes, redemptions under concurrency and the funnel "
+        "report. Each starts its own gateway on a fresh database (DATABASE_URL's server, "
+        "else embedded). Shows progress, prints a table and writes JSON. Needs wrk "
+        "(apt-get install wrk).",
+    )
+    bn.add_argument("--out", default="bench.json", help="JSON results (./bench.json)")
+    bn.add_argument("--only", nargs="+", metavar="STEP", help="matching pings push passes offers")
+    bn.add_argument("--quick", action="store_true", help="small sizes: a smoke run in ~2 min")
+    bn.add_argument("--fences", type=int, default=100_000, help="geofences (100,000)")
+    bn.add_argument("--shoppers", type=int, default=100_000, help="shoppers pinging (100,000)")
+    bn.add_argument("--events", type=int, default=10_000_000, help="decision events (10M)")
+    bn.add_argument("--duration", type=int, default=10, help="seconds per load phase (10)")
+    bn.set_defaults(func=cmd_bench)
 
     mig = sub.add_parser(
         "migrate",

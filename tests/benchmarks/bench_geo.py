@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from geo import distance, fences
 from geo.index import FenceIndex
 from geo.models import Fence
+from tests.benchmarks import figures
 
 MAIN_CITY = (2.3522, 48.8566)  # Paris
 OTHER_CITIES = [(4.8357, 45.7640), (13.4050, 52.5200), (-3.7038, 40.4168), (9.19, 45.4642)]
@@ -148,6 +149,9 @@ def timed(fn: Callable[[], object], repeat: int) -> float:
     return best
 
 
+LAST: dict[str, float] = {}
+
+
 def run(n_fences: int, n_pings: int, merchants: int, seed: int) -> list[tuple[str, str]]:
     fence_list = make_fences(n_fences, merchants, seed)
     build_times = [timed(lambda: FenceIndex.build(fence_list), 1) for _ in range(3)]
@@ -186,6 +190,13 @@ def run(n_fences: int, n_pings: int, merchants: int, seed: int) -> list[tuple[st
         for k in range(min(n_brute, 200))
     )
     per = 1e6 / n_pings
+    LAST.update(
+        build_ms=statistics.median(build_times) * 1e3,
+        single_us=t_single * per,
+        batched_us=t_batch_256 * per,
+        brute_us=t_brute * 1e6 / n_brute,
+        hits=hits,
+    )
     return [
         ("merchants", f"{merchants} ({n_fences // merchants} fences each)"),
         ("build index, median of 3", f"{statistics.median(build_times) * 1e3:.0f} ms"),
@@ -210,7 +221,9 @@ def main() -> None:
         help="run once per merchant count; 1 is the worst case (every fence is a candidate)",
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
+    rows_out = []
     print(f"python {sys.version.split()[0]}, shapely {shapely.__version__}, numpy {np.__version__}")
     print(f"{args.fences} fences, {args.pings} pings; reach = fences.reach_m(accuracy 5-65 m)")
     for merchants in args.merchants:
@@ -219,6 +232,28 @@ def main() -> None:
         print()
         for name, value in rows:
             print(f"  {name:<{width}}  {value}")
+        per_merchant = f"{args.fences // merchants:,} fences per merchant"
+        brute = "numpy brute force"
+        rows_out += [
+            figures.row(
+                f"matching per ping, one at a time ({per_merchant})",
+                LAST["single_us"],
+                "us",
+                baseline=LAST["brute_us"],
+                baseline_name=brute,
+                higher_is_better=False,
+            ),
+            figures.row(
+                f"matching per ping, batches of 256 ({per_merchant})",
+                LAST["batched_us"],
+                "us",
+                baseline=LAST["brute_us"],
+                baseline_name=brute,
+                higher_is_better=False,
+            ),
+            figures.row(f"index rebuild, {args.fences:,} geofences", LAST["build_ms"], "ms"),
+        ]
+    figures.write(args.json, rows_out)
 
 
 if __name__ == "__main__":

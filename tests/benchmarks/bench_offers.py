@@ -40,6 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tests.benchmarks import figures  # noqa: E402
 from tests.benchmarks.bench_pings import free_port, log, wait_http, wait_port  # noqa: E402
 
 BARE_APP = """
@@ -428,6 +429,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--coupons", type=int, default=60_000)
     parser.add_argument("--load", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
     if args.load:
         base, spec_file, clients, secs, rate = args.load
@@ -567,6 +569,39 @@ def main() -> int:
         f"max {1000 * max(report):.1f} ms over {len(report)} runs"
     )
     print(f"  baseline, naive GROUP BY over the raw log: {1000 * naive:.0f} ms")
+    figures.write(
+        args.json,
+        [
+            figures.row(
+                f"redemption p99, {args.clients} POS clients, closed loop",
+                gw_r["p99_ms"],
+                "ms",
+                baseline=direct["p99_ms"],
+                baseline_name=f"PostgreSQL alone: redeem_coupon() on {args.clients} connections",
+                higher_is_better=False,
+            ),
+            figures.row(
+                f"redemption p99, open loop at {paced:.0f}/s (50 % of max)",
+                gw_paced["p99_ms"],
+                "ms",
+            ),
+            figures.row(
+                "redemptions per second, closed loop",
+                gw_r["rps"],
+                "req/s",
+                baseline=direct["rps"],
+                baseline_name="PostgreSQL alone",
+            ),
+            figures.row(
+                f"funnel report over {args.events:,} decision events (median)",
+                median,
+                "ms",
+                baseline=1000 * naive,
+                baseline_name="naive GROUP BY over the log",
+                higher_is_better=False,
+            ),
+        ],
+    )
     return 0
 
 

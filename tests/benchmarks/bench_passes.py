@@ -17,11 +17,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tests.benchmarks import figures  # noqa: E402
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--passes", type=int, default=2000)
     parser.add_argument("--plain", type=int, default=100)
+    parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
 
     from py_pkpass import models
@@ -84,6 +87,18 @@ def main() -> int:
     )
     print(f"  plain py-pkpass create():     {plain:8.0f} passes/s")
     print(f"  ratio: {ours / plain:.1f}x")
+    figures.write(
+        args.json,
+        [
+            figures.row(
+                "signed passes per second",
+                ours,
+                "passes/s",
+                baseline=plain,
+                baseline_name="plain py-pkpass create()",
+            )
+        ],
+    )
     return 0
 
 

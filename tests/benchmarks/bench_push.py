@@ -42,6 +42,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tests.benchmarks import figures  # noqa: E402
 from tests.benchmarks.bench_pings import cpu_seconds, free_port, log, wait_http  # noqa: E402
 
 PEER = """
@@ -279,6 +280,7 @@ def main() -> int:
     parser.add_argument("--pings", type=int, default=600)
     parser.add_argument("--rate", type=float, default=50.0, help="pings with a push per second")
     parser.add_argument("--load", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
     if args.load:
         base, tokens_file, rate = args.load
@@ -433,6 +435,22 @@ def main() -> int:
         print(f"  arrived {len(latencies)}/{len(sent)}: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     else:
         print("  no push arrived")
+    rows = [
+        figures.row(
+            f"Web Push fan-out, {workers} worker process(es)",
+            rate,
+            "pushes/s",
+            baseline=naive,
+            baseline_name="naive pywebpush.webpush() loop",
+        )
+        for workers, rate in fanout.items()
+    ]
+    if latencies:
+        rows += [
+            figures.row(f"ping to push p50 at {args.rate:g}/s", p50, "ms"),
+            figures.row(f"ping to push p99 at {args.rate:g}/s", p99, "ms"),
+        ]
+    figures.write(args.json, rows)
     return 0
 
 
