@@ -345,6 +345,59 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_wallet_configure(args: argparse.Namespace) -> int:
+    from wallet import apns, passes
+    from wallet import store as wallet_store
+
+    def read(path: str, what: str) -> str:
+        try:
+            return Path(path).read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise errors.ValidationFailed(f"cannot read the {what} at {path}: {exc}") from None
+
+    cert, key, wwdr = read(args.cert, "certificate"), read(args.key, "key"), read(args.wwdr, "WWDR")
+    try:
+        signer = passes.Signer.from_pem(cert.encode(), key.encode(), wwdr.encode())
+        signer.sign(b"{}")  # the key belongs to the certificate and can sign
+    except (ValueError, TypeError) as exc:
+        raise errors.ValidationFailed(f"the certificate, key or WWDR is unusable: {exc}") from None
+    apns_key = read(args.apns_key, "APNs key") if args.apns_key else None
+    if apns_key is not None:
+        if not args.apns_key_id:
+            raise errors.ValidationFailed("--apns-key needs --apns-key-id")
+        try:
+            apns.TokenAuth(apns_key.encode(), args.apns_key_id, args.team_id).header()
+        except (ValueError, TypeError) as exc:
+            raise errors.ValidationFailed(f"the APNs key is unusable: {exc}") from None
+
+    async def work(conn: asyncpg.Connection) -> None:
+        if await tenancy.get_merchant(conn, args.merchant) is None:
+            raise errors.NotFound(f"no merchant {args.merchant}")
+        await wallet_store.put_wallet_config(
+            conn,
+            merchant_id=args.merchant,
+            pass_type_id=args.pass_type_id,
+            team_id=args.team_id,
+            organization=args.organization,
+            cert_pem=cert,
+            key_pem=key,
+            wwdr_pem=wwdr,
+            apns_key_pem=apns_key,
+            apns_key_id=args.apns_key_id if apns_key else None,
+        )
+
+    asyncio.run(_with_db(_settings(args), work))
+    _print_json(
+        {
+            "merchant": str(args.merchant),
+            "pass_type_id": args.pass_type_id,
+            "team_id": args.team_id,
+            "apns": "token" if apns_key else "certificate",
+        }
+    )
+    return 0
+
+
 def cmd_wallet_upkeep(args: argparse.Namespace) -> int:
     cfg = _settings(args)
 
@@ -537,6 +590,25 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--pass-type-id", default="pass.dev.gateway", help="pass type identifier")
     dc.add_argument("--team-id", default="DEVTEAM000", help="team identifier")
     dc.set_defaults(func=cmd_wallet_dev_certs)
+    cf = wsub.add_parser(
+        "configure",
+        help="set a merchant's pass certificates and APNs key (files, e.g. mounted secrets)",
+        description="Store the merchant's Pass Type ID certificate, its private key and "
+        "Apple's WWDR certificate (PEM files), and optionally an APNs auth key (.p8) for "
+        "token-based pass-update pushes; without one, the pass certificate is used. The "
+        "files are checked (the key must sign with the certificate) before anything is "
+        "stored. Replaces the development certificates made on first use.",
+    )
+    cf.add_argument("--merchant", type=_positive_id, required=True, help="merchant id")
+    cf.add_argument("--pass-type-id", required=True, help="e.g. pass.com.example.loyalty")
+    cf.add_argument("--team-id", required=True, help="the Apple developer team id")
+    cf.add_argument("--organization", required=True, help="shown on the pass")
+    cf.add_argument("--cert", required=True, help="pass certificate, PEM")
+    cf.add_argument("--key", required=True, help="its private key, PEM (unencrypted)")
+    cf.add_argument("--wwdr", required=True, help="Apple WWDR intermediate certificate, PEM")
+    cf.add_argument("--apns-key", help="APNs auth key (.p8), PEM")
+    cf.add_argument("--apns-key-id", help="the APNs key's id (10 characters)")
+    cf.set_defaults(func=cmd_wallet_configure)
     up = wsub.add_parser(
         "upkeep",
         help="expire points, recompute tiers, refresh expired coupon passes",

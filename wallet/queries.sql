@@ -237,3 +237,15 @@ WITH x AS (
     SELECT DISTINCT merchant_id, shopper_id, 'coupon_expired' FROM x
 )
 SELECT count(*) FROM x;
+
+-- name: put_config
+-- A merchant's own certificates (and APNs key), replacing whatever was there.
+INSERT INTO wallet_configs (merchant_id, pass_type_id, team_id, organization, cert_pem, key_pem,
+                            wwdr_pem, dev, apns_key_pem, apns_key_id, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, false, $8, $9, now())
+ON CONFLICT (merchant_id) DO UPDATE SET
+    pass_type_id = excluded.pass_type_id, team_id = excluded.team_id,
+    organization = excluded.organization, cert_pem = excluded.cert_pem,
+    key_pem = excluded.key_pem, wwdr_pem = excluded.wwdr_pem, dev = false,
+    apns_key_pem = excluded.apns_key_pem, apns_key_id = excluded.apns_key_id,
+    updated_at = now();

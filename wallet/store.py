@@ -315,6 +315,34 @@ async def wallet_config(conn: asyncpg.Connection, merchant_id: int) -> WalletCon
     return WalletConfig(**dict(row))
 
 
+async def put_wallet_config(
+    conn: asyncpg.Connection,
+    *,
+    merchant_id: int,
+    pass_type_id: str,
+    team_id: str,
+    organization: str,
+    cert_pem: str,
+    key_pem: str,
+    wwdr_pem: str,
+    apns_key_pem: str | None,
+    apns_key_id: str | None,
+) -> None:
+    """Store the merchant's own pass certificates (checked by the caller)."""
+    await conn.execute(
+        _Q["put_config"],
+        merchant_id,
+        pass_type_id,
+        team_id,
+        organization,
+        cert_pem,
+        key_pem,
+        wwdr_pem,
+        apns_key_pem,
+        apns_key_id,
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoyaltyPassRow:
     serial: str

@@ -34,7 +34,9 @@ COMMANDS = [
     ["wallet"],
     ["wallet", "dev-certs"],
     ["wallet", "upkeep"],
+    ["wallet", "configure"],
     ["demo"],
+    ["bench"],
 ]
 
 
@@ -194,3 +196,54 @@ def test_wallet_dev_certs_are_labelled_and_usable(
     )
     assert signer.sign(b"{}")
     assert (d / "pass-key.pem").stat().st_mode & 0o077 == 0
+
+
+async def test_wallet_configure_stores_checked_certificates(
+    database_url: str, conn: asyncpg.Connection, tenant_a: Tenant, tmp_path: Path
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    environ = proc.env(database_url, tmp_path)
+    certs = tmp_path / "certs"
+    code, _, err = await proc.run("wallet", "dev-certs", "--out", str(certs), environ=environ)
+    assert code == 0, err
+    p8 = tmp_path / "AuthKey.p8"
+    p8.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    base = [
+        "wallet", "configure", "--merchant", str(tenant_a.merchant_id),
+        "--pass-type-id", "pass.com.example.loyalty", "--team-id", "TEAM123456",
+        "--organization", "Corner Coffee", "--cert", str(certs / "pass-certificate.pem"),
+        "--wwdr", str(certs / "wwdr-dev-ca.pem"),
+    ]  # fmt: skip
+    # A key that is not the certificate's: refused, nothing stored.
+    other = tmp_path / "other-key.pem"
+    other.write_bytes(p8.read_bytes())
+    code, _, err = await proc.run(*base, "--key", str(other), environ=environ)
+    assert code != 0 and "unusable" in err and "Traceback" not in err
+    assert await conn.fetchval("SELECT count(*) FROM wallet_configs") == 0
+
+    code, out, err = await proc.run(
+        *base,
+        "--key",
+        str(certs / "pass-key.pem"),
+        "--apns-key",
+        str(p8),
+        "--apns-key-id",
+        "KEY1234567",
+        environ=environ,
+    )
+    assert code == 0, err
+    assert json.loads(out)["apns"] == "token"
+    row = await conn.fetchrow("SELECT pass_type_id, dev, apns_key_id FROM wallet_configs")
+    assert (row["pass_type_id"], row["dev"], row["apns_key_id"]) == (
+        "pass.com.example.loyalty",
+        False,
+        "KEY1234567",
+    )
