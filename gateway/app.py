@@ -86,6 +86,8 @@ def create_app(
         log=log_,
         offers=app[state.OFFERS],
     )
+    # A shopper's key and geofence state come from the database in one read.
+    app[state.VERIFIER].on_shopper_row = app[state.PINGS].prime
     app[state.PING_LIMITER] = ratelimit.TokenBuckets(
         rate=settings.ping_rate, burst=settings.ping_burst
     )

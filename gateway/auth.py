@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +133,9 @@ class TokenVerifier:
         self._ttl = ttl
         self._max = max_entries
         self._cache: dict[str, _Entry] = {}
+        # Told (shopper id, the key's row) when a shopper key is read from the database;
+        # the row also carries the shopper's geofence state (see get_api_key).
+        self.on_shopper_row: Callable[[int, asyncpg.Record], None] | None = None
 
     def forget(self, public_id: str) -> None:
         self._cache.pop(public_id, None)
@@ -181,4 +185,6 @@ class TokenVerifier:
         if len(self._cache) >= self._max:
             self._cache.clear()
         self._cache[public_id] = entry
+        if row is not None and row["shopper_id"] is not None and self.on_shopper_row is not None:
+            self.on_shopper_row(row["shopper_id"], row)
         return entry

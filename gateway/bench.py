@@ -23,6 +23,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "tests" / "benchmarks"
+REMOTE_SKIPS = ("push", "offers")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +34,15 @@ class Step:
     what: str
 
 
-def suite(*, quick: bool, fences: int, shoppers: int, events: int, duration: int) -> list[Step]:
+def suite(
+    *,
+    quick: bool,
+    fences: int,
+    shoppers: int,
+    events: int,
+    duration: int,
+    remote: tuple[str, str, str] | None = None,
+) -> list[Step]:
     if quick:  # a smoke run: every script, small sizes
         fences, shoppers, events, duration = 2_000, 200, 20_000, 2
     d = str(duration)
@@ -47,8 +56,14 @@ def suite(*, quick: bool, fences: int, shoppers: int, events: int, duration: int
         Step(
             "pings",
             "bench_pings.py",
-            ("--fences", str(fences), "--shoppers", str(shoppers), "--duration", d),
-            f"POST /v1/pings with {fences:,} geofences and {shoppers:,} shoppers, vs bare aiohttp",
+            ("--fences", str(fences), "--shoppers", str(shoppers), "--duration", d)
+            + (
+                ("--url", remote[0], "--manager-token", remote[1], "--app-token", remote[2])
+                if remote
+                else ()
+            ),
+            f"POST /v1/pings with {fences:,} geofences and {shoppers:,} shoppers, vs bare aiohttp"
+            + (f" (the gateway at {remote[0]})" if remote else ""),
         ),
         Step(
             "push",
@@ -110,14 +125,14 @@ def _num(value: float | None) -> str:
 
 def table(rows: Sequence[dict[str, Any]]) -> str:
     lines = [
-        f"{'figure':<62}{'value':>11} {'unit':<9}{'baseline':>11}  {'ratio':>6}  baseline is",
-        "-" * 130,
+        f"{'figure':<70}{'value':>10} {'unit':<9}{'baseline':>10} {'ratio':>8}  baseline",
+        "-" * 136,
     ]
     for r in rows:
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"
         lines.append(
-            f"{r['figure'][:61]:<62}{_num(r['value']):>11} {r['unit']:<9}"
-            f"{_num(r['baseline']):>11}  {ratio:>6}  {r['baseline_name'] or ''}"
+            f"{r['figure'][:69]:<70}{_num(r['value']):>10} {r['unit']:<9}"
+            f"{_num(r['baseline']):>10} {ratio:>8}  {r['baseline_name'] or ''}"
         )
     lines.append("ratio: how many times better the figure is than its baseline (>1: better)")
     return "\n".join(lines)
@@ -132,6 +147,7 @@ def main(
     shoppers: int,
     events: int,
     duration: int,
+    remote: tuple[str, str, str] | None = None,
 ) -> int:
     if not SCRIPTS.is_dir():
         sys.stderr.write(
@@ -139,20 +155,41 @@ def main(
             f"(tests/benchmarks/), which is not at {SCRIPTS}\n"
         )
         return 2
-    steps = suite(quick=quick, fences=fences, shoppers=shoppers, events=events, duration=duration)
+    steps = suite(
+        quick=quick,
+        fences=fences,
+        shoppers=shoppers,
+        events=events,
+        duration=duration,
+        remote=remote,
+    )
     if only:
         unknown = set(only) - {s.name for s in steps}
         if unknown:
             sys.stderr.write(f"gateway bench: no step {', '.join(sorted(unknown))}\n")
             return 2
         steps = [s for s in steps if s.name in only]
+    if remote:
+        # Fan-out and redemptions need the gateway's database and worker processes.
+        skipped = [s.name for s in steps if s.name in REMOTE_SKIPS]
+        if skipped:
+            sys.stderr.write(
+                f"gateway bench --url: measuring {remote[0]}; {', '.join(skipped)} need a "
+                "local database and are left out (run without --url for them)\n"
+            )
+        steps = [s for s in steps if s.name not in REMOTE_SKIPS]
     started = time.monotonic()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
         for step in steps:
-            rows += run_step(step, Path(tmp, f"{step.name}.json"))
+            try:
+                rows += run_step(step, Path(tmp, f"{step.name}.json"))
+            except RuntimeError as exc:
+                sys.stderr.write(f"gateway bench: {exc}; its output is above\n")
+                return 1
     seconds = time.monotonic() - started
     result = {
+        "gateway": remote[0] if remote else "started here",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "database": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "embedded",

@@ -358,7 +358,8 @@ def cmd_wallet_configure(args: argparse.Namespace) -> int:
     cert, key, wwdr = read(args.cert, "certificate"), read(args.key, "key"), read(args.wwdr, "WWDR")
     try:
         signer = passes.Signer.from_pem(cert.encode(), key.encode(), wwdr.encode())
-        signer.sign(b"{}")  # the key belongs to the certificate and can sign
+        signer.check()
+        signer.sign(b"{}")
     except (ValueError, TypeError) as exc:
         raise errors.ValidationFailed(f"the certificate, key or WWDR is unusable: {exc}") from None
     apns_key = read(args.apns_key, "APNs key") if args.apns_key else None
@@ -478,7 +479,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         shoppers=args.shoppers,
         events=args.events,
         duration=args.duration,
+        remote=_remote(args),
     )
+
+
+def _remote(args: argparse.Namespace) -> tuple[str, str, str] | None:
+    if not args.url:
+        return None
+    if not (args.manager_token and args.app_token):
+        raise errors.ValidationFailed("--url needs --manager-token and --app-token")
+    return (args.url, args.manager_token, args.app_token)
 
 
 def cmd_pings_purge(args: argparse.Namespace) -> int:
@@ -661,6 +671,13 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--shoppers", type=int, default=100_000, help="shoppers pinging (100,000)")
     bn.add_argument("--events", type=int, default=10_000_000, help="decision events (10M)")
     bn.add_argument("--duration", type=int, default=10, help="seconds per load phase (10)")
+    bn.add_argument(
+        "--url",
+        help="measure a running gateway's pings instead of starting one; give a merchant "
+        "set aside for benchmarking (its geofences are replaced, --shoppers are enrolled)",
+    )
+    bn.add_argument("--manager-token", help="with --url: a manager key of that merchant")
+    bn.add_argument("--app-token", help="with --url: an app key of that merchant")
     bn.set_defaults(func=cmd_bench)
 
     mig = sub.add_parser(

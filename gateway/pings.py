@@ -82,6 +82,13 @@ class PingService:
         listener.subscribe(geo_store.VISITS_CHANNEL, self._on_visits_changed)
         listener.on_lost(self._states.clear)
 
+    def prime(self, shopper_id: int, row: asyncpg.Record) -> None:
+        """Cache the state read together with the shopper's API key, unless one is cached."""
+        if shopper_id not in self._states:
+            if len(self._states) >= 1_000_000:
+                self._states.clear()
+            self._states[shopper_id] = geo_store.shopper_geo_from_row(row)
+
     def _on_visits_changed(self, payload: str) -> None:
         origin, _, shopper = payload.partition(":")
         if origin != self.origin and shopper.isdigit():

@@ -356,6 +356,11 @@ def _shopper_geo(row: asyncpg.Record | None) -> ShopperGeo:
     )
 
 
+def shopper_geo_from_row(row: asyncpg.Record) -> ShopperGeo:
+    """The state from a row carrying get_shopper_geo's columns (NULL ones: no state yet)."""
+    return _shopper_geo(row if row["version"] is not None else None)
+
+
 async def get_shopper_geo(conn: asyncpg.Connection, shopper_id: int) -> ShopperGeo:
     return _shopper_geo(await conn.fetchrow(_Q["get_shopper_geo"], shopper_id))
 

@@ -53,6 +53,16 @@ class Signer:
             wwdr=x509.load_pem_x509_certificate(wwdr_pem),
         )
 
+    def check(self) -> None:
+        """Raise ValueError unless the key is the certificate's and WWDR issued it."""
+        spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        if self.certificate.public_key().public_bytes(*spki) != self.key.public_key().public_bytes(
+            *spki
+        ):
+            raise ValueError("the private key does not belong to the pass certificate")
+        if self.certificate.issuer != self.wwdr.subject:
+            raise ValueError("the pass certificate was not issued by this WWDR certificate")
+
     def sign(self, manifest: bytes) -> bytes:
         return (
             pkcs7.PKCS7SignatureBuilder()

@@ -180,6 +180,71 @@ async def enrol_many(conn: Any, merchant_id: int, n: int) -> list[tuple[str, int
     return [(m.token, i) for i, m in enumerate(minted)]
 
 
+async def setup_api(
+    base: str, manager: str, app: str, n_fences: int, n_shoppers: int, seed: int
+) -> list[tuple[str, int]]:
+    """--url: load a running gateway through its API (the merchant of the two tokens
+    gets a store, its geofences replaced by --fences new ones, and --shoppers shoppers)."""
+    import aiohttp
+
+    rng = np.random.default_rng(seed)
+    async with aiohttp.ClientSession(base_url=base) as http:
+
+        async def call(method: str, path: str, token: str, body: Any, ctype: str) -> Any:
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": ctype}
+            async with http.request(method, path, data=orjson.dumps(body), headers=headers) as r:
+                answer = await r.json()
+                if r.status >= 300:
+                    raise RuntimeError(f"{method} {path}: {r.status} {answer}")
+                return answer
+
+        store = await call(
+            "POST",
+            "/v1/stores",
+            manager,
+            {"name": "Bench HQ", "lat": CENTRE[1], "lon": CENTRE[0], "timezone": "Europe/Paris"},
+            "application/json",
+        )
+        features = []
+        for i in range(n_fences):
+            lon, lat = (float(v) for v in offset(*CENTRE, *rng.uniform(-100_000, 100_000, 2)))
+            props: dict[str, Any] = {"store_id": store["id"], "name": f"f{i}"}
+            if rng.random() < 0.8:
+                geometry: dict[str, Any] = {"type": "Point", "coordinates": [lon, lat]}
+                props["radius_m"] = float(rng.uniform(30, 300))
+            else:
+                k, r = int(rng.integers(5, 40)), float(rng.uniform(30, 200))
+                angles = np.sort(rng.uniform(0, 2 * math.pi, k))
+                ring = [
+                    [float(v) for v in offset(lon, lat, r * math.cos(a), r * math.sin(a))]
+                    for a in angles
+                ]
+                geometry = {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
+            features.append({"type": "Feature", "geometry": geometry, "properties": props})
+        started = time.perf_counter()
+        await call(
+            "PUT",
+            "/v1/geofences",
+            manager,
+            {"type": "FeatureCollection", "features": features},
+            "application/geo+json",
+        )
+        log(f"imported {n_fences} geofences in {time.perf_counter() - started:.1f}s")
+        shoppers: list[tuple[str, int]] = []
+        todo = iter(range(n_shoppers))
+
+        async def enrol() -> None:
+            for i in todo:
+                made = await call(
+                    "POST", "/v1/shoppers", app, {"marketing_consent": True}, "application/json"
+                )
+                shoppers.append((made["token"], i))
+
+        await asyncio.gather(*(enrol() for _ in range(32)))
+        log(f"enrolled {n_shoppers} shoppers through the API")
+        return sorted(shoppers, key=lambda s: s[1])
+
+
 def build_requests(
     shoppers: list[tuple[str, int]], per_shopper: int, seed: int
 ) -> list[tuple[str, bytes]]:
@@ -373,6 +438,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument(
+        "--url",
+        help="measure a running gateway instead of starting one (needs --manager-token and "
+        "--app-token of a merchant set aside for benchmarking: its geofences are replaced)",
+    )
+    parser.add_argument("--manager-token", help="with --url: a manager key of that merchant")
+    parser.add_argument("--app-token", help="with --url: an app key of that merchant")
+    parser.add_argument(
         "--open-loop", nargs=4, metavar=("URL", "FILE", "RATE", "SECONDS"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -387,10 +459,16 @@ def main() -> int:
     from gateway import db
     from tests.support.pg import with_database
 
+    remote = args.url.rstrip("/") if args.url else None
+    if remote and not (args.manager_token and args.app_token):
+        sys.exit("--url needs --manager-token and --app-token")
     work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     embedded = None
     given = os.environ.get("DATABASE_URL")
-    if given:
+    admin_url = ""
+    if remote:
+        pass
+    elif given:
         admin_url = given
     else:
         embedded = db.EmbeddedServer(work)
@@ -407,37 +485,57 @@ def main() -> int:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.close()
 
-    asyncio.run(create())
-    url = with_database(admin_url, name)
+    url = ""
+    if not remote:
+        asyncio.run(create())
+        url = with_database(admin_url, name)
     procs: list[subprocess.Popen[bytes]] = []
+    gw_cpu: float | None = None
+    mix: dict[str, int] = {}
     try:
-        shoppers = asyncio.run(setup(url, args.fences, args.shoppers, args.seed))
+        if remote:
+            shoppers = asyncio.run(
+                setup_api(
+                    remote,
+                    args.manager_token,
+                    args.app_token,
+                    args.fences,
+                    args.shoppers,
+                    args.seed,
+                )
+            )
+        else:
+            shoppers = asyncio.run(setup(url, args.fences, args.shoppers, args.seed))
         per_shopper = max(2, min(20, 200_000 // max(args.shoppers, 1)))
         requests = build_requests(shoppers, per_shopper=per_shopper, seed=args.seed)
         request_file = work / "requests.txt"
         request_file.write_text("\n".join(f"{t}|{b.decode()}" for t, b in requests) + "\n")
         gw_port, bare_port = free_port(), free_port()
-        env = dict(
-            os.environ,
-            DATABASE_URL=url,
-            GATEWAY_DATA_DIR=str(work),
-            GATEWAY_PING_RATE="100000",
-            GATEWAY_PING_BURST="100000",
-            GATEWAY_MAX_SPEED_MPS="1000000",
-            GATEWAY_LOG_LEVEL="WARNING",
-            GATEWAY_DB_POOL_MAX="20",
-        )
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "gateway", "serve", "--port", str(gw_port)],
-                env=env,
-                cwd=ROOT,
-            )
-        )
         bare_file = work / "bare.py"
         bare_file.write_text(BARE_APP)
         procs.append(subprocess.Popen([sys.executable, str(bare_file), str(bare_port)]))
-        gw, bare = f"http://127.0.0.1:{gw_port}", f"http://127.0.0.1:{bare_port}"
+        bare = f"http://127.0.0.1:{bare_port}"
+        if remote:
+            gw = remote
+        else:
+            env = dict(
+                os.environ,
+                DATABASE_URL=url,
+                GATEWAY_DATA_DIR=str(work),
+                GATEWAY_PING_RATE="100000",
+                GATEWAY_PING_BURST="100000",
+                GATEWAY_MAX_SPEED_MPS="1000000",
+                GATEWAY_LOG_LEVEL="WARNING",
+                GATEWAY_DB_POOL_MAX="20",
+            )
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "gateway", "serve", "--port", str(gw_port)],
+                    env=env,
+                    cwd=ROOT,
+                )
+            )
+            gw = f"http://127.0.0.1:{gw_port}"
         started = time.perf_counter()
         wait_http(f"{gw}/readyz", timeout=300)
         log(
@@ -449,13 +547,15 @@ def main() -> int:
         log("warm-up")
         run_wrk(gw, request_file, 3)
         log("max throughput: bare aiohttp")
-        bare_cpu = cpu_seconds(procs[1].pid)
+        bare_cpu = cpu_seconds(procs[0].pid)
         bare_max = run_wrk(bare, request_file, args.duration)
-        bare_cpu = cpu_seconds(procs[1].pid) - bare_cpu
+        bare_cpu = cpu_seconds(procs[0].pid) - bare_cpu
         log("max throughput: gateway")
-        gw_cpu = cpu_seconds(procs[0].pid)
+        if not remote:
+            gw_cpu = cpu_seconds(procs[1].pid)
         gw_max = run_wrk(gw, request_file, args.duration)
-        gw_cpu = cpu_seconds(procs[0].pid) - gw_cpu
+        if gw_cpu is not None:
+            gw_cpu = cpu_seconds(procs[1].pid) - gw_cpu
         rate = 0.7 * gw_max["rps"]
         log(f"latency at {rate:.0f} req/s (70 % of the gateway's max), wrk paced: gateway")
         gw_lat = run_wrk(gw, request_file, args.duration, rate=rate)
@@ -463,13 +563,15 @@ def main() -> int:
         bare_lat = run_wrk(bare, request_file, args.duration, rate=rate)
         log(f"latency at {rate:.0f} req/s, open loop (Python client): gateway")
         gw_open = load_process(gw, request_file, rate, args.duration)
-        mix = asyncio.run(workload_mix(url))
+        if not remote:
+            mix = asyncio.run(workload_mix(url))
     finally:
         for p in procs:
             p.terminate()
         for p in procs:
             p.wait(timeout=30)
-        asyncio.run(drop())
+        if not remote:
+            asyncio.run(drop())
         if embedded is not None:
             embedded.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -485,9 +587,10 @@ def main() -> int:
         f"{'max throughput (req/s, wrk -c64)':<44}{gw_max['rps']:>12.0f}"
         f"{bare_max['rps']:>14.0f}{ratio:>8.2f}"
     )
-    gw_us = 1e6 * gw_cpu / (gw_max["rps"] * args.duration)
+    gw_us = None if gw_cpu is None else 1e6 * gw_cpu / (gw_max["rps"] * args.duration)
     bare_us = 1e6 * bare_cpu / (bare_max["rps"] * args.duration)
-    print(f"{'server process CPU per request (us)':<44}{gw_us:>12.1f}{bare_us:>14.1f}")
+    shown = "remote" if gw_us is None else f"{gw_us:.1f}"
+    print(f"{'server process CPU per request (us)':<44}{shown:>12}{bare_us:>14.1f}")
     print(
         f"{'non-2xx answers during max throughput':<44}{gw_max['non_2xx']:>12.0f}"
         f"{bare_max['non_2xx']:>14.0f}"
@@ -502,10 +605,13 @@ def main() -> int:
         f"{'open loop, Python client: p50 / p99 (ms)':<44}"
         f"{gw_open['p50_ms']:>6.1f} /{gw_open['p99_ms']:>5.1f}"
     )
-    print(
-        f"workload over the whole run: {mix['pings']} pings logged, {mix['transitions']} "
-        f"enter/dwell/exit transitions, {mix['state_writes']} visit-state writes"
-    )
+    if mix:
+        print(
+            f"workload over the whole run: {mix['pings']} pings logged, {mix['transitions']} "
+            f"enter/dwell/exit transitions, {mix['state_writes']} visit-state writes"
+        )
+    if remote:
+        print(f"gateway at {remote}; the bare handler runs on this machine")
     print(
         "wrk paces each connection (closed loop), so a stall delays requests rather than "
         "showing in them; the open-loop Python client counts from the scheduled send time, "
@@ -517,6 +623,8 @@ def main() -> int:
         f"p99 < 20 ms at 70 % load (wrk paced): {'met' if gw_lat['p99_ms'] < 20 else 'NOT met'}"
     )
     scale = f"{args.fences:,} geofences, {args.shoppers:,} shoppers"
+    if remote:
+        scale += f", {remote}"
     figures.write(
         args.json,
         [

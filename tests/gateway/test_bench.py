@@ -4,10 +4,12 @@ table and in JSON), and a clear refusal of an unknown step."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import Tenant
 from tests.support import proc
 
 
@@ -37,3 +39,49 @@ async def test_bench_runs_a_step_and_writes_figures_with_baselines(tmp_path: Pat
 async def test_bench_refuses_an_unknown_step(tmp_path: Path) -> None:
     code, _, stderr = await proc.run("bench", "--only", "nosuch", environ=proc.env(None, tmp_path))
     assert code == 2 and "no step nosuch" in stderr
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk (apt-get install wrk)")
+async def test_bench_measures_a_running_gateway_given_by_url(
+    database_url: str, tenant_a: Tenant, tmp_path: Path
+) -> None:
+    # WARNING: per-request log lines would fill the unread stderr pipe under load.
+    environ = proc.env(
+        database_url,
+        tmp_path,
+        GATEWAY_PING_RATE="100000",
+        GATEWAY_PING_BURST="100000",
+        GATEWAY_LOG_LEVEL="WARNING",
+    )
+    served = proc.Served(proc.free_port(), environ)
+    await served.start()
+    out = tmp_path / "remote.json"
+    try:
+        await served.wait_ready()
+        code, _, stderr = await proc.run(
+            "bench",
+            "--quick",
+            "--only",
+            "pings",
+            "push",
+            "--url",
+            served.url,
+            "--manager-token",
+            tenant_a.tokens["manager"],
+            "--app-token",
+            tenant_a.tokens["app"],
+            "--out",
+            str(out),
+            environ=proc.env(None, tmp_path),
+            timeout=300,
+        )
+    finally:
+        await served.stop()
+    assert code == 0, stderr
+    assert "push need a local database and are left out" in stderr.replace("\n", " ")
+    result = json.loads(out.read_text())
+    assert result["gateway"] == served.url
+    throughput = next(r for r in result["rows"] if r["figure"].startswith("ping throughput"))
+    assert served.url in throughput["figure"]
+    assert throughput["value"] > 0 and throughput["baseline"] > 0
+    assert "bare aiohttp" in throughput["baseline_name"]

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import test_utils, web
 
 from gateway import app as app_mod
-from gateway import clock, state
+from gateway import clock, state, tenancy
 from gateway.settings import Settings
 from geo import geojson
 from geo import store as geo_store
@@ -442,3 +442,36 @@ async def test_retention_purges_only_old_pings(
     assert code == 0, err
     assert '"deleted": 2' in out
     assert await conn.fetchval("SELECT count(*) FROM pings") == 1
+
+
+async def test_a_shoppers_key_and_geofence_state_come_in_one_read(
+    world: World, conn: asyncpg.Connection
+) -> None:
+    """A process that has not seen the shopper yet gets the visit state with the key."""
+    r = await world.ping(0, 0)  # inside the circle: a visit with state in the database
+    assert world.events(r) == [(world.circle, "enter")]
+    pings_svc = world.app[state.PINGS]
+    verifier = world.app[state.VERIFIER]
+    sid = world.tenant.shopper_id
+    assert sid is not None
+    pings_svc._states.clear()
+    verifier.forget_all()
+    principal = await verifier.verify(world.app[state.POOL], world.tenant.tokens["shopper"])
+    assert principal is not None and principal.shopper_id == sid
+    primed = pings_svc._states[sid]
+    stored = await conn.fetchrow("SELECT version FROM shopper_geo WHERE shopper_id = $1", sid)
+    assert primed.version == stored["version"] and world.circle in primed.visits
+    # A shopper with no state yet is primed as such, and the next ping works from it.
+    _, other = await tenancy.enrol_shopper(
+        conn,
+        merchant_id=world.tenant.merchant_id,
+        name="new",
+        email=None,
+        marketing_consent=True,
+        timezone=None,
+    )
+    who = await verifier.verify(world.app[state.POOL], other)
+    assert who is not None and pings_svc._states[who.shopper_id].version is None
+    world.clock.advance(seconds=5)
+    r = await world.ping(0, 0, token=other)
+    assert world.events(r) == [(world.circle, "enter")]
