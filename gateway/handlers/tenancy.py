@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import pydantic
 from aiohttp import web
 
-from gateway import api, db, errors, state, tenancy
+from gateway import api, db, errors, privacy, state, tenancy
 from gateway.api import Endpoint, Reply
 from gateway.auth import Role
 
@@ -99,6 +99,21 @@ Tag = Annotated[str, pydantic.StringConstraints(min_length=1, max_length=64)]
 
 class ShopperPatch(api.Model):
     tags: Annotated[list[Tag], pydantic.Field(max_length=100)]
+
+
+class ExportOut(api.Out):
+    exported_at: dt.datetime
+    profile: dict[str, Any]
+    location: dict[str, Any]
+    offers: dict[str, Any]
+    loyalty: dict[str, Any]
+    devices: dict[str, Any]
+    api_keys: list[dict[str, Any]]
+
+
+class ErasedOut(api.Out):
+    erased: bool
+    removed: dict[str, int]
 
 
 class MePatch(api.Model):
@@ -269,6 +284,31 @@ async def patch_me(request: web.Request) -> web.Response:
     return api.json(_shopper(shopper))
 
 
+async def export_me(request: web.Request) -> web.Response:
+    p = api.principal(request)
+    assert p.shopper_id is not None
+    async with db.acquire(request.app[state.POOL]) as conn:
+        data = await privacy.export(conn, p.shopper_id, p.merchant_id)
+    if data is None:
+        raise errors.NotFound("no such shopper")
+    return api.json(
+        {"exported_at": request.app[state.CLOCK].now().isoformat(), **data},
+        headers={"Content-Disposition": 'attachment; filename="my-data.json"'},
+    )
+
+
+async def erase_me(request: web.Request) -> web.Response:
+    p = api.principal(request)
+    assert p.shopper_id is not None
+    async with db.acquire(request.app[state.POOL]) as conn:
+        removed = await privacy.erase(
+            conn, p.shopper_id, p.merchant_id, request.app[state.CLOCK].now()
+        )
+    if removed is None:
+        raise errors.NotFound("no such shopper")
+    return api.json({"erased": True, "removed": removed})
+
+
 async def get_me(request: web.Request) -> web.Response:
     p = api.principal(request)
     assert p.shopper_id is not None
@@ -378,6 +418,35 @@ ENDPOINTS = [
         roles=frozenset({Role.SHOPPER}),
         body=MePatch,
         replies={200: Reply(description="The shopper", model=ShopperOut)},
+        errors=(404,),
+    ),
+    Endpoint(
+        method="GET",
+        path="/v1/me/export",
+        handler=export_me,
+        tag="shoppers",
+        summary="Everything held about the calling shopper, as one JSON document",
+        description="Profile, location (last position, visit state, raw pings still within "
+        "the retention period, geofence events), offer decisions, coupons, deliveries, "
+        "redemptions, the points ledger, purchases, tier changes, push subscriptions "
+        "(endpoints), wallet passes and API keys (ids). Secrets are left out.",
+        roles=frozenset({Role.SHOPPER}),
+        replies={200: Reply(description="The shopper's data", model=ExportOut)},
+        errors=(404,),
+    ),
+    Endpoint(
+        method="DELETE",
+        path="/v1/me",
+        handler=erase_me,
+        tag="shoppers",
+        summary="Erase the calling shopper's personal data and location history",
+        description="Deletes raw pings, geofence events, the visit state and last position, "
+        "push subscriptions, wallet passes and pending deliveries; clears name, e-mail, time "
+        "zone, tags and consent; revokes the shopper's tokens (this one included). The "
+        "shopper's id stays, identifying no one, on purchases, the points ledger and offer "
+        "history, so accounting and campaign reports (aggregates) are unchanged.",
+        roles=frozenset({Role.SHOPPER}),
+        replies={200: Reply(description="What was removed", model=ErasedOut)},
         errors=(404,),
     ),
     Endpoint(

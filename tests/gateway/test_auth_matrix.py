@@ -33,6 +33,8 @@ MATRIX = [
     ("GET", "/v1/shoppers/{shopper_id}", STAFF, 200),
     ("GET", "/v1/me", {"shopper"}, 200),
     ("PATCH", "/v1/me", {"shopper"}, 200),
+    ("GET", "/v1/me/export", {"shopper"}, 200),
+    ("DELETE", "/v1/me", {"shopper"}, 200),
     ("PATCH", "/v1/shoppers/{shopper_id}", WRITERS, 200),
     ("POST", "/v1/stores", WRITERS, 201),
     ("GET", "/v1/stores", STAFF, 200),
