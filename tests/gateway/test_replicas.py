@@ -1,0 +1,265 @@
+"""Three `gateway serve` replicas on one database behind nginx: caps, budgets and
+single-use redemption hold with requests spread across them, a geofence edit reaches
+every replica's index within a second, and kill -9 of a replica under load loses no
+committed decision and leaves no outbox row stuck."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from gateway import tenancy
+from gateway.localpush import PushService
+from tests.conftest import Tenant
+from tests.support import proc
+from tests.support.replicas import cluster
+
+pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="needs Debian's nginx")
+
+LAT, LON = 48.80, 2.25  # away from the tenant fixture's own places
+M_PER_DEG = 111_320.0
+
+
+def _at(dx: float, dy: float = 0.0) -> tuple[float, float]:
+    return LAT + dy / M_PER_DEG, LON + dx / (M_PER_DEG * math.cos(math.radians(LAT)))
+
+
+def _environ(database_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return proc.env(
+        database_url,
+        tmp_path,
+        GATEWAY_PING_RATE="1000",
+        GATEWAY_PING_BURST="1000",
+        GATEWAY_REDEEM_RATE="1000",
+        GATEWAY_REDEEM_BURST="1000",
+        GATEWAY_LOG_LEVEL="WARNING",
+        GATEWAY_WEBPUSH_ALLOW_HTTP="1",
+        GATEWAY_PASS_PUSHER="0",
+        # The walks below move 400 m between pings milliseconds apart: not a spoofing test.
+        GATEWAY_MAX_SPEED_MPS="1000000",
+        **extra,
+    )
+
+
+class Client:
+    def __init__(self, http: aiohttp.ClientSession, base: str) -> None:
+        self.http, self.base = http, base
+
+    async def call(
+        self, method: str, path: str, token: str, body: Any = None, **headers: str
+    ) -> tuple[int, Any]:
+        hdrs = {"Authorization": f"Bearer {token}", **headers}
+        async with self.http.request(method, self.base + path, json=body, headers=hdrs) as r:
+            return r.status, await r.json() if r.content_type.endswith("json") else None
+
+    async def ping(self, token: str, dx: float, *, retry: bool = True) -> dict[str, Any]:
+        lat, lon = _at(dx)
+        body = {"lat": lat, "lon": lon, "accuracy_m": 10,
+                "ts": dt.datetime.now(dt.UTC).isoformat()}  # fmt: skip
+        for _ in range(50):
+            try:
+                status, answer = await self.call("POST", "/v1/pings", token, body)
+            except aiohttp.ClientError:
+                status, answer = 0, None
+            if status == 200:
+                return dict(answer)
+            if not retry:
+                raise AssertionError(f"ping answered {status}: {answer}")
+            await asyncio.sleep(0.1)  # the same ping again: a lost answer is retried
+        raise AssertionError("ping never answered 200")
+
+
+async def _place(c: Client, tenant: Tenant, **offer: Any) -> tuple[str, str]:
+    """A 60 m circle of store 1 at (LAT, LON) and an offer on it; quiet hours off."""
+    manager = tenant.tokens["manager"]
+    status, fence = await c.call(
+        "POST",
+        "/v1/geofences",
+        manager,
+        {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [LON, LAT]},
+            "properties": {"store_id": str(tenant.store_ids[1]), "name": "door", "radius_m": 60},
+        },
+    )
+    assert status == 201, fence
+    status, _ = await c.call(
+        "PUT", "/v1/program", manager, {"daily_offer_cap": None, "quiet_hours": None}
+    )
+    assert status == 200
+    body = {
+        "name": "Across replicas",
+        "title": "10% off",
+        "body": "Come in",
+        "geofence_ids": [fence["id"]],
+        "trigger": "enter",
+        "channels": ["inbox"],
+        "coupon": {"discount": "10% off", "valid_minutes": 60},
+        **offer,
+    }
+    status, made = await c.call("POST", "/v1/offers", manager, body)
+    assert status == 201, made
+    return str(fence["id"]), str(made["id"])
+
+
+async def _shoppers(conn: asyncpg.Connection, tenant: Tenant, n: int) -> list[str]:
+    tokens = []
+    for i in range(n):
+        _, token = await tenancy.enrol_shopper(
+            conn,
+            merchant_id=tenant.merchant_id,
+            name=f"r{i}",
+            email=None,
+            marketing_consent=True,
+            timezone=None,
+        )
+        tokens.append(token)
+    return tokens
+
+
+async def test_caps_budgets_and_single_use_hold_across_replicas(
+    database_url: str, conn: asyncpg.Connection, tenant_a: Tenant, tmp_path: Path
+) -> None:
+    async with (
+        cluster(_environ(database_url, tmp_path), tmp_path / "nginx") as cl,
+        aiohttp.ClientSession() as http,
+    ):
+        if True:
+            c = Client(http, cl.url)
+            _, offer = await _place(
+                c, tenant_a, caps=[{"max": 1, "days": 1}], budget={"max_issued": 10}
+            )
+            shoppers = await _shoppers(conn, tenant_a, 30)
+
+            async def walk(token: str) -> list[dict[str, Any]]:
+                sent = []
+                for dx in (400, 0, 400, 400, 0):  # in, out (two pings), in again
+                    sent += (await c.ping(token, dx, retry=False))["offers"]
+                return sent
+
+            results = await asyncio.gather(*(walk(t) for t in shoppers))
+            assert all(len(r) <= 1 for r in results)  # the cap, across replicas
+            coupons = [s["coupon"]["code"] for r in results for s in r]
+            assert len(coupons) == 10  # the budget, exactly
+            per_shopper = await conn.fetch(
+                "SELECT shopper_id, count(*) AS n FROM decisions "
+                "WHERE offer_id = $1 AND outcome = 'sent' GROUP BY shopper_id",
+                int(offer),
+            )
+            assert len(per_shopper) == 10 and {r["n"] for r in per_shopper} == {1}
+
+            code = coupons[0]
+            attempts = await asyncio.gather(
+                *(
+                    c.call(
+                        "POST",
+                        "/v1/redemptions",
+                        tenant_a.tokens["pos"],
+                        {"code": code, "store_id": str(tenant_a.store_ids[1])},
+                        **{"Idempotency-Key": f"race-{i}"},
+                    )
+                    for i in range(12)
+                )
+            )
+            statuses = sorted(s for s, _ in attempts)
+            assert statuses == [201] + [409] * 11, attempts
+            assert {a["error"]["code"] for s, a in attempts if s == 409} == {"already_redeemed"}
+
+
+async def test_a_geofence_edit_reaches_every_replica_within_a_second(
+    database_url: str, conn: asyncpg.Connection, tenant_a: Tenant, tmp_path: Path
+) -> None:
+    async with cluster(_environ(database_url, tmp_path), tmp_path / "nginx") as cl:
+        shoppers = await _shoppers(conn, tenant_a, len(cl.replicas))
+        async with aiohttp.ClientSession() as http:
+            direct = [Client(http, r.url) for r in cl.replicas]
+            for c, token in zip(direct, shoppers, strict=True):
+                assert (await c.ping(token, 0, retry=False))["transitions"] == []
+            fence_id, _ = await _place(direct[0], tenant_a)
+            made = time.monotonic()
+
+            async def until_enter(c: Client, token: str) -> float:
+                while time.monotonic() - made < 1.0:
+                    answer = await c.ping(token, 0, retry=False)
+                    if any(t["geofence_id"] == fence_id for t in answer["transitions"]):
+                        return time.monotonic() - made
+                    await asyncio.sleep(0.02)
+                raise AssertionError("the new geofence did not reach this replica within 1 s")
+
+            seen = await asyncio.gather(
+                *(until_enter(c, t) for c, t in zip(direct, shoppers, strict=True))
+            )
+            assert len(seen) == len(cl.replicas)
+
+
+async def test_kill_9_of_a_replica_under_load_loses_no_decision(
+    database_url: str, conn: asyncpg.Connection, tenant_a: Tenant, tmp_path: Path
+) -> None:
+    environ = _environ(database_url, tmp_path, GATEWAY_OUTBOX_LEASE_SECONDS="2")
+    async with (
+        PushService() as push,
+        cluster(environ, tmp_path / "nginx") as cl,
+        aiohttp.ClientSession() as http,
+    ):
+        if True:
+            c = Client(http, cl.url)
+            _, offer = await _place(c, tenant_a, channels=["inbox", "webpush"])
+            shoppers = await _shoppers(conn, tenant_a, 36)
+            for token in shoppers:
+                status, _ = await c.call(
+                    "POST", "/v1/push-subscriptions", token, push.subscribe().subscription_info()
+                )
+                assert status == 201
+            started = asyncio.Event()
+
+            async def walk(i: int, token: str) -> None:
+                await asyncio.sleep(0.05 * i)
+                if i == len(shoppers) // 3:
+                    started.set()
+                for dx in (400, 0, 0):
+                    await c.ping(token, dx)
+
+            async def killer() -> None:
+                await started.wait()
+                cl.kill(1)
+
+            await asyncio.gather(killer(), *(walk(i, t) for i, t in enumerate(shoppers)))
+
+            # Every shopper entered once and got the offer once; the inbox shows it once.
+            sent = await conn.fetch(
+                "SELECT d.shopper_id, v.id AS delivery_id FROM decisions d "
+                "JOIN deliveries v ON v.decision_id = d.id "
+                "WHERE d.offer_id = $1 AND d.outcome = 'sent'",
+                int(offer),
+            )
+            assert len(sent) == len(shoppers)
+            assert len({r["shopper_id"] for r in sent}) == len(shoppers)
+            for token in shoppers[::6]:
+                status, inbox = await c.call("GET", "/v1/inbox", token)
+                assert status == 200
+                ids = [item["delivery_id"] for item in inbox["items"]]
+                assert len(ids) == len(set(ids)) == 1
+
+            # Rows the killed replica had claimed go to the others once the lease ends.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                pending = await conn.fetchval(
+                    "SELECT count(*) FROM outbox o JOIN deliveries v ON v.id = o.delivery_id "
+                    "WHERE v.offer_id = $1 AND o.status = 'pending'",
+                    int(offer),
+                )
+                if pending == 0:
+                    break
+                await asyncio.sleep(0.2)
+            assert pending == 0, "outbox rows stuck after the lease"
+            pushed = {r.json()["delivery_id"] for r in push.received}
+            assert pushed == {str(r["delivery_id"]) for r in sent}
