@@ -263,3 +263,125 @@ async def test_kill_9_of_a_replica_under_load_loses_no_decision(
             assert pending == 0, "outbox rows stuck after the lease"
             pushed = {r.json()["delivery_id"] for r in push.received}
             assert pushed == {str(r["delivery_id"]) for r in sent}
+
+
+async def test_replicas_ride_out_a_database_restart_and_lose_nothing(tmp_path: Path) -> None:
+    """PostgreSQL stops mid-load: replicas answer 503 with Retry-After for what needs it,
+    keep accepted pings, and recover by themselves once it is back."""
+    from gateway import db, migrate
+    from tests.conftest import make_tenant
+
+    server = db.EmbeddedServer(tmp_path / "own-pg")
+    url = server.url()
+    conn = await db.connect(url)
+    try:
+        await migrate.migrate(conn)
+        tenant = await make_tenant(conn, "Restart Coffee")
+        shoppers = await _shoppers(conn, tenant, 3)
+    finally:
+        await conn.close()
+
+    def pg_ctl(*args: str) -> None:
+        from pgserver import _commands
+
+        getattr(_commands, "pg_ctl")(  # noqa: B009 - generated at import, untyped
+            list(args), pgdata=server._server.pgdata, user=server._server.system_user
+        )
+
+    environ = _environ(url, tmp_path, GATEWAY_DB_POOL_MIN="1")
+    async with (
+        cluster(environ, tmp_path / "nginx", n=2) as cl,
+        aiohttp.ClientSession() as http,
+    ):
+        c = Client(http, cl.url)
+        _, offer = await _place(c, tenant)
+        warm = shoppers[0]
+        direct = [Client(http, r.url) for r in cl.replicas]
+        accepted = 0
+        for d in direct * 2:  # the last of these are still in the ping logs' buffers
+            await d.ping(warm, 400, retry=False)
+            accepted += 1
+        sent = (await c.ping(shoppers[1], 0, retry=False))["offers"]
+        assert len(sent) == 1
+        code = sent[0]["coupon"]["code"]
+
+        pg_ctl("-w", "stop", "-m", "fast")
+        try:
+            # What needs the database is refused, with a hint when to come back...
+            status, answer = await c.call(
+                "POST",
+                "/v1/redemptions",
+                tenant.tokens["pos"],
+                {"code": code, "store_id": str(tenant.store_ids[1])},
+                **{"Idempotency-Key": "outage-1"},
+            )
+            assert status == 503 and answer["error"]["code"] == "unavailable"
+            async with http.get(f"{cl.replicas[0].url}/readyz") as r:
+                assert r.status == 503 and r.headers["Retry-After"] == "2"
+            cold = shoppers[2]
+            status, answer = await c.call(
+                "POST",
+                "/v1/pings",
+                cold,
+                {
+                    "lat": LAT,
+                    "lon": LON + 0.01,
+                    "accuracy_m": 10,
+                    "ts": dt.datetime.now(dt.UTC).isoformat(),
+                },
+            )
+            assert status == 503, answer
+            # ...while a ping that changes nothing is still accepted from the caches.
+            # Pings too, once a replica has noticed (its listener is gone, so its caches
+            # are): every answer is 200 (kept) or 503 with Retry-After (not taken).
+            for d in direct * 2:
+                lat, lon = _at(400)
+                body = {"lat": lat, "lon": lon, "accuracy_m": 10,
+                        "ts": dt.datetime.now(dt.UTC).isoformat()}  # fmt: skip
+                async with http.post(
+                    f"{d.base}/v1/pings", json=body, headers={"Authorization": f"Bearer {warm}"}
+                ) as r:
+                    assert r.status in (200, 503)
+                    if r.status == 503:
+                        assert r.headers["Retry-After"]
+                    accepted += r.status == 200
+        finally:
+            socket_dir = url.split("host=", 1)[1].split("&", 1)[0]
+            log_file = str(server._server.log)  # where the server's own user may write
+            pg_ctl("-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", log_file, "start")
+
+        # Back by themselves: ready again, the refused redemption goes through once.
+        deadline = time.monotonic() + 30
+        ready = False
+        while time.monotonic() < deadline and not ready:
+            statuses = []
+            for r in cl.replicas:
+                async with http.get(f"{r.url}/readyz") as resp:
+                    statuses.append(resp.status)
+            ready = statuses == [200, 200]
+            await asyncio.sleep(0.2)
+        assert ready
+        status, _ = await c.call(
+            "POST",
+            "/v1/redemptions",
+            tenant.tokens["pos"],
+            {"code": code, "store_id": str(tenant.store_ids[1])},
+            **{"Idempotency-Key": "outage-1"},
+        )
+        assert status == 201
+        await c.ping(shoppers[2], 0)  # the cold shopper now enters
+    # Every accepted ping reached the log, including those taken during the outage.
+    conn = await db.connect(url)
+    try:
+        warm_id = await conn.fetchval(
+            "SELECT shopper_id FROM api_keys WHERE public_id = $1", warm.split("_")[2]
+        )
+        logged = await conn.fetchval("SELECT count(*) FROM pings WHERE shopper_id = $1", warm_id)
+        assert logged == accepted
+        assert (
+            await conn.fetchval("SELECT count(*) FROM redemptions WHERE offer_id = $1", int(offer))
+            == 1
+        )
+    finally:
+        await conn.close()
+        server.stop()
