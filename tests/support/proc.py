@@ -47,8 +47,12 @@ async def run(*args: str, environ: Mapping[str, str], timeout: float = 60) -> tu
 class Served:
     """A ``gateway serve`` process; its stderr is collected for inspection."""
 
-    def __init__(self, port: int, environ: Mapping[str, str], *extra: str) -> None:
+    def __init__(
+        self, port: int, environ: Mapping[str, str], *extra: str, log_file: Path | None = None
+    ) -> None:
         self.port = port
+        # A file instead of the pipe: a chatty server under load would fill the pipe.
+        self.log_file = log_file
         self.url = f"http://127.0.0.1:{port}"
         self._environ = dict(environ)
         self._extra = extra
@@ -56,16 +60,21 @@ class Served:
         self.log = ""
 
     async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            *GATEWAY,
-            "serve",
-            "--port",
-            str(self.port),
-            *self._extra,
-            env=self._environ,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        handle = None if self.log_file is None else self.log_file.open("ab")
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *GATEWAY,
+                "serve",
+                "--port",
+                str(self.port),
+                *self._extra,
+                env=self._environ,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE if handle is None else handle,
+            )
+        finally:
+            if handle is not None:
+                handle.close()  # the child has its own copy
 
     async def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -95,5 +104,7 @@ class Served:
             self.proc.kill()
             _, err = await self.proc.communicate()
         self.log += (err or b"").decode()
+        if self.log_file is not None and self.log_file.exists():
+            self.log = self.log_file.read_text(errors="replace")
         assert self.proc.returncode is not None
         return self.proc.returncode
