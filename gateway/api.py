@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zoneinfo
 from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
@@ -75,6 +76,11 @@ async def read_body(
     raw = await read_limited(request, limit)
     if not raw.strip():
         raise errors.InvalidJson("the request body is empty; send a JSON object")
+    if b"u0000" in raw and _NUL_ESCAPE.search(raw):
+        # PostgreSQL text cannot hold U+0000: refuse it here, clearly, for every field.
+        raise errors.ValidationFailed(
+            "text must not contain the NUL character (\\u0000)", fields={"(body)": "NUL"}
+        )
     return raw
 
 
@@ -93,6 +99,10 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
             raise errors.PayloadTooLarge(f"the body is larger than the {limit} bytes allowed")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+# A JSON \u0000 escape that is not itself escaped (an even run of backslashes before it).
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def parse(raw: bytes, model: type[M]) -> M:

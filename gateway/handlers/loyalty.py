@@ -47,7 +47,8 @@ class ActionIn(api.Model):
 
 
 class LoyaltyIn(api.Model):
-    point_value: Annotated[float, pydantic.Field(gt=0, le=1000, allow_inf_nan=False)]
+    # Stored with 4 decimals (numeric(12, 4)): a smaller value would round to zero.
+    point_value: Annotated[float, pydantic.Field(ge=0.0001, le=1000, allow_inf_nan=False)]
     earn_rate: Annotated[float, pydantic.Field(ge=0, le=1000, allow_inf_nan=False)]
     tiers: Annotated[list[TierIn], pydantic.Field(min_length=1, max_length=20)]
     tier_window_days: Annotated[int, pydantic.Field(ge=1, le=3660)]
