@@ -358,3 +358,56 @@ async def test_two_workers_share_a_backlog_without_sending_twice(
     got = [orjson.loads(r.payload)["delivery_id"] for r in push.received]
     assert len(got) == 40 and len(set(got)) == 40
     assert all(w.sent > 0 for w in workers)
+
+
+async def test_push_faults_under_load_prune_retry_boundedly_and_leave_nothing_stuck(
+    shop: Shop, push: PushService, conn: asyncpg.Connection, monkeypatch: Any
+) -> None:
+    """40 pushes at once against a push service that answers a quarter 410, a quarter
+    429 (twice), a quarter 503 (twice) and hangs on a quarter (once)."""
+    from tests.gateway.conftest import enrol
+
+    monkeypatch.setattr(outbox, "BASE_BACKOFF", 0.2)
+    worker = shop.app[state.WORKER]
+    assert worker.sender is not None
+    worker.sender.timeout = type(worker.sender.timeout)(total=0.5)
+    await shop.offer(channels=["webpush"])
+    kinds: dict[str, str] = {}
+    for i in range(40):
+        token = await enrol(conn, shop.tenant, f"f{i}")
+        sub = push.subscribe()
+        kind = ("gone", "limited", "failing", "hanging")[i % 4]
+        kinds[sub.endpoint] = kind
+        if kind == "gone":
+            push.fail(sub.endpoint, 410)
+        elif kind == "limited":
+            push.fail(sub.endpoint, 429, times=2, retry_after=1)
+        elif kind == "failing":
+            push.fail(sub.endpoint, 503, times=2)
+        else:
+            push.hang(sub.endpoint, times=1)
+        await _subscribe(shop, sub, token)
+        await shop.walk_in(token=token)
+
+    deadline = asyncio.get_running_loop().time() + 30
+    while await conn.fetchval("SELECT count(*) FROM outbox WHERE status = 'pending'"):
+        assert asyncio.get_running_loop().time() < deadline, "outbox rows stuck"
+        await asyncio.sleep(0.1)
+    rows = await conn.fetch(
+        "SELECT o.status, o.attempts, s.endpoint FROM outbox o "
+        "JOIN deliveries d ON d.id = o.delivery_id "
+        "LEFT JOIN push_subscriptions s ON s.shopper_id = d.shopper_id "
+        "WHERE o.channel = 'webpush'"
+    )
+    assert len(rows) == 40
+    gone = [r for r in rows if r["endpoint"] is None]
+    # The 410s: subscription pruned, the row dead-lettered after one attempt.
+    assert len(gone) == 10 and {(r["status"], r["attempts"]) for r in gone} == {("dead", 1)}
+    kept = [r for r in rows if r["endpoint"] is not None]
+    assert {kinds[r["endpoint"]] for r in kept} == {"limited", "failing", "hanging"}
+    assert {r["status"] for r in kept} == {"done"}
+    # Retries are bounded: exactly as many as the faults, and no more.
+    most = {"limited": 3, "failing": 3, "hanging": 2}
+    assert all(r["attempts"] == most[kinds[r["endpoint"]]] for r in kept)
+    delivered = [r.endpoint for r in push.received]
+    assert sorted(delivered) == sorted(r["endpoint"] for r in kept)  # once each
