@@ -481,3 +481,57 @@ async def test_revocation_reaches_another_replica_at_once(
             await asyncio.sleep(0.02)
         else:
             raise AssertionError("replica B still accepts a deleted shopper's token")
+
+
+def _addressed_operations() -> list[tuple[str, str, frozenset[str]]]:
+    """Every bearer-token operation of the OpenAPI document whose path names a resource."""
+    from gateway import openapi
+    from gateway.handlers import system
+
+    document = openapi.build(app_mod.all_endpoints(), version=system.version())
+    found = []
+    for path, ops in document["paths"].items():
+        for method, op in ops.items():
+            if "{" in path and op.get("x-roles"):
+                found.append((method.upper(), path, frozenset(op["x-roles"])))
+    return sorted(found)
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_every_addressed_operation_hides_another_merchants_resources(
+    api: ApiClient, conn: asyncpg.Connection, tenant_a: Tenant, tenant_b: Tenant, role: str
+) -> None:
+    """Generated from the OpenAPI document: with each role's token of merchant A, every
+    operation on one of merchant B's resources answers 403 (a role that may not call it)
+    or 404 (exactly like an id that does not exist); nothing of B's changes."""
+    operations = _addressed_operations()
+    assert len(operations) >= 20
+    spare_b = await _spare_key(conn, tenant_b)
+    before = await conn.fetchval(
+        "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM ("
+        "SELECT name FROM stores WHERE merchant_id = $1 UNION ALL "
+        "SELECT name FROM geofences WHERE merchant_id = $1 UNION ALL "
+        "SELECT status FROM offers WHERE merchant_id = $1 UNION ALL "
+        "SELECT coalesce(revoked_at::text, 'live') FROM api_keys WHERE merchant_id = $1 UNION ALL "
+        "SELECT coalesce(voided_at::text, 'kept') FROM redemptions WHERE merchant_id = $1 "
+        "UNION ALL SELECT points::text FROM shoppers WHERE merchant_id = $1) t",
+        tenant_b.merchant_id,
+    )
+    for method, path, allowed in operations:
+        url = _fill(path, tenant_b, spare_b)
+        body = _bodies(tenant_a).get((method, path))
+        headers = HEADERS.get((method, path))
+        r = await api.request(method, url, token=tenant_a.tokens[role], json=body, headers=headers)
+        want = 404 if role in allowed else 403
+        assert r.status == want, (method, path, r.status, r.body)
+    after = await conn.fetchval(
+        "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM ("
+        "SELECT name FROM stores WHERE merchant_id = $1 UNION ALL "
+        "SELECT name FROM geofences WHERE merchant_id = $1 UNION ALL "
+        "SELECT status FROM offers WHERE merchant_id = $1 UNION ALL "
+        "SELECT coalesce(revoked_at::text, 'live') FROM api_keys WHERE merchant_id = $1 UNION ALL "
+        "SELECT coalesce(voided_at::text, 'kept') FROM redemptions WHERE merchant_id = $1 "
+        "UNION ALL SELECT points::text FROM shoppers WHERE merchant_id = $1) t",
+        tenant_b.merchant_id,
+    )
+    assert after == before
