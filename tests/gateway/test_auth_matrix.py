@@ -12,7 +12,7 @@ from aiohttp import test_utils
 from gateway import app as app_mod
 from gateway import auth, state, tenancy
 from gateway.settings import Settings
-from tests.conftest import Tenant
+from tests.conftest import Tenant, make_tenant
 from tests.support.client import ApiClient
 from tests.support.openapi_check import SpecChecker
 
@@ -185,60 +185,63 @@ def _fill(path: str, tenant: Tenant, spare_key: int) -> str:
 
 
 @pytest.mark.parametrize(("method", "path", "allowed", "ok"), MATRIX)
-@pytest.mark.parametrize("role", ROLES)
 async def test_role_matrix(
     api: ApiClient,
     conn: asyncpg.Connection,
-    tenant_a: Tenant,
-    role: str,
     method: str,
     path: str,
     allowed: set[str],
     ok: int,
 ) -> None:
-    url = _fill(path, tenant_a, await _spare_key(conn, tenant_a))
-    body = _bodies(tenant_a).get((method, path))
-    headers = HEADERS.get((method, path))
-    if path in STREAMS and role in allowed:
-        auth_header = {"Authorization": f"Bearer {tenant_a.tokens[role]}"}
-        async with api.raw.request(method, url, headers=auth_header) as resp:
-            assert resp.status == ok
-            assert resp.headers["Content-Type"].startswith("text/event-stream")
-        return
-    r = await api.request(method, url, token=tenant_a.tokens[role], json=body, headers=headers)
-    if role in allowed:
-        assert r.status == ok, r.body
-    else:
-        assert r.status == 403, r.body
-        assert r.error_code == "wrong_role"
+    """Each role against the endpoint: the roles that may not call it share one tenant
+    (a refusal changes nothing); each role that may gets a fresh tenant of its own."""
+    refused = await make_tenant(conn, "Refused Roasters")
+    for role in ROLES:
+        if role in allowed:
+            continue
+        url = _fill(path, refused, await _spare_key(conn, refused))
+        body = _bodies(refused).get((method, path))
+        r = await api.request(
+            method, url, token=refused.tokens[role], json=body, headers=HEADERS.get((method, path))
+        )
+        assert (r.status, r.error_code) == (403, "wrong_role"), (role, r.body)
+    for role in sorted(allowed):
+        tenant = await make_tenant(conn, f"Allowed {role}")
+        url = _fill(path, tenant, await _spare_key(conn, tenant))
+        body = _bodies(tenant).get((method, path))
+        if path in STREAMS:
+            auth_header = {"Authorization": f"Bearer {tenant.tokens[role]}"}
+            async with api.raw.request(method, url, headers=auth_header) as resp:
+                assert resp.status == ok
+                assert resp.headers["Content-Type"].startswith("text/event-stream")
+            continue
+        r = await api.request(
+            method, url, token=tenant.tokens[role], json=body, headers=HEADERS.get((method, path))
+        )
+        assert r.status == ok, (role, r.body)
 
 
-@pytest.mark.parametrize(("method", "path", "allowed", "ok"), MATRIX)
 async def test_no_token_and_bad_tokens_get_401(
-    api: ApiClient,
-    conn: asyncpg.Connection,
-    tenant_a: Tenant,
-    method: str,
-    path: str,
-    allowed: set[str],
-    ok: int,
+    api: ApiClient, conn: asyncpg.Connection, tenant_a: Tenant
 ) -> None:
-    url = _fill(path, tenant_a, await _spare_key(conn, tenant_a))
-    body = _bodies(tenant_a).get((method, path))
-    good = tenant_a.tokens[sorted(allowed)[0]]
-    public_id = good.split("_")[2]
-    forged = f"gw_admin_{public_id}_{'A' * 43}"  # right key id, wrong secret
-    for headers in (
-        {},
-        {"Authorization": "Bearer"},
-        {"Authorization": f"Basic {good}"},
-        {"Authorization": "Bearer not-a-token"},
-        {"Authorization": f"Bearer {forged}"},
-        {"Authorization": f"Bearer gw_admin_{'0' * 16}_{'A' * 43}"},
-    ):
-        r = await api.request(method, url, headers=headers, json=body)
-        assert r.status == 401, (headers, r.body)
-        assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    spare = await _spare_key(conn, tenant_a)
+    for method, path, allowed, _ in MATRIX:
+        url = _fill(path, tenant_a, spare)
+        body = _bodies(tenant_a).get((method, path))
+        good = tenant_a.tokens[sorted(allowed)[0]]
+        public_id = good.split("_")[2]
+        forged = f"gw_admin_{public_id}_{'A' * 43}"  # right key id, wrong secret
+        for headers in (
+            {},
+            {"Authorization": "Bearer"},
+            {"Authorization": f"Basic {good}"},
+            {"Authorization": "Bearer not-a-token"},
+            {"Authorization": f"Bearer {forged}"},
+            {"Authorization": f"Bearer gw_admin_{'0' * 16}_{'A' * 43}"},
+        ):
+            r = await api.request(method, url, headers=headers, json=body)
+            assert r.status == 401, (method, path, headers, r.body)
+            assert r.headers["WWW-Authenticate"].startswith("Bearer")
 
 
 # Another merchant's resources answer 404, exactly like ids that do not exist.
