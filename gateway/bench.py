@@ -138,6 +138,21 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """The table as Markdown, for a README."""
+    lines = [
+        "| figure | value | baseline, same run | ratio |",
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        base = "" if r["baseline"] is None else f"{_num(r['baseline'])} {r['unit']}"
+        if r["baseline_name"]:
+            base += f" ({r['baseline_name']})"
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        lines.append(f"| {r['figure']} | {_num(r['value'])} {r['unit']} | {base} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(
     *,
     quick: bool,
@@ -198,6 +213,10 @@ def main(
         "rows": rows,
     }
     out.write_text(json.dumps(result, indent=2))
+    out.with_suffix(".md").write_text(markdown(rows))
     sys.stdout.write("\n" + table(rows) + "\n")
-    sys.stdout.write(f"\n{len(rows)} figures in {seconds:.0f} s; written to {out.resolve()}\n")
+    sys.stdout.write(
+        f"\n{len(rows)} figures in {seconds:.0f} s; written to {out.resolve()} "
+        f"(and as a Markdown table to {out.with_suffix('.md').resolve()})\n"
+    )
     return 0

@@ -34,6 +34,7 @@ async def test_bench_runs_a_step_and_writes_figures_with_baselines(tmp_path: Pat
     assert row["baseline_name"] == "plain py-pkpass create()"
     assert row["ratio"] == pytest.approx(row["value"] / row["baseline"])
     assert "signed passes per second" in stdout and "ratio" in stdout
+    assert "| signed passes per second |" in out.with_suffix(".md").read_text()
 
 
 async def test_bench_refuses_an_unknown_step(tmp_path: Path) -> None:
