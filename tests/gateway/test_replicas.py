@@ -221,12 +221,36 @@ async def test_kill_9_of_a_replica_under_load_loses_no_decision(
                 assert status == 201
             started = asyncio.Event()
 
+            redeemed: dict[str, int] = {}
+
+            async def redeem(code: str) -> None:
+                """At the till; a lost answer is retried with the same Idempotency-Key."""
+                body = {"code": code, "store_id": str(tenant_a.store_ids[1])}
+                for _ in range(50):
+                    try:
+                        status, answer = await c.call(
+                            "POST",
+                            "/v1/redemptions",
+                            tenant_a.tokens["pos"],
+                            body,
+                            **{"Idempotency-Key": f"kill-{code}"},
+                        )
+                    except aiohttp.ClientError:
+                        status, answer = 0, None
+                    if status == 201:
+                        redeemed[code] = redeemed.get(code, 0) + 1
+                        return
+                    assert status in (0, 502, 503), (status, answer)
+                    await asyncio.sleep(0.1)
+                raise AssertionError("redemption never answered")
+
             async def walk(i: int, token: str) -> None:
                 await asyncio.sleep(0.05 * i)
                 if i == len(shoppers) // 3:
                     started.set()
                 for dx in (400, 0, 0):
-                    await c.ping(token, dx)
+                    for sent in (await c.ping(token, dx))["offers"]:
+                        await redeem(sent["coupon"]["code"])
 
             async def killer() -> None:
                 await started.wait()
@@ -261,6 +285,14 @@ async def test_kill_9_of_a_replica_under_load_loses_no_decision(
                     break
                 await asyncio.sleep(0.2)
             assert pending == 0, "outbox rows stuck after the lease"
+            # Each coupon redeemed exactly once, whatever replica answered or died.
+            assert len(redeemed) == len(shoppers)
+            rows = await conn.fetch(
+                "SELECT coupon_id, count(*) AS n FROM redemptions WHERE offer_id = $1 "
+                "GROUP BY coupon_id",
+                int(offer),
+            )
+            assert len(rows) == len(shoppers) and {r["n"] for r in rows} == {1}
             pushed = {r.json()["delivery_id"] for r in push.received}
             assert pushed == {str(r["delivery_id"]) for r in sent}
 
