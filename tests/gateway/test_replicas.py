@@ -78,8 +78,13 @@ class Client:
         raise AssertionError("ping never answered 200")
 
 
-async def _place(c: Client, tenant: Tenant, **offer: Any) -> tuple[str, str]:
-    """A 60 m circle of store 1 at (LAT, LON) and an offer on it; quiet hours off."""
+async def _place(
+    c: Client, tenant: Tenant, *, indexed: Any = None, **offer: Any
+) -> tuple[str, str]:
+    """A 60 m circle of store 1 at (LAT, LON) and an offer on it; quiet hours off.
+
+    ``indexed``, awaited with the fence id before the offer is made, can wait for every
+    replica to have the fence (probe shoppers entering it then get no offer)."""
     manager = tenant.tokens["manager"]
     status, fence = await c.call(
         "POST",
@@ -92,6 +97,8 @@ async def _place(c: Client, tenant: Tenant, **offer: Any) -> tuple[str, str]:
         },
     )
     assert status == 201, fence
+    if indexed is not None:
+        await indexed(str(fence["id"]))
     status, _ = await c.call(
         "PUT", "/v1/program", manager, {"daily_offer_cap": None, "quiet_hours": None}
     )
@@ -109,6 +116,26 @@ async def _place(c: Client, tenant: Tenant, **offer: Any) -> tuple[str, str]:
     status, made = await c.call("POST", "/v1/offers", manager, body)
     assert status == 201, made
     return str(fence["id"]), str(made["id"])
+
+
+async def _indexed(
+    http: aiohttp.ClientSession,
+    urls: list[str],
+    conn: asyncpg.Connection,
+    tenant: Tenant,
+    fence: str,
+) -> None:
+    """Wait until every replica's index has the new geofence (a probe shopper enters it)."""
+    probes = await _shoppers(conn, tenant, len(urls))
+    for url, token in zip(urls, probes, strict=True):
+        c = Client(http, url)
+        for _ in range(100):
+            answer = await c.ping(token, 0, retry=False)
+            if any(t["geofence_id"] == fence for t in answer["transitions"]):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(f"{url} never indexed geofence {fence}")
 
 
 async def _shoppers(conn: asyncpg.Connection, tenant: Tenant, n: int) -> list[str]:
@@ -135,8 +162,13 @@ async def test_caps_budgets_and_single_use_hold_across_replicas(
     ):
         if True:
             c = Client(http, cl.url)
+            urls = [r.url for r in cl.replicas]
             _, offer = await _place(
-                c, tenant_a, caps=[{"max": 1, "days": 1}], budget={"max_issued": 10}
+                c,
+                tenant_a,
+                indexed=lambda f: _indexed(http, urls, conn, tenant_a, f),
+                caps=[{"max": 1, "days": 1}],
+                budget={"max_issued": 10},
             )
             shoppers = await _shoppers(conn, tenant_a, 30)
 
@@ -212,7 +244,13 @@ async def test_kill_9_of_a_replica_under_load_loses_no_decision(
     ):
         if True:
             c = Client(http, cl.url)
-            _, offer = await _place(c, tenant_a, channels=["inbox", "webpush"])
+            urls = [r.url for r in cl.replicas]
+            _, offer = await _place(
+                c,
+                tenant_a,
+                indexed=lambda f: _indexed(http, urls, conn, tenant_a, f),
+                channels=["inbox", "webpush"],
+            )
             shoppers = await _shoppers(conn, tenant_a, 36)
             for token in shoppers:
                 status, _ = await c.call(
@@ -326,14 +364,27 @@ async def test_replicas_ride_out_a_database_restart_and_lose_nothing(tmp_path: P
         aiohttp.ClientSession() as http,
     ):
         c = Client(http, cl.url)
-        _, offer = await _place(c, tenant)
+        probe_conn = await db.connect(url)
+        try:
+            urls = [r.url for r in cl.replicas]
+            _, offer = await _place(
+                c, tenant, indexed=lambda f: _indexed(http, urls, probe_conn, tenant, f)
+            )
+        finally:
+            await probe_conn.close()
         warm = shoppers[0]
         direct = [Client(http, r.url) for r in cl.replicas]
         accepted = 0
         for d in direct * 2:  # the last of these are still in the ping logs' buffers
             await d.ping(warm, 400, retry=False)
             accepted += 1
-        sent = (await c.ping(shoppers[1], 0, retry=False))["offers"]
+        sent: list[Any] = []
+        for _ in range(20):  # a replica may not have heard of the new offer yet: walk again
+            sent = (await c.ping(shoppers[1], 0, retry=False))["offers"]
+            if sent:
+                break
+            for _ in range(2):
+                await c.ping(shoppers[1], 400, retry=False)
         assert len(sent) == 1
         code = sent[0]["coupon"]["code"]
 
