@@ -32,7 +32,8 @@ class PingLog:
         self._max_buffer = max_buffer
         self._buffer: list[geo_store.PingRecord] = []
         self._wake = asyncio.Event()
-        # One flush at a time: two would both write the head of the buffer.
+        # One flush at a time, so a batch that failed and went back to the front of the
+        # buffer is written before anything that came after it.
         self._flushing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._pool: asyncpg.Pool | None = None

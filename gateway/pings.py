@@ -85,9 +85,12 @@ class PingService:
     def prime(self, shopper_id: int, row: asyncpg.Record) -> None:
         """Cache the state read together with the shopper's API key, unless one is cached."""
         if shopper_id not in self._states:
-            if len(self._states) >= 1_000_000:
-                self._states.clear()
-            self._states[shopper_id] = geo_store.shopper_geo_from_row(row)
+            self._keep(shopper_id, geo_store.shopper_geo_from_row(row))
+
+    def _keep(self, shopper_id: int, state: geo_store.ShopperGeo) -> None:
+        if len(self._states) >= 1_000_000:
+            self._states.clear()
+        self._states[shopper_id] = state
 
     def _on_visits_changed(self, payload: str) -> None:
         origin, _, shopper = payload.partition(":")
@@ -100,9 +103,7 @@ class PingService:
             return cached
         async with db.acquire(pool) as conn:
             state = await geo_store.get_shopper_geo(conn, shopper_id)
-        if len(self._states) >= 1_000_000:
-            self._states.clear()
-        self._states[shopper_id] = state
+        self._keep(shopper_id, state)
         return state
 
     async def handle(

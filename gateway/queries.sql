@@ -25,8 +25,7 @@ SELECT $1, $2, unnest($3::bigint[]);
 -- then needs no second read.
 SELECT k.id, k.secret_hash, k.merchant_id, k.role, k.store_scoped, k.shopper_id,
        coalesce(array_agg(s.store_id) FILTER (WHERE s.store_id IS NOT NULL), '{}') AS store_ids,
-       g.shopper_id AS geo_shopper_id, g.visits, g.version, g.last_lat, g.last_lon, g.last_ts,
-       g.last_accuracy_m
+       g.visits, g.version, g.last_lat, g.last_lon, g.last_ts, g.last_accuracy_m
 FROM api_keys k
 LEFT JOIN api_key_stores s ON s.key_id = k.id
 LEFT JOIN shopper_geo g ON g.shopper_id = k.shopper_id

@@ -48,11 +48,11 @@ async def run(
             return None
         try:
             summary = Summary()
-            for merchant_id, expire_days in await wallet_store.expiry_policies(lock_conn):
-                if expire_days is not None:
-                    cutoff = now - dt.timedelta(days=expire_days)
-                    await _expire_points(pool, merchant_id, cutoff, now, summary, progress)
-                await _recompute_tiers(pool, merchant_id, now, summary, progress)
+            for merchant_id in await wallet_store.merchant_ids(lock_conn):
+                rules = await wallet_store.rules(lock_conn, merchant_id)
+                if rules.points_expire_days is not None:
+                    await _expire_points(pool, merchant_id, rules, now, summary, progress)
+                await _recompute_tiers(pool, merchant_id, rules, now, summary, progress)
             async with db.acquire(pool) as conn:
                 summary.coupon_passes_expired = await wallet_store.expire_coupon_passes(conn, now)
             if progress is not None:
@@ -65,11 +65,13 @@ async def run(
 async def _expire_points(
     pool: asyncpg.Pool,
     merchant_id: int,
-    cutoff: dt.datetime,
+    rules: loyalty.Rules,
     now: dt.datetime,
     summary: Summary,
     progress: Progress | None,
 ) -> None:
+    assert rules.points_expire_days is not None
+    cutoff = now - dt.timedelta(days=rules.points_expire_days)
     after = 0
     while True:
         async with db.acquire(pool) as conn:
@@ -79,7 +81,12 @@ async def _expire_points(
         for shopper_id in page:
             async with db.acquire(pool) as conn, conn.transaction():
                 points = await wallet_store.expire_points(
-                    conn, merchant_id=merchant_id, shopper_id=shopper_id, cutoff=cutoff, at=now
+                    conn,
+                    merchant_id=merchant_id,
+                    shopper_id=shopper_id,
+                    cutoff=cutoff,
+                    at=now,
+                    rules_=rules,
                 )
             if points:
                 summary.shoppers_expired += 1
@@ -94,12 +101,11 @@ async def _expire_points(
 async def _recompute_tiers(
     pool: asyncpg.Pool,
     merchant_id: int,
+    rules: loyalty.Rules,
     now: dt.datetime,
     summary: Summary,
     progress: Progress | None,
 ) -> None:
-    async with db.acquire(pool) as conn:
-        rules = await wallet_store.rules(conn, merchant_id)
     since = now - dt.timedelta(days=rules.tier_window_days)
     after = 0
     while True:

@@ -56,9 +56,8 @@ class Signer:
     def check(self) -> None:
         """Raise ValueError unless the key is the certificate's and WWDR issued it."""
         spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        if self.certificate.public_key().public_bytes(*spki) != self.key.public_key().public_bytes(
-            *spki
-        ):
+        certified = self.certificate.public_key().public_bytes(*spki)
+        if certified != self.key.public_key().public_bytes(*spki):
             raise ValueError("the private key does not belong to the pass certificate")
         if self.certificate.issuer != self.wwdr.subject:
             raise ValueError("the pass certificate was not issued by this WWDR certificate")

@@ -187,8 +187,8 @@ WHERE id = $1 AND attempts = $2;
 
 -- Upkeep: expiring points, falling tiers, expired coupon passes.
 
--- name: merchants_with_shoppers
-SELECT id, points_expire_days FROM merchants ORDER BY id;
+-- name: merchant_ids
+SELECT id FROM merchants ORDER BY id;
 
 -- name: expiring_points_page
 -- Shoppers with points past their expiry: points earned up to the cutoff that no spend,

@@ -81,17 +81,30 @@ async def apply_entry(
         _Q["add_entry"], merchant_id, shopper_id, kind, points, reason, purchase_id, key_id, at
     )
     assert row is not None
-    since = at - dt.timedelta(days=rules_.tier_window_days)
-    earned = int(await conn.fetchval(_Q["earned_since"], shopper_id, since))
-    tier = loyalty.tier_for(earned, rules_.tiers)
+    tier = await _settle_tier(conn, merchant_id, shopper_id, current_tier, rules_, at)
     changed = tier != current_tier
-    if changed:
-        await conn.execute(_Q["set_tier"], merchant_id, shopper_id, current_tier, tier, at)
     # The loyalty pass shows points and tier: its devices fetch it again.
     await queue_pass_update(
         conn, merchant_id, shopper_id, "tier_changed" if changed else f"points_{kind}"
     )
     return Balance(points=int(row["points"]), tier=tier, tier_changed=changed)
+
+
+async def _settle_tier(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    shopper_id: int,
+    current_tier: str | None,
+    rules_: loyalty.Rules,
+    at: dt.datetime,
+) -> str | None:
+    """Set (and log) the tier the window's earnings give at ``at``; the tier."""
+    since = at - dt.timedelta(days=rules_.tier_window_days)
+    earned = int(await conn.fetchval(_Q["earned_since"], shopper_id, since))
+    tier = loyalty.tier_for(earned, rules_.tiers)
+    if tier != current_tier:
+        await conn.execute(_Q["set_tier"], merchant_id, shopper_id, current_tier, tier, at)
+    return tier
 
 
 async def change_points(
@@ -512,11 +525,8 @@ async def pass_update_retry(
 # --- upkeep ---------------------------------------------------------------------------
 
 
-async def expiry_policies(conn: asyncpg.Connection) -> list[tuple[int, int | None]]:
-    """Every merchant with its points expiry in days (None: never)."""
-    return [
-        (r["id"], r["points_expire_days"]) for r in await conn.fetch(_Q["merchants_with_shoppers"])
-    ]
+async def merchant_ids(conn: asyncpg.Connection) -> list[int]:
+    return [r["id"] for r in await conn.fetch(_Q["merchant_ids"])]
 
 
 async def shoppers_with_expiring_points(
@@ -533,6 +543,7 @@ async def expire_points(
     shopper_id: int,
     cutoff: dt.datetime,
     at: dt.datetime,
+    rules_: loyalty.Rules,
 ) -> int:
     """Expire the shopper's unused points credited up to ``cutoff``; returns how many."""
     locked = await lock_shopper(conn, merchant_id, shopper_id)
@@ -549,7 +560,7 @@ async def expire_points(
             points=-points,
             reason="expiry",
             at=at,
-            rules_=await rules(conn, merchant_id),
+            rules_=rules_,
         )
     return points
 
@@ -572,12 +583,9 @@ async def recompute_tier(
 ) -> bool:
     """Set the tier the window's earnings give now; True if it changed."""
     locked = await lock_shopper(conn, merchant_id, shopper_id)
-    since = at - dt.timedelta(days=rules_.tier_window_days)
-    earned = int(await conn.fetchval(_Q["earned_since"], shopper_id, since))
-    tier = loyalty.tier_for(earned, rules_.tiers)
+    tier = await _settle_tier(conn, merchant_id, shopper_id, locked["tier"], rules_, at)
     if tier == locked["tier"]:
         return False
-    await conn.execute(_Q["set_tier"], merchant_id, shopper_id, locked["tier"], tier, at)
     await queue_pass_update(conn, merchant_id, shopper_id, "tier_changed")
     return True
 
