@@ -13,7 +13,7 @@ import logging
 import warnings
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import orjson
@@ -198,6 +198,35 @@ async def connect(url: str) -> asyncpg.Connection:
     )
     await init_connection(conn)
     return conn
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL pointing at another database."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+async def create_database(server_url: str, name: str, *, replace: bool = False) -> str:
+    """Create database ``name`` on ``server_url``'s server (dropping it first with
+    ``replace``); its URL. ``name`` is the caller's own identifier, never user input."""
+    assert name.replace("_", "").isalnum(), name
+    conn = await connect(server_url)
+    try:
+        if replace:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return with_database(server_url, name)
+
+
+async def drop_database(server_url: str, name: str) -> None:
+    assert name.replace("_", "").isalnum(), name
+    conn = await connect(server_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
 
 
 def describe(url: str) -> str:

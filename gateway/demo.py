@@ -34,14 +34,14 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import aiohttp
 import asyncpg
+import orjson
 from aiohttp import web
 
-from gateway import auth, db, localpush, migrate, settings, tenancy
+from gateway import auth, clock, db, localpush, migrate, settings, tenancy
 from gateway.app import create_app
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -150,20 +150,9 @@ def weather_at(local: dt.datetime) -> dict[str, Any]:
     return {"condition": "clouds", "temp_c": 11.0}
 
 
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-
-
 async def fresh_database(server_url: str, name: str = DB_NAME) -> str:
     """Drop and create ``name`` on the server of ``server_url``; migrate it; its URL."""
-    conn = await db.connect(server_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = with_database(server_url, name)
+    url = await db.create_database(server_url, name, replace=True)
     conn = await db.connect(url)
     try:
         await migrate.migrate(conn)
@@ -172,20 +161,16 @@ async def fresh_database(server_url: str, name: str = DB_NAME) -> str:
     return url
 
 
-class DemoClock:
+class DemoClock(clock.FixedClock):
     """The simulation's clock until released, then the real one (for --serve)."""
 
-    def __init__(self, start: dt.datetime) -> None:
-        self._now: dt.datetime | None = start
+    released = False
 
     def now(self) -> dt.datetime:
-        return self._now if self._now is not None else dt.datetime.now(dt.UTC)
-
-    def set(self, when: dt.datetime) -> None:
-        self._now = when
+        return dt.datetime.now(dt.UTC) if self.released else super().now()
 
     def release(self) -> None:
-        self._now = None
+        self.released = True
 
 
 @dataclasses.dataclass(slots=True)
@@ -213,7 +198,6 @@ class Walker:
     phase_until: dt.datetime | None = None
     away: tuple[float, float] = (0.0, 0.0)
     coupons: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    held_out: bool = False
     bought: bool = False
 
 
@@ -259,8 +243,6 @@ class Demo:
             headers["Idempotency-Key"] = f"demo-{self.o.seed}-{self._keys}"
         data = None
         if body is not None:
-            import orjson
-
             data = orjson.dumps(body)
             headers["Content-Type"] = content_type
         async with self.http.request(method, self.base + path, data=data, headers=headers) as r:

@@ -456,39 +456,14 @@ def main() -> int:
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed for the throughput phase: apt-get install wrk")
 
-    from gateway import db
-    from tests.support.pg import with_database
+    from tests.benchmarks.scratch import ScratchDatabase
 
     remote = args.url.rstrip("/") if args.url else None
     if remote and not (args.manager_token and args.app_token):
         sys.exit("--url needs --manager-token and --app-token")
     work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
-    embedded = None
-    given = os.environ.get("DATABASE_URL")
-    admin_url = ""
-    if remote:
-        pass
-    elif given:
-        admin_url = given
-    else:
-        embedded = db.EmbeddedServer(work)
-        admin_url = embedded.url("postgres")
-    name = f"gwbench_{random.randrange(16**6):06x}"
-
-    async def create() -> None:
-        conn = await db.connect(admin_url)
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        await conn.close()
-
-    async def drop() -> None:
-        conn = await db.connect(admin_url)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
-
-    url = ""
-    if not remote:
-        asyncio.run(create())
-        url = with_database(admin_url, name)
+    scratch = None if remote else ScratchDatabase(work)
+    url = scratch.url if scratch is not None else ""
     procs: list[subprocess.Popen[bytes]] = []
     gw_cpu: float | None = None
     mix: dict[str, int] = {}
@@ -570,10 +545,8 @@ def main() -> int:
             p.terminate()
         for p in procs:
             p.wait(timeout=30)
-        if not remote:
-            asyncio.run(drop())
-        if embedded is not None:
-            embedded.stop()
+        if scratch is not None:
+            scratch.drop()
         shutil.rmtree(work, ignore_errors=True)
 
     ratio = gw_max["rps"] / bare_max["rps"]

@@ -27,7 +27,6 @@ import asyncio
 import datetime as dt
 import json
 import os
-import random
 import shutil
 import statistics
 import subprocess
@@ -288,32 +287,12 @@ def main() -> int:
         print(json.dumps(asyncio.run(ping_load(base, tokens, float(rate)))))
         return 0
 
-    from gateway import db
     from gateway.webpush import _new_key
-    from tests.support.pg import with_database
+    from tests.benchmarks.scratch import ScratchDatabase
 
     work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
-    embedded = None
-    given = os.environ.get("DATABASE_URL")
-    if given:
-        admin_url = given
-    else:
-        embedded = db.EmbeddedServer(work)
-        admin_url = embedded.url("postgres")
-    name = f"gwbench_{random.randrange(16**6):06x}"
-
-    async def create() -> None:
-        conn = await db.connect(admin_url)
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        await conn.close()
-
-    async def drop() -> None:
-        conn = await db.connect(admin_url)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
-
-    asyncio.run(create())
-    url = with_database(admin_url, name)
+    scratch = ScratchDatabase(work)
+    url = scratch.url
     procs: list[subprocess.Popen[bytes]] = []
     n_subs = max(args.pushes, args.pings)
     try:
@@ -412,9 +391,7 @@ def main() -> int:
             p.terminate()
         for p in procs:
             p.wait(timeout=30)
-        asyncio.run(drop())
-        if embedded is not None:
-            embedded.stop()
+        scratch.drop()
         shutil.rmtree(work, ignore_errors=True)
 
     print()

@@ -8,17 +8,10 @@ import secrets
 import shutil
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
 from gateway import db, migrate
-
-
-def with_database(url: str, name: str) -> str:
-    """The same server URL pointing at another database."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
 
 
 class PgServer:
@@ -51,7 +44,7 @@ class PgServer:
             await conn.execute(f'CREATE DATABASE "{self.template}"')
         finally:
             await conn.close()
-        tpl = await db.connect(with_database(self.admin_url, self.template))
+        tpl = await db.connect(db.with_database(self.admin_url, self.template))
         try:
             await migrate.migrate(tpl)
         finally:
@@ -68,7 +61,7 @@ class PgServer:
                 await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
         finally:
             await conn.close()
-        return name, with_database(self.admin_url, name)
+        return name, db.with_database(self.admin_url, name)
 
     async def drop(self, name: str) -> None:
         conn = await self.admin()
