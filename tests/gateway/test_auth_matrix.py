@@ -500,6 +500,22 @@ def _addressed_operations() -> list[tuple[str, str, frozenset[str]]]:
     return sorted(found)
 
 
+async def _fingerprint(conn: asyncpg.Connection, tenant: Tenant) -> str:
+    """A digest of what a foreign caller could change: stores, geofences, offers, keys,
+    redemptions and points."""
+    digest: str = await conn.fetchval(
+        "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM ("
+        "SELECT name FROM stores WHERE merchant_id = $1 UNION ALL "
+        "SELECT name FROM geofences WHERE merchant_id = $1 UNION ALL "
+        "SELECT status FROM offers WHERE merchant_id = $1 UNION ALL "
+        "SELECT coalesce(revoked_at::text, 'live') FROM api_keys WHERE merchant_id = $1 UNION ALL "
+        "SELECT coalesce(voided_at::text, 'kept') FROM redemptions WHERE merchant_id = $1 "
+        "UNION ALL SELECT points::text FROM shoppers WHERE merchant_id = $1) t",
+        tenant.merchant_id,
+    )
+    return digest
+
+
 @pytest.mark.parametrize("role", ROLES)
 async def test_every_addressed_operation_hides_another_merchants_resources(
     api: ApiClient, conn: asyncpg.Connection, tenant_a: Tenant, tenant_b: Tenant, role: str
@@ -510,16 +526,7 @@ async def test_every_addressed_operation_hides_another_merchants_resources(
     operations = _addressed_operations()
     assert len(operations) >= 20
     spare_b = await _spare_key(conn, tenant_b)
-    before = await conn.fetchval(
-        "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM ("
-        "SELECT name FROM stores WHERE merchant_id = $1 UNION ALL "
-        "SELECT name FROM geofences WHERE merchant_id = $1 UNION ALL "
-        "SELECT status FROM offers WHERE merchant_id = $1 UNION ALL "
-        "SELECT coalesce(revoked_at::text, 'live') FROM api_keys WHERE merchant_id = $1 UNION ALL "
-        "SELECT coalesce(voided_at::text, 'kept') FROM redemptions WHERE merchant_id = $1 "
-        "UNION ALL SELECT points::text FROM shoppers WHERE merchant_id = $1) t",
-        tenant_b.merchant_id,
-    )
+    before = await _fingerprint(conn, tenant_b)
     for method, path, allowed in operations:
         url = _fill(path, tenant_b, spare_b)
         body = _bodies(tenant_a).get((method, path))
@@ -527,14 +534,5 @@ async def test_every_addressed_operation_hides_another_merchants_resources(
         r = await api.request(method, url, token=tenant_a.tokens[role], json=body, headers=headers)
         want = 404 if role in allowed else 403
         assert r.status == want, (method, path, r.status, r.body)
-    after = await conn.fetchval(
-        "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM ("
-        "SELECT name FROM stores WHERE merchant_id = $1 UNION ALL "
-        "SELECT name FROM geofences WHERE merchant_id = $1 UNION ALL "
-        "SELECT status FROM offers WHERE merchant_id = $1 UNION ALL "
-        "SELECT coalesce(revoked_at::text, 'live') FROM api_keys WHERE merchant_id = $1 UNION ALL "
-        "SELECT coalesce(voided_at::text, 'kept') FROM redemptions WHERE merchant_id = $1 "
-        "UNION ALL SELECT points::text FROM shoppers WHERE merchant_id = $1) t",
-        tenant_b.merchant_id,
-    )
+    after = await _fingerprint(conn, tenant_b)
     assert after == before

@@ -3,33 +3,18 @@ same serial and token across updates, points that follow purchases, and 304s."""
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
-import io
 import json
 import shutil
-import zipfile
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway import app as app_mod
-from gateway import passpush
 from tests.gateway.conftest import Shop
-from tests.support.apns_peer import ApnsStandIn
-from tests.support.proc import free_port
+from tests.support.wallet import apns, pass_files, purchase, register
 from tests.wallet.test_passes import verify
 from wallet import passes
-
-
-def _files(body: bytes) -> dict[str, bytes]:
-    with zipfile.ZipFile(io.BytesIO(body)) as zf:
-        return {n: zf.read(n) for n in zf.namelist()}
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
@@ -40,7 +25,7 @@ async def test_the_loyalty_pass_is_signed_stable_and_current(
     r = await shop.api.get("/v1/passes/loyalty", token=token)
     assert r.status == 200, r.body
     assert r.headers["Content-Type"] == "application/vnd.apple.pkpass"
-    files = _files(r.body)
+    files = pass_files(r.body)
     config = await conn.fetchrow("SELECT pass_type_id, wwdr_pem, dev FROM wallet_configs")
     assert config["dev"] is True
     dev = passes.DevCertificates(ca_pem=config["wwdr_pem"].encode(), cert_pem=b"", key_pem=b"")
@@ -57,7 +42,7 @@ async def test_the_loyalty_pass_is_signed_stable_and_current(
     )
     assert r304.status == 304
     shop.clock.advance(seconds=5)
-    await _purchase(shop, 42, "pass-1")
+    await purchase(shop, 42, "pass-1")
     await conn.execute("UPDATE points_ledger SET created_at = created_at + interval '2 seconds'")
     r2 = await shop.api.get(
         "/v1/passes/loyalty", token=token, headers={"If-Modified-Since": modified}
@@ -66,7 +51,7 @@ async def test_the_loyalty_pass_is_signed_stable_and_current(
     assert email.utils.parsedate_to_datetime(
         r2.headers["Last-Modified"]
     ) > email.utils.parsedate_to_datetime(modified)
-    second = json.loads(_files(r2.body)["pass.json"])
+    second = json.loads(pass_files(r2.body)["pass.json"])
     assert second["storeCard"]["primaryFields"][0]["value"] == 42
     assert second["storeCard"]["headerFields"][0]["value"] == "Bronze"
     # The serial number and authentication token never change.
@@ -81,7 +66,7 @@ async def test_the_passkit_flow_as_a_device_performs_it(
     shop: Shop, conn: asyncpg.Connection
 ) -> None:
     r = await shop.api.get("/v1/passes/loyalty", token=shop.token("shopper"))
-    card = json.loads(_files(r.body)["pass.json"])
+    card = json.loads(pass_files(r.body)["pass.json"])
     pt, serial, token = (
         card["passTypeIdentifier"],
         card["serialNumber"],
@@ -108,7 +93,7 @@ async def test_the_passkit_flow_as_a_device_performs_it(
     assert (await shop.api.get(f"{listing}?passesUpdatedSince={tag}")).status == 204
 
     shop.clock.advance(seconds=5)
-    await _purchase(shop, 9, "kit-1")
+    await purchase(shop, 9, "kit-1")
     r = await shop.api.get(f"{listing}?passesUpdatedSince={tag}")
     assert r.json["serialNumbers"] == [serial] and int(r.json["lastUpdated"]) > int(tag)
 
@@ -116,7 +101,9 @@ async def test_the_passkit_flow_as_a_device_performs_it(
     assert (await shop.api.get(fetch, headers=bad)).status == 401
     r = await shop.api.get(fetch, headers=auth)
     assert r.status == 200 and r.headers["Content-Type"] == "application/vnd.apple.pkpass"
-    assert json.loads(_files(r.body)["pass.json"])["storeCard"]["primaryFields"][0]["value"] == 9
+    assert (
+        json.loads(pass_files(r.body)["pass.json"])["storeCard"]["primaryFields"][0]["value"] == 9
+    )
     again = await shop.api.get(
         fetch, headers={**auth, "If-Modified-Since": r.headers["Last-Modified"]}
     )
@@ -139,7 +126,7 @@ async def test_a_coupon_pass_expires_with_the_coupon_and_is_voided_once_redeemed
     url = f"/v1/passes/coupons/{sent['coupon']['id']}"
     r = await shop.api.get(url, token=shop.token("shopper"))
     assert r.status == 200, r.body
-    card = json.loads(_files(r.body)["pass.json"])
+    card = json.loads(pass_files(r.body)["pass.json"])
     assert "coupon" in card
     assert card["expirationDate"] == sent["coupon"]["expires_at"]
     assert card["relevantDate"] and "voided" not in card
@@ -159,90 +146,20 @@ async def test_a_coupon_pass_expires_with_the_coupon_and_is_voided_once_redeemed
     fetch = f"/wallet/v1/passes/{card['passTypeIdentifier']}/{card['serialNumber']}"
     auth = {"Authorization": f"ApplePass {card['authenticationToken']}"}
     r = await shop.api.get(fetch, headers=auth)
-    updated = json.loads(_files(r.body)["pass.json"])
+    updated = json.loads(pass_files(r.body)["pass.json"])
     assert updated["voided"] is True
     assert updated["serialNumber"] == card["serialNumber"]
-
-
-@contextlib.asynccontextmanager
-async def apns(
-    shop: Shop, conn: asyncpg.Connection, tmp_path: Path, *, token_auth: bool = True
-) -> AsyncIterator[tuple[ApnsStandIn, passpush.PassPusher]]:
-    """A local APNs stand-in for the shop's pass type, and a pass pusher aimed at it.
-
-    Token auth: the merchant gets an APNs key and the stand-in checks its JWTs.
-    Certificate auth: no key, so the pusher presents the pass certificate, and the
-    stand-in requires a client certificate from the merchant's (development) CA.
-    """
-    config = await conn.fetchrow("SELECT pass_type_id, team_id, wwdr_pem FROM wallet_configs")
-    key = ec.generate_private_key(ec.SECP256R1())
-    if token_auth:
-        await conn.execute(
-            "UPDATE wallet_configs SET apns_key_pem = $1, apns_key_id = 'KEY1234567', "
-            "updated_at = now()",
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ).decode(),
-        )
-        client_ca = None
-    else:
-        client_ca = tmp_path / "client-ca.pem"
-        client_ca.write_text(config["wwdr_pem"])
-    stand_in = ApnsStandIn(
-        directory=tmp_path,
-        topic=config["pass_type_id"],
-        key_id="KEY1234567",
-        team_id=config["team_id"],
-        public_key=key.public_key() if token_auth else None,
-        client_ca=client_ca,
-    )
-    await stand_in.start(free_port())
-    await conn.execute("UPDATE pass_updates SET done_at = now()")  # the fixture's own
-    pusher = passpush.PassPusher(
-        shop.app[app_mod.state.POOL], base_url=stand_in.base_url, ca_file=str(stand_in.cert_path)
-    )
-    try:
-        yield stand_in, pusher
-    finally:
-        await pusher.stop()
-        await stand_in.close()
-
-
-async def register(shop: Shop, card: dict[str, Any], devices: dict[str, str]) -> None:
-    """Register each device (id -> push token) for the pass, as Wallet does."""
-    pt, serial = card["passTypeIdentifier"], card["serialNumber"]
-    auth = {"Authorization": f"ApplePass {card['authenticationToken']}"}
-    for device, push_token in devices.items():
-        reg = f"/wallet/v1/devices/{device}/registrations/{pt}/{serial}"
-        r = await shop.api.post(reg, json={"pushToken": push_token}, headers=auth)
-        assert r.status == 201, r.body
-
-
-async def _purchase(shop: Shop, amount: float, key: str) -> None:
-    buy = await shop.api.post(
-        "/v1/purchases",
-        token=shop.token("pos"),
-        json={
-            "shopper_id": str(shop.tenant.shopper_id),
-            "store_id": str(shop.tenant.store_ids[0]),
-            "amount": amount,
-        },
-        headers={"Idempotency-Key": key},
-    )
-    assert buy.status == 201, buy.body
 
 
 async def test_a_purchase_pushes_the_pass_update_to_every_registered_device(
     shop: Shop, conn: asyncpg.Connection, tmp_path: Path
 ) -> None:
     r = await shop.api.get("/v1/passes/loyalty", token=shop.token("shopper"))
-    card = json.loads(_files(r.body)["pass.json"])
+    card = json.loads(pass_files(r.body)["pass.json"])
     await register(shop, card, {"dev1": "a1" * 32, "dev2": "b2" * 32, "dev3": "c3" * 32})
     async with apns(shop, conn, tmp_path) as (stand_in, pusher):
         stand_in.fail("c3" * 32, 410, "Unregistered")
-        await _purchase(shop, 3, "apns-1")
+        await purchase(shop, 3, "apns-1")
         assert await pusher.run_once() == 1
     assert sorted(p.token for p in stand_in.pushes) == ["a1" * 32, "b2" * 32]
     assert {p.topic for p in stand_in.pushes} == {card["passTypeIdentifier"]}
@@ -256,10 +173,10 @@ async def test_certificate_auth_pushes_with_the_pass_certificate(
     shop: Shop, conn: asyncpg.Connection, tmp_path: Path
 ) -> None:
     r = await shop.api.get("/v1/passes/loyalty", token=shop.token("shopper"))
-    card = json.loads(_files(r.body)["pass.json"])
+    card = json.loads(pass_files(r.body)["pass.json"])
     await register(shop, card, {"dev1": "d4" * 32})
     async with apns(shop, conn, tmp_path, token_auth=False) as (stand_in, pusher):
-        await _purchase(shop, 4, "cert-1")
+        await purchase(shop, 4, "cert-1")
         assert await pusher.run_once() == 1
         assert [p.token for p in stand_in.pushes] == ["d4" * 32]
         assert await conn.fetchval("SELECT count(*) FROM pass_updates WHERE done_at IS NULL") == 0
@@ -272,7 +189,7 @@ async def test_certificate_auth_pushes_with_the_pass_certificate(
             other.cert_pem.decode(),
             other.key_pem.decode(),
         )
-        await _purchase(shop, 5, "cert-2")
+        await purchase(shop, 5, "cert-2")
         assert await pusher.run_once() == 1
         row = await conn.fetchrow("SELECT done_at, last_error FROM pass_updates ORDER BY id DESC")
         assert row["done_at"] is None and row["last_error"].startswith("0 ")

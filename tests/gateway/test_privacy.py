@@ -12,7 +12,7 @@ import asyncpg
 from gateway import state
 from gateway.localpush import PushService
 from tests.gateway.conftest import Shop, enrol
-from tests.gateway.test_passes import _purchase
+from tests.support.wallet import purchase
 
 SECRET_KEYS = {"auth_token", "secret_hash", "p256dh", "auth", "push_token", "request_hash"}
 
@@ -30,7 +30,7 @@ async def _activity(shop: Shop) -> dict[str, Any]:
     await shop.offer()
     sent = (await shop.walk_in()).json["offers"][0]
     assert (await shop.redeem(sent["coupon"]["code"], key="priv-1")).status == 201
-    await _purchase(shop, 12, "priv-buy")
+    await purchase(shop, 12, "priv-buy")
     async with PushService() as push:
         sub = push.subscribe()
         r = await shop.api.post(

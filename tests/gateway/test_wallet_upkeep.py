@@ -13,7 +13,7 @@ import asyncpg
 from gateway import app as app_mod
 from gateway import upkeep
 from tests.gateway.conftest import Shop
-from tests.gateway.test_passes import _files, _purchase, apns, register
+from tests.support.wallet import apns, pass_files, purchase, register
 
 
 async def _rules(shop: Shop, **changes: Any) -> None:
@@ -57,9 +57,9 @@ async def test_points_expire_oldest_first_and_only_once(
     sid = shop.tenant.shopper_id
     assert sid is not None
     await _rules(shop, points_expire_days=30)
-    await _purchase(shop, 100, "e1")  # day 0
+    await purchase(shop, 100, "e1")  # day 0
     shop.clock.advance(days=20)
-    await _purchase(shop, 50, "e2")  # day 20
+    await purchase(shop, 50, "e2")  # day 20
     r = await shop.api.post(
         f"/v1/shoppers/{sid}/points",
         token=shop.token("manager"),
@@ -94,9 +94,9 @@ async def test_concurrent_upkeep_and_spends_never_expire_a_point_twice(
     sid = shop.tenant.shopper_id
     assert sid is not None
     await _rules(shop, points_expire_days=10)
-    await _purchase(shop, 300, "c1")
+    await purchase(shop, 300, "c1")
     shop.clock.advance(days=11)
-    await _purchase(shop, 40, "c2")  # recent: never expires here
+    await purchase(shop, 40, "c2")  # recent: never expires here
     pool = shop.app[app_mod.state.POOL]
 
     async def spend() -> int:
@@ -135,12 +135,12 @@ async def test_tiers_fall_when_earnings_leave_the_window_and_the_pass_follows(
     assert sid is not None
     await _rules(shop, tier_window_days=30)
     r = await shop.api.get("/v1/passes/loyalty", token=shop.token("shopper"))
-    card = json.loads(_files(r.body)["pass.json"])
+    card = json.loads(pass_files(r.body)["pass.json"])
     pt, serial = card["passTypeIdentifier"], card["serialNumber"]
     await register(shop, card, {"dev1": "e5" * 32})
     listing = f"/wallet/v1/devices/dev1/registrations/{pt}"
     async with apns(shop, conn, tmp_path) as (stand_in, pusher):
-        await _purchase(shop, 600, "t1")
+        await purchase(shop, 600, "t1")
         assert await pusher.run_once() == 1
         tag = (await shop.api.get(listing)).json["lastUpdated"]
         assert (await shop.api.get(f"{listing}?passesUpdatedSince={tag}")).status == 204
@@ -159,7 +159,7 @@ async def test_tiers_fall_when_earnings_leave_the_window_and_the_pass_follows(
     assert r.status == 200 and r.json["serialNumbers"] == [serial]
     fetch = f"/wallet/v1/passes/{pt}/{serial}"
     auth = {"Authorization": f"ApplePass {card['authenticationToken']}"}
-    pass_json = json.loads(_files((await shop.api.get(fetch, headers=auth)).body)["pass.json"])
+    pass_json = json.loads(pass_files((await shop.api.get(fetch, headers=auth)).body)["pass.json"])
     assert pass_json["storeCard"]["headerFields"][0]["value"] == "Bronze"
     assert pass_json["storeCard"]["primaryFields"][0]["value"] == 600
 
@@ -171,14 +171,14 @@ async def test_an_expired_coupon_pass_is_refreshed_once_and_a_redeemed_one_never
     coupon = (await shop.walk_in()).json["offers"][0]["coupon"]
     r = await shop.api.get(f"/v1/passes/coupons/{coupon['id']}", token=shop.token("shopper"))
     assert r.status == 200, r.body
-    card = json.loads(_files(r.body)["pass.json"])
+    card = json.loads(pass_files(r.body)["pass.json"])
     pt, serial = card["passTypeIdentifier"], card["serialNumber"]
     # The fixture's redeemed coupon gets a pass too: it is voided, and expiry leaves it be.
     redeemed = await conn.fetchval(
         "SELECT coupon_id FROM redemptions WHERE id = $1", shop.tenant.redemption_id
     )
     r = await shop.api.get(f"/v1/passes/coupons/{redeemed}", token=shop.token("shopper"))
-    assert r.status == 200 and json.loads(_files(r.body)["pass.json"])["voided"] is True
+    assert r.status == 200 and json.loads(pass_files(r.body)["pass.json"])["voided"] is True
     await register(shop, card, {"dev9": "f6" * 32})
     listing = f"/wallet/v1/devices/dev9/registrations/{pt}"
     tag = (await shop.api.get(listing)).json["lastUpdated"]
