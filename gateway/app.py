@@ -71,7 +71,7 @@ def create_app(
     app[state.DB_URL] = db_url or db.resolve_url(settings)
     app[state.CLOCK] = clock_ or clock.SystemClock()
     app[state.VERIFIER] = auth.TokenVerifier(ttl=settings.token_cache_seconds)
-    log_ = pinglog.PingLog()
+    log_ = pinglog.PingLog(sync=settings.ping_log_sync)
     app[state.INBOX_HUB] = inbox.Hub()
     app[state.SIGNERS] = {}
     app[state.OFFERS] = offering.OfferBooks(max_delay_seconds=settings.offer_max_delay_seconds)

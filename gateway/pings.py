@@ -175,26 +175,26 @@ class PingService:
                 if owner is not None:
                     results[owner].transitions.append(t)
 
-        for i, ping in enumerate(pings):
-            result = results[i]
-            if result.status == "rejected":
-                continue
-            self.log.add(
-                geo_store.PingRecord(
-                    merchant_id=merchant_id,
-                    shopper_id=shopper_id,
-                    ts=ping.ts,
-                    received_at=now,
-                    lat=ping.lat,
-                    lon=ping.lon,
-                    accuracy_m=ping.accuracy_m,
-                    speed_mps=ping.speed_mps,
-                    weather_condition=ping.weather_condition,
-                    temp_c=ping.temp_c,
-                    verdict="ok" if result.status == "accepted" else str(result.reason),
-                    transitions=len(result.transitions),
-                )
+        records = [
+            geo_store.PingRecord(
+                merchant_id=merchant_id,
+                shopper_id=shopper_id,
+                ts=ping.ts,
+                received_at=now,
+                lat=ping.lat,
+                lon=ping.lon,
+                accuracy_m=ping.accuracy_m,
+                speed_mps=ping.speed_mps,
+                weather_condition=ping.weather_condition,
+                temp_c=ping.temp_c,
+                verdict="ok" if result.status == "accepted" else str(result.reason),
+                transitions=len(result.transitions),
             )
+            for ping, result in zip(pings, results, strict=True)
+            if result.status != "rejected"
+        ]
+        # In sync mode this waits until the rows are committed: an answered ping is kept.
+        await self.log.record(records)
         return Outcome(results=results, transitions=transitions, sent=sent)
 
     async def _apply(

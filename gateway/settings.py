@@ -76,6 +76,8 @@ class Settings:
     ``GATEWAY_MAX_PING_AGE_SECONDS`` older pings are refused (86400)
     ``GATEWAY_PING_RATE`` / ``GATEWAY_PING_BURST``  per-shopper ping requests/s and burst (2, 20)
     ``GATEWAY_PING_RETENTION_DAYS``  raw pings are purged after this many days (30)
+    ``GATEWAY_PING_LOG_SYNC``        ``1`` (default) answers a ping once its log row is
+                                     committed (group commit); ``0`` buffers up to 200 ms
     ``GATEWAY_OFFER_MAX_DELAY_SECONDS``  triggers from pings older than this decide no
                                      offer (300): the moment has passed
     ``GATEWAY_REDEEM_RATE`` / ``GATEWAY_REDEEM_BURST``  redemption attempts per POS key
@@ -114,6 +116,7 @@ class Settings:
     ping_rate: float = 2.0
     ping_burst: int = 20
     ping_retention_days: float = 30.0
+    ping_log_sync: bool = True
     index_poll_seconds: float = 5.0
     offer_max_delay_seconds: float = 300.0
     void_window_minutes: int = 30
@@ -229,6 +232,7 @@ class Settings:
             ping_rate=get_float("GATEWAY_PING_RATE", 2.0),
             ping_burst=get_int("GATEWAY_PING_BURST", 20),
             ping_retention_days=get_float("GATEWAY_PING_RETENTION_DAYS", 30.0),
+            ping_log_sync=env.get("GATEWAY_PING_LOG_SYNC", "1") != "0",
             index_poll_seconds=get_float("GATEWAY_INDEX_POLL_SECONDS", 5.0),
             offer_max_delay_seconds=get_float("GATEWAY_OFFER_MAX_DELAY_SECONDS", 300.0),
             void_window_minutes=get_int("GATEWAY_VOID_WINDOW_MINUTES", 30),

@@ -169,21 +169,27 @@ INSERT INTO geofence_events (merchant_id, shopper_id, geofence_id, event, at)
 SELECT $1, $2, f, e, a
 FROM unnest($3::bigint[], $4::text[], $5::timestamptz[]) AS t(f, e, a);
 
--- name: insert_pings
-INSERT INTO pings (merchant_id, shopper_id, ts, received_at, lat, lon, accuracy_m, speed_mps,
-                   weather_condition, temp_c, verdict, transitions)
-SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[],
-                     $5::float8[], $6::float8[], $7::real[], $8::real[], $9::text[],
-                     $10::real[], $11::text[], $12::smallint[]);
-
--- name: update_positions
--- The impossible-travel baseline, refreshed from the ping log batch: the newest
--- accepted fix per shopper wins, and an older fix never overwrites a newer one.
+-- name: log_pings
+-- One statement, so one round trip and atomic without a transaction: append the batch
+-- to the ping log and move the impossible-travel baseline forward, where the newest
+-- accepted fix per shopper wins and an older fix never overwrites a newer one.
+WITH logged AS (
+    INSERT INTO pings (merchant_id, shopper_id, ts, received_at, lat, lon, accuracy_m,
+                       speed_mps, weather_condition, temp_c, verdict, transitions)
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[],
+                         $5::float8[], $6::float8[], $7::real[], $8::real[], $9::text[],
+                         $10::real[], $11::text[], $12::smallint[])
+    RETURNING shopper_id, merchant_id, lat, lon, ts, accuracy_m, verdict
+), newest AS (
+    SELECT DISTINCT ON (shopper_id) shopper_id, merchant_id, lat, lon, ts, accuracy_m
+    FROM logged WHERE verdict = 'ok'
+    ORDER BY shopper_id, ts DESC
+)
 INSERT INTO shopper_geo AS g (shopper_id, merchant_id, last_lat, last_lon, last_ts, last_accuracy_m)
-SELECT t.shopper_id, t.merchant_id, t.lat, t.lon, t.ts, t.acc
-FROM unnest($1::bigint[], $2::bigint[], $3::float8[], $4::float8[], $5::timestamptz[],
-            $6::real[]) AS t(shopper_id, merchant_id, lat, lon, ts, acc)
-JOIN shoppers s ON s.id = t.shopper_id AND s.merchant_id = t.merchant_id
+SELECT n.shopper_id, n.merchant_id, n.lat, n.lon, n.ts, n.accuracy_m
+FROM newest n
+JOIN shoppers s ON s.id = n.shopper_id AND s.merchant_id = n.merchant_id
+ORDER BY n.shopper_id
 ON CONFLICT (shopper_id) DO UPDATE SET
     last_lat = excluded.last_lat, last_lon = excluded.last_lon,
     last_ts = excluded.last_ts, last_accuracy_m = excluded.last_accuracy_m

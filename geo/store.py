@@ -451,25 +451,7 @@ async def write_pings(conn: asyncpg.Connection, pings: Sequence[PingRecord]) -> 
     """Append a batch to the ping log and move each shopper's travel baseline forward."""
     if not pings:
         return
-    await conn.execute(_Q["insert_pings"], *[list(column) for column in zip(*pings, strict=True)])
-    newest: dict[int, PingRecord] = {}
-    for p in pings:
-        if p.verdict != "ok":
-            continue
-        seen = newest.get(p.shopper_id)
-        if seen is None or p.ts > seen.ts:
-            newest[p.shopper_id] = p
-    if newest:
-        chosen = list(newest.values())
-        await conn.execute(
-            _Q["update_positions"],
-            [p.shopper_id for p in chosen],
-            [p.merchant_id for p in chosen],
-            [p.lat for p in chosen],
-            [p.lon for p in chosen],
-            [p.ts for p in chosen],
-            [p.accuracy_m for p in chosen],
-        )
+    await conn.execute(_Q["log_pings"], *[list(column) for column in zip(*pings, strict=True)])
 
 
 async def purge_pings(

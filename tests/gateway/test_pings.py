@@ -379,6 +379,87 @@ async def test_ping_log_is_written_in_batches_and_moves_the_baseline(
     assert last["last_lon"] == pytest.approx(offset(95, 0)[1])
 
 
+async def test_an_answered_ping_is_already_in_the_log(
+    world: World, conn: asyncpg.Connection
+) -> None:
+    """Group commit: the answer waits for the log row, and pings arriving together share
+    a write."""
+    ping_log = world.app[state.PINGS].log
+    assert ping_log.sync
+    for i in range(5):
+        world.clock.advance(seconds=3)
+        r = await world.ping(i * 5, 0)
+        assert r.status == 200
+        # No flush asked for: the row was committed before the answer left.
+        assert await conn.fetchval("SELECT count(*) FROM pings") == i + 1
+    batches = ping_log.batches
+    world.clock.advance(seconds=3)
+    replies = await asyncio.gather(*(world.ping(30, 0) for _ in range(30)))
+    assert all(r.status == 200 for r in replies)
+    assert await conn.fetchval("SELECT count(*) FROM pings") == 35
+    assert ping_log.pending == 0
+    assert ping_log.batches - batches < 30
+
+
+async def test_a_failed_log_write_is_a_503_and_keeps_nothing(
+    world: World, conn: asyncpg.Connection
+) -> None:
+    """The ping log's connection dies mid-write: the ping is refused with 503 and
+    Retry-After (the app sends it again), no row of it is written, the baseline does
+    not move, and the next ping goes through."""
+    r = await world.ping(-300, 0)
+    assert r.status == 200
+    before = await conn.fetchrow("SELECT last_ts, last_lon FROM shopper_geo")
+    async with conn.transaction():
+        # Hold the log's table, so the write waits where we can see it, then cut it off.
+        await conn.execute("LOCK TABLE pings IN ACCESS EXCLUSIVE MODE")
+        world.clock.advance(seconds=5)
+        task = asyncio.create_task(world.ping(-290, 0))
+        waiting: list[Any] = []
+        for _ in range(200):
+            waiting = await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%INSERT INTO pings%'"
+            )
+            if waiting:
+                break
+            await asyncio.sleep(0.05)
+        assert len(waiting) == 1
+        await conn.execute("SELECT pg_terminate_backend($1)", waiting[0]["pid"])
+        r = await task
+    assert r.status == 503, r.body
+    assert r.json["error"]["code"] == "unavailable" and r.headers["Retry-After"]
+    assert await conn.fetchval("SELECT count(*) FROM pings") == 1
+    assert await conn.fetchrow("SELECT last_ts, last_lon FROM shopper_geo") == before
+    # The app sends it again, and it is taken.
+    r = await world.ping(-290, 0)
+    assert r.status == 200
+    assert await conn.fetchval("SELECT count(*) FROM pings") == 2
+
+
+async def test_buffered_ping_log_writes_on_its_timer(
+    database_url: str, conn: asyncpg.Connection, tenant_a: Tenant, tmp_path: Any
+) -> None:
+    """GATEWAY_PING_LOG_SYNC=0: the answer does not wait; the timer writes the rows."""
+    settings = Settings(data_dir=tmp_path, db_pool_min=1, ping_log_sync=False)
+    application = app_mod.create_app(settings, db_url=database_url)
+    async with test_utils.TestClient(test_utils.TestServer(application)) as client:
+        ping_log = application[state.PINGS].log
+        assert not ping_log.sync
+        lat, lon = offset(0, 0)
+        body = {"lat": lat, "lon": lon, "accuracy_m": 10,
+                "ts": dt.datetime.now(dt.UTC).isoformat()}  # fmt: skip
+        token = tenant_a.tokens["shopper"]
+        r = await client.post("/v1/pings", json=body, headers={"Authorization": f"Bearer {token}"})
+        assert r.status == 200
+        for _ in range(100):
+            if await conn.fetchval("SELECT count(*) FROM pings") == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert await conn.fetchval("SELECT count(*) FROM pings") == 1
+        assert ping_log.written == 1
+
+
 async def test_index_hot_swap_while_pings_run(world: World, conn: asyncpg.Connection) -> None:
     """Rebuild the index over and over while pings run: no errors, no phantom transitions."""
     holder = world.app[state.GEO_INDEX]
