@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import cast
 
 from aiohttp import web
 
@@ -71,7 +72,11 @@ def create_app(
     app[state.DB_URL] = db_url or db.resolve_url(settings)
     app[state.CLOCK] = clock_ or clock.SystemClock()
     app[state.VERIFIER] = auth.TokenVerifier(ttl=settings.token_cache_seconds)
-    log_ = pinglog.PingLog(sync=settings.ping_log_sync)
+    log_ = pinglog.PingLog(
+        mode=cast(pinglog.Mode, settings.ping_log),
+        spool_dir=settings.data_dir / "spool",
+        flush_seconds=settings.ping_log_flush_seconds,
+    )
     app[state.INBOX_HUB] = inbox.Hub()
     app[state.SIGNERS] = {}
     app[state.OFFERS] = offering.OfferBooks(max_delay_seconds=settings.offer_max_delay_seconds)
@@ -132,7 +137,9 @@ async def _geo_ctx(app: web.Application) -> AsyncIterator[None]:
     await listener.start(app[state.SETTINGS].index_poll_seconds)
     await holder.start(pool)
     ping_log = app[state.PINGS].log
-    ping_log.start(pool)
+    # Its own connection: log batches never wait for a request's, nor requests for them.
+    log_pool = await db.create_pool(app[state.DB_URL], min_size=1, max_size=1)
+    ping_log.start(log_pool)
     settings = app[state.SETTINGS]
     purger = asyncio.create_task(
         retention.run_forever(
@@ -158,6 +165,7 @@ async def _geo_ctx(app: web.Application) -> AsyncIterator[None]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await ping_log.stop()
+        await log_pool.close()
         await holder.stop()
         await listener.close()
 

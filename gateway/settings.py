@@ -76,8 +76,10 @@ class Settings:
     ``GATEWAY_MAX_PING_AGE_SECONDS`` older pings are refused (86400)
     ``GATEWAY_PING_RATE`` / ``GATEWAY_PING_BURST``  per-shopper ping requests/s and burst (2, 20)
     ``GATEWAY_PING_RETENTION_DAYS``  raw pings are purged after this many days (30)
-    ``GATEWAY_PING_LOG_SYNC``        ``1`` (default) answers a ping once its log row is
-                                     committed (group commit); ``0`` buffers up to 200 ms
+    ``GATEWAY_PING_LOG``             ``spool`` (default): a local spool file before the
+                                     answer, replayed after a crash; ``sync``: answer once
+                                     the row is committed; ``memory``: may lose 200 ms
+    ``GATEWAY_PING_LOG_FLUSH_SECONDS``  how often spooled or buffered pings are written (0.2)
     ``GATEWAY_OFFER_MAX_DELAY_SECONDS``  triggers from pings older than this decide no
                                      offer (300): the moment has passed
     ``GATEWAY_REDEEM_RATE`` / ``GATEWAY_REDEEM_BURST``  redemption attempts per POS key
@@ -116,7 +118,8 @@ class Settings:
     ping_rate: float = 2.0
     ping_burst: int = 20
     ping_retention_days: float = 30.0
-    ping_log_sync: bool = True
+    ping_log: str = "spool"
+    ping_log_flush_seconds: float = 0.2
     index_poll_seconds: float = 5.0
     offer_max_delay_seconds: float = 300.0
     void_window_minutes: int = 30
@@ -148,6 +151,12 @@ class Settings:
             raise SettingsError("max import bytes must be at least max body bytes")
         if self.ping_rate <= 0 or self.ping_burst < 1:
             raise SettingsError("ping rate must be > 0 and ping burst >= 1")
+        if self.ping_log not in ("spool", "sync", "memory"):
+            raise SettingsError(
+                f"GATEWAY_PING_LOG must be spool, sync or memory, not {self.ping_log!r}"
+            )
+        if not 0 < self.ping_log_flush_seconds <= 3600:
+            raise SettingsError("GATEWAY_PING_LOG_FLUSH_SECONDS must be in (0, 3600]")
         if self.ping_retention_days <= 0:
             raise SettingsError("ping retention must be positive")
         if self.offer_max_delay_seconds < 0 or self.void_window_minutes < 0:
@@ -232,7 +241,8 @@ class Settings:
             ping_rate=get_float("GATEWAY_PING_RATE", 2.0),
             ping_burst=get_int("GATEWAY_PING_BURST", 20),
             ping_retention_days=get_float("GATEWAY_PING_RETENTION_DAYS", 30.0),
-            ping_log_sync=env.get("GATEWAY_PING_LOG_SYNC", "1") != "0",
+            ping_log=env.get("GATEWAY_PING_LOG", "spool"),
+            ping_log_flush_seconds=get_float("GATEWAY_PING_LOG_FLUSH_SECONDS", 0.2),
             index_poll_seconds=get_float("GATEWAY_INDEX_POLL_SECONDS", 5.0),
             offer_max_delay_seconds=get_float("GATEWAY_OFFER_MAX_DELAY_SECONDS", 300.0),
             void_window_minutes=get_int("GATEWAY_VOID_WINDOW_MINUTES", 30),

@@ -171,14 +171,30 @@ FROM unnest($3::bigint[], $4::text[], $5::timestamptz[]) AS t(f, e, a);
 
 -- name: log_pings
 -- One statement, so one round trip and atomic without a transaction: append the batch
--- to the ping log and move the impossible-travel baseline forward, where the newest
--- accepted fix per shopper wins and an older fix never overwrites a newer one.
-WITH logged AS (
-    INSERT INTO pings (merchant_id, shopper_id, ts, received_at, lat, lon, accuracy_m,
-                       speed_mps, weather_condition, temp_c, verdict, transitions)
+-- to the ping log, record how far into its spool file the batch reached (when $13 names
+-- one), and move the impossible-travel baseline forward, where the newest accepted fix
+-- per shopper wins and an older fix never overwrites a newer one. Pings of a shopper
+-- erased meanwhile are not kept (a spool replayed late included): the key-share lock
+-- orders the batch with an erasure in progress, which locks the shopper for update.
+WITH marked AS (
+    INSERT INTO ping_spools (id, flushed_bytes)
+    SELECT $13::text, $14::bigint WHERE $13::text IS NOT NULL
+    ON CONFLICT (id) DO UPDATE SET flushed_bytes = excluded.flushed_bytes, updated_at = now()
+), batch AS (
     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[],
                          $5::float8[], $6::float8[], $7::real[], $8::real[], $9::text[],
                          $10::real[], $11::text[], $12::smallint[])
+        AS t(merchant_id, shopper_id, ts, received_at, lat, lon, accuracy_m, speed_mps,
+             weather_condition, temp_c, verdict, transitions)
+), live AS (
+    SELECT s.id, s.merchant_id FROM shoppers s
+    WHERE s.id = ANY($2::bigint[]) AND s.erased_at IS NULL
+    FOR KEY SHARE
+), logged AS (
+    INSERT INTO pings (merchant_id, shopper_id, ts, received_at, lat, lon, accuracy_m,
+                       speed_mps, weather_condition, temp_c, verdict, transitions)
+    SELECT b.* FROM batch b
+    WHERE (b.shopper_id, b.merchant_id) IN (SELECT id, merchant_id FROM live)
     RETURNING shopper_id, merchant_id, lat, lon, ts, accuracy_m, verdict
 ), newest AS (
     SELECT DISTINCT ON (shopper_id) shopper_id, merchant_id, lat, lon, ts, accuracy_m
@@ -188,12 +204,17 @@ WITH logged AS (
 INSERT INTO shopper_geo AS g (shopper_id, merchant_id, last_lat, last_lon, last_ts, last_accuracy_m)
 SELECT n.shopper_id, n.merchant_id, n.lat, n.lon, n.ts, n.accuracy_m
 FROM newest n
-JOIN shoppers s ON s.id = n.shopper_id AND s.merchant_id = n.merchant_id
 ORDER BY n.shopper_id
 ON CONFLICT (shopper_id) DO UPDATE SET
     last_lat = excluded.last_lat, last_lon = excluded.last_lon,
     last_ts = excluded.last_ts, last_accuracy_m = excluded.last_accuracy_m
 WHERE g.last_ts IS NULL OR excluded.last_ts > g.last_ts;
+
+-- name: spool_mark
+SELECT flushed_bytes FROM ping_spools WHERE id = $1;
+
+-- name: drop_spool_mark
+DELETE FROM ping_spools WHERE id = $1;
 
 -- name: purge_pings
 -- In slices, so a large purge never holds long locks or bloats one transaction.

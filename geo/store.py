@@ -447,11 +447,31 @@ class PingRecord(NamedTuple):
     transitions: int
 
 
-async def write_pings(conn: asyncpg.Connection, pings: Sequence[PingRecord]) -> None:
-    """Append a batch to the ping log and move each shopper's travel baseline forward."""
+async def write_pings(
+    conn: asyncpg.Connection,
+    pings: Sequence[PingRecord],
+    *,
+    spool: str | None = None,
+    spooled_to: int = 0,
+) -> None:
+    """Append a batch to the ping log and move each shopper's travel baseline forward.
+
+    With ``spool``, the same statement records that this spool file is in the database
+    up to byte ``spooled_to``."""
     if not pings:
         return
-    await conn.execute(_Q["log_pings"], *[list(column) for column in zip(*pings, strict=True)])
+    columns = [list(column) for column in zip(*pings, strict=True)]
+    await conn.execute(_Q["log_pings"], *columns, spool, spooled_to)
+
+
+async def spool_mark(conn: asyncpg.Connection, spool: str) -> int:
+    """How far into this spool file the database has its records (0: nothing yet)."""
+    mark: int | None = await conn.fetchval(_Q["spool_mark"], spool)
+    return mark or 0
+
+
+async def drop_spool_mark(conn: asyncpg.Connection, spool: str) -> None:
+    await conn.execute(_Q["drop_spool_mark"], spool)
 
 
 async def purge_pings(

@@ -137,6 +137,27 @@ def test_kubernetes_probes_ports_env_and_secrets_agree_with_the_code() -> None:
     assert pod["spec"]["securityContext"]["runAsUser"] == int(image_user.group(1))
 
 
+def test_the_data_dir_with_the_ping_spool_is_a_writable_volume() -> None:
+    """GATEWAY_DATA_DIR holds the ping spool: on a read-only root it must be a volume,
+    in Kubernetes one that outlives the container (an emptyDir), and in Compose one
+    the replicas share, so a survivor or a restarted container replays a dead one's."""
+    data_dir = re.search(r"GATEWAY_DATA_DIR=(\S+)", (DEPLOY / "Dockerfile").read_text())
+    assert data_dir is not None
+    path = data_dir.group(1)
+    dep = _k8s()[("Deployment", "geo-offer-gateway")]
+    spec = dep["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert "emptyDir" in volumes[mounts[path]]
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    gateway = compose["services"]["gateway"]
+    named = [v.split(":")[0] for v in gateway["volumes"] if v.split(":")[1] == path]
+    assert named and named[0] in compose["volumes"]
+    assert gateway["deploy"]["replicas"] > 1
+
+
 @pytest.mark.parametrize(
     ("job", "command"),
     [("geo-offer-gateway-migrate", "migrate"), ("geo-offer-gateway-wallet-configure", "wallet")],

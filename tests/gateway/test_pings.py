@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import math
 import random
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 from aiohttp import test_utils, web
 
@@ -83,9 +85,14 @@ def square_feature(west_m: float, size_m: float) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-async def world(
-    database_url: str, conn: asyncpg.Connection, tenant_a: Tenant, tmp_path: Any, spec: SpecChecker
+@contextlib.asynccontextmanager
+async def make_world(
+    database_url: str,
+    conn: asyncpg.Connection,
+    tenant_a: Tenant,
+    tmp_path: Any,
+    spec: SpecChecker,
+    **options: Any,
 ) -> AsyncIterator[World]:
     # The tenant fixture's own circles are far from here (Paris centre, 50 m).
     circle = await add_fence(conn, tenant_a, circle_feature(LAT, LON, 100))
@@ -98,6 +105,7 @@ async def world(
         ping_rate=1000,
         ping_burst=1000,
         max_ping_age_seconds=3600,
+        **options,
     )
     fixed = clock.FixedClock(T0)
     application = app_mod.create_app(settings, db_url=database_url, clock_=fixed)
@@ -110,6 +118,22 @@ async def world(
             circle=circle,
             square=square,
         )
+
+
+@pytest.fixture
+async def world(
+    database_url: str, conn: asyncpg.Connection, tenant_a: Tenant, tmp_path: Any, spec: SpecChecker
+) -> AsyncIterator[World]:
+    async with make_world(database_url, conn, tenant_a, tmp_path, spec) as w:
+        yield w
+
+
+@pytest.fixture
+async def sync_world(
+    database_url: str, conn: asyncpg.Connection, tenant_a: Tenant, tmp_path: Any, spec: SpecChecker
+) -> AsyncIterator[World]:
+    async with make_world(database_url, conn, tenant_a, tmp_path, spec, ping_log="sync") as w:
+        yield w
 
 
 class TestTransitions:
@@ -379,11 +403,36 @@ async def test_ping_log_is_written_in_batches_and_moves_the_baseline(
     assert last["last_lon"] == pytest.approx(offset(95, 0)[1])
 
 
-async def test_an_answered_ping_is_already_in_the_log(
-    world: World, conn: asyncpg.Connection
+async def test_an_answered_ping_is_in_the_spool_before_the_database(
+    world: World, conn: asyncpg.Connection, tmp_path: Any
 ) -> None:
-    """Group commit: the answer waits for the log row, and pings arriving together share
-    a write."""
+    """The default log: the record is in this process's spool file when the answer
+    leaves; the batch then reaches the database, marking how far into the file it got."""
+    ping_log = world.app[state.PINGS].log
+    assert ping_log.mode == "spool" and ping_log.spool_id is not None
+    path = tmp_path / "spool" / f"{ping_log.spool_id}.spool"
+    for i in range(5):
+        world.clock.advance(seconds=3)
+        r = await world.ping(i * 5, 0, weather={"condition": "rain", "temp_c": 7.5})
+        assert r.status == 200
+        lines = path.read_bytes().splitlines()
+        assert len(lines) == i + 1
+        row = orjson.loads(lines[-1])
+        assert row[2] == world.clock.now().isoformat() and row[8:10] == ["rain", 7.5]
+    await ping_log.flush()
+    assert await conn.fetchval("SELECT count(*) FROM pings") == 5
+    mark = await conn.fetchval(
+        "SELECT flushed_bytes FROM ping_spools WHERE id = $1", ping_log.spool_id
+    )
+    assert mark == path.stat().st_size
+
+
+async def test_an_answered_ping_is_already_in_the_log_in_sync_mode(
+    sync_world: World, conn: asyncpg.Connection
+) -> None:
+    """GATEWAY_PING_LOG=sync, group commit: the answer waits for the log row, and pings
+    arriving together share a write."""
+    world = sync_world
     ping_log = world.app[state.PINGS].log
     assert ping_log.sync
     for i in range(5):
@@ -401,12 +450,13 @@ async def test_an_answered_ping_is_already_in_the_log(
     assert ping_log.batches - batches < 30
 
 
-async def test_a_failed_log_write_is_a_503_and_keeps_nothing(
-    world: World, conn: asyncpg.Connection
+async def test_a_failed_log_write_is_a_503_and_keeps_nothing_in_sync_mode(
+    sync_world: World, conn: asyncpg.Connection
 ) -> None:
     """The ping log's connection dies mid-write: the ping is refused with 503 and
     Retry-After (the app sends it again), no row of it is written, the baseline does
     not move, and the next ping goes through."""
+    world = sync_world
     r = await world.ping(-300, 0)
     assert r.status == 200
     before = await conn.fetchrow("SELECT last_ts, last_lon FROM shopper_geo")
@@ -419,7 +469,7 @@ async def test_a_failed_log_write_is_a_503_and_keeps_nothing(
         for _ in range(200):
             waiting = await conn.fetch(
                 "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE '%INSERT INTO pings%'"
+                "AND query LIKE '%INTO ping_spools%'"
             )
             if waiting:
                 break
@@ -437,15 +487,15 @@ async def test_a_failed_log_write_is_a_503_and_keeps_nothing(
     assert await conn.fetchval("SELECT count(*) FROM pings") == 2
 
 
-async def test_buffered_ping_log_writes_on_its_timer(
+async def test_memory_ping_log_writes_on_its_timer(
     database_url: str, conn: asyncpg.Connection, tenant_a: Tenant, tmp_path: Any
 ) -> None:
-    """GATEWAY_PING_LOG_SYNC=0: the answer does not wait; the timer writes the rows."""
-    settings = Settings(data_dir=tmp_path, db_pool_min=1, ping_log_sync=False)
+    """GATEWAY_PING_LOG=memory: no spool file; the timer writes the rows."""
+    settings = Settings(data_dir=tmp_path, db_pool_min=1, ping_log="memory")
     application = app_mod.create_app(settings, db_url=database_url)
     async with test_utils.TestClient(test_utils.TestServer(application)) as client:
         ping_log = application[state.PINGS].log
-        assert not ping_log.sync
+        assert ping_log.mode == "memory" and ping_log.spool_id is None
         lat, lon = offset(0, 0)
         body = {"lat": lat, "lon": lon, "accuracy_m": 10,
                 "ts": dt.datetime.now(dt.UTC).isoformat()}  # fmt: skip
@@ -458,6 +508,7 @@ async def test_buffered_ping_log_writes_on_its_timer(
             await asyncio.sleep(0.05)
         assert await conn.fetchval("SELECT count(*) FROM pings") == 1
         assert ping_log.written == 1
+    assert not (tmp_path / "spool").exists()
 
 
 async def test_index_hot_swap_while_pings_run(world: World, conn: asyncpg.Connection) -> None:
