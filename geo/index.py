@@ -88,11 +88,13 @@ class FenceIndex:
         "_radius_list",
         "_ref_lon",
         "_seg_count",
+        "_seg_count_list",
         "_seg_dlat_m",
         "_seg_dlon",
         "_seg_lat",
         "_seg_lon",
         "_seg_start",
+        "_seg_start_list",
     )
 
     def __init__(self, fences: Sequence[Fence]) -> None:
@@ -167,6 +169,8 @@ class FenceIndex:
         self._clon_list: list[float] = clon.tolist()
         self._clat_list: list[float] = clat.tolist()
         self._radius_list: list[float] = radius.tolist()
+        self._seg_start_list: list[int] = self._seg_start.tolist()
+        self._seg_count_list: list[int] = self._seg_count.tolist()
         for array in (
             ids,
             circle,
@@ -259,9 +263,7 @@ class FenceIndex:
                 return out
             polygons = np.array(plist, dtype=np.int64)
         if polygons.size:
-            pd = self._polygon_distances_at(polygons, lon, lat, reach, wrapped=wrapped)
-            keep = pd <= reach
-            out.update(zip(self._ids[polygons[keep]].tolist(), pd[keep].tolist(), strict=True))
+            self._polygons_near(polygons, lon, lat, reach, wrapped, out)
         return out
 
     def match_many(
@@ -377,66 +379,47 @@ class FenceIndex:
             dist[rows] = self._edge_distances(fences[rows], origin[rows], lat[rows], x_scale[rows])
         return dist
 
-    def _polygon_distances_at(
-        self, fences: IntArray, lon: float, lat: float, reach: float, *, wrapped: bool
-    ) -> FloatArray:
-        """`_polygon_distances` for one point, without numpy's per-call cost where possible."""
-        dist = np.full(fences.size, np.inf)
+    def _polygons_near(
+        self,
+        fences: IntArray,
+        lon: float,
+        lat: float,
+        reach: float,
+        wrapped: bool,
+        out: dict[int, float],
+    ) -> None:
+        """Add to `out` each polygon fence within `reach` metres of one point, with its
+        distance: `_polygon_distances` without numpy's per-call cost.
+
+        One pass over each polygon's edges, in the point-centred frame of
+        `_edge_distances`, gives both the crossing parity (inside or not: the frame is
+        affine in lon/lat, so containment is the same) and the nearest edge.
+        """
         x_scale = _M_PER_DEG * math.cos(lat * _DEG)
         reach2 = reach * reach
-        near: list[int] = []
-        origins: list[float] = []
         boxes: list[list[float]] = self._box[fences].tolist()
-        for row, (west, south, east, north) in enumerate(boxes):
+        for k, (west, south, east, north) in zip(fences.tolist(), boxes, strict=True):
             origin = lon
             if wrapped:
                 origin = lon - distance.lon_shift((west + east) * 0.5, lon)
+            # The metre gap to the polygon's bounds is a lower bound of the distance.
             gap_x = max(west - origin, origin - east, 0.0) * x_scale
             gap_y = max(south - lat, lat - north, 0.0) * _M_PER_DEG
-            if gap_x * gap_x + gap_y * gap_y <= reach2:
-                near.append(row)
-                origins.append(origin)
-        if not near:
-            return dist
-        rows = np.array(near, dtype=np.int64)
-        inside = shapely.intersects_xy(self._geoms[fences[rows]], lon, lat)
-        dist[rows[inside]] = 0.0
-        if inside.all():
-            return dist
-        out = ~inside
-        rows = rows[out]
-        if rows.size == 1:
-            origin = origins[int(np.flatnonzero(out)[0])]
-            dist[rows] = self._edge_distance_one(int(fences[rows[0]]), origin, lat, x_scale)
-            return dist
-        origin_a = np.array(origins)[out] if wrapped else lon
-        dist[rows] = self._edge_distances(fences[rows], origin_a, lat, x_scale)
-        return dist
-
-    def _edge_distance_one(self, k: int, origin: float, lat: float, x_scale: float) -> float:
-        """`_edge_distances` for one polygon and one point: slices and fewer temporaries."""
-        start = int(self._seg_start[k])
-        edges = slice(start, start + int(self._seg_count[k]))
-        x1 = self._seg_lon[edges] - origin
-        x1 *= x_scale
-        y1 = self._seg_lat[edges] - lat
-        y1 *= _M_PER_DEG
-        dx = self._seg_dlon[edges] * x_scale
-        dy = self._seg_dlat_m[edges]
-        # s = -(projection of the origin onto the edge), clamped to the edge: [-1, 0].
-        s = x1 * dx
-        s += y1 * dy
-        length2 = dx * dx
-        length2 += dy * dy
-        np.maximum(length2, 1e-18, out=length2)
-        s /= length2
-        np.clip(s, -1.0, 0.0, out=s)
-        x1 -= s * dx
-        y1 -= s * dy
-        x1 *= x1
-        y1 *= y1
-        x1 += y1
-        return math.sqrt(float(x1.min()))
+            if gap_x * gap_x + gap_y * gap_y > reach2:
+                continue
+            start = self._seg_start_list[k]
+            end = start + self._seg_count_list[k]
+            d = _point_polygon_m(
+                self._seg_lon[start:end].tolist(),
+                self._seg_lat[start:end].tolist(),
+                self._seg_dlon[start:end].tolist(),
+                self._seg_dlat_m[start:end].tolist(),
+                origin,
+                lat,
+                x_scale,
+            )
+            if d <= reach:
+                out[self._ids_list[k]] = d
 
     def _edge_distances(
         self,
@@ -471,6 +454,44 @@ class FenceIndex:
         y1 += t * dy
         nearest: FloatArray = np.sqrt(np.minimum.reduceat(x1 * x1 + y1 * y1, firsts))
         return nearest
+
+
+def _point_polygon_m(
+    seg_lon: list[float],
+    seg_lat: list[float],
+    seg_dlon: list[float],
+    seg_dlat_m: list[float],
+    origin: float,
+    lat: float,
+    x_scale: float,
+) -> float:
+    """Metres from a point to a polygon given by its edges (every ring): 0 inside.
+
+    Inside is the even-odd crossing rule on a ray from the point towards +x, which for
+    a valid polygon or multipolygon (holes inside shells, parts apart) is containment.
+    """
+    inside = False
+    best = math.inf
+    for x1, y1, dx, dy in zip(seg_lon, seg_lat, seg_dlon, seg_dlat_m, strict=True):
+        x1 = (x1 - origin) * x_scale
+        y1 = (y1 - lat) * _M_PER_DEG
+        dx *= x_scale
+        y2 = y1 + dy
+        if (y1 > 0.0) != (y2 > 0.0) and x1 - y1 * dx / dy > 0.0:
+            inside = not inside
+        # Nearest point of the edge to the origin: the projection, clamped to the edge.
+        length2 = dx * dx + dy * dy
+        t = -(x1 * dx + y1 * dy) / length2 if length2 > 1e-18 else 0.0
+        if t < 0.0:
+            t = 0.0
+        elif t > 1.0:
+            t = 1.0
+        px = x1 + t * dx
+        py = y1 + t * dy
+        d2 = px * px + py * py
+        if d2 < best:
+            best = d2
+    return 0.0 if inside else math.sqrt(best)
 
 
 def _check(ids: IntArray, circle: Any, radius: FloatArray, geoms: Any) -> None:

@@ -3,7 +3,8 @@
 -- spool left by a crashed process is replayed from exactly where it stopped.
 
 CREATE TABLE ping_spools (
-    id            text PRIMARY KEY,
-    flushed_bytes bigint NOT NULL CHECK (flushed_bytes >= 0),
+    id            text CONSTRAINT pk__ping_spools PRIMARY KEY,
+    flushed_bytes bigint NOT NULL CONSTRAINT ck__ping_spools__flushed_bytes
+                      CHECK (flushed_bytes >= 0),
     updated_at    timestamptz NOT NULL DEFAULT now()
 );

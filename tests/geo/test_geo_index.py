@@ -133,6 +133,32 @@ def test_polygon_distance_in_metres() -> None:
     assert index.match((west + east) / 2, (south + north) / 2, 0.0, 1) == {5: 0.0}
 
 
+def test_holes_and_parts_one_ping_at_a_time_and_in_batches() -> None:
+    """Inside a hole is outside, measured to the hole's ring; inside the second part of
+    a multipolygon is inside; on the way in between, the nearest ring counts."""
+    lon0, lat0 = 2.35, 48.85
+    outer = square(*offset_ellipsoid(lon0, lat0, -200.0, -200.0), 400.0)
+    hole = square(*offset_ellipsoid(lon0, lat0, -50.0, -50.0), 100.0)
+    ring = shapely.Polygon(outer.exterior.coords, [hole.exterior.coords])
+    part = square(*offset_ellipsoid(lon0, lat0, 900.0, -100.0), 200.0)
+    shape = shapely.MultiPolygon([ring, part])
+    index = FenceIndex.build([polygon(7, shape)])
+    cases = [
+        ((0.0, 0.0), 50.0),  # the hole's centre: 50 m from its edge
+        ((30.0, 0.0), 20.0),
+        ((120.0, 0.0), 0.0),  # in the ring
+        ((1_000.0, 50.0), 0.0),  # in the second part
+        ((850.0, 0.0), 50.0),  # between the two: nearer the second part
+    ]
+    for (east, north), want in cases:
+        lon, lat = offset_ellipsoid(lon0, lat0, east, north)
+        reference = distance.polygon_distance_m(shape, lon, lat)
+        assert reference == pytest.approx(want, abs=0.5)
+        got = index.match(lon, lat, 60.0, 1)
+        assert got == {7: pytest.approx(reference, abs=1e-6)}
+        assert index.match_many([lon], [lat], [60.0], [1]).to_dicts()[0] == got
+
+
 def test_matches_across_the_antimeridian() -> None:
     fences = [
         circle(1, 179.9995, 0.0, 50.0),
