@@ -26,6 +26,7 @@ from gateway import (
     ratelimit,
     retention,
     routing,
+    spool,
     state,
     stats,
     upkeep,
@@ -74,7 +75,7 @@ def create_app(
     app[state.VERIFIER] = auth.TokenVerifier(ttl=settings.token_cache_seconds)
     log_ = pinglog.PingLog(
         mode=cast(pinglog.Mode, settings.ping_log),
-        spool_dir=settings.data_dir / "spool",
+        spool_dir=spool.directory(settings.data_dir, db.describe(app[state.DB_URL])),
         flush_seconds=settings.ping_log_flush_seconds,
     )
     app[state.INBOX_HUB] = inbox.Hub()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import hashlib
 import logging
 import os
 import secrets
@@ -31,6 +32,16 @@ from geo.store import PingRecord
 log = logging.getLogger(__name__)
 
 SUFFIX = ".spool"
+
+
+def directory(data_dir: Path, database: str) -> Path:
+    """The spool directory for one database under the data directory.
+
+    ``database`` names it (its URL without the password): spools are only ever replayed
+    into the database their pings were taken for, even when one data directory serves
+    several (a developer switching DATABASE_URL, say).
+    """
+    return data_dir / "spool" / hashlib.sha256(database.encode()).hexdigest()[:16]
 
 
 class Spool:

@@ -410,7 +410,8 @@ async def test_an_answered_ping_is_in_the_spool_before_the_database(
     leaves; the batch then reaches the database, marking how far into the file it got."""
     ping_log = world.app[state.PINGS].log
     assert ping_log.mode == "spool" and ping_log.spool_id is not None
-    path = tmp_path / "spool" / f"{ping_log.spool_id}.spool"
+    assert ping_log.spool_dir is not None and ping_log.spool_dir.parent == tmp_path / "spool"
+    path = ping_log.spool_dir / f"{ping_log.spool_id}.spool"
     for i in range(5):
         world.clock.advance(seconds=3)
         r = await world.ping(i * 5, 0, weather={"condition": "rain", "temp_c": 7.5})

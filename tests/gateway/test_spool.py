@@ -180,7 +180,8 @@ async def test_kill_9_of_gateway_serve_loses_no_answered_ping(
         assert first.proc is not None
         os.kill(first.proc.pid, signal.SIGKILL)  # no shutdown, no flush
         await first.stop()
-    assert len(list((tmp_path / "spool").glob("*.spool"))) == 1
+    (left,) = (tmp_path / "spool").rglob("*.spool")
+    assert left.parent == spool.directory(tmp_path, db.describe(database_url))
     second = proc.Served(proc.free_port(), environ)
     await second.start()
     await second.wait_ready()
@@ -220,3 +221,11 @@ async def test_a_late_replay_keeps_no_ping_of_an_erased_shopper(
     assert [r["shopper_id"] for r in rows] == [other.id] * 5
     assert await conn.fetchval("SELECT array_agg(shopper_id) FROM shopper_geo") == [other.id]
     assert list(tmp_path.glob("*.spool")) == []
+
+
+def test_each_database_has_its_own_spool_directory(tmp_path: Path) -> None:
+    """Spools are replayed only into the database their pings were taken for."""
+    a = spool.directory(tmp_path, "postgresql://gw@db-a:5432/gateway")
+    b = spool.directory(tmp_path, "postgresql://gw@db-b:5432/gateway")
+    assert a != b and a.parent == b.parent == tmp_path / "spool"
+    assert a == spool.directory(tmp_path, "postgresql://gw@db-a:5432/gateway")
