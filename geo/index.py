@@ -87,6 +87,7 @@ class FenceIndex:
         "_radius",
         "_radius_list",
         "_ref_lon",
+        "_seg",
         "_seg_count",
         "_seg_count_list",
         "_seg_dlat_m",
@@ -139,14 +140,14 @@ class FenceIndex:
             east[polygons], north[polygons] = bounds[:, 2], bounds[:, 3]
         self._box = np.column_stack([west, south, east, north])
         self._ref_lon = (west + east) * 0.5
-        (
-            self._seg_lon,
-            self._seg_lat,
-            self._seg_dlon,
-            self._seg_dlat_m,
-            self._seg_start,
-            self._seg_count,
-        ) = _segments(geoms, polygons, n)
+        seg_lon, seg_lat, seg_dlon, seg_dlat_m, self._seg_start, self._seg_count = _segments(
+            geoms, polygons, n
+        )
+        # One row per edge, so that one polygon's edges are one slice; the columns are
+        # views of it for the batched path.
+        self._seg = np.column_stack([seg_lon, seg_lat, seg_dlon, seg_dlat_m])
+        self._seg_lon, self._seg_lat = self._seg[:, 0], self._seg[:, 1]
+        self._seg_dlon, self._seg_dlat_m = self._seg[:, 2], self._seg[:, 3]
 
         # The tree only needs envelopes: a polygon is its own, a circle gets its box.
         envelopes = geoms.copy()
@@ -180,6 +181,7 @@ class FenceIndex:
             radius,
             self._box,
             self._ref_lon,
+            self._seg,
             self._seg_lon,
             self._seg_lat,
             self._seg_dlon,
@@ -409,15 +411,7 @@ class FenceIndex:
                 continue
             start = self._seg_start_list[k]
             end = start + self._seg_count_list[k]
-            d = _point_polygon_m(
-                self._seg_lon[start:end].tolist(),
-                self._seg_lat[start:end].tolist(),
-                self._seg_dlon[start:end].tolist(),
-                self._seg_dlat_m[start:end].tolist(),
-                origin,
-                lat,
-                x_scale,
-            )
+            d = _point_polygon_m(self._seg[start:end].tolist(), origin, lat, x_scale)
             if d <= reach:
                 out[self._ids_list[k]] = d
 
@@ -456,23 +450,17 @@ class FenceIndex:
         return nearest
 
 
-def _point_polygon_m(
-    seg_lon: list[float],
-    seg_lat: list[float],
-    seg_dlon: list[float],
-    seg_dlat_m: list[float],
-    origin: float,
-    lat: float,
-    x_scale: float,
-) -> float:
+def _point_polygon_m(edges: list[list[float]], origin: float, lat: float, x_scale: float) -> float:
     """Metres from a point to a polygon given by its edges (every ring): 0 inside.
+
+    Each edge is its start lon and lat, its lon span in degrees and its lat span in metres.
 
     Inside is the even-odd crossing rule on a ray from the point towards +x, which for
     a valid polygon or multipolygon (holes inside shells, parts apart) is containment.
     """
     inside = False
     best = math.inf
-    for x1, y1, dx, dy in zip(seg_lon, seg_lat, seg_dlon, seg_dlat_m, strict=True):
+    for x1, y1, dx, dy in edges:
         x1 = (x1 - origin) * x_scale
         y1 = (y1 - lat) * _M_PER_DEG
         dx *= x_scale
