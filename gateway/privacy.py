@@ -18,6 +18,7 @@ import asyncpg
 import orjson
 
 from gateway import sql
+from geo import store as geo_store
 
 _Q = sql.load("gateway", "privacy.sql")
 
@@ -33,6 +34,10 @@ async def erase(
 ) -> dict[str, int] | None:
     """Erase the shopper (see the module docstring); what was removed, or None if unknown."""
     async with conn.transaction():
+        # Ping log batches in flight finish first (their rows are deleted below); later
+        # ones see the erasure and keep nothing of this shopper. Taken before the
+        # shopper's row lock, which a batch's foreign-key checks may wait for.
+        await geo_store.lock_out_ping_log(conn)
         if await conn.fetchval(_Q["lock_for_erasure"], shopper_id, merchant_id) is None:
             return None
         row = await conn.fetchrow(_Q["erase"], shopper_id, at)

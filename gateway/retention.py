@@ -1,4 +1,5 @@
-"""Raw-ping retention: pings older than the retention period are deleted.
+"""Raw-ping retention: pings older than the retention period are deleted (and stale
+ping spool marks with them).
 
 ``gateway serve`` runs :func:`run_forever` in the background (one replica at a
 time does the work, under an advisory lock); ``gateway pings purge`` runs it once.
@@ -40,6 +41,9 @@ async def purge(
             if progress is not None:
                 progress(total)
             if deleted < batch:
+                # Spool marks untouched for as long belong to files that are gone (a
+                # live spool is rotated every few minutes, a dead one replayed).
+                await geo_store.purge_spool_marks(conn, older_than)
                 return total
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_ID)

@@ -174,8 +174,8 @@ FROM unnest($3::bigint[], $4::text[], $5::timestamptz[]) AS t(f, e, a);
 -- to the ping log, record how far into its spool file the batch reached (when $13 names
 -- one), and move the impossible-travel baseline forward, where the newest accepted fix
 -- per shopper wins and an older fix never overwrites a newer one. Pings of a shopper
--- erased meanwhile are not kept (a spool replayed late included): the key-share lock
--- orders the batch with an erasure in progress, which locks the shopper for update.
+-- erased meanwhile are not kept (a spool replayed late included); write_pings orders
+-- the batch with erasures in progress by an advisory lock, taken before this runs.
 WITH marked AS (
     INSERT INTO ping_spools (id, flushed_bytes)
     SELECT $13::text, $14::bigint WHERE $13::text IS NOT NULL
@@ -189,7 +189,6 @@ WITH marked AS (
 ), live AS (
     SELECT s.id, s.merchant_id FROM shoppers s
     WHERE s.id = ANY($2::bigint[]) AND s.erased_at IS NULL
-    FOR KEY SHARE
 ), logged AS (
     INSERT INTO pings (merchant_id, shopper_id, ts, received_at, lat, lon, accuracy_m,
                        speed_mps, weather_condition, temp_c, verdict, transitions)
@@ -215,6 +214,9 @@ SELECT flushed_bytes FROM ping_spools WHERE id = $1;
 
 -- name: drop_spool_mark
 DELETE FROM ping_spools WHERE id = $1;
+
+-- name: purge_spool_marks
+DELETE FROM ping_spools WHERE updated_at < $1;
 
 -- name: purge_pings
 -- In slices, so a large purge never holds long locks or bloats one transaction.

@@ -430,6 +430,10 @@ async def save_visits(
 # -- ping log ---------------------------------------------------------------------------
 
 
+# "gwpinglg" as a number: ping log batches hold it shared, erasures exclusively.
+PING_LOG_LOCK = 0x677770696E676C67
+
+
 class PingRecord(NamedTuple):
     """One row of the ping log; a tuple so a batch transposes into columns cheaply."""
 
@@ -457,11 +461,22 @@ async def write_pings(
     """Append a batch to the ping log and move each shopper's travel baseline forward.
 
     With ``spool``, the same statement records that this spool file is in the database
-    up to byte ``spooled_to``."""
+    up to byte ``spooled_to``. Pings of erased shoppers are dropped: the shared lock
+    makes an erasure (which takes it exclusively, see `lock_out_ping_log`) wait for this
+    batch and delete its rows, or this batch wait for the erasure and see it.
+    """
     if not pings:
         return
     columns = [list(column) for column in zip(*pings, strict=True)]
-    await conn.execute(_Q["log_pings"], *columns, spool, spooled_to)
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", PING_LOG_LOCK)
+        await conn.execute(_Q["log_pings"], *columns, spool, spooled_to)
+
+
+async def lock_out_ping_log(conn: asyncpg.Connection) -> None:
+    """Wait for ping log batches in flight and hold new ones off until this transaction
+    ends: an erasure takes this before deleting a shopper's pings."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", PING_LOG_LOCK)
 
 
 async def spool_mark(conn: asyncpg.Connection, spool: str) -> int:
@@ -472,6 +487,10 @@ async def spool_mark(conn: asyncpg.Connection, spool: str) -> int:
 
 async def drop_spool_mark(conn: asyncpg.Connection, spool: str) -> None:
     await conn.execute(_Q["drop_spool_mark"], spool)
+
+
+async def purge_spool_marks(conn: asyncpg.Connection, older_than: dt.datetime) -> None:
+    await conn.execute(_Q["purge_spool_marks"], older_than)
 
 
 async def purge_pings(

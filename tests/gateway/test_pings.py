@@ -470,7 +470,7 @@ async def test_a_failed_log_write_is_a_503_and_keeps_nothing_in_sync_mode(
         for _ in range(200):
             waiting = await conn.fetch(
                 "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE '%INTO ping_spools%'"
+                "AND application_name = 'gateway'"
             )
             if waiting:
                 break
@@ -565,8 +565,15 @@ async def test_retention_purges_only_old_pings(
             for d in ages
         ],
     )
+    await conn.execute(
+        "INSERT INTO ping_spools (id, flushed_bytes, updated_at) VALUES "
+        "('gone', 10, now() - interval '31 days'), ('live', 20, now())"
+    )
     deleted = await retention.purge(conn, older_than=now - dt.timedelta(days=30), batch=1)
     assert deleted == 3
+    assert await conn.fetchval(
+        "SELECT array_agg(id) FROM ping_spools WHERE id IN ('gone', 'live')"
+    ) == ["live"]
     kept = await conn.fetchval("SELECT count(*) FROM pings")
     assert kept == 3
     code, out, err = await proc.run(
