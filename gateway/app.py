@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import cast
 
 from aiohttp import web
 
@@ -74,7 +73,7 @@ def create_app(
     app[state.CLOCK] = clock_ or clock.SystemClock()
     app[state.VERIFIER] = auth.TokenVerifier(ttl=settings.token_cache_seconds)
     log_ = pinglog.PingLog(
-        mode=cast(pinglog.Mode, settings.ping_log),
+        mode=settings.ping_log,
         spool_dir=spool.directory(settings.data_dir, db.describe(app[state.DB_URL])),
         flush_seconds=settings.ping_log_flush_seconds,
     )

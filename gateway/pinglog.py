@@ -29,17 +29,14 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
 import asyncpg
 
 from gateway import db, spool
+from gateway.settings import PING_LOG_MODES, PingLogMode
 from geo import store as geo_store
 
 log = logging.getLogger(__name__)
-
-Mode = Literal["spool", "sync", "memory"]
-MODES: tuple[Mode, ...] = ("spool", "sync", "memory")
 
 
 class _Waiter:
@@ -56,7 +53,7 @@ class PingLog:
     def __init__(
         self,
         *,
-        mode: Mode = "spool",
+        mode: PingLogMode = "spool",
         spool_dir: Path | None = None,
         flush_seconds: float = 0.2,
         batch_size: int = 5000,
@@ -65,8 +62,8 @@ class PingLog:
         rotate_bytes: int = 16 * 1024 * 1024,
         rotate_seconds: float = 600.0,
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"ping log mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if mode not in PING_LOG_MODES:
+            raise ValueError(f"ping log mode must be one of {PING_LOG_MODES}, not {mode!r}")
         if mode == "spool" and spool_dir is None:
             raise ValueError("the spool mode needs a spool directory")
         self.mode = mode
@@ -160,6 +157,9 @@ class PingLog:
         self._pool = pool
         if self.mode == "spool":
             self._open_spool()
+            assert self._spool is not None
+            # Taken before the start: spooled now, so every buffered record has its offset.
+            self._ends = self._spool.append(self._buffer) if self._buffer else []
         self._task = asyncio.create_task(self._run(), name="ping-log")
         if self._buffer:
             self._wake.set()
@@ -189,7 +189,7 @@ class PingLog:
                     "ping log: pings left in the spool at shutdown",
                     extra={"count": len(self._buffer), "spool": self._spool.id},
                 )
-                self._spool.close()
+                self._spool.release()
             else:
                 await self._retire_flushed_spool()
             self._spool = None
@@ -293,17 +293,16 @@ class PingLog:
             return 0
         total = 0
         for orphan in spool.orphans(self.spool_dir, own=self.spool_id):
+            count = 0
             try:
                 async with db.acquire(self._pool) as conn:
                     mark = await geo_store.spool_mark(conn, orphan.id)
-                count = 0
-                for batch, end in orphan.batches(mark, self._batch_size):
-                    async with db.acquire(self._pool) as conn:
+                    for batch, end in orphan.batches(mark, self._batch_size):
                         await geo_store.write_pings(conn, batch, spool=orphan.id, spooled_to=end)
-                    count += len(batch)
-                # Deleted before the mark goes: a file without a mark would replay from 0.
-                orphan.remove()
-                async with db.acquire(self._pool) as conn:
+                        count += len(batch)
+                    # Deleted before the mark goes: a file without a mark would replay
+                    # from 0.
+                    orphan.remove()
                     await geo_store.drop_spool_mark(conn, orphan.id)
             finally:
                 orphan.release()
@@ -327,14 +326,11 @@ class PingLog:
                 except Exception:
                     log.warning("spool replay failed; retrying", exc_info=True)
                     scanned = time.monotonic()
-            if self.sync:
-                # Group commit: write as soon as anything waits; what arrives during a
-                # write goes in the next one.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._scan_seconds)
-            else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._flush_seconds)
+            # Sync (group commit) writes as soon as anything waits, and what arrives
+            # during a write goes in the next one; the others write on the timer.
+            timeout = self._scan_seconds if self.sync else self._flush_seconds
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
             self._wake.clear()
             try:
                 await self.flush()
@@ -351,7 +347,7 @@ class PingLog:
                     # The database has been away for long: the spool keeps these, and
                     # its replay writes them once the database is back.
                     async with self._flushing:
-                        self._spool.close()
+                        self._spool.release()
                         log.warning(
                             "ping log: buffer full; the spool keeps it for replay",
                             extra={"count": len(self._buffer), "spool": self._spool.id},

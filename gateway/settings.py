@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 _URL_PASSWORD = re.compile(r"(?P<prefix>://[^:/@]*:)(?P<password>[^@]*)@")
 
@@ -47,6 +47,11 @@ class Secret:
 def mask_url(url: str) -> str:
     """A database URL with its password replaced, fit for logs."""
     return _URL_PASSWORD.sub(r"\g<prefix>***@", url)
+
+
+# How answered pings are kept until their batch is written (gateway/pinglog.py).
+PingLogMode = Literal["spool", "sync", "memory"]
+PING_LOG_MODES: tuple[PingLogMode, ...] = ("spool", "sync", "memory")
 
 
 class SettingsError(ValueError):
@@ -118,7 +123,7 @@ class Settings:
     ping_rate: float = 2.0
     ping_burst: int = 20
     ping_retention_days: float = 30.0
-    ping_log: str = "spool"
+    ping_log: PingLogMode = "spool"
     ping_log_flush_seconds: float = 0.2
     index_poll_seconds: float = 5.0
     offer_max_delay_seconds: float = 300.0
@@ -151,9 +156,10 @@ class Settings:
             raise SettingsError("max import bytes must be at least max body bytes")
         if self.ping_rate <= 0 or self.ping_burst < 1:
             raise SettingsError("ping rate must be > 0 and ping burst >= 1")
-        if self.ping_log not in ("spool", "sync", "memory"):
+        if self.ping_log not in PING_LOG_MODES:
             raise SettingsError(
-                f"GATEWAY_PING_LOG must be spool, sync or memory, not {self.ping_log!r}"
+                f"GATEWAY_PING_LOG must be one of {', '.join(PING_LOG_MODES)}, "
+                f"not {self.ping_log!r}"
             )
         if not 0 < self.ping_log_flush_seconds <= 3600:
             raise SettingsError("GATEWAY_PING_LOG_FLUSH_SECONDS must be in (0, 3600]")
@@ -241,7 +247,8 @@ class Settings:
             ping_rate=get_float("GATEWAY_PING_RATE", 2.0),
             ping_burst=get_int("GATEWAY_PING_BURST", 20),
             ping_retention_days=get_float("GATEWAY_PING_RETENTION_DAYS", 30.0),
-            ping_log=env.get("GATEWAY_PING_LOG", "spool"),
+            # Checked in __post_init__, like every other value.
+            ping_log=cast(PingLogMode, env.get("GATEWAY_PING_LOG", "spool")),
             ping_log_flush_seconds=get_float("GATEWAY_PING_LOG_FLUSH_SECONDS", 0.2),
             index_poll_seconds=get_float("GATEWAY_INDEX_POLL_SECONDS", 5.0),
             offer_max_delay_seconds=get_float("GATEWAY_OFFER_MAX_DELAY_SECONDS", 300.0),

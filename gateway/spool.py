@@ -44,53 +44,53 @@ def directory(data_dir: Path, database: str) -> Path:
     return data_dir / "spool" / hashlib.sha256(database.encode()).hexdigest()[:16]
 
 
-class Spool:
-    """This process's spool file, locked for as long as it is open."""
+class _Held:
+    """A spool file open and flock-ed by this process."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self.id = path.name.removesuffix(SUFFIX)
+        self._fd = fd
+
+    def release(self) -> None:
+        """Close the file and free its lock."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def remove(self) -> None:
+        """Delete the file (everything in it is in the database), then free the lock: a
+        scanner waiting on it finds it gone."""
+        self.path.unlink(missing_ok=True)
+        self.release()
+
+
+class Spool(_Held):
+    """This process's spool file; once released it is an orphan to replay."""
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.id = secrets.token_hex(8)
-        self.path = directory / f"{self.id}{SUFFIX}"
+        path = directory / f"{secrets.token_hex(8)}{SUFFIX}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
-        self._fd = os.open(self.path, flags, 0o600)
+        super().__init__(path, os.open(path, flags, 0o600))
         fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.size = 0
 
     def append(self, records: Sequence[PingRecord]) -> list[int]:
         """Append records; returns the file offset just after each one."""
         lines = [orjson.dumps(tuple(r)) + b"\n" for r in records]
-        data = b"".join(lines)
-        view = memoryview(data)
+        view = memoryview(b"".join(lines))
         while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+            view = view[os.write(self._fd, view) :]
         ends = []
-        end = self.size
         for line in lines:
-            end += len(line)
-            ends.append(end)
-        self.size = end
+            self.size += len(line)
+            ends.append(self.size)
         return ends
 
-    def close(self) -> None:
-        """Close the file and free its lock: from now on it is an orphan to replay."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
 
-    def remove(self) -> None:
-        """Delete the file (everything in it is in the database) and close it."""
-        self.path.unlink(missing_ok=True)
-        self.close()
-
-
-class Orphan:
+class Orphan(_Held):
     """A spool file no live process holds, locked by us while we replay it."""
-
-    def __init__(self, path: Path, fd: int) -> None:
-        self.path = path
-        self.id = path.name.removesuffix(SUFFIX)
-        self._fd = fd
 
     def batches(self, start: int, size: int) -> Iterator[tuple[list[PingRecord], int]]:
         """Complete records after byte ``start``, in batches, each with its end offset."""
@@ -116,16 +116,6 @@ class Orphan:
                 batch = []
         if batch:
             yield batch, offset
-
-    def remove(self) -> None:
-        """Delete the file, then free the lock: a scanner waiting on it finds it gone."""
-        self.path.unlink(missing_ok=True)
-        self.release()
-
-    def release(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
 
 
 def orphans(directory: Path, *, own: str | None) -> Iterator[Orphan]:

@@ -250,9 +250,9 @@ class FenceIndex:
             keep = d <= reach
             np.maximum(d, 0.0, out=d)
             out.update(zip(self._ids[cf[keep]].tolist(), d[keep].tolist(), strict=True))
-            polygons = hits[~circle]
+            polygons: list[int] = hits[~circle].tolist()
         else:
-            plist: list[int] = []
+            polygons = []
             for k in hits.tolist():
                 if self._circle_list[k]:
                     d_k = distance.haversine_m(lon, lat, self._clon_list[k], self._clat_list[k])
@@ -260,11 +260,8 @@ class FenceIndex:
                     if d_k <= reach:
                         out[self._ids_list[k]] = d_k if d_k > 0.0 else 0.0
                 else:
-                    plist.append(k)
-            if not plist:
-                return out
-            polygons = np.array(plist, dtype=np.int64)
-        if polygons.size:
+                    polygons.append(k)
+        if polygons:
             self._polygons_near(polygons, lon, lat, reach, wrapped, out)
         return out
 
@@ -383,7 +380,7 @@ class FenceIndex:
 
     def _polygons_near(
         self,
-        fences: IntArray,
+        fences: list[int],
         lon: float,
         lat: float,
         reach: float,
@@ -400,7 +397,7 @@ class FenceIndex:
         x_scale = _M_PER_DEG * math.cos(lat * _DEG)
         reach2 = reach * reach
         boxes: list[list[float]] = self._box[fences].tolist()
-        for k, (west, south, east, north) in zip(fences.tolist(), boxes, strict=True):
+        for k, (west, south, east, north) in zip(fences, boxes, strict=True):
             origin = lon
             if wrapped:
                 origin = lon - distance.lon_shift((west + east) * 0.5, lon)

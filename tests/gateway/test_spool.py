@@ -75,7 +75,7 @@ async def dead_process_spool(
             await geo_store.write_pings(
                 c, batch[:flushed], spool=sp.id, spooled_to=ends[flushed - 1]
             )
-    sp.close()  # the process is gone: its lock with it
+    sp.release()  # the process is gone: its lock with it
     return sp
 
 
@@ -123,7 +123,7 @@ async def test_a_live_spool_is_left_alone(
         assert live.path.exists()
         assert await conn.fetchval("SELECT count(*) FROM pings") == 0
     finally:
-        live.close()
+        live.release()
     # Once its process is gone, it is an orphan like any other.
     assert await log.replay_orphans() == 3
     assert not live.path.exists()
@@ -229,3 +229,24 @@ def test_each_database_has_its_own_spool_directory(tmp_path: Path) -> None:
     b = spool.directory(tmp_path, "postgresql://gw@db-b:5432/gateway")
     assert a != b and a.parent == b.parent == tmp_path / "spool"
     assert a == spool.directory(tmp_path, "postgresql://gw@db-a:5432/gateway")
+
+
+async def test_pings_taken_before_the_start_are_spooled_with_their_offsets(
+    tmp_path: Path, pool: asyncpg.Pool, conn: asyncpg.Connection, tenant_a: Tenant, shopper: int
+) -> None:
+    log = pinglog.PingLog(spool_dir=tmp_path)
+    await log.record(records(tenant_a, shopper, 3))
+    log.start(pool)
+    try:
+        await log.record(records(tenant_a, shopper, 2, start=10))
+        assert await log.flush() == 5
+        assert log.spool_id is not None
+        path = tmp_path / f"{log.spool_id}{spool.SUFFIX}"
+        assert len(path.read_bytes().splitlines()) == 5
+        mark = await conn.fetchval(
+            "SELECT flushed_bytes FROM ping_spools WHERE id = $1", log.spool_id
+        )
+        assert mark == path.stat().st_size
+    finally:
+        await log.stop()
+    assert await conn.fetchval("SELECT count(*) FROM pings") == 5
