@@ -69,7 +69,11 @@ async def read_body(
     request: web.Request, *, limit: int, media_types: tuple[str, ...] = ("application/json",)
 ) -> bytes:
     """The raw body of an accepted media type, non-empty and within ``limit`` bytes."""
-    if request.content_type not in media_types:
+    # A bare media type, as apps send it, needs no header parsing.
+    if (
+        request.headers.get("Content-Type") not in media_types
+        and request.content_type not in media_types
+    ):
         raise errors.UnsupportedMediaType(
             f"send the body as {' or '.join(media_types)}, not {request.content_type or 'nothing'}"
         )

@@ -117,7 +117,7 @@ class PingService:
         now: dt.datetime,
     ) -> Outcome:
         results = [PingResult(status="accepted") for _ in pings]
-        order = sorted(range(len(pings)), key=lambda i: pings[i].ts)
+        order = sorted(range(len(pings)), key=lambda i: pings[i].ts) if len(pings) > 1 else (0,)
         state = await self._state(pool, shopper_id)
         baseline = state.last_fix
         cached = self._recent.get(shopper_id)
@@ -150,7 +150,9 @@ class PingService:
 
         transitions: list[Transition] = []
         sent: list[offering.Sent] = []
-        if observations:
+        # With no open visit and no fence in reach, the visits cannot change: the common
+        # ping, away from every fence, skips the state machine.
+        if observations and (state.visits or any(o.near for _, o in observations)):
             obs = [o for _, o in observations]
             try:
                 transitions, sent = await self._apply(
@@ -166,14 +168,15 @@ class PingService:
             except BaseException:
                 self._states.pop(shopper_id, None)
                 raise
-            if baseline is not None:
-                self._remember(shopper_id, baseline)
-            # Hand each transition to the ping whose time it carries.
-            by_time: dict[dt.datetime, int] = {o.at: i for i, o in observations}
-            for t in transitions:
-                owner = by_time.get(t.at)
-                if owner is not None:
-                    results[owner].transitions.append(t)
+            if transitions:
+                # Hand each transition to the ping whose time it carries.
+                by_time: dict[dt.datetime, int] = {o.at: i for i, o in observations}
+                for t in transitions:
+                    owner = by_time.get(t.at)
+                    if owner is not None:
+                        results[owner].transitions.append(t)
+        if observations and baseline is not None:
+            self._remember(shopper_id, baseline)
 
         records = [
             geo_store.PingRecord(
