@@ -72,10 +72,14 @@ async def gateway_middleware(request: web.Request, handler: api.Handler) -> web.
             if exc.status < 400:
                 raise
             response = _http_error(request, exc)
-        except ConnectionResetError:
-            raise  # the client went away; aiohttp closes the connection quietly
         except Exception as exc:
-            if db.is_unavailable(exc):
+            if isinstance(exc, ConnectionResetError) and _client_gone(request):
+                # The app went away mid-request (phones on the move do): nobody is left
+                # to answer, and it is no error of ours. aiohttp drops the connection
+                # quietly when an answer cannot be written; 499 is what the access log shows.
+                log.debug("client went away", extra={"path": request.path})
+                response = web.Response(status=499)
+            elif db.is_unavailable(exc):
                 log.warning(
                     "database unavailable",
                     extra={"error": type(exc).__name__, "detail": str(exc)[:200]},
@@ -96,6 +100,11 @@ async def gateway_middleware(request: web.Request, handler: api.Handler) -> web.
         return response
     finally:
         logs.request_id.reset(token)
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:

@@ -577,6 +577,9 @@ def main() -> int:
             floor_cpu = cpu_seconds(procs[2].pid)
             floor_max = run_wrk(floor, request_file, args.duration)
             floor_cpu = cpu_seconds(procs[2].pid) - floor_cpu
+            if floor_max["non_2xx"]:
+                # Errors are cheaper than answers: the figure would flatter the floor.
+                raise RuntimeError(f"the floor answered {floor_max['non_2xx']:.0f} non-2xx")
         log("max throughput: gateway")
         if not remote:
             gw_cpu = cpu_seconds(procs[1].pid)

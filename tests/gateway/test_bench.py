@@ -86,3 +86,37 @@ async def test_bench_measures_a_running_gateway_given_by_url(
     assert served.url in throughput["figure"]
     assert throughput["value"] > 0 and throughput["baseline"] > 0
     assert "bare aiohttp" in throughput["baseline_name"]
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk (apt-get install wrk)")
+async def test_bench_pings_measures_the_gateway_its_floor_and_the_bare_handler(
+    database_url: str, tmp_path: Path
+) -> None:
+    # DATABASE_URL names the server: the bench makes and drops its own database there.
+    out = tmp_path / "pings.json"
+    code, stdout, stderr = await proc.run(
+        "bench",
+        "--quick",
+        "--only",
+        "pings",
+        "--out",
+        str(out),
+        environ=proc.env(database_url, tmp_path),
+        timeout=600,
+    )
+    assert code == 0, stderr
+    rows = {r["figure"]: r for r in json.loads(out.read_text())["rows"]}
+    throughput = next(r for f, r in rows.items() if f.startswith("ping throughput"))
+    floor = rows["ping floor: auth, rate limit and body only (wrk -c64)"]
+    for row in (throughput, floor, rows["server CPU per ping floor"]):
+        assert row["value"] > 0 and row["baseline"] > 0
+        assert row["baseline_name"] == "bare aiohttp handler"
+    # The floor answered every request with 200 (the bench refuses a floor with errors),
+    # and so did the gateway.
+    # The script's own table comes through with the progress, on stderr.
+    assert "floor: gateway without the ping pipeline" in stderr
+    gateway_errors = next(
+        line for line in stderr.splitlines() if "non-2xx answers during max throughput" in line
+    )
+    assert gateway_errors.split()[-2:] == ["0", "0"], gateway_errors
+    assert "ping floor" in stdout  # and the summary has the row

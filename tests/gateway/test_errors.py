@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from urllib.parse import urlsplit
 
+import aiohttp
 import asyncpg
 import pytest
 
 from tests.conftest import Tenant
+from tests.support import proc
 from tests.support.client import ApiClient
 from tests.support.pg import PgServer
 
@@ -224,3 +228,37 @@ async def test_non_ascii_digits_in_ids_are_4xx_not_500(
 ) -> None:
     r = await api.get(path, token=tenant_a.tokens["manager"])
     assert r.status in (404, 422), r.body
+
+
+async def test_a_client_gone_mid_body_is_no_error(
+    database_url: str, tenant_a: Tenant, tmp_path: Path
+) -> None:
+    # A real `gateway serve`: aiohttp's test server cancels handlers of lost clients,
+    # where run_app (handler_cancellation off) lets the body read raise instead.
+    served = proc.Served(proc.free_port(), proc.env(database_url, tmp_path))
+    await served.start()
+    try:
+        await served.wait_ready()
+        # A phone losing its connection halfway through a ping: the body never completes.
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        head = (
+            "POST /v1/pings HTTP/1.1\r\n"
+            "Host: 127.0.0.1\r\n"
+            f"Authorization: Bearer {tenant_a.tokens['shopper']}\r\n"
+            "Content-Type: application/json\r\n"
+            "Content-Length: 200\r\n\r\n"
+        )
+        writer.write(head.encode() + b'{"lat": 48.85')
+        await writer.drain()
+        await asyncio.sleep(0.5)  # the handler is now waiting for the rest of the body
+        writer.close()
+        await writer.wait_closed()
+        assert await reader.read() == b""  # nothing was answered on the dead connection
+        # The server carries on.
+        async with aiohttp.ClientSession() as http, http.get(f"{served.url}/healthz") as resp:
+            assert resp.status == 200
+        await asyncio.sleep(0.2)
+    finally:
+        await served.stop()
+    assert "Traceback" not in served.log and "ERROR" not in served.log, served.log
+    assert "POST /v1/pings 499" in served.log, served.log  # the access log says what happened
