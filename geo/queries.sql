@@ -186,14 +186,15 @@ WITH marked AS (
                          $10::real[], $11::text[], $12::smallint[])
         AS t(merchant_id, shopper_id, ts, received_at, lat, lon, accuracy_m, speed_mps,
              weather_condition, temp_c, verdict, transitions)
-), live AS (
-    SELECT s.id, s.merchant_id FROM shoppers s
-    WHERE s.id = ANY($2::bigint[]) AND s.erased_at IS NULL
 ), logged AS (
+    -- Driven from the batch, one primary key probe per row: the prepared statement goes
+    -- to a generic plan after five runs, and one that starts from the shoppers table
+    -- joined a 700-row batch against it row by row (115 ms instead of 9).
     INSERT INTO pings (merchant_id, shopper_id, ts, received_at, lat, lon, accuracy_m,
                        speed_mps, weather_condition, temp_c, verdict, transitions)
     SELECT b.* FROM batch b
-    WHERE (b.shopper_id, b.merchant_id) IN (SELECT id, merchant_id FROM live)
+    JOIN shoppers s ON s.id = b.shopper_id AND s.merchant_id = b.merchant_id
+    WHERE s.erased_at IS NULL
     RETURNING shopper_id, merchant_id, lat, lon, ts, accuracy_m, verdict
 ), newest AS (
     SELECT DISTINCT ON (shopper_id) shopper_id, merchant_id, lat, lon, ts, accuracy_m
