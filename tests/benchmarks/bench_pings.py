@@ -434,6 +434,21 @@ def cpu_seconds(pid: int) -> float:
     return float(times.user + times.system)
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU time used so far by this machine's PostgreSQL processes (the whole server)."""
+    import psutil
+
+    total = 0.0
+    for p in psutil.process_iter(["name"]):
+        if (p.info["name"] or "").startswith("postgres"):
+            try:
+                times = p.cpu_times()
+            except psutil.Error:
+                continue  # a backend that just ended
+            total += times.user + times.system
+    return total
+
+
 async def workload_mix(url: str) -> dict[str, int]:
     """What the gateway did over the whole run: pings logged, transitions, state writes."""
     from gateway import db
@@ -496,6 +511,7 @@ def main() -> int:
     url = scratch.url if scratch is not None else ""
     procs: list[subprocess.Popen[bytes]] = []
     gw_cpu: float | None = None
+    pg_cpu = 0.0
     mix: dict[str, int] = {}
     try:
         if remote:
@@ -583,6 +599,7 @@ def main() -> int:
         log("max throughput: gateway")
         if not remote:
             gw_cpu = cpu_seconds(procs[1].pid)
+        pg_cpu = 0.0 if remote else postgres_cpu_seconds()
         spy = None
         if args.profile and not remote:
             spy = subprocess.Popen(
@@ -607,6 +624,9 @@ def main() -> int:
             spy.wait(timeout=60)
         if gw_cpu is not None:
             gw_cpu = cpu_seconds(procs[1].pid) - gw_cpu
+        # Backends that ended during the phase take their time with them: a lower bound.
+        if not remote:
+            pg_cpu = max(postgres_cpu_seconds() - pg_cpu, 0.0)
         rate = 0.7 * gw_max["rps"]
         log(f"latency at {rate:.0f} req/s (70 % of the gateway's max), wrk paced: gateway")
         gw_lat = run_wrk(gw, request_file, args.duration, rate=rate)
@@ -640,6 +660,10 @@ def main() -> int:
     bare_us = 1e6 * bare_cpu / (bare_max["rps"] * args.duration)
     shown = "remote" if gw_us is None else f"{gw_us:.1f}"
     print(f"{'server process CPU per request (us)':<44}{shown:>12}{bare_us:>14.1f}")
+    pg_us = 1e6 * pg_cpu / (gw_max["rps"] * args.duration)
+    if pg_us > 0:
+        # The ping log and the visit writes, on the same cores: it is what a slow plan costs.
+        print(f"{'  PostgreSQL CPU per gateway request (us)':<44}{pg_us:>12.1f}")
     floor_us = None
     if floor_max is not None:
         floor_us = 1e6 * floor_cpu / (floor_max["rps"] * args.duration)
@@ -741,6 +765,11 @@ def main() -> int:
                         higher_is_better=False,
                     ),
                 ]
+            ),
+            *(
+                []
+                if remote
+                else [figures.row("PostgreSQL CPU per ping (the whole local server)", pg_us, "us")]
             ),
             figures.row(
                 "server CPU per ping",
