@@ -175,10 +175,6 @@ async def setup(url: str, n_fences: int, n_shoppers: int, seed: int) -> list[tup
         log(f"loaded {n_fences} geofences in {time.perf_counter() - started:.1f}s")
         shoppers = await enrol_many(conn, merchant.id, n_shoppers)
         log(f"enrolled {n_shoppers} shoppers")
-        # As a database long past its bulk load would be: vacuumed and analysed. Without
-        # it, autovacuum works through the fresh rows during the measured phases.
-        await conn.execute("VACUUM (ANALYZE)")
-        log("vacuumed")
         return shoppers
     finally:
         await conn.close()
