@@ -63,7 +63,9 @@ class PingLog:
         rotate_seconds: float = 600.0,
     ) -> None:
         if mode not in PING_LOG_MODES:
-            raise ValueError(f"ping log mode must be one of {PING_LOG_MODES}, not {mode!r}")
+            raise ValueError(
+                f"ping log mode must be one of {', '.join(PING_LOG_MODES)}, not {mode!r}"
+            )
         if mode == "spool" and spool_dir is None:
             raise ValueError("the spool mode needs a spool directory")
         self.mode = mode

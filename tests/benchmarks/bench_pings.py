@@ -434,6 +434,15 @@ def cpu_seconds(pid: int) -> float:
     return float(times.user + times.system)
 
 
+def max_throughput(
+    base: str, request_file: Path, duration: int, pid: int | None
+) -> tuple[dict[str, float], float | None]:
+    """wrk at full speed, and the CPU seconds process ``pid`` used meanwhile (if given)."""
+    before = None if pid is None else cpu_seconds(pid)
+    result = run_wrk(base, request_file, duration)
+    return result, None if pid is None or before is None else cpu_seconds(pid) - before
+
+
 def postgres_cpu_seconds() -> float:
     """CPU time used so far by this machine's PostgreSQL processes (the whole server)."""
     import psutil
@@ -510,7 +519,8 @@ def main() -> int:
     scratch = None if remote else ScratchDatabase(work)
     url = scratch.url if scratch is not None else ""
     procs: list[subprocess.Popen[bytes]] = []
-    gw_cpu: float | None = None
+    gw_pid: int | None = None
+    floor_pid: int | None = None
     pg_cpu = 0.0
     mix: dict[str, int] = {}
     try:
@@ -557,6 +567,7 @@ def main() -> int:
                     cwd=ROOT,
                 )
             )
+            gw_pid = procs[-1].pid
             gw = f"http://127.0.0.1:{gw_port}"
             floor_port = free_port()
             floor_file = work / "floor.py"
@@ -568,6 +579,7 @@ def main() -> int:
                     cwd=ROOT,
                 )
             )
+            floor_pid = procs[-1].pid
             floor = f"http://127.0.0.1:{floor_port}"
         started = time.perf_counter()
         wait_http(f"{gw}/readyz", timeout=300)
@@ -582,32 +594,26 @@ def main() -> int:
         log("warm-up")
         run_wrk(gw, request_file, 3)
         log("max throughput: bare aiohttp")
-        bare_cpu = cpu_seconds(procs[0].pid)
-        bare_max = run_wrk(bare, request_file, args.duration)
-        bare_cpu = cpu_seconds(procs[0].pid) - bare_cpu
+        bare_max, bare_cpu = max_throughput(bare, request_file, args.duration, procs[0].pid)
         floor_max: dict[str, float] | None = None
-        floor_cpu = 0.0
+        floor_cpu: float | None = None
         if floor is not None:
             log("max throughput: the gateway's floor (auth, rate limit, body; no pipeline)")
             run_wrk(floor, request_file, 2)
-            floor_cpu = cpu_seconds(procs[2].pid)
-            floor_max = run_wrk(floor, request_file, args.duration)
-            floor_cpu = cpu_seconds(procs[2].pid) - floor_cpu
+            floor_max, floor_cpu = max_throughput(floor, request_file, args.duration, floor_pid)
             if floor_max["non_2xx"]:
                 # Errors are cheaper than answers: the figure would flatter the floor.
                 raise RuntimeError(f"the floor answered {floor_max['non_2xx']:.0f} non-2xx")
         log("max throughput: gateway")
-        if not remote:
-            gw_cpu = cpu_seconds(procs[1].pid)
         pg_cpu = 0.0 if remote else postgres_cpu_seconds()
         spy = None
-        if args.profile and not remote:
+        if args.profile and gw_pid is not None:
             spy = subprocess.Popen(
                 [
                     "py-spy",
                     "record",
                     "-p",
-                    str(procs[1].pid),
+                    str(gw_pid),
                     "-d",
                     str(args.duration),
                     "-r",
@@ -619,11 +625,9 @@ def main() -> int:
                 ],
                 stdout=subprocess.DEVNULL,
             )
-        gw_max = run_wrk(gw, request_file, args.duration)
+        gw_max, gw_cpu = max_throughput(gw, request_file, args.duration, gw_pid)
         if spy is not None:
             spy.wait(timeout=60)
-        if gw_cpu is not None:
-            gw_cpu = cpu_seconds(procs[1].pid) - gw_cpu
         # Backends that ended during the phase take their time with them: a lower bound.
         if not remote:
             pg_cpu = max(postgres_cpu_seconds() - pg_cpu, 0.0)
@@ -656,22 +660,49 @@ def main() -> int:
         f"{'max throughput (req/s, wrk -c64)':<44}{gw_max['rps']:>12.0f}"
         f"{bare_max['rps']:>14.0f}{ratio:>8.2f}"
     )
-    gw_us = None if gw_cpu is None else 1e6 * gw_cpu / (gw_max["rps"] * args.duration)
-    bare_us = 1e6 * bare_cpu / (bare_max["rps"] * args.duration)
+
+    def per_request_us(cpu: float | None, run: dict[str, float]) -> float | None:
+        return None if cpu is None else 1e6 * cpu / (run["rps"] * args.duration)
+
+    gw_us = per_request_us(gw_cpu, gw_max)
+    bare_us = per_request_us(bare_cpu, bare_max)
+    assert bare_us is not None
     shown = "remote" if gw_us is None else f"{gw_us:.1f}"
     print(f"{'server process CPU per request (us)':<44}{shown:>12}{bare_us:>14.1f}")
-    pg_us = 1e6 * pg_cpu / (gw_max["rps"] * args.duration)
+    pg_us = per_request_us(pg_cpu, gw_max) or 0.0
     if pg_us > 0:
         # The ping log and the visit writes, on the same cores: it is what a slow plan costs.
         print(f"{'  PostgreSQL CPU per gateway request (us)':<44}{pg_us:>12.1f}")
-    floor_us = None
+    extra_rows = []
     if floor_max is not None:
-        floor_us = 1e6 * floor_cpu / (floor_max["rps"] * args.duration)
+        floor_us = per_request_us(floor_cpu, floor_max)
+        assert floor_us is not None
         print(
             f"{'floor: gateway without the ping pipeline':<44}{floor_max['rps']:>12.0f}"
             f"{bare_max['rps']:>14.0f}{floor_max['rps'] / bare_max['rps']:>8.2f}"
         )
         print(f"{'  its CPU per request (us)':<44}{floor_us:>12.1f}{bare_us:>14.1f}")
+        extra_rows += [
+            figures.row(
+                "ping floor: auth, rate limit and body only (wrk -c64)",
+                floor_max["rps"],
+                "req/s",
+                baseline=bare_max["rps"],
+                baseline_name="bare aiohttp handler",
+            ),
+            figures.row(
+                "server CPU per ping floor",
+                floor_us,
+                "us",
+                baseline=bare_us,
+                baseline_name="bare aiohttp handler",
+                higher_is_better=False,
+            ),
+        ]
+    if not remote:
+        extra_rows.append(
+            figures.row("PostgreSQL CPU per ping (the whole local server)", pg_us, "us")
+        )
     print(
         f"{'non-2xx answers during max throughput':<44}{gw_max['non_2xx']:>12.0f}"
         f"{bare_max['non_2xx']:>14.0f}"
@@ -745,32 +776,7 @@ def main() -> int:
                 baseline_name="bare aiohttp handler",
                 higher_is_better=False,
             ),
-            *(
-                []
-                if floor_max is None
-                else [
-                    figures.row(
-                        "ping floor: auth, rate limit and body only (wrk -c64)",
-                        floor_max["rps"],
-                        "req/s",
-                        baseline=bare_max["rps"],
-                        baseline_name="bare aiohttp handler",
-                    ),
-                    figures.row(
-                        "server CPU per ping floor",
-                        floor_us,
-                        "us",
-                        baseline=bare_us,
-                        baseline_name="bare aiohttp handler",
-                        higher_is_better=False,
-                    ),
-                ]
-            ),
-            *(
-                []
-                if remote
-                else [figures.row("PostgreSQL CPU per ping (the whole local server)", pg_us, "us")]
-            ),
+            *extra_rows,
             figures.row(
                 "server CPU per ping",
                 gw_us,
