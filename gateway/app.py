@@ -9,35 +9,31 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import (
-    auth,
-    clock,
-    db,
-    geoindex,
-    inbox,
-    listen,
-    middleware,
-    offering,
-    outbox,
-    passpush,
-    pinglog,
-    pings,
-    ratelimit,
-    retention,
-    routing,
-    spool,
-    state,
-    stats,
-    upkeep,
-    webpush,
-)
-from gateway.handlers import delivery as delivery_handlers
-from gateway.handlers import loyalty as loyalty_handlers
-from gateway.handlers import offers as offer_handlers
-from gateway.handlers import passes as pass_handlers
-from gateway.handlers import passkit, places, reports, system, tenancy
-from gateway.handlers import pings as ping_handlers
-from gateway.settings import Settings
+from gateway import clock, db, listen
+from gateway.accounts import auth
+from gateway.accounts.auth import VERIFIER
+from gateway.clock import CLOCK
+from gateway.db import DB_URL, POOL
+from gateway.delivery import inbox, outbox, passpush, webpush
+from gateway.delivery.inbox import INBOX_HUB
+from gateway.delivery.outbox import WORKER
+from gateway.delivery.webpush import VAPID
+from gateway.http import middleware, ratelimit, routing
+from gateway.http.handlers import delivery as delivery_handlers
+from gateway.http.handlers import loyalty as loyalty_handlers
+from gateway.http.handlers import offers as offer_handlers
+from gateway.http.handlers import passes as pass_handlers
+from gateway.http.handlers import passkit, places, reports, system, tenancy
+from gateway.http.handlers import pings as ping_handlers
+from gateway.http.handlers.passes import SIGNERS
+from gateway.http.ratelimit import PING_LIMITER, REDEEM_LIMITER
+from gateway.http.routing import MOUNTED
+from gateway.jobs import retention, stats, upkeep
+from gateway.pingpath import geoindex, offering, pinglog, pings, spool
+from gateway.pingpath.geoindex import GEO_INDEX
+from gateway.pingpath.offering import OFFERS
+from gateway.pingpath.pings import PINGS
+from gateway.settings import SETTINGS, Settings
 from geo.models import FenceConfig, SpoofingConfig
 
 log = logging.getLogger(__name__)
@@ -68,20 +64,20 @@ def create_app(
         client_max_size=settings.max_import_bytes,
         middlewares=[middleware.gateway_middleware],
     )
-    app[state.SETTINGS] = settings
-    app[state.DB_URL] = db_url or db.resolve_url(settings)
-    app[state.CLOCK] = clock_ or clock.SystemClock()
-    app[state.VERIFIER] = auth.TokenVerifier(ttl=settings.token_cache_seconds)
+    app[SETTINGS] = settings
+    app[DB_URL] = db_url or db.resolve_url(settings)
+    app[CLOCK] = clock_ or clock.SystemClock()
+    app[VERIFIER] = auth.TokenVerifier(ttl=settings.token_cache_seconds)
     log_ = pinglog.PingLog(
         mode=settings.ping_log,
-        spool_dir=spool.directory(settings.data_dir, db.describe(app[state.DB_URL])),
+        spool_dir=spool.directory(settings.data_dir, db.describe(app[DB_URL])),
         flush_seconds=settings.ping_log_flush_seconds,
     )
-    app[state.INBOX_HUB] = inbox.Hub()
-    app[state.SIGNERS] = {}
-    app[state.OFFERS] = offering.OfferBooks(max_delay_seconds=settings.offer_max_delay_seconds)
-    app[state.GEO_INDEX] = geoindex.IndexHolder(poll_seconds=settings.index_poll_seconds)
-    app[state.PINGS] = pings.PingService(
+    app[INBOX_HUB] = inbox.Hub()
+    app[SIGNERS] = {}
+    app[OFFERS] = offering.OfferBooks(max_delay_seconds=settings.offer_max_delay_seconds)
+    app[GEO_INDEX] = geoindex.IndexHolder(poll_seconds=settings.index_poll_seconds)
+    app[PINGS] = pings.PingService(
         fence_config=FenceConfig(
             dwell_seconds=settings.dwell_seconds, max_accuracy_m=settings.max_accuracy_m
         ),
@@ -89,14 +85,12 @@ def create_app(
             max_speed_mps=settings.max_speed_mps, max_age_s=settings.max_ping_age_seconds
         ),
         log=log_,
-        offers=app[state.OFFERS],
+        offers=app[OFFERS],
     )
     # A shopper's key and geofence state come from the database in one read.
-    app[state.VERIFIER].on_shopper_row = app[state.PINGS].prime
-    app[state.PING_LIMITER] = ratelimit.TokenBuckets(
-        rate=settings.ping_rate, burst=settings.ping_burst
-    )
-    app[state.REDEEM_LIMITER] = ratelimit.TokenBuckets(
+    app[VERIFIER].on_shopper_row = app[PINGS].prime
+    app[PING_LIMITER] = ratelimit.TokenBuckets(rate=settings.ping_rate, burst=settings.ping_burst)
+    app[REDEEM_LIMITER] = ratelimit.TokenBuckets(
         rate=settings.redeem_rate, burst=settings.redeem_burst
     )
     endpoints: dict[routing.Handler, routing.Endpoint] = {}
@@ -105,7 +99,7 @@ def create_app(
             raise RuntimeError(f"handler {ep.operation_id} is mounted twice")
         endpoints[ep.handler] = ep
         app.router.add_route(ep.method, ep.path, ep.handler, name=ep.operation_id)
-    app[state.ENDPOINTS] = endpoints
+    app[MOUNTED] = endpoints
     app.cleanup_ctx.append(_pool_ctx)
     app.cleanup_ctx.append(_geo_ctx)
     app.cleanup_ctx.append(_delivery_ctx)
@@ -113,11 +107,11 @@ def create_app(
 
 
 async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[state.SETTINGS]
-    url = app[state.DB_URL]
+    settings = app[SETTINGS]
+    url = app[DB_URL]
     log.info("connecting to database", extra={"database": db.describe(url)})
     pool = await db.create_pool(url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
-    app[state.POOL] = pool
+    app[POOL] = pool
     try:
         yield
     finally:
@@ -125,26 +119,24 @@ async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _geo_ctx(app: web.Application) -> AsyncIterator[None]:
-    pool = app[state.POOL]
-    holder = app[state.GEO_INDEX]
-    listener = listen.Listener(app[state.DB_URL])
+    pool = app[POOL]
+    holder = app[GEO_INDEX]
+    listener = listen.Listener(app[DB_URL])
     holder.attach(listener)
-    app[state.PINGS].attach(listener)
-    app[state.VERIFIER].attach(listener)
-    app[state.OFFERS].attach(listener)
-    app[state.INBOX_HUB].attach(listener)
+    app[PINGS].attach(listener)
+    app[VERIFIER].attach(listener)
+    app[OFFERS].attach(listener)
+    app[INBOX_HUB].attach(listener)
     app[LISTENER] = listener
-    await listener.start(app[state.SETTINGS].index_poll_seconds)
+    await listener.start(app[SETTINGS].index_poll_seconds)
     await holder.start(pool)
-    ping_log = app[state.PINGS].log
+    ping_log = app[PINGS].log
     # Its own connection: log batches never wait for a request's, nor requests for them.
-    log_pool = await db.create_pool(app[state.DB_URL], min_size=1, max_size=1)
+    log_pool = await db.create_pool(app[DB_URL], min_size=1, max_size=1)
     ping_log.start(log_pool)
-    settings = app[state.SETTINGS]
+    settings = app[SETTINGS]
     purger = asyncio.create_task(
-        retention.run_forever(
-            pool, retention_days=settings.ping_retention_days, clock_=app[state.CLOCK]
-        ),
+        retention.run_forever(pool, retention_days=settings.ping_retention_days, clock_=app[CLOCK]),
         name="ping-retention",
     )
     compactor = asyncio.create_task(
@@ -152,9 +144,7 @@ async def _geo_ctx(app: web.Application) -> AsyncIterator[None]:
         name="stats-compaction",
     )
     upkeeper = asyncio.create_task(
-        upkeep.run_forever(
-            pool, clock_=app[state.CLOCK], every_seconds=settings.wallet_upkeep_seconds
-        ),
+        upkeep.run_forever(pool, clock_=app[CLOCK], every_seconds=settings.wallet_upkeep_seconds),
         name="wallet-upkeep",
     )
     try:
@@ -176,22 +166,22 @@ PASS_PUSHER = web.AppKey("pass_pusher", passpush.PassPusher)
 
 async def _delivery_ctx(app: web.Application) -> AsyncIterator[None]:
     """The VAPID key, the Web Push sender and this process's outbox worker."""
-    settings = app[state.SETTINGS]
-    pool = app[state.POOL]
+    settings = app[SETTINGS]
+    pool = app[POOL]
     configured = settings.vapid_private_key.reveal() if settings.vapid_private_key else None
     async with db.acquire(pool) as conn:
         key = await webpush.load_key(conn, configured)
-    app[state.VAPID] = key
+    app[VAPID] = key
     sender = webpush.Sender(key, subject=settings.vapid_subject)
     await sender.start()
     worker = outbox.Worker(
         pool,
         sender=sender,
         public_url=settings.base_url,
-        clock_=app[state.CLOCK],
+        clock_=app[CLOCK],
         lease_seconds=settings.outbox_lease_seconds,
     )
-    app[state.WORKER] = worker
+    app[WORKER] = worker
     if settings.outbox_worker:
         await worker.attach(app[LISTENER])
         worker.start()

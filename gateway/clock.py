@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Protocol
 
+from aiohttp import web
+
 
 class Clock(Protocol):
     def now(self) -> dt.datetime: ...
@@ -32,3 +34,6 @@ class FixedClock:
     def advance(self, **delta: float) -> dt.datetime:
         self._now += dt.timedelta(**delta)
         return self._now
+
+
+CLOCK = web.AppKey("clock", Clock)

@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import orjson
+from aiohttp import web
 
 from gateway import settings as settings_mod
 
@@ -231,3 +232,7 @@ async def drop_database(server_url: str, name: str) -> None:
 
 def describe(url: str) -> str:
     return settings_mod.mask_url(url)
+
+
+POOL = web.AppKey("pool", asyncpg.Pool)
+DB_URL = web.AppKey("db_url", str)

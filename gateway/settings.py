@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from aiohttp import web
+
 _URL_PASSWORD = re.compile(r"(?P<prefix>://[^:/@]*:)(?P<password>[^@]*)@")
 
 
@@ -268,3 +270,6 @@ class Settings:
             apns_ca_file=env.get("GATEWAY_APNS_CA_FILE") or None,
             wallet_upkeep_seconds=get_float("GATEWAY_WALLET_UPKEEP_SECONDS", 3600.0),
         )
+
+
+SETTINGS = web.AppKey("settings", Settings)

@@ -7,26 +7,18 @@ owns the transaction.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, NamedTuple
 
 import asyncpg
 import shapely
 
-from geo import geojson
+from geo import geojson, sql
 from geo.models import Fence, FenceFeature, FenceState, Fix, Transition
 from geo.places import Store
 
-_Q: dict[str, str] = dict(
-    re.findall(
-        r"^-- name: (\w+)\n(.*?)(?=^-- name: |\Z)",
-        resources.files("geo").joinpath("queries.sql").read_text(encoding="utf-8"),
-        re.MULTILINE | re.DOTALL,
-    )
-)
+_Q = sql.load("geo")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

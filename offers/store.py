@@ -8,16 +8,15 @@ errors here.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from importlib import resources
 from typing import Any
 
 import asyncpg
 
+from geo import sql
 from offers import errors
 from offers.models import (
     Audience,
@@ -30,23 +29,7 @@ from offers.models import (
     WeatherRule,
 )
 
-
-def _load() -> dict[str, str]:
-    text = resources.files("offers").joinpath("queries.sql").read_text(encoding="utf-8")
-    blocks = dict(
-        re.findall(r"^-- name: (\w+)\n(.*?)(?=^-- name: |\Z)", text, re.MULTILINE | re.DOTALL)
-    )
-    # Column lists are shared blocks, spliced in where a query says {name}.
-    fragments = {k: v.strip() for k, v in blocks.items() if k.endswith("_columns")}
-    out = {}
-    for name, body in blocks.items():
-        for frag, cols in fragments.items():
-            body = body.replace("{" + frag + "}", cols)
-        out[name] = body.strip()
-    return out
-
-
-_Q = _load()
+_Q = sql.load("offers")
 
 # --- offers -------------------------------------------------------------------------------
 

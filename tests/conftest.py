@@ -11,8 +11,10 @@ import pytest
 from aiohttp import test_utils
 
 from gateway import app as app_mod
-from gateway import auth, db, openapi, tenancy
-from gateway.handlers import system
+from gateway import db
+from gateway.accounts import auth, tenancy
+from gateway.http import openapi
+from gateway.http.handlers import system
 from gateway.settings import Settings
 from geo import geojson
 from geo import store as geo_store

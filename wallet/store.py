@@ -5,24 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
 from dataclasses import dataclass
 from decimal import Decimal
-from importlib import resources
 from typing import Any
 
 import asyncpg
 
+from geo import sql
 from wallet import errors, loyalty
 
-
-def _load() -> dict[str, str]:
-    text = resources.files("wallet").joinpath("queries.sql").read_text(encoding="utf-8")
-    found = re.findall(r"^-- name: (\w+)\n(.*?)(?=^-- name: |\Z)", text, re.MULTILINE | re.DOTALL)
-    return {name: body.strip() for name, body in found}
-
-
-_Q = _load()
+_Q = sql.load("wallet")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -182,7 +182,8 @@ FROM decisions WHERE offer_id = $1 GROUP BY 1, 2, 3
 
 
 async def setup(url: str, n_coupons: int) -> dict[str, object]:
-    from gateway import auth, db, migrate, tenancy
+    from gateway import db, migrate
+    from gateway.accounts import auth, tenancy
     from geo import store as geo_store
     from offers import codes
     from tests.support.offers import create_offer
@@ -231,7 +232,8 @@ async def setup(url: str, n_coupons: int) -> dict[str, object]:
 async def load_events(url: str, world: dict[str, object], n_events: int) -> float:
     """Write the decision events through the real insert trigger (which feeds the rollup
     deltas), in chunks on two connections at once, then fold the deltas in."""
-    from gateway import db, stats
+    from gateway import db
+    from gateway.jobs import stats
     from offers.models import REASONS
 
     reasons = [r for r in REASONS if r != "lower_priority"]
@@ -598,7 +600,8 @@ def main() -> int:
 
 
 async def _reviewer(url: str, merchant_id: int) -> str:
-    from gateway import auth, db, tenancy
+    from gateway import db
+    from gateway.accounts import auth, tenancy
 
     conn = await db.connect(url)
     try:

@@ -134,7 +134,8 @@ def log(msg: str) -> None:
 
 async def setup(url: str, n_fences: int, n_shoppers: int, seed: int) -> list[tuple[str, int]]:
     """Load the database; returns (token, shopper index) per shopper."""
-    from gateway import db, migrate, tenancy
+    from gateway import db, migrate
+    from gateway.accounts import tenancy
     from geo import store as geo_store
     from geo.models import FenceFeature
 
@@ -182,7 +183,7 @@ async def setup(url: str, n_fences: int, n_shoppers: int, seed: int) -> list[tup
 
 async def enrol_many(conn: Any, merchant_id: int, n: int) -> list[tuple[str, int]]:
     """n shoppers with their own tokens, written in bulk (as enrol_shopper would, n times)."""
-    from gateway import auth
+    from gateway.accounts import auth
 
     ids = await conn.fetch(
         "INSERT INTO shoppers (merchant_id, name, marketing_consent) "

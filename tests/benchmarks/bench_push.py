@@ -126,7 +126,8 @@ SELECT dl.id, $1, 'webpush', now() + interval '3 seconds', now() + interval '1 h
 
 
 async def setup(url: str, subs: list[dict[str, Any]]) -> dict[str, Any]:
-    from gateway import db, migrate, tenancy
+    from gateway import db, migrate
+    from gateway.accounts import tenancy
     from geo import geojson
     from geo import store as geo_store
     from tests.support.offers import create_offer
@@ -256,7 +257,8 @@ async def ping_load(base: str, tokens: list[str], rate: float) -> list[tuple[str
 
 
 async def enrol_tokens(url: str, world: dict[str, Any]) -> list[str]:
-    from gateway import auth, db
+    from gateway import db
+    from gateway.accounts import auth
 
     conn = await db.connect(url)
     tokens = []
@@ -287,7 +289,7 @@ def main() -> int:
         print(json.dumps(asyncio.run(ping_load(base, tokens, float(rate)))))
         return 0
 
-    from gateway.webpush import _new_key
+    from gateway.delivery.webpush import _new_key
     from tests.benchmarks.scratch import ScratchDatabase
 
     work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))

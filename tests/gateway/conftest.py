@@ -12,7 +12,8 @@ import pytest
 from aiohttp import test_utils, web
 
 from gateway import app as app_mod
-from gateway import clock, tenancy
+from gateway import clock
+from gateway.accounts import tenancy
 from gateway.settings import Settings
 from tests.conftest import Tenant
 from tests.gateway.test_pings import LAT, LON, add_fence, circle_feature, offset

@@ -10,7 +10,8 @@ import pytest
 from aiohttp import test_utils
 
 from gateway import app as app_mod
-from gateway import auth, state, tenancy
+from gateway.accounts import auth, tenancy
+from gateway.db import POOL
 from gateway.settings import Settings
 from tests.conftest import Tenant, make_tenant
 from tests.support.client import ApiClient
@@ -475,9 +476,7 @@ async def test_revocation_reaches_another_replica_at_once(
         # and a shopper erased from the database is locked out the same way
         shopper = tenant_a.tokens["shopper"]
         assert (await b.get("/v1/me", token=shopper)).status == 200
-        await client.app[state.POOL].execute(
-            "DELETE FROM shoppers WHERE id = $1", tenant_a.shopper_id
-        )
+        await client.app[POOL].execute("DELETE FROM shoppers WHERE id = $1", tenant_a.shopper_id)
         for _ in range(50):
             if (await b.get("/v1/me", token=shopper)).status == 401:
                 break
@@ -488,8 +487,8 @@ async def test_revocation_reaches_another_replica_at_once(
 
 def _addressed_operations() -> list[tuple[str, str, frozenset[str]]]:
     """Every bearer-token operation of the OpenAPI document whose path names a resource."""
-    from gateway import openapi
-    from gateway.handlers import system
+    from gateway.http import openapi
+    from gateway.http.handlers import system
 
     document = openapi.build(app_mod.all_endpoints(), version=system.version())
     found = []

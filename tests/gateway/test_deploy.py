@@ -13,7 +13,7 @@ import yaml
 
 from gateway import cli
 from gateway.app import all_endpoints
-from gateway.handlers import delivery
+from gateway.http.handlers import delivery
 from gateway.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

@@ -17,7 +17,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway import app as app_mod
-from gateway import db, outbox, state
+from gateway import db
+from gateway.delivery import outbox
+from gateway.delivery.outbox import WORKER
 from tests.gateway.conftest import Shop, enrol, make_settings
 
 
@@ -236,7 +238,7 @@ class TestOutbox:
     ) -> None:
         # A worker that claims and then dies: its rows wait out the lease, then
         # a live worker delivers them, and the dead one's late answer changes nothing.
-        shop.app[state.WORKER]._task.cancel()  # type: ignore[union-attr]
+        shop.app[WORKER]._task.cancel()  # type: ignore[union-attr]
         _, sent = await _sent_coupon(shop, channels=["wallet"])
         rows = await conn.fetch(outbox._Q["claim"], 10, 0.3)
         assert [r["delivery_id"] for r in rows] == [__import__("uuid").UUID(sent["delivery_id"])]
@@ -265,7 +267,7 @@ class TestOutbox:
     async def test_dead_letters_are_visible_to_operators(
         self, shop: Shop, conn: asyncpg.Connection
     ) -> None:
-        shop.app[state.WORKER]._task.cancel()  # type: ignore[union-attr]
+        shop.app[WORKER]._task.cancel()  # type: ignore[union-attr]
         await _sent_coupon(shop, channels=["webpush"], coupon={"discount": "x", "valid_minutes": 1})
         await conn.execute(
             "UPDATE outbox SET status = 'dead', last_error = '410: subscription gone', attempts = 3"

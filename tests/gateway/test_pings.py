@@ -17,7 +17,12 @@ import pytest
 from aiohttp import test_utils, web
 
 from gateway import app as app_mod
-from gateway import clock, state, tenancy
+from gateway import clock
+from gateway.accounts import tenancy
+from gateway.accounts.auth import VERIFIER
+from gateway.db import POOL
+from gateway.pingpath.geoindex import GEO_INDEX
+from gateway.pingpath.pings import PINGS
 from gateway.settings import Settings
 from geo import geojson
 from geo import store as geo_store
@@ -194,7 +199,7 @@ class TestTransitions:
         assert r.json["status"] == "ignored"
         assert r.json["reason"] == "poor_accuracy"
         assert r.json["transitions"] == []
-        await world.app[state.PINGS].log.flush()
+        await world.app[PINGS].log.flush()
         row = await conn.fetchrow("SELECT verdict, accuracy_m FROM pings")
         assert row is not None
         assert (row["verdict"], row["accuracy_m"]) == ("poor_accuracy", 500)
@@ -259,7 +264,7 @@ class TestSpoofingAndLimits:
         )
         assert r.status == 422
         assert "ts" in r.json["error"]["fields"]
-        await world.app[state.PINGS].log.flush()
+        await world.app[PINGS].log.flush()
         assert await conn.fetchval("SELECT count(*) FROM pings") == 0
 
     async def test_old_timestamp_is_refused(self, world: World) -> None:
@@ -390,7 +395,7 @@ async def test_ping_log_is_written_in_batches_and_moves_the_baseline(
         world.clock.advance(seconds=3)
         await world.ping(i * 5, 0, weather={"condition": "rain", "temp_c": 7.5})
     # The background flush may be writing right now: flushes never write a ping twice.
-    ping_log = world.app[state.PINGS].log
+    ping_log = world.app[PINGS].log
     await asyncio.gather(ping_log.flush(), ping_log.flush(), ping_log.flush())
     rows = await conn.fetch("SELECT verdict, weather_condition, temp_c FROM pings")
     assert len(rows) == 20
@@ -408,7 +413,7 @@ async def test_an_answered_ping_is_in_the_spool_before_the_database(
 ) -> None:
     """The default log: the record is in this process's spool file when the answer
     leaves; the batch then reaches the database, marking how far into the file it got."""
-    ping_log = world.app[state.PINGS].log
+    ping_log = world.app[PINGS].log
     assert ping_log.mode == "spool" and ping_log.spool_id is not None
     assert ping_log.spool_dir is not None and ping_log.spool_dir.parent == tmp_path / "spool"
     path = ping_log.spool_dir / f"{ping_log.spool_id}.spool"
@@ -434,7 +439,7 @@ async def test_an_answered_ping_is_already_in_the_log_in_sync_mode(
     """GATEWAY_PING_LOG=sync, group commit: the answer waits for the log row, and pings
     arriving together share a write."""
     world = sync_world
-    ping_log = world.app[state.PINGS].log
+    ping_log = world.app[PINGS].log
     assert ping_log.sync
     for i in range(5):
         world.clock.advance(seconds=3)
@@ -495,7 +500,7 @@ async def test_memory_ping_log_writes_on_its_timer(
     settings = Settings(data_dir=tmp_path, db_pool_min=1, ping_log="memory")
     application = app_mod.create_app(settings, db_url=database_url)
     async with test_utils.TestClient(test_utils.TestServer(application)) as client:
-        ping_log = application[state.PINGS].log
+        ping_log = application[PINGS].log
         assert ping_log.mode == "memory" and ping_log.spool_id is None
         lat, lon = offset(0, 0)
         body = {"lat": lat, "lon": lon, "accuracy_m": 10,
@@ -514,7 +519,7 @@ async def test_memory_ping_log_writes_on_its_timer(
 
 async def test_index_hot_swap_while_pings_run(world: World, conn: asyncpg.Connection) -> None:
     """Rebuild the index over and over while pings run: no errors, no phantom transitions."""
-    holder = world.app[state.GEO_INDEX]
+    holder = world.app[GEO_INDEX]
     errors: list[Any] = []
     seen: list[tuple[int, str]] = []
     stop = asyncio.Event()
@@ -552,7 +557,7 @@ def test_settings_validate_ping_limits(tmp_path: Any) -> None:
 async def test_retention_purges_only_old_pings(
     world: World, conn: asyncpg.Connection, database_url: str, tmp_path: Any
 ) -> None:
-    from gateway import retention
+    from gateway.jobs import retention
     from tests.support import proc
 
     now = dt.datetime.now(dt.UTC)
@@ -590,13 +595,13 @@ async def test_a_shoppers_key_and_geofence_state_come_in_one_read(
     """A process that has not seen the shopper yet gets the visit state with the key."""
     r = await world.ping(0, 0)  # inside the circle: a visit with state in the database
     assert world.events(r) == [(world.circle, "enter")]
-    pings_svc = world.app[state.PINGS]
-    verifier = world.app[state.VERIFIER]
+    pings_svc = world.app[PINGS]
+    verifier = world.app[VERIFIER]
     sid = world.tenant.shopper_id
     assert sid is not None
     pings_svc._states.clear()
     verifier.forget_all()
-    principal = await verifier.verify(world.app[state.POOL], world.tenant.tokens["shopper"])
+    principal = await verifier.verify(world.app[POOL], world.tenant.tokens["shopper"])
     assert principal is not None and principal.shopper_id == sid
     primed = pings_svc._states[sid]
     stored = await conn.fetchrow("SELECT version FROM shopper_geo WHERE shopper_id = $1", sid)
@@ -610,7 +615,7 @@ async def test_a_shoppers_key_and_geofence_state_come_in_one_read(
         marketing_consent=True,
         timezone=None,
     )
-    who = await verifier.verify(world.app[state.POOL], other)
+    who = await verifier.verify(world.app[POOL], other)
     assert who is not None and pings_svc._states[who.shopper_id].version is None
     world.clock.advance(seconds=5)
     r = await world.ping(0, 0, token=other)

@@ -9,8 +9,8 @@ from typing import Any
 
 import asyncpg
 
-from gateway import state
-from gateway.localpush import PushService
+from gateway.demo.localpush import PushService
+from gateway.pingpath.pings import PINGS
 from tests.gateway.conftest import Shop, enrol
 from tests.support.wallet import purchase
 
@@ -76,7 +76,7 @@ async def test_erasure_removes_personal_data_and_keeps_the_aggregates(
     sent = await _activity(shop)
     other = await enrol(conn, shop.tenant, "other")
     await shop.walk_in(token=other)
-    await shop.app[state.PINGS].log.flush()
+    await shop.app[PINGS].log.flush()
     sid = shop.tenant.shopper_id
     assert await conn.fetchval("SELECT count(*) FROM pings WHERE shopper_id = $1", sid) > 0
     report = f"/v1/reports/offers/{sent['offer_id']}"

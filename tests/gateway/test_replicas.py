@@ -18,8 +18,8 @@ import aiohttp
 import asyncpg
 import pytest
 
-from gateway import tenancy
-from gateway.localpush import PushService
+from gateway.accounts import tenancy
+from gateway.demo.localpush import PushService
 from tests.conftest import Tenant
 from tests.support import proc
 from tests.support.replicas import cluster

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from gateway import stats as gw_stats
+from gateway.jobs import stats as gw_stats
 from offers import stats
 from offers import store as offers_store
 from tests.gateway.conftest import Shop, enrol

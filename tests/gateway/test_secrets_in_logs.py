@@ -13,7 +13,7 @@ import aiohttp
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.localpush import PushService
+from gateway.demo.localpush import PushService
 from tests.conftest import Tenant
 from tests.support import proc
 

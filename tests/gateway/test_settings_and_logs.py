@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import auth, logs
+from gateway import logs
+from gateway.accounts import auth
 from gateway.settings import Secret, Settings, SettingsError, mask_url
 
 

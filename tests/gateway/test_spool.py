@@ -18,7 +18,9 @@ import aiohttp
 import asyncpg
 import pytest
 
-from gateway import db, pinglog, privacy, spool, tenancy
+from gateway import db
+from gateway.accounts import privacy, tenancy
+from gateway.pingpath import pinglog, spool
 from geo import store as geo_store
 from tests.conftest import Tenant
 from tests.support import proc

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from gateway import app as app_mod
-from gateway import upkeep
+from gateway.jobs import upkeep
 from tests.gateway.conftest import Shop
 from tests.support.wallet import apns, pass_files, purchase, register
 

@@ -12,8 +12,10 @@ import asyncpg
 import orjson
 import pytest
 
-from gateway import outbox, state, webpush
-from gateway.localpush import PushService, Subscriber
+from gateway.delivery import outbox, webpush
+from gateway.delivery.outbox import WORKER
+from gateway.demo.localpush import PushService, Subscriber
+from gateway.settings import SETTINGS
 from tests.gateway.conftest import Shop
 
 
@@ -64,7 +66,7 @@ class TestDelivery:
             "title": "20% off a hot coffee",
             "body": "Warm up with us",
             "coupon": {"code": sent["coupon"]["code"], "expires_at": sent["coupon"]["expires_at"]},
-            "open_url": f"{shop.app[state.SETTINGS].base_url}/v1/inbox/{sent['delivery_id']}/open",
+            "open_url": f"{shop.app[SETTINGS].base_url}/v1/inbox/{sent['delivery_id']}/open",
         }
         # TTL is what is left of the coupon's validity; it is only good now.
         assert 0 < int(got.headers["TTL"]) <= 30 * 60
@@ -84,7 +86,7 @@ class TestDelivery:
         await shop.walk_in()
         got = await push.wait_for(3)
         assert {g.endpoint for g in got} == {s.endpoint for s in subs}
-        sender = shop.app[state.WORKER].sender
+        sender = shop.app[WORKER].sender
         assert sender is not None and sender.signed == 1
         assert len({g.headers["Authorization"] for g in got}) == 1
 
@@ -129,7 +131,7 @@ class TestFailures:
     ) -> None:
         # Keep the test short: the first backoffs are fractions of a second.
         monkeypatch.setattr(outbox, "BASE_BACKOFF", 0.2)
-        sender = shop.app[state.WORKER].sender
+        sender = shop.app[WORKER].sender
         assert sender is not None
         sender.timeout = type(sender.timeout)(total=0.5)
         sub = push.subscribe()
@@ -318,7 +320,7 @@ async def test_a_worker_started_after_the_listener_still_wakes_on_notify(
     # The in-app worker subscribes after the shared listener connected; a push must
     # not wait for the fallback poll. With the poll set to a minute, only NOTIFY can
     # deliver within the five seconds of wait_for.
-    worker = shop.app[state.WORKER]
+    worker = shop.app[WORKER]
     worker.poll_seconds = 60.0
     worker.wake()  # let the loops pick up the new poll interval
     await asyncio.sleep(0.05)
@@ -335,14 +337,14 @@ async def test_two_workers_share_a_backlog_without_sending_twice(
     from gateway import db
     from tests.gateway.conftest import enrol
 
-    shop.app[state.WORKER]._task.cancel()  # type: ignore[union-attr]
+    shop.app[WORKER]._task.cancel()  # type: ignore[union-attr]
     await shop.offer(channels=["webpush"])
     tokens = [await enrol(conn, shop.tenant, f"b{i}") for i in range(40)]
     for token in tokens:
         await _subscribe(shop, push.subscribe(), token)
         await shop.walk_in(token=token)
     assert await conn.fetchval("SELECT count(*) FROM outbox WHERE status = 'pending'") == 40
-    sender = shop.app[state.WORKER].sender
+    sender = shop.app[WORKER].sender
     pools = [await db.create_pool(database_url, min_size=1, max_size=4) for _ in range(2)]
     workers = [
         outbox.Worker(p, sender=sender, public_url="http://gw", batch=7, clock_=shop.clock)
@@ -368,7 +370,7 @@ async def test_push_faults_under_load_prune_retry_boundedly_and_leave_nothing_st
     from tests.gateway.conftest import enrol
 
     monkeypatch.setattr(outbox, "BASE_BACKOFF", 0.2)
-    worker = shop.app[state.WORKER]
+    worker = shop.app[WORKER]
     assert worker.sender is not None
     worker.sender.timeout = type(worker.sender.timeout)(total=0.5)
     await shop.offer(channels=["webpush"])

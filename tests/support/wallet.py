@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway import app as app_mod
-from gateway import passpush
+from gateway.delivery import passpush
 from tests.gateway.conftest import Shop
 from tests.support.apns_peer import ApnsStandIn
 from tests.support.proc import free_port

@@ -1,0 +1,222 @@
+"""`gateway bench`: every headline figure in one run, each next to a baseline measured in
+the same run, as a table and as JSON.
+
+It runs the benchmark scripts of the source tree (tests/benchmarks/), one after the
+other, each in its own processes: each starts its own gateway processes on a fresh
+database (DATABASE_URL's server, else an embedded PostgreSQL) and drives them from a
+separate load process (wrk for ping throughput, asyncio clients that keep their
+connections open elsewhere). The scripts can be run alone too; their docstrings say how.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = ROOT / "tests" / "benchmarks"
+REMOTE_SKIPS = ("push", "offers")
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    name: str
+    script: str
+    args: tuple[str, ...]
+    what: str
+
+
+def suite(
+    *,
+    quick: bool,
+    fences: int,
+    shoppers: int,
+    events: int,
+    duration: int,
+    remote: tuple[str, str, str] | None = None,
+) -> list[Step]:
+    if quick:  # a smoke run: every script, small sizes
+        fences, shoppers, events, duration = 2_000, 200, 20_000, 2
+    d = str(duration)
+    return [
+        Step(
+            "matching",
+            "bench_geo.py",
+            ("--fences", str(fences), "--pings", "2000" if quick else "10000", "--merchants", "1"),
+            f"geofence matching per ping, {fences:,} fences of one merchant",
+        ),
+        Step(
+            "pings",
+            "bench_pings.py",
+            ("--fences", str(fences), "--shoppers", str(shoppers), "--duration", d)
+            + (
+                ("--url", remote[0], "--manager-token", remote[1], "--app-token", remote[2])
+                if remote
+                else ()
+            ),
+            f"POST /v1/pings with {fences:,} geofences and {shoppers:,} shoppers, vs bare aiohttp"
+            + (f" (the gateway at {remote[0]})" if remote else ""),
+        ),
+        Step(
+            "push",
+            "bench_push.py",
+            (
+                "--pushes",
+                "300" if quick else "3000",
+                "--naive",
+                "50" if quick else "300",
+                "--pings",
+                "40" if quick else "500",
+                "--rate",
+                "50",
+            ),
+            "Web Push fan-out vs a naive pywebpush loop, and ping-to-push latency",
+        ),
+        Step(
+            "passes",
+            "bench_passes.py",
+            ("--passes", "100" if quick else "1000", "--plain", "10" if quick else "60"),
+            "signed Apple Wallet passes vs plain py-pkpass",
+        ),
+        Step(
+            "offers",
+            "bench_offers.py",
+            ("--events", str(events), "--duration", d, "--coupons", "8000" if quick else "40000"),
+            f"redemptions under concurrency, and the funnel report over {events:,} events",
+        ),
+    ]
+
+
+def run_step(step: Step, out: Path) -> list[dict[str, Any]]:
+    cmd = [sys.executable, str(SCRIPTS / step.script), *step.args, "--json", str(out)]
+    started = time.monotonic()
+    sys.stderr.write(f"\n== {step.name}: {step.what}\n   {' '.join(cmd[1:])}\n")
+    sys.stderr.flush()
+    with subprocess.Popen(  # noqa: S603 - our own scripts, with our own arguments
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stderr.write(f"   [{step.name} {time.monotonic() - started:5.0f}s] {line}")
+            sys.stderr.flush()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{step.script} failed with exit code {proc.returncode}")
+    rows: list[dict[str, Any]] = json.loads(out.read_text())["rows"]
+    for row in rows:
+        row["step"] = step.name
+    return rows
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}"
+
+
+def table(rows: Sequence[dict[str, Any]]) -> str:
+    lines = [
+        f"{'figure':<70}{'value':>10} {'unit':<9}{'baseline':>10} {'ratio':>8}  baseline",
+        "-" * 136,
+    ]
+    for r in rows:
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        lines.append(
+            f"{r['figure'][:69]:<70}{_num(r['value']):>10} {r['unit']:<9}"
+            f"{_num(r['baseline']):>10} {ratio:>8}  {r['baseline_name'] or ''}"
+        )
+    lines.append("ratio: how many times better the figure is than its baseline (>1: better)")
+    return "\n".join(lines)
+
+
+def markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """The table as Markdown, for a README."""
+    lines = [
+        "| figure | value | baseline, same run | ratio |",
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        base = "" if r["baseline"] is None else f"{_num(r['baseline'])} {r['unit']}"
+        if r["baseline_name"]:
+            base += f" ({r['baseline_name']})"
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        lines.append(f"| {r['figure']} | {_num(r['value'])} {r['unit']} | {base} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(
+    *,
+    quick: bool,
+    only: Sequence[str] | None,
+    out: Path,
+    fences: int,
+    shoppers: int,
+    events: int,
+    duration: int,
+    remote: tuple[str, str, str] | None = None,
+) -> int:
+    if not SCRIPTS.is_dir():
+        sys.stderr.write(
+            "gateway bench runs the benchmark scripts of a source checkout "
+            f"(tests/benchmarks/), which is not at {SCRIPTS}\n"
+        )
+        return 2
+    steps = suite(
+        quick=quick,
+        fences=fences,
+        shoppers=shoppers,
+        events=events,
+        duration=duration,
+        remote=remote,
+    )
+    if only:
+        unknown = set(only) - {s.name for s in steps}
+        if unknown:
+            sys.stderr.write(f"gateway bench: no step {', '.join(sorted(unknown))}\n")
+            return 2
+        steps = [s for s in steps if s.name in only]
+    if remote:
+        # Fan-out and redemptions need the gateway's database and worker processes.
+        skipped = [s.name for s in steps if s.name in REMOTE_SKIPS]
+        if skipped:
+            sys.stderr.write(
+                f"gateway bench --url: measuring {remote[0]}; {', '.join(skipped)} need a "
+                "local database and are left out (run without --url for them)\n"
+            )
+        steps = [s for s in steps if s.name not in REMOTE_SKIPS]
+    started = time.monotonic()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
+        for step in steps:
+            try:
+                rows += run_step(step, Path(tmp, f"{step.name}.json"))
+            except RuntimeError as exc:
+                sys.stderr.write(f"gateway bench: {exc}; its output is above\n")
+                return 1
+    seconds = time.monotonic() - started
+    result = {
+        "gateway": remote[0] if remote else "started here",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "database": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "embedded",
+        "quick": quick,
+        "seconds": round(seconds, 1),
+        "rows": rows,
+    }
+    out.write_text(json.dumps(result, indent=2))
+    out.with_suffix(".md").write_text(markdown(rows))
+    sys.stdout.write("\n" + table(rows) + "\n")
+    sys.stdout.write(
+        f"\n{len(rows)} figures in {seconds:.0f} s; written to {out.resolve()} "
+        f"(and as a Markdown table to {out.with_suffix('.md').resolve()})\n"
+    )
+    return 0

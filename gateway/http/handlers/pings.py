@@ -1,0 +1,229 @@
+"""Shopper pings: where the app is, how sure it is, and what the weather is doing."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+import pydantic
+from aiohttp import web
+
+from gateway.accounts.auth import Role
+from gateway.clock import CLOCK
+from gateway.db import POOL
+from gateway.http import api, errors
+from gateway.http.api import Endpoint, Reply
+from gateway.http.ratelimit import PING_LIMITER
+from gateway.pingpath import pings
+from gateway.pingpath.geoindex import GEO_INDEX
+from gateway.pingpath.pings import PINGS
+from geo.models import Transition
+
+WEATHER = Literal[
+    "clear", "clouds", "rain", "drizzle", "thunderstorm", "snow", "sleet", "hail", "fog", "wind"
+]
+MAX_BATCH = 500
+
+
+class Weather(api.Model):
+    condition: WEATHER
+    temp_c: Annotated[float, pydantic.Field(ge=-90, le=70, allow_inf_nan=False)]
+
+
+class PingIn(api.Model):
+    lat: Annotated[float, pydantic.Field(ge=-90, le=90, allow_inf_nan=False)]
+    lon: Annotated[float, pydantic.Field(ge=-180, le=180, allow_inf_nan=False)]
+    accuracy_m: Annotated[
+        float,
+        pydantic.Field(gt=0, le=100_000, allow_inf_nan=False, description="68% radius, metres"),
+    ]
+    ts: pydantic.AwareDatetime = pydantic.Field(description="When the fix was taken (RFC 3339)")
+    speed_mps: Annotated[float, pydantic.Field(ge=0, le=1000, allow_inf_nan=False)] | None = None
+    weather: Weather | None = None
+
+
+class PingBatchIn(api.Model):
+    pings: Annotated[list[PingIn], pydantic.Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class TransitionOut(api.Out):
+    geofence_id: str
+    store_id: str | None
+    event: Literal["enter", "dwell", "exit"]
+    at: dt.datetime
+
+
+class CouponOut(api.Out):
+    id: str
+    code: str = pydantic.Field(description="Human-typeable, with a check symbol")
+    expires_at: dt.datetime
+
+
+class SentOfferOut(api.Out):
+    offer_id: str
+    delivery_id: str
+    coupon: CouponOut
+
+
+class PingOut(api.Out):
+    status: Literal["accepted", "flagged", "ignored"]
+    reason: str | None
+    transitions: list[TransitionOut]
+    offers: list[SentOfferOut]
+
+
+class PingItemOut(api.Out):
+    status: Literal["accepted", "flagged", "ignored", "rejected"]
+    reason: str | None
+    transitions: list[TransitionOut]
+
+
+class PingBatchOut(api.Out):
+    results: list[PingItemOut]
+    transitions: list[TransitionOut]
+    offers: list[SentOfferOut]
+
+
+def _ping(p: PingIn) -> pings.Ping:
+    return pings.Ping(
+        lat=p.lat,
+        lon=p.lon,
+        accuracy_m=p.accuracy_m,
+        ts=p.ts,
+        speed_mps=p.speed_mps,
+        weather_condition=p.weather.condition if p.weather else None,
+        temp_c=p.weather.temp_c if p.weather else None,
+    )
+
+
+def _rate_limit(request: web.Request, shopper_id: int) -> None:
+    buckets = request.app[PING_LIMITER]
+    wait = buckets.take(shopper_id)
+    if wait:
+        raise errors.RateLimited(
+            f"too many pings; this shopper may send {buckets.rate:g} per second "
+            f"(bursts of {buckets.burst})",
+            headers={"Retry-After": buckets.retry_after(wait)},
+        )
+
+
+async def _run(request: web.Request, items: list[PingIn]) -> pings.Outcome:
+    p = api.principal(request)
+    assert p.shopper_id is not None
+    app = request.app
+    return await app[PINGS].handle(
+        app[POOL],
+        app[GEO_INDEX].index,
+        merchant_id=p.merchant_id,
+        shopper_id=p.shopper_id,
+        pings=[_ping(i) for i in items],
+        now=app[CLOCK].now(),
+    )
+
+
+def _transitions(request: web.Request, items: list[Transition]) -> list[dict[str, Any]]:
+    index = request.app[GEO_INDEX].index
+    out = []
+    for t in items:
+        fence = index.get(t.fence_id)
+        out.append(
+            {
+                "geofence_id": str(t.fence_id),
+                "store_id": str(fence.store_id) if fence is not None else None,
+                "event": t.event,
+                "at": t.at.isoformat(),
+            }
+        )
+    return out
+
+
+async def post_ping(request: web.Request) -> web.Response:
+    p = api.principal(request)
+    assert p.shopper_id is not None
+    _rate_limit(request, p.shopper_id)
+    item = await api.body(request, PingIn)
+    outcome = await _run(request, [item])
+    result = outcome.results[0]
+    # Out-of-window timestamps are refused outright (nothing was recorded).
+    if result.reason == "future":
+        raise errors.ValidationFailed(
+            "the ping's timestamp is in the future; check the device clock",
+            fields={"ts": "in the future"},
+        )
+    if result.reason == "too_old":
+        limit = request.app[PINGS].spoof_config.max_age_s
+        raise errors.ValidationFailed(
+            f"the ping is older than the accepted window of {limit:g} s",
+            fields={"ts": "too old"},
+        )
+    return api.json(
+        {
+            "status": result.status,
+            "reason": result.reason,
+            # All of them: a visit that timed out exits at its last sighting, not now.
+            "transitions": _transitions(request, outcome.transitions),
+            "offers": [s.as_json() for s in outcome.sent],
+        }
+    )
+
+
+async def post_ping_batch(request: web.Request) -> web.Response:
+    p = api.principal(request)
+    assert p.shopper_id is not None
+    _rate_limit(request, p.shopper_id)
+    batch = await api.body(request, PingBatchIn)
+    outcome = await _run(request, list(batch.pings))
+    return api.json(
+        {
+            "results": [
+                {
+                    "status": r.status,
+                    "reason": r.reason,
+                    "transitions": _transitions(request, r.transitions),
+                }
+                for r in outcome.results
+            ],
+            "transitions": _transitions(request, outcome.transitions),
+            "offers": [s.as_json() for s in outcome.sent],
+        }
+    )
+
+
+_LIMITS = (
+    "Each shopper may send GATEWAY_PING_RATE requests per second (default 2) with bursts "
+    "of GATEWAY_PING_BURST (default 20), per gateway process; beyond that, 429 with "
+    "Retry-After."
+)
+
+ENDPOINTS = [
+    Endpoint(
+        method="POST",
+        path="/v1/pings",
+        handler=post_ping,
+        tag="pings",
+        summary="Report where the shopper is; answers the geofence transitions and offers",
+        description="Entry counts when the point is within accuracy_m of a geofence; exit "
+        "needs two consecutive pings clearly outside; dwell fires after "
+        "GATEWAY_DWELL_SECONDS inside. A ping less accurate than GATEWAY_MAX_ACCURACY_M is "
+        "recorded but triggers nothing (status ignored); one that implies impossible travel "
+        "is recorded and flagged. A timestamp in the future or older than the accepted "
+        "window is refused with 422. " + _LIMITS,
+        roles=frozenset({Role.SHOPPER}),
+        body=PingIn,
+        replies={200: Reply(description="What the ping caused", model=PingOut)},
+        errors=(429,),
+    ),
+    Endpoint(
+        method="POST",
+        path="/v1/pings/batch",
+        handler=post_ping_batch,
+        tag="pings",
+        summary="Report pings the app buffered while offline (processed in ts order)",
+        description=f"Up to {MAX_BATCH} pings. Each gets its own result; pings outside the "
+        "accepted time window are rejected individually and not recorded. " + _LIMITS,
+        roles=frozenset({Role.SHOPPER}),
+        body=PingBatchIn,
+        replies={200: Reply(description="Per-ping results, in the order sent", model=PingBatchOut)},
+        errors=(429,),
+    ),
+]

@@ -1,0 +1,662 @@
+"""Stores and geofences: the places store managers draw offers onto."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+import orjson
+import pydantic
+from aiohttp import web
+
+from gateway import db
+from gateway.accounts.auth import Principal, Role
+from gateway.db import POOL
+from gateway.http import api, errors
+from gateway.http.api import Endpoint, Reply
+from gateway.settings import SETTINGS
+from geo import geojson
+from geo import places as geo_places
+from geo import store as geo_store
+from geo.errors import GeometryInvalid
+from geo.models import FenceFeature
+
+WRITERS = frozenset({Role.ADMIN, Role.MANAGER})
+READERS = frozenset({Role.ADMIN, Role.MANAGER, Role.REVIEWER})
+
+Name = Annotated[str, pydantic.StringConstraints(min_length=1, max_length=200)]
+Lat = Annotated[float, pydantic.Field(ge=-90, le=90, allow_inf_nan=False)]
+Lon = Annotated[float, pydantic.Field(ge=-180, le=180, allow_inf_nan=False)]
+
+
+def _check_hours(value: dict[str, Any] | None) -> dict[str, list[str]] | None:
+    return None if value is None else geo_places.check_opening_hours(value)
+
+
+OpeningHours = Annotated[
+    dict[str, list[str]] | None,
+    pydantic.AfterValidator(_check_hours),
+    pydantic.Field(
+        description='Weekly hours in the store\'s time zone: {"mon": ["07:00-19:00"], ...}. '
+        "An interval ending before it starts runs past midnight.",
+        examples=[{"mon": ["07:00-19:00"], "sat": ["08:00-12:00", "14:00-18:00"]}],
+    ),
+]
+
+
+class StoreCreate(api.Model):
+    name: Name
+    lat: Lat
+    lon: Lon
+    timezone: api.TimeZone
+    opening_hours: OpeningHours = None
+
+
+class StorePatch(api.Model):
+    name: Name | None = None
+    lat: Lat | None = None
+    lon: Lon | None = None
+    timezone: api.TimeZone | None = None
+    opening_hours: OpeningHours = None
+
+
+class StoreOut(api.Out):
+    id: str
+    name: str
+    lat: float
+    lon: float
+    timezone: str
+    opening_hours: dict[str, list[str]] | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class StoreList(api.Out):
+    items: list[StoreOut]
+    next_cursor: str | None
+
+
+def _store(s: geo_places.Store) -> dict[str, Any]:
+    return {
+        "id": str(s.id),
+        "name": s.name,
+        "lat": s.lat,
+        "lon": s.lon,
+        "timezone": s.timezone,
+        "opening_hours": s.opening_hours,
+        "created_at": s.created_at.isoformat(),
+        "updated_at": s.updated_at.isoformat(),
+    }
+
+
+def _limit(request: web.Request, default: int, most: int) -> int:
+    raw = request.query.get("limit")
+    if raw is None:
+        return default
+    value = api.as_id(raw)
+    if value is None or not 1 <= value <= most:
+        raise errors.ValidationFailed(
+            "bad query parameter", fields={"limit": f"must be an integer from 1 to {most}"}
+        )
+    return value
+
+
+def _query_id(request: web.Request, name: str, problem: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    value = api.as_id(raw)
+    if value is None:
+        raise errors.ValidationFailed("bad query parameter", fields={name: problem})
+    return value
+
+
+def _cursor(request: web.Request) -> int:
+    return _query_id(request, "cursor", "not a cursor") or 0
+
+
+def _require_store_scope(p: Principal, store_id: int) -> None:
+    if not p.can_reach_store(store_id):
+        raise errors.Forbidden("this token is not scoped to that store", code="out_of_scope")
+
+
+# -- stores -------------------------------------------------------------------------------
+
+
+async def create_store(request: web.Request) -> web.Response:
+    p = api.principal(request)
+    req = await api.body(request, StoreCreate)
+    if p.store_ids is not None:
+        raise errors.Forbidden(
+            "a store-scoped token cannot create stores; use a merchant-wide key",
+            code="out_of_scope",
+        )
+    async with db.acquire(request.app[POOL]) as conn:
+        store = await geo_store.insert_store(
+            conn,
+            merchant_id=p.merchant_id,
+            name=req.name,
+            lat=req.lat,
+            lon=req.lon,
+            timezone=req.timezone,
+            opening_hours=req.opening_hours,
+        )
+    return api.json(_store(store), status=201)
+
+
+async def list_stores(request: web.Request) -> web.Response:
+    p = api.principal(request)
+    limit = _limit(request, 100, 1000)
+    async with db.acquire(request.app[POOL]) as conn:
+        stores = await geo_store.list_stores(
+            conn, p.merchant_id, p.store_ids, after=_cursor(request), limit=limit
+        )
+    return api.json(
+        {
+            "items": [_store(s) for s in stores],
+            "next_cursor": str(stores[-1].id) if len(stores) == limit else None,
+        }
+    )
+
+
+async def _visible_store(request: web.Request, conn: Any) -> geo_places.Store:
+    p = api.principal(request)
+    store_id = api.path_id(request, "store_id")
+    store = await geo_store.get_store(conn, store_id, p.merchant_id)
+    if store is None:
+        raise errors.NotFound("no such store")
+    _require_store_scope(p, store_id)
+    return store
+
+
+async def get_store(request: web.Request) -> web.Response:
+    async with db.acquire(request.app[POOL]) as conn:
+        store = await _visible_store(request, conn)
+    return api.json(_store(store))
+
+
+async def patch_store(request: web.Request) -> web.Response:
+    p = api.principal(request)
+    req = await api.body(request, StorePatch)
+    changes = req.model_dump(exclude_unset=True)
+    for name in ("name", "lat", "lon", "timezone"):
+        if name in changes and changes[name] is None:
+            raise errors.ValidationFailed("bad field", fields={name: "cannot be null"})
+    async with db.acquire(request.app[POOL]) as conn, conn.transaction():
+        store = await _visible_store(request, conn)
+        updated = await geo_store.update_store(conn, store.id, p.merchant_id, changes)
+    if updated is None:  # deleted while this request ran
+        raise errors.NotFound("no such store")
+    return api.json(_store(updated))
+
+
+async def delete_store(request: web.Request) -> web.Response:
+    p = api.principal(request)
+    async with db.acquire(request.app[POOL]) as conn, conn.transaction():
+        store = await _visible_store(request, conn)
+        await geo_store.delete_store(conn, store.id, p.merchant_id)
+    return web.Response(status=204)
+
+
+# -- geofences ------------------------------------------------------------------------------
+
+
+class FeatureProperties(api.Out):
+    model_config = pydantic.ConfigDict(extra="allow")
+    store_id: str
+    name: str
+    radius_m: float | None = None
+
+
+class GeofenceFeature(api.Out):
+    """A stored geofence as a GeoJSON Feature (RFC 7946)."""
+
+    type: str = pydantic.Field(json_schema_extra={"const": "Feature"})
+    id: str
+    geometry: dict[str, Any]
+    properties: FeatureProperties
+
+
+class GeofenceCollection(api.Out):
+    type: str = pydantic.Field(json_schema_extra={"const": "FeatureCollection"})
+    features: list[GeofenceFeature]
+
+
+class GeofenceList(api.Out):
+    items: list[GeofenceFeature]
+    next_cursor: str | None
+
+
+class ImportResult(api.Out):
+    created: list[str]
+    updated: list[str]
+    deleted: list[str]
+
+
+_FEATURE_IN = {
+    "type": "object",
+    "description": "A GeoJSON Feature. geometry: Polygon or MultiPolygon in [lon, lat], or a "
+    "Point with properties.radius_m (10 to 10000 m) for a true metre circle. properties "
+    f"must hold store_id and name. At most {geojson.MAX_VERTICES} positions per geofence.",
+    "required": ["type", "geometry", "properties"],
+    "properties": {
+        "type": {"const": "Feature"},
+        "geometry": {"type": "object"},
+        "properties": {
+            "type": "object",
+            "required": ["store_id", "name"],
+            "properties": {
+                "store_id": {"type": "string"},
+                "name": {"type": "string"},
+                "radius_m": {"type": "number"},
+            },
+        },
+    },
+}
+
+
+def _feature(rec: geo_store.GeofenceRecord) -> dict[str, Any]:
+    props: dict[str, Any] = dict(rec.properties)
+    props["store_id"] = str(rec.store_id)
+    props["name"] = rec.name
+    if rec.radius_m is not None:
+        props["radius_m"] = rec.radius_m
+    return {"type": "Feature", "id": str(rec.id), "geometry": rec.geometry, "properties": props}
+
+
+def _problems_to_error(exc: GeometryInvalid) -> errors.ValidationFailed:
+    fields: dict[str, str] = {}
+    for problem in exc.problems:
+        key = problem.path or "(body)"
+        fields[key] = f"{fields[key]}; {problem.message}" if key in fields else problem.message
+    first = exc.problems[0].message if exc.problems else "invalid GeoJSON"
+    return errors.ValidationFailed(f"the geofence is invalid: {first}", fields=fields)
+
+
+async def _json_body(request: web.Request, limit: int) -> Any:
+    raw = await api.read_body(
+        request, limit=limit, media_types=("application/geo+json", "application/json")
+    )
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise errors.InvalidJson(f"the body is not valid JSON: {exc}") from None
+
+
+def _store_id_of(props: Any, path: str) -> int:
+    store_id = api.as_id(props.get("store_id") if isinstance(props, dict) else None)
+    if store_id is not None:
+        return store_id
+    raise errors.ValidationFailed(
+        "the geofence needs a store", fields={f"{path}properties.store_id": "required: a store id"}
+    )
+
+
+async def _check_stores(
+    conn: Any, p: Principal, store_ids: set[int], where: dict[int, str]
+) -> None:
+    found = await geo_store.existing_stores(conn, p.merchant_id, sorted(store_ids))
+    missing = store_ids - found
+    if missing:
+        raise errors.ValidationFailed(
+            "unknown store",
+            fields={where[s]: f"no store {s} in this merchant" for s in sorted(missing)},
+        )
+    outside = {s for s in store_ids if not p.can_reach_store(s)}
+    if outside:
+        raise errors.Forbidden(
+            f"this token is not scoped to store(s) {', '.join(map(str, sorted(outside)))}",
+            code="out_of_scope",
+        )
+
+
+def _check_name(feature: FenceFeature, path: str) -> None:
+    name = feature.properties.get("name")
+    if not isinstance(name, str) or not 1 <= len(name) <= 200:
+        raise errors.ValidationFailed(
+            "the geofence needs a name",
+            fields={f"{path}properties.name": "required: a string of 1 to 200 characters"},
+        )
+
+
+def _parse_feature(data: Any, path: str = "") -> FenceFeature:
+    try:
+        feature = geojson.parse_feature(data, path=path)
+    except GeometryInvalid as exc:
+        raise _problems_to_error(exc) from None
+    _check_name(feature, path)
+    return feature
+
+
+async def create_geofence(request: web.Request) -> web.Response:
+    p = api.principal(request)
+    data = await _json_body(request, request.app[SETTINGS].max_body_bytes)
+    feature = _parse_feature(data)
+    store_id = _store_id_of(feature.properties, "")
+    async with db.acquire(request.app[POOL]) as conn, conn.transaction():
+        await _check_stores(conn, p, {store_id}, {store_id: "properties.store_id"})
+        rec = await geo_store.insert_geofence(
+            conn, merchant_id=p.merchant_id, store_id=store_id, feature=feature
+        )
+    return api.json(_feature(rec), status=201)
+
+
+async def _visible_geofence(
+    request: web.Request, conn: Any, *, lock: bool = False
+) -> geo_store.GeofenceRecord:
+    p = api.principal(request)
+    rec = await geo_store.get_geofence(
+        conn, api.path_id(request, "geofence_id"), p.merchant_id, lock=lock
+    )
+    if rec is None:
+        raise errors.NotFound("no such geofence")
+    _require_store_scope(p, rec.store_id)
+    return rec
+
+
+async def get_geofence(request: web.Request) -> web.Response:
+    async with db.acquire(request.app[POOL]) as conn:
+        rec = await _visible_geofence(request, conn)
+    return api.json(_feature(rec))
+
+
+async def patch_geofence(request: web.Request) -> web.Response:
+    """Merge a partial Feature (geometry and/or properties) into the stored one."""
+    p = api.principal(request)
+    data = await _json_body(request, request.app[SETTINGS].max_body_bytes)
+    if not isinstance(data, dict):
+        raise errors.ValidationFailed("send a partial GeoJSON Feature", fields={"(body)": "object"})
+    unknown = set(data) - {"type", "geometry", "properties", "id"}
+    if unknown:
+        raise errors.ValidationFailed(
+            "unknown members", fields={k: "not a Feature member" for k in sorted(unknown)}
+        )
+    async with db.acquire(request.app[POOL]) as conn, conn.transaction():
+        current = _feature(await _visible_geofence(request, conn, lock=True))
+        props = dict(current["properties"])
+        patch_props = data.get("properties")
+        if patch_props is None:  # absent or null: no property changes
+            patch_props = {}
+        if not isinstance(patch_props, dict):
+            raise errors.ValidationFailed("bad properties", fields={"properties": "an object"})
+        props.update(patch_props)
+        props = {k: v for k, v in props.items() if v is not None}
+        geometry = data.get("geometry", current["geometry"])
+        # A circle redrawn as a polygon drops its radius unless the patch names one.
+        new_kind = geometry.get("type") if isinstance(geometry, dict) else None
+        if "geometry" in data and new_kind != "Point" and "radius_m" not in patch_props:
+            props.pop("radius_m", None)
+        merged = {"type": "Feature", "geometry": geometry, "properties": props}
+        feature = _parse_feature(merged)
+        store_id = _store_id_of(feature.properties, "")
+        await _check_stores(conn, p, {store_id}, {store_id: "properties.store_id"})
+        rec = await geo_store.update_geofence(
+            conn,
+            geofence_id=int(current["id"]),
+            merchant_id=p.merchant_id,
+            store_id=store_id,
+            feature=feature,
+        )
+    assert rec is not None
+    return api.json(_feature(rec))
+
+
+async def delete_geofence(request: web.Request) -> web.Response:
+    p = api.principal(request)
+    async with db.acquire(request.app[POOL]) as conn, conn.transaction():
+        rec = await _visible_geofence(request, conn)
+        await geo_store.delete_geofence(conn, rec.id, p.merchant_id)
+    return web.Response(status=204)
+
+
+async def list_geofences(request: web.Request) -> web.StreamResponse:
+    p = api.principal(request)
+    store_id = _query_id(request, "store_id", "an id")
+    if store_id is not None:
+        _require_store_scope(p, store_id)
+    fmt = request.query.get("format", "json")
+    if fmt not in ("json", "geojson"):
+        raise errors.ValidationFailed(
+            "bad query parameter", fields={"format": "'json' (paged) or 'geojson'"}
+        )
+    pool = request.app[POOL]
+    if fmt == "json":
+        limit = _limit(request, 500, 5000)
+        async with db.acquire(pool) as conn:
+            recs = await geo_store.list_geofences(
+                conn,
+                p.merchant_id,
+                p.store_ids,
+                store_id=store_id,
+                after=_cursor(request),
+                limit=limit,
+            )
+        return api.json(
+            {
+                "items": [_feature(r) for r in recs],
+                "next_cursor": str(recs[-1].id) if len(recs) == limit else None,
+            }
+        )
+    # The whole collection, streamed page by page so memory stays flat.
+    response = web.StreamResponse(headers={"Content-Type": "application/geo+json"})
+    await response.prepare(request)
+    await response.write(b'{"type":"FeatureCollection","features":[')
+    after, first = 0, True
+    while True:
+        async with db.acquire(pool) as conn:
+            recs = await geo_store.list_geofences(
+                conn, p.merchant_id, p.store_ids, store_id=store_id, after=after, limit=2000
+            )
+        if not recs:
+            break
+        chunk = b",".join(orjson.dumps(_feature(r)) for r in recs)
+        await response.write(chunk if first else b"," + chunk)
+        first = False
+        after = recs[-1].id
+    await response.write(b"]}")
+    await response.write_eof()
+    return response
+
+
+async def replace_geofences(request: web.Request) -> web.Response:
+    """All or nothing: after this, the geofences in the caller's scope are exactly these."""
+    p = api.principal(request)
+    data = await _json_body(request, request.app[SETTINGS].max_import_bytes)
+    try:
+        features = geojson.parse_feature_collection(data)
+    except GeometryInvalid as exc:
+        raise _problems_to_error(exc) from None
+    raw_features = data["features"]
+    items: list[tuple[int | None, int, FenceFeature]] = []
+    where: dict[int, str] = {}
+    ids_seen: dict[int, str] = {}
+    for i, (raw, feature) in enumerate(zip(raw_features, features, strict=True)):
+        path = f"features[{i}]."
+        _check_name(feature, path)
+        store_id = _store_id_of(feature.properties, path)
+        where.setdefault(store_id, f"{path}properties.store_id")
+        gid: int | None = None
+        if raw.get("id") is not None:
+            gid = api.as_id(raw["id"])
+            if gid is None:
+                raise errors.ValidationFailed(
+                    "bad feature id", fields={f"{path}id": "a geofence id, or omit it to create"}
+                )
+            if gid in ids_seen:
+                raise errors.ValidationFailed(
+                    "duplicate feature id",
+                    fields={f"{path}id": f"also used by {ids_seen[gid].rstrip('.')}"},
+                )
+            ids_seen[gid] = path
+        items.append((gid, store_id, feature))
+    async with db.acquire(request.app[POOL]) as conn, conn.transaction():
+        # Before any check: what is checked stays true until this import commits.
+        await geo_store.lock_geofence_set(conn, p.merchant_id)
+        await _check_stores(conn, p, set(where), where)
+        if ids_seen:
+            existing = await geo_store.geofence_stores(conn, p.merchant_id, sorted(ids_seen))
+            for gid, path in ids_seen.items():
+                if gid not in existing:
+                    raise errors.ValidationFailed(
+                        "unknown geofence id",
+                        fields={f"{path}id": f"no geofence {gid}; omit the id to create one"},
+                    )
+                if not p.can_reach_store(existing[gid]):
+                    raise errors.Forbidden(
+                        f"geofence {gid} belongs to a store outside this token's scope",
+                        code="out_of_scope",
+                    )
+        result = await geo_store.replace_geofences(
+            conn, merchant_id=p.merchant_id, scope=p.store_ids, items=items
+        )
+    return api.json(
+        {
+            "created": [str(i) for i in result.created],
+            "updated": [str(i) for i in result.updated],
+            "deleted": [str(i) for i in result.deleted],
+        }
+    )
+
+
+_PAGING = (
+    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}},
+    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+)
+
+ENDPOINTS = [
+    Endpoint(
+        method="POST",
+        path="/v1/stores",
+        handler=create_store,
+        tag="places",
+        summary="Create a store",
+        description="Needs a merchant-wide key: a store-scoped key cannot widen its own scope.",
+        roles=WRITERS,
+        body=StoreCreate,
+        replies={201: Reply(description="The store", model=StoreOut)},
+    ),
+    Endpoint(
+        method="GET",
+        path="/v1/stores",
+        handler=list_stores,
+        tag="places",
+        summary="List the stores within the token's scope",
+        roles=READERS,
+        replies={200: Reply(description="A page of stores", model=StoreList)},
+        errors=(422,),
+        parameters=_PAGING,
+    ),
+    Endpoint(
+        method="GET",
+        path="/v1/stores/{store_id}",
+        handler=get_store,
+        tag="places",
+        summary="Read a store",
+        roles=READERS,
+        replies={200: Reply(description="The store", model=StoreOut)},
+        errors=(404,),
+    ),
+    Endpoint(
+        method="PATCH",
+        path="/v1/stores/{store_id}",
+        handler=patch_store,
+        tag="places",
+        summary="Change some of a store's fields (opening_hours: null clears them)",
+        roles=WRITERS,
+        body=StorePatch,
+        replies={200: Reply(description="The store", model=StoreOut)},
+        errors=(404,),
+    ),
+    Endpoint(
+        method="DELETE",
+        path="/v1/stores/{store_id}",
+        handler=delete_store,
+        tag="places",
+        summary="Delete a store and its geofences",
+        roles=WRITERS,
+        replies={204: Reply(description="Deleted", content_type="")},
+        errors=(404,),
+    ),
+    Endpoint(
+        method="POST",
+        path="/v1/geofences",
+        handler=create_geofence,
+        tag="places",
+        summary="Create a geofence from a GeoJSON Feature",
+        roles=WRITERS,
+        body_schema=_FEATURE_IN,
+        replies={201: Reply(description="The stored Feature with its id", model=GeofenceFeature)},
+    ),
+    Endpoint(
+        method="GET",
+        path="/v1/geofences",
+        handler=list_geofences,
+        tag="places",
+        summary="List geofences (paged JSON) or export them all (?format=geojson)",
+        roles=READERS,
+        replies={
+            200: Reply(
+                description="A page of Features, or with format=geojson the whole "
+                "FeatureCollection as application/geo+json",
+                model=GeofenceList,
+                alternatives={"application/geo+json": GeofenceCollection},
+            )
+        },
+        errors=(422,),
+        parameters=(
+            *_PAGING,
+            {"name": "store_id", "in": "query", "required": False, "schema": {"type": "string"}},
+            {
+                "name": "format",
+                "in": "query",
+                "required": False,
+                "schema": {"enum": ["json", "geojson"]},
+            },
+        ),
+    ),
+    Endpoint(
+        method="PUT",
+        path="/v1/geofences",
+        handler=replace_geofences,
+        tag="places",
+        summary="Bulk import: replace the geofences in scope with a FeatureCollection",
+        description="All or nothing. Features with an id update that geofence; features "
+        "without one are created; geofences in the token's scope that are not in the "
+        "collection are deleted. Export with GET ?format=geojson, edit, and PUT it back.",
+        roles=WRITERS,
+        body_schema={"type": "object", "description": "A GeoJSON FeatureCollection"},
+        bulk_body=True,
+        replies={200: Reply(description="What changed", model=ImportResult)},
+    ),
+    Endpoint(
+        method="GET",
+        path="/v1/geofences/{geofence_id}",
+        handler=get_geofence,
+        tag="places",
+        summary="Read a geofence as a GeoJSON Feature",
+        roles=READERS,
+        replies={200: Reply(description="The Feature", model=GeofenceFeature)},
+        errors=(404,),
+    ),
+    Endpoint(
+        method="PATCH",
+        path="/v1/geofences/{geofence_id}",
+        handler=patch_geofence,
+        tag="places",
+        summary="Change a geofence: send geometry and/or properties to merge",
+        roles=WRITERS,
+        body_schema={"type": "object", "description": "A partial GeoJSON Feature"},
+        replies={200: Reply(description="The Feature", model=GeofenceFeature)},
+        errors=(404,),
+    ),
+    Endpoint(
+        method="DELETE",
+        path="/v1/geofences/{geofence_id}",
+        handler=delete_geofence,
+        tag="places",
+        summary="Delete a geofence",
+        roles=WRITERS,
+        replies={204: Reply(description="Deleted", content_type="")},
+        errors=(404,),
+    ),
+]

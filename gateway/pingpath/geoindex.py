@@ -1,0 +1,108 @@
+"""Each process's geofence index snapshot, kept current through LISTEN/NOTIFY.
+
+A rebuild loads every geofence, builds a new immutable :class:`geo.index.FenceIndex`
+in a worker thread and swaps the reference in one assignment, so a ping always
+sees either the old index or the new one, never half of one. Notifications
+trigger rebuilds; a poll of the change counter covers a lost listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import asyncpg
+from aiohttp import web
+
+from gateway import db, listen
+from geo import store as geo_store
+from geo.index import FenceIndex
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "geofences_changed"
+
+
+class IndexHolder:
+    def __init__(self, *, poll_seconds: float = 5.0) -> None:
+        self.index: FenceIndex = FenceIndex.build([])
+        self.version = -1
+        self.rebuilds = 0
+        self._poll_seconds = poll_seconds
+        self._wanted = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.version >= 0
+
+    def attach(self, listener: listen.Listener) -> None:
+        """Follow geofence changes through the process's listener (call before it connects)."""
+        listener.subscribe(CHANNEL, lambda _payload: self._wanted.set())
+        listener.on_lost(self._wanted.set)
+
+    async def start(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        await self.rebuild()
+        self._tasks = [
+            asyncio.create_task(self._rebuild_loop(), name="geoindex-rebuild"),
+            asyncio.create_task(self._poll_loop(), name="geoindex-poll"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def rebuild(self) -> None:
+        assert self._pool is not None
+        started = time.perf_counter()
+        async with db.acquire(self._pool) as conn:
+            version, fences = await geo_store.index_rows(conn)
+        index = await asyncio.to_thread(FenceIndex.build, fences)
+        # The swap: one reference assignment, atomic for every reader on this loop.
+        self.index = index
+        self.version = version
+        self.rebuilds += 1
+        log.info(
+            "geofence index built",
+            extra={
+                "fences": len(index),
+                "version": version,
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
+
+    async def _rebuild_loop(self) -> None:
+        while True:
+            await self._wanted.wait()
+            # Let a burst of changes (a bulk import, several edits) settle into one rebuild.
+            await asyncio.sleep(0.05)
+            self._wanted.clear()
+            try:
+                await self.rebuild()
+            except Exception:
+                log.warning("geofence index rebuild failed; will retry", exc_info=True)
+                await asyncio.sleep(1)
+                self._wanted.set()
+
+    async def _poll_loop(self) -> None:
+        assert self._pool is not None
+        while True:
+            await asyncio.sleep(self._poll_seconds)
+            try:
+                async with db.acquire(self._pool) as conn:
+                    current = await geo_store.index_version(conn)
+            except Exception:
+                log.warning("geofence change poll failed", exc_info=True)
+                continue
+            if current != self.version:
+                self._wanted.set()
+
+
+GEO_INDEX = web.AppKey("geo_index", IndexHolder)
