@@ -352,7 +352,7 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 def cmd_wallet_configure(args: argparse.Namespace) -> int:
     from wallet import apns, passes
-    from wallet import store as wallet_store
+    from wallet.store import passes as pass_store
 
     def read(path: str, what: str) -> str:
         try:
@@ -379,7 +379,7 @@ def cmd_wallet_configure(args: argparse.Namespace) -> int:
     async def work(conn: asyncpg.Connection) -> None:
         if await tenancy.get_merchant(conn, args.merchant) is None:
             raise errors.NotFound(f"no merchant {args.merchant}")
-        await wallet_store.put_wallet_config(
+        await pass_store.put_wallet_config(
             conn,
             merchant_id=args.merchant,
             pass_type_id=args.pass_type_id,

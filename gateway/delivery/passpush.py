@@ -19,7 +19,7 @@ import asyncpg
 from gateway import db
 from gateway.delivery import outbox
 from wallet import apns
-from wallet import store as wallet_store
+from wallet.store import passes as pass_store
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class PassPusher:
                 await asyncio.sleep(self.poll_seconds)
 
     async def _client(self, conn: asyncpg.Connection, merchant_id: int) -> tuple[apns.Client, str]:
-        config = await wallet_store.wallet_config(conn, merchant_id)
+        config = await pass_store.wallet_config(conn, merchant_id)
         cached = self._clients.get(merchant_id)
         if cached is not None and cached[0] == config.updated_at:
             return cached[1], config.pass_type_id
@@ -92,16 +92,16 @@ class PassPusher:
 
     async def run_once(self) -> int:
         async with db.acquire(self.pool) as conn:
-            rows = await wallet_store.claim_pass_updates(conn, self.batch, self.lease_seconds)
+            rows = await pass_store.claim_pass_updates(conn, self.batch, self.lease_seconds)
         for row in rows:
             await self._one(row)
         return len(rows)
 
     async def _one(self, row: asyncpg.Record) -> None:
         async with db.acquire(self.pool) as conn:
-            tokens = await wallet_store.shopper_registrations(conn, row["shopper_id"])
+            tokens = await pass_store.shopper_registrations(conn, row["shopper_id"])
             if not tokens:
-                await wallet_store.pass_update_done(conn, row["id"], row["attempts"], None)
+                await pass_store.pass_update_done(conn, row["id"], row["attempts"], None)
                 return
             client, topic = await self._client(conn, row["merchant_id"])
         outcomes = await client.push_all(tokens, topic)
@@ -111,17 +111,17 @@ class PassPusher:
         self.pushed += sum(1 for o in outcomes if o.status == 200)
         async with db.acquire(self.pool) as conn, conn.transaction():
             if gone:
-                await wallet_store.drop_registrations(conn, gone)
+                await pass_store.drop_registrations(conn, gone)
             error = "; ".join(problems) or None
             if retry:
                 delay = max(
                     [o.retry_after or 0.0 for o in retry] + [outbox.backoff(row["attempts"])]
                 )
-                await wallet_store.pass_update_retry(
+                await pass_store.pass_update_retry(
                     conn, row["id"], row["attempts"], error or "retry", delay
                 )
             else:
-                await wallet_store.pass_update_done(conn, row["id"], row["attempts"], error)
+                await pass_store.pass_update_done(conn, row["id"], row["attempts"], error)
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -20,7 +20,8 @@ import asyncpg
 
 from gateway import clock, db
 from wallet import loyalty
-from wallet import store as wallet_store
+from wallet.store import ledger as wallet_ledger
+from wallet.store import upkeep as upkeep_store
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +49,13 @@ async def run(
             return None
         try:
             summary = Summary()
-            for merchant_id in await wallet_store.merchant_ids(lock_conn):
-                rules = await wallet_store.rules(lock_conn, merchant_id)
+            for merchant_id in await upkeep_store.merchant_ids(lock_conn):
+                rules = await wallet_ledger.rules(lock_conn, merchant_id)
                 if rules.points_expire_days is not None:
                     await _expire_points(pool, merchant_id, rules, now, summary, progress)
                 await _recompute_tiers(pool, merchant_id, rules, now, summary, progress)
             async with db.acquire(pool) as conn:
-                summary.coupon_passes_expired = await wallet_store.expire_coupon_passes(conn, now)
+                summary.coupon_passes_expired = await upkeep_store.expire_coupon_passes(conn, now)
             if progress is not None:
                 progress("coupon passes expired", summary.coupon_passes_expired)
             return summary
@@ -75,12 +76,12 @@ async def _expire_points(
     after = 0
     while True:
         async with db.acquire(pool) as conn:
-            page = await wallet_store.shoppers_with_expiring_points(
+            page = await upkeep_store.shoppers_with_expiring_points(
                 conn, merchant_id, cutoff, after, PAGE
             )
         for shopper_id in page:
             async with db.acquire(pool) as conn, conn.transaction():
-                points = await wallet_store.expire_points(
+                points = await upkeep_store.expire_points(
                     conn,
                     merchant_id=merchant_id,
                     shopper_id=shopper_id,
@@ -110,12 +111,12 @@ async def _recompute_tiers(
     after = 0
     while True:
         async with db.acquire(pool) as conn:
-            page = await wallet_store.tier_page(conn, merchant_id, since, after, PAGE)
+            page = await upkeep_store.tier_page(conn, merchant_id, since, after, PAGE)
         for shopper_id, tier, earned in page:
             if loyalty.tier_for(earned, rules.tiers) == tier:
                 continue
             async with db.acquire(pool) as conn, conn.transaction():
-                changed = await wallet_store.recompute_tier(
+                changed = await upkeep_store.recompute_tier(
                     conn, merchant_id=merchant_id, shopper_id=shopper_id, rules_=rules, at=now
                 )
             if changed:

@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway import app as app_mod
+from gateway import db
 from gateway.jobs import upkeep
 from tests.gateway.conftest import Shop
 from tests.support.wallet import apns, pass_files, purchase, register
@@ -36,7 +36,7 @@ async def _rules(shop: Shop, **changes: Any) -> None:
 
 
 async def _upkeep(shop: Shop) -> upkeep.Summary:
-    summary = await upkeep.run(shop.app[app_mod.state.POOL], now=shop.clock.now())
+    summary = await upkeep.run(shop.app[db.POOL], now=shop.clock.now())
     assert summary is not None
     return summary
 
@@ -97,7 +97,7 @@ async def test_concurrent_upkeep_and_spends_never_expire_a_point_twice(
     await purchase(shop, 300, "c1")
     shop.clock.advance(days=11)
     await purchase(shop, 40, "c2")  # recent: never expires here
-    pool = shop.app[app_mod.state.POOL]
+    pool = shop.app[db.POOL]
 
     async def spend() -> int:
         r = await shop.api.post(

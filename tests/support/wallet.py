@@ -14,7 +14,7 @@ import asyncpg
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway import app as app_mod
+from gateway import db
 from gateway.delivery import passpush
 from tests.gateway.conftest import Shop
 from tests.support.apns_peer import ApnsStandIn
@@ -63,7 +63,7 @@ async def apns(
     await stand_in.start(free_port())
     await conn.execute("UPDATE pass_updates SET done_at = now()")  # the fixture's own
     pusher = passpush.PassPusher(
-        shop.app[app_mod.state.POOL], base_url=stand_in.base_url, ca_file=str(stand_in.cert_path)
+        shop.app[db.POOL], base_url=stand_in.base_url, ca_file=str(stand_in.cert_path)
     )
     try:
         yield stand_in, pusher

@@ -21,7 +21,7 @@ from gateway.http.handlers.places import _PAGING, _limit, _query_id
 from geo import store as geo_store
 from wallet import errors as wallet_errors
 from wallet import loyalty
-from wallet import store as wallet_store
+from wallet.store import ledger as wallet_ledger
 
 STAFF = frozenset({Role.ADMIN, Role.MANAGER, Role.REVIEWER})
 WRITERS = frozenset({Role.ADMIN, Role.MANAGER})
@@ -93,7 +93,7 @@ def _rules(r: loyalty.Rules) -> dict[str, Any]:
 async def get_loyalty(request: web.Request) -> web.Response:
     p = api.principal(request)
     async with db.acquire(request.app[POOL]) as conn:
-        rules = await wallet_store.rules(conn, p.merchant_id)
+        rules = await wallet_ledger.rules(conn, p.merchant_id)
     return api.json(_rules(rules))
 
 
@@ -117,7 +117,7 @@ async def put_loyalty(request: web.Request) -> web.Response:
         "points_expire_days": req.points_expire_days,
     }
     async with db.acquire(request.app[POOL]) as conn:
-        rules = await wallet_store.set_rules(conn, p.merchant_id, values)
+        rules = await wallet_ledger.set_rules(conn, p.merchant_id, values)
     return api.json(_rules(rules))
 
 
@@ -153,7 +153,7 @@ async def create_purchase(request: web.Request) -> web.Response:
             raise errors.ValidationFailed("no such store", fields={"store_id": "no such store"})
         try:
             async with conn.transaction():
-                done = await wallet_store.record_purchase(
+                done = await wallet_ledger.record_purchase(
                     conn,
                     merchant_id=p.merchant_id,
                     shopper_id=req.shopper_id,
@@ -199,11 +199,11 @@ class BalanceOut(api.Out):
 
 
 async def _balance_answer(
-    request: web.Request, shopper_id: int, balance: wallet_store.Balance
+    request: web.Request, shopper_id: int, balance: wallet_ledger.Balance
 ) -> web.Response:
     p = api.principal(request)
     async with db.acquire(request.app[POOL]) as conn:
-        rules = await wallet_store.rules(conn, p.merchant_id)
+        rules = await wallet_ledger.rules(conn, p.merchant_id)
     return api.json(
         {
             "shopper_id": str(shopper_id),
@@ -221,7 +221,7 @@ async def award_action(request: web.Request) -> web.Response:
     req = await api.body(request, ActionAward)
     try:
         async with db.acquire(request.app[POOL]) as conn, conn.transaction():
-            balance = await wallet_store.award_action(
+            balance = await wallet_ledger.award_action(
                 conn,
                 merchant_id=p.merchant_id,
                 shopper_id=shopper_id,
@@ -245,7 +245,7 @@ async def change_points(request: web.Request) -> web.Response:
         )
     try:
         async with db.acquire(request.app[POOL]) as conn, conn.transaction():
-            balance = await wallet_store.change_points(
+            balance = await wallet_ledger.change_points(
                 conn,
                 merchant_id=p.merchant_id,
                 shopper_id=shopper_id,
@@ -281,8 +281,8 @@ async def _points(request: web.Request, shopper_id: int) -> web.Response:
         )
         if row is None:
             raise errors.NotFound("no such shopper")
-        rules = await wallet_store.rules(conn, p.merchant_id)
-        entries = await wallet_store.ledger(
+        rules = await wallet_ledger.rules(conn, p.merchant_id)
+        entries = await wallet_ledger.ledger(
             conn, p.merchant_id, shopper_id, before=before, limit=limit
         )
     items = [

@@ -16,16 +16,16 @@ from gateway.settings import SETTINGS
 from offers import codes
 from wallet import errors as wallet_errors
 from wallet import passes
-from wallet import store as wallet_store
+from wallet.store import passes as pass_store
 
 PKPASS = "application/vnd.apple.pkpass"
 
 
 async def _signer(
     request: web.Request, merchant_id: int, conn: object
-) -> tuple[wallet_store.WalletConfig, passes.Signer]:
+) -> tuple[pass_store.WalletConfig, passes.Signer]:
     """The merchant's signer, parsed once per process and configuration."""
-    config = await wallet_store.wallet_config(conn, merchant_id)  # type: ignore[arg-type]
+    config = await pass_store.wallet_config(conn, merchant_id)  # type: ignore[arg-type]
     cache = request.app[SIGNERS]
     cached = cache.get(merchant_id)
     if cached is None or cached[0] != config.updated_at:
@@ -48,7 +48,7 @@ async def render_loyalty(request: web.Request, merchant_id: int, shopper_id: int
     async with db.acquire(request.app[POOL]) as conn:
         config, signer = await _signer(request, merchant_id, conn)
         try:
-            row = await wallet_store.loyalty_pass(
+            row = await pass_store.loyalty_pass(
                 conn, merchant_id, shopper_id, request.app[CLOCK].now()
             )
         except wallet_errors.UnknownShopper:
@@ -101,7 +101,7 @@ async def render_coupon(
 ) -> web.Response:
     async with db.acquire(request.app[POOL]) as conn:
         config, signer = await _signer(request, merchant_id, conn)
-        row = await wallet_store.coupon_pass(
+        row = await pass_store.coupon_pass(
             conn, merchant_id, shopper_id, coupon_id, request.app[CLOCK].now()
         )
     if row is None:

@@ -19,7 +19,7 @@ from gateway.db import POOL
 from gateway.http import api, errors
 from gateway.http.api import Endpoint, Reply
 from gateway.http.handlers.passes import PKPASS, render_coupon, render_loyalty
-from wallet import store as wallet_store
+from wallet.store import passes as pass_store
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -34,11 +34,11 @@ def _since(raw: str | None) -> dt.datetime | None:
     return EPOCH + dt.timedelta(microseconds=int(raw))
 
 
-async def _authenticated(request: web.Request) -> wallet_store.PassRecord:
+async def _authenticated(request: web.Request) -> pass_store.PassRecord:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     async with db.acquire(request.app[POOL]) as conn:
-        found = await wallet_store.pass_by_serial(
+        found = await pass_store.pass_by_serial(
             conn, request.match_info["pass_type_id"], request.match_info["serial"]
         )
     # One answer for a wrong token and an unknown pass: nothing to probe serials with.
@@ -57,7 +57,7 @@ async def register(request: web.Request) -> web.Response:
     found = await _authenticated(request)
     req = await api.body(request, RegistrationIn)
     async with db.acquire(request.app[POOL]) as conn:
-        created = await wallet_store.register_device(
+        created = await pass_store.register_device(
             conn, request.match_info["device_id"], found.id, req.pushToken
         )
     return web.Response(status=201 if created else 200)
@@ -66,7 +66,7 @@ async def register(request: web.Request) -> web.Response:
 async def unregister(request: web.Request) -> web.Response:
     found = await _authenticated(request)
     async with db.acquire(request.app[POOL]) as conn:
-        await wallet_store.unregister_device(conn, request.match_info["device_id"], found.id)
+        await pass_store.unregister_device(conn, request.match_info["device_id"], found.id)
     return web.Response(status=200)
 
 
@@ -78,7 +78,7 @@ class SerialsOut(api.Out):
 async def updated_passes(request: web.Request) -> web.Response:
     since = _since(request.query.get("passesUpdatedSince"))
     async with db.acquire(request.app[POOL]) as conn:
-        held = await wallet_store.device_passes(
+        held = await pass_store.device_passes(
             conn, request.match_info["device_id"], request.match_info["pass_type_id"]
         )
     changed = [(serial, at) for serial, at in held if since is None or at > since]
