@@ -61,6 +61,7 @@ def mask_url(url: str) -> str:
 # How answered pings are kept until their batch is written (gateway/pingpath/pinglog.py).
 PingLogMode = Literal["spool", "sync", "memory"]
 PING_LOG_MODES: tuple[PingLogMode, ...] = ("spool", "sync", "memory")
+LogFormat = Literal["text", "json"]
 
 # The one spelling of booleans, in the environment and on the command line.
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -95,17 +96,22 @@ class Declared:
         text = self.clean(raw) if self.clean else raw
         return _parse(self.kind, text, where)
 
-    def default_cell(self) -> str:
-        if self.shown is not None:
-            return self.shown
+    def choices(self) -> tuple[str, ...] | None:
+        """The values a Literal setting may take (checked in ``Settings.__post_init__``)."""
+        return typing.get_args(self.kind) if typing.get_origin(self.kind) is Literal else None
+
+    def default_text(self) -> str:
+        """The default as plain text, e.g. for a flag's help."""
         value = self.default
         if isinstance(value, bool):
-            text = "1" if value else "0"
-        elif isinstance(value, float):
-            text = f"{value:g}"
-        else:
-            text = str(value)
-        return f"`{text}`"
+            return "1" if value else "0"
+        if isinstance(value, float):
+            return f"{value:g}"
+        return "unset" if value is None else str(value)
+
+    def default_cell(self) -> str:
+        """The default as the README's table shows it."""
+        return self.shown if self.shown is not None else f"`{self.default_text()}`"
 
 
 def parse_bool(raw: str, where: str) -> bool:
@@ -197,7 +203,7 @@ class Settings:
             clean=str.upper,
         ),
     )
-    log_format: str = field(
+    log_format: LogFormat = field(
         default="text",
         metadata=about(
             "GATEWAY_LOG_FORMAT",
@@ -237,7 +243,8 @@ class Settings:
         default=True,
         metadata=about(
             "GATEWAY_MIGRATE_ON_START",
-            "migrate when `serve` or `worker` starts; `0` leaves migrations to `gateway migrate`",
+            "apply pending migrations when `serve` or `worker` starts; off leaves them to "
+            "`gateway migrate`",
             flag="--migrate",
         ),
     )
