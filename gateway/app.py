@@ -14,7 +14,7 @@ from gateway.accounts import auth
 from gateway.accounts.auth import VERIFIER
 from gateway.clock import CLOCK
 from gateway.db import DB_URL, POOL
-from gateway.delivery import inbox, outbox, passpush, webpush
+from gateway.delivery import inbox, passpush, wiring
 from gateway.delivery.inbox import INBOX_HUB
 from gateway.delivery.outbox import WORKER
 from gateway.delivery.webpush import VAPID
@@ -34,7 +34,6 @@ from gateway.pingpath.geoindex import GEO_INDEX
 from gateway.pingpath.offering import OFFERS
 from gateway.pingpath.pings import PINGS
 from gateway.settings import SETTINGS, Settings
-from geo.models import FenceConfig, SpoofingConfig
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +77,8 @@ def create_app(
     app[OFFERS] = offering.OfferBooks(max_delay_seconds=settings.offer_max_delay_seconds)
     app[GEO_INDEX] = geoindex.IndexHolder(poll_seconds=settings.index_poll_seconds)
     app[PINGS] = pings.PingService(
-        fence_config=FenceConfig(
-            dwell_seconds=settings.dwell_seconds, max_accuracy_m=settings.max_accuracy_m
-        ),
-        spoof_config=SpoofingConfig(
-            max_speed_mps=settings.max_speed_mps, max_age_s=settings.max_ping_age_seconds
-        ),
+        fence_config=settings.fence_config(),
+        spoof_config=settings.spoofing_config(),
         log=log_,
         offers=app[OFFERS],
     )
@@ -165,33 +160,17 @@ PASS_PUSHER = web.AppKey("pass_pusher", passpush.PassPusher)
 
 
 async def _delivery_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The VAPID key, the Web Push sender and this process's outbox worker."""
+    """The VAPID key, the Web Push sender, this process's outbox worker and pass pusher."""
     settings = app[SETTINGS]
-    pool = app[POOL]
-    configured = settings.vapid_private_key.reveal() if settings.vapid_private_key else None
-    async with db.acquire(pool) as conn:
-        key = await webpush.load_key(conn, configured)
-    app[VAPID] = key
-    sender = webpush.Sender(key, subject=settings.vapid_subject)
-    await sender.start()
-    worker = outbox.Worker(
-        pool,
-        sender=sender,
-        public_url=settings.base_url,
+    async with wiring.running(
+        app[POOL],
+        settings,
+        app[LISTENER],
         clock_=app[CLOCK],
-        lease_seconds=settings.outbox_lease_seconds,
-    )
-    app[WORKER] = worker
-    if settings.outbox_worker:
-        await worker.attach(app[LISTENER])
-        worker.start()
-    pusher = passpush.PassPusher(pool, base_url=settings.apns_url, ca_file=settings.apns_ca_file)
-    app[PASS_PUSHER] = pusher
-    if settings.pass_pusher:
-        pusher.start()
-    try:
+        outbox_worker=settings.outbox_worker,
+        pass_pusher=settings.pass_pusher,
+    ) as delivery:
+        app[VAPID] = delivery.key
+        app[WORKER] = delivery.worker
+        app[PASS_PUSHER] = delivery.pusher
         yield
-    finally:
-        await pusher.stop()
-        await worker.stop()
-        await sender.close()

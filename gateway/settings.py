@@ -1,7 +1,10 @@
-"""Process settings: one frozen object built from the environment and CLI flags.
+"""Process settings: each one declared once, read from the environment and CLI flags.
 
-Secrets are wrapped in :class:`Secret` so that a settings object can be logged
-or printed without leaking them.
+Each field of :class:`Settings` declares one setting: its name, type and default are the
+field's, and :func:`about` adds its environment variable, meaning and CLI flag. The
+environment parser, the CLI flags and their help, and the README's configuration table
+(:func:`markdown_table`) all come from these declarations. Secrets are wrapped in
+:class:`Secret` so that a settings object can be logged or printed without leaking them.
 """
 
 from __future__ import annotations
@@ -9,12 +12,16 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from aiohttp import web
+
+from geo import models as geo_models
 
 _URL_PASSWORD = re.compile(r"(?P<prefix>://[^:/@]*:)(?P<password>[^@]*)@")
 
@@ -51,9 +58,14 @@ def mask_url(url: str) -> str:
     return _URL_PASSWORD.sub(r"\g<prefix>***@", url)
 
 
-# How answered pings are kept until their batch is written (gateway/pinglog.py).
+# How answered pings are kept until their batch is written (gateway/pingpath/pinglog.py).
 PingLogMode = Literal["spool", "sync", "memory"]
 PING_LOG_MODES: tuple[PingLogMode, ...] = ("spool", "sync", "memory")
+LogFormat = Literal["text", "json"]
+
+# The one spelling of booleans, in the environment and on the command line.
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
 
 
 class SettingsError(ValueError):
@@ -61,124 +73,348 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Declared:
+    """One setting: its field, type, default and meaning, and where it is read from.
+
+    `shown` is the default as the README states it, where the value alone would not say
+    it (an unset secret, a default computed from other settings); `clean` normalises the
+    raw text before it is parsed; `flag` is the CLI flag that overrides it, if any.
+    """
+
+    name: str
+    env: str
+    kind: Any
+    default: Any
+    meaning: str
+    flag: str | None = None
+    shown: str | None = None
+    clean: Callable[[str], str] | None = None
+
+    def parse(self, raw: str, source: str | None = None) -> Any:
+        """The value of the text `raw` given in `source` (the variable or flag)."""
+        where = source or self.env
+        text = self.clean(raw) if self.clean else raw
+        return _parse(self.kind, text, where)
+
+    def choices(self) -> tuple[str, ...] | None:
+        """The values a Literal setting may take (checked in ``Settings.__post_init__``)."""
+        return typing.get_args(self.kind) if typing.get_origin(self.kind) is Literal else None
+
+    def default_text(self) -> str:
+        """The default as plain text, e.g. for a flag's help."""
+        value = self.default
+        if isinstance(value, bool):
+            return "1" if value else "0"
+        if isinstance(value, float):
+            return f"{value:g}"
+        return "unset" if value is None else str(value)
+
+    def default_cell(self) -> str:
+        """The default as the README's table shows it."""
+        return self.shown if self.shown is not None else f"`{self.default_text()}`"
+
+
+def parse_bool(raw: str, where: str) -> bool:
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise SettingsError(f"{where} must be one of {'/'.join(TRUE_WORDS + FALSE_WORDS)}, got {raw!r}")
+
+
+def _parse(kind: Any, raw: str, where: str) -> Any:
+    if isinstance(kind, types.UnionType):  # X | None: the optional values
+        (kind,) = (arg for arg in typing.get_args(kind) if arg is not type(None))
+    if kind is bool:
+        return parse_bool(raw, where)
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise SettingsError(f"{where} must be an integer, got {raw!r}") from None
+    if kind is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise SettingsError(f"{where} must be a number, got {raw!r}") from None
+    if kind in (Path, Secret):
+        return kind(raw)
+    # str and the Literal modes: their values are checked in Settings.__post_init__.
+    return raw
+
+
+def about(
+    env: str,
+    meaning: str,
+    *,
+    flag: str | None = None,
+    shown: str | None = None,
+    clean: Callable[[str], str] | None = None,
+) -> dict[str, Any]:
+    """The declaration of one field of :class:`Settings`, as that field's metadata."""
+    spec = {"env": env, "meaning": meaning, "flag": flag, "shown": shown, "clean": clean}
+    return {"setting": spec}
+
+
+def _geo(config: type[Any], name: str) -> Any:
+    """A default that geo's own config class declares (geo cannot import the gateway)."""
+    (found,) = (f.default for f in dataclasses.fields(config) if f.name == name)
+    return found
+
+
+# Settings that are tunings of geo's configs: the setting's name, and the config field.
+FENCE_FIELDS = {"dwell_seconds": "dwell_seconds", "max_accuracy_m": "max_accuracy_m"}
+SPOOFING_FIELDS = {"max_speed_mps": "max_speed_mps", "max_ping_age_seconds": "max_age_s"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """Everything a gateway process needs to know at start-up.
 
-    Environment variables (flags on the CLI override them):
-
-    ``DATABASE_URL``                 PostgreSQL URL; unset means the embedded server
-    ``GATEWAY_DATA_DIR``             embedded server and generated keys (``./.gateway``)
-    ``GATEWAY_HOST`` / ``GATEWAY_PORT`` / ``GATEWAY_WORKERS``
-    ``GATEWAY_LOG_LEVEL`` / ``GATEWAY_LOG_FORMAT`` (``text`` or ``json``)
-    ``GATEWAY_MAX_BODY_BYTES``       largest accepted request body (1 MiB)
-    ``GATEWAY_DB_POOL_MIN`` / ``GATEWAY_DB_POOL_MAX``
-    ``GATEWAY_TOKEN_CACHE_SECONDS``  longest a verified token is trusted without a DB read (300);
-                                     revocations reach every replica at once by NOTIFY
-    ``GATEWAY_PUBLIC_URL``           the base URL clients reach us at
-    ``GATEWAY_MIGRATE_ON_START``     ``1`` (default) to migrate when ``serve`` starts
-    ``GATEWAY_MAX_IMPORT_BYTES``     largest bulk geofence import (64 MiB)
-    ``GATEWAY_DWELL_SECONDS``        time inside a geofence before ``dwell`` fires (300)
-    ``GATEWAY_MAX_ACCURACY_M``       pings less accurate than this trigger nothing (150)
-    ``GATEWAY_MAX_SPEED_MPS``        faster implied travel is flagged as impossible (70)
-    ``GATEWAY_MAX_PING_AGE_SECONDS`` older pings are refused (86400)
-    ``GATEWAY_PING_RATE`` / ``GATEWAY_PING_BURST``  per-shopper ping requests/s and burst (2, 20)
-    ``GATEWAY_PING_RETENTION_DAYS``  raw pings are purged after this many days (30)
-    ``GATEWAY_PING_LOG``             ``spool`` (default): a local spool file before the
-                                     answer, replayed after a crash; ``sync``: answer once
-                                     the row is committed; ``memory``: may lose 200 ms
-    ``GATEWAY_PING_LOG_FLUSH_SECONDS``  how often spooled or buffered pings are written (0.2)
-    ``GATEWAY_OFFER_MAX_DELAY_SECONDS``  triggers from pings older than this decide no
-                                     offer (300): the moment has passed
-    ``GATEWAY_REDEEM_RATE`` / ``GATEWAY_REDEEM_BURST``  redemption attempts per POS key
-                                     per second and burst, per process (5, 30)
-    ``GATEWAY_VOID_WINDOW_MINUTES``  how long after a redemption it can be voided (30)
-    ``GATEWAY_VAPID_PRIVATE_KEY``    PEM of the VAPID key; unset: made on first run, kept in the DB
-    ``GATEWAY_VAPID_SUBJECT``        the VAPID ``sub`` claim, a mailto: or https: contact
-    ``GATEWAY_WEBPUSH_ALLOW_HTTP``   ``1`` accepts http:// push endpoints (local push services)
-    ``GATEWAY_OUTBOX_WORKER``        ``1`` (default) runs a delivery worker in each process
-    ``GATEWAY_OUTBOX_LEASE_SECONDS`` how long a claimed outbox row is held (30)
-    ``GATEWAY_PASS_PUSHER``          ``1`` (default) sends APNs pass updates from each process
-    ``GATEWAY_APNS_URL``             APNs base URL (https://api.push.apple.com)
-    ``GATEWAY_APNS_CA_FILE``         a CA file to trust for APNs (a local stand-in)
-    ``GATEWAY_WALLET_UPKEEP_SECONDS`` how often points expire and tiers are recomputed (3600)
-    ``GATEWAY_STATS_COMPACT_SECONDS``  how often funnel rollup deltas are folded in (10)
+    Each field is read from its environment variable; CLI flags override some of them.
+    The README's configuration table is :func:`markdown_table` of these declarations.
     """
 
-    database_url: Secret | None = None
-    data_dir: Path = Path(".gateway")
-    host: str = "127.0.0.1"
-    port: int = 8080
-    workers: int = 1
-    log_level: str = "INFO"
-    log_format: str = "text"
-    max_body_bytes: int = 1024 * 1024
-    db_pool_min: int = 2
-    db_pool_max: int = 10
-    token_cache_seconds: float = 300.0
-    public_url: str = ""
-    migrate_on_start: bool = True
-    max_import_bytes: int = 64 * 1024 * 1024
-    dwell_seconds: float = 300.0
-    max_accuracy_m: float = 150.0
-    max_speed_mps: float = 70.0
-    max_ping_age_seconds: float = 86400.0
-    ping_rate: float = 2.0
-    ping_burst: int = 20
-    ping_retention_days: float = 30.0
-    ping_log: PingLogMode = "spool"
-    ping_log_flush_seconds: float = 0.2
-    index_poll_seconds: float = 5.0
-    offer_max_delay_seconds: float = 300.0
-    void_window_minutes: int = 30
-    redeem_rate: float = 5.0
-    redeem_burst: int = 30
-    stats_compact_seconds: float = 10.0
-    vapid_private_key: Secret | None = None
-    vapid_subject: str = "mailto:operator@example.invalid"
-    webpush_allow_http: bool = False
-    outbox_worker: bool = True
-    outbox_lease_seconds: float = 30.0
-    pass_pusher: bool = True
-    apns_url: str = "https://api.push.apple.com"
-    apns_ca_file: str | None = None
-    wallet_upkeep_seconds: float = 3600.0
+    database_url: Secret | None = field(
+        default=None, metadata=about("DATABASE_URL", "PostgreSQL URL", shown="unset: embedded")
+    )
+    data_dir: Path = field(
+        default=Path(".gateway"),
+        metadata=about(
+            "GATEWAY_DATA_DIR",
+            "embedded database (`pg/`) and generated keys",
+            shown="`./.gateway`",
+        ),
+    )
+    host: str = field(
+        default="127.0.0.1", metadata=about("GATEWAY_HOST", "address to bind", flag="--host")
+    )
+    port: int = field(default=8080, metadata=about("GATEWAY_PORT", "port to bind", flag="--port"))
+    workers: int = field(
+        default=1, metadata=about("GATEWAY_WORKERS", "processes sharing the port", flag="--workers")
+    )
+    log_level: str = field(
+        default="INFO",
+        metadata=about(
+            "GATEWAY_LOG_LEVEL",
+            "DEBUG, INFO, WARNING...",
+            flag="--log-level",
+            clean=str.upper,
+        ),
+    )
+    log_format: LogFormat = field(
+        default="text",
+        metadata=about(
+            "GATEWAY_LOG_FORMAT",
+            "log line format: `text`, or `json` for one JSON object per line",
+            flag="--log-format",
+        ),
+    )
+    max_body_bytes: int = field(
+        default=1024 * 1024,
+        metadata=about("GATEWAY_MAX_BODY_BYTES", "larger request bodies get 413"),
+    )
+    db_pool_min: int = field(
+        default=2, metadata=about("GATEWAY_DB_POOL_MIN", "fewest connections per process")
+    )
+    db_pool_max: int = field(
+        default=10, metadata=about("GATEWAY_DB_POOL_MAX", "most connections per process")
+    )
+    token_cache_seconds: float = field(
+        default=300.0,
+        metadata=about(
+            "GATEWAY_TOKEN_CACHE_SECONDS",
+            "longest a verified token is trusted without a database read; revocations and "
+            "deletions reach every replica at once by LISTEN/NOTIFY, and the cache is dropped "
+            "if that channel is lost",
+        ),
+    )
+    public_url: str = field(
+        default="",
+        metadata=about(
+            "GATEWAY_PUBLIC_URL",
+            "the base URL clients use",
+            shown="`http://HOST:PORT`",
+            clean=lambda url: url.rstrip("/"),
+        ),
+    )
+    migrate_on_start: bool = field(
+        default=True,
+        metadata=about(
+            "GATEWAY_MIGRATE_ON_START",
+            "apply pending migrations when `serve` or `worker` starts; off leaves them to "
+            "`gateway migrate`",
+            flag="--migrate",
+        ),
+    )
+    max_import_bytes: int = field(
+        default=64 * 1024 * 1024,
+        metadata=about("GATEWAY_MAX_IMPORT_BYTES", "body limit of the bulk geofence import"),
+    )
+    dwell_seconds: float = field(
+        default=_geo(geo_models.FenceConfig, "dwell_seconds"),
+        metadata=about(
+            "GATEWAY_DWELL_SECONDS",
+            "time inside a geofence before `dwell`",
+        ),
+    )
+    max_accuracy_m: float = field(
+        default=_geo(geo_models.FenceConfig, "max_accuracy_m"),
+        metadata=about(
+            "GATEWAY_MAX_ACCURACY_M",
+            "pings less accurate than this are recorded but trigger nothing",
+        ),
+    )
+    max_speed_mps: float = field(
+        default=_geo(geo_models.SpoofingConfig, "max_speed_mps"),
+        metadata=about(
+            "GATEWAY_MAX_SPEED_MPS",
+            "faster implied travel between pings is flagged as impossible",
+        ),
+    )
+    max_ping_age_seconds: float = field(
+        default=_geo(geo_models.SpoofingConfig, "max_age_s"),
+        metadata=about(
+            "GATEWAY_MAX_PING_AGE_SECONDS",
+            "older pings are refused (422); the future is refused beyond "
+            f"{_geo(geo_models.SpoofingConfig, 'max_future_skew_s'):g} s of clock skew",
+        ),
+    )
+    ping_rate: float = field(
+        default=2.0,
+        metadata=about("GATEWAY_PING_RATE", "per-shopper ping requests per second, per process"),
+    )
+    ping_burst: int = field(
+        default=20, metadata=about("GATEWAY_PING_BURST", "per-shopper ping burst, per process")
+    )
+    ping_retention_days: float = field(
+        default=30.0,
+        metadata=about("GATEWAY_PING_RETENTION_DAYS", "raw pings are deleted after this"),
+    )
+    ping_log: PingLogMode = field(
+        default="spool",
+        metadata=about(
+            "GATEWAY_PING_LOG",
+            "how answered pings are kept safe until their batch is written. `spool`: each "
+            "ping's record is appended to a local file under `GATEWAY_DATA_DIR/spool/` (a "
+            "directory per database) before the answer; a process that dies (even `kill -9`) "
+            "leaves its file, and the next process on that directory replays what the database "
+            "lacks, exactly once. `sync`: the answer waits until the row is committed (group "
+            "commit; no local file, more latency). `memory`: nothing local; a crash loses up to "
+            "one flush interval of pings",
+        ),
+    )
+    ping_log_flush_seconds: float = field(
+        default=0.2,
+        metadata=about(
+            "GATEWAY_PING_LOG_FLUSH_SECONDS",
+            "how often spooled or buffered pings are written, in one statement per batch",
+        ),
+    )
+    index_poll_seconds: float = field(
+        default=5.0,
+        metadata=about(
+            "GATEWAY_INDEX_POLL_SECONDS",
+            "fallback check of the geofence change counter (LISTEN/NOTIFY is the fast path)",
+        ),
+    )
+    offer_max_delay_seconds: float = field(
+        default=300.0,
+        metadata=about(
+            "GATEWAY_OFFER_MAX_DELAY_SECONDS",
+            "a trigger from a ping older than this (buffered offline) decides no offer: the "
+            "moment has passed",
+        ),
+    )
+    void_window_minutes: int = field(
+        default=30,
+        metadata=about(
+            "GATEWAY_VOID_WINDOW_MINUTES", "how long after a redemption it can be voided"
+        ),
+    )
+    redeem_rate: float = field(
+        default=5.0,
+        metadata=about(
+            "GATEWAY_REDEEM_RATE",
+            "redemption attempts per POS key per second, per process (failures count, so "
+            "codes cannot be brute-forced)",
+        ),
+    )
+    redeem_burst: int = field(
+        default=30,
+        metadata=about(
+            "GATEWAY_REDEEM_BURST", "redemption attempts per POS key in a burst, per process"
+        ),
+    )
+    stats_compact_seconds: float = field(
+        default=10.0,
+        metadata=about(
+            "GATEWAY_STATS_COMPACT_SECONDS",
+            "how often funnel rollup deltas are folded into the rollups",
+        ),
+    )
+    vapid_private_key: Secret | None = field(
+        default=None,
+        metadata=about(
+            "GATEWAY_VAPID_PRIVATE_KEY",
+            "PEM of the VAPID signing key",
+            shown="unset: made on first run, kept in the database",
+        ),
+    )
+    vapid_subject: str = field(
+        default="mailto:operator@example.invalid",
+        metadata=about(
+            "GATEWAY_VAPID_SUBJECT",
+            "the VAPID `sub` claim: a contact for push services (a mailto: or https: URL)",
+        ),
+    )
+    webpush_allow_http: bool = field(
+        default=False,
+        metadata=about(
+            "GATEWAY_WEBPUSH_ALLOW_HTTP",
+            "`1` accepts `http://` push endpoints (a local push service)",
+        ),
+    )
+    outbox_worker: bool = field(
+        default=True,
+        metadata=about(
+            "GATEWAY_OUTBOX_WORKER", "`0`: `serve` runs no delivery worker in this process"
+        ),
+    )
+    outbox_lease_seconds: float = field(
+        default=30.0,
+        metadata=about(
+            "GATEWAY_OUTBOX_LEASE_SECONDS",
+            "how long a claimed outbox row is held before another worker may take it",
+        ),
+    )
+    pass_pusher: bool = field(
+        default=True,
+        metadata=about("GATEWAY_PASS_PUSHER", "`0`: this process sends no APNs pass updates"),
+    )
+    apns_url: str = field(
+        default="https://api.push.apple.com",
+        metadata=about("GATEWAY_APNS_URL", "where pass updates go"),
+    )
+    apns_ca_file: str | None = field(
+        default=None,
+        metadata=about(
+            "GATEWAY_APNS_CA_FILE",
+            "a CA file to trust for APNs (a local stand-in)",
+            shown="unset",
+        ),
+    )
+    wallet_upkeep_seconds: float = field(
+        default=3600.0,
+        metadata=about(
+            "GATEWAY_WALLET_UPKEEP_SECONDS",
+            "how often points expire, tiers are recomputed and expired coupon passes are refreshed",
+        ),
+    )
 
     def __post_init__(self) -> None:
-        if not 0 < self.port < 65536:
-            raise SettingsError(f"port must be 1-65535, got {self.port}")
-        if self.workers < 1:
-            raise SettingsError(f"workers must be >= 1, got {self.workers}")
-        if self.log_format not in ("text", "json"):
-            raise SettingsError(f"log format must be 'text' or 'json', got {self.log_format!r}")
-        if self.max_body_bytes < 1024:
-            raise SettingsError("max body bytes must be at least 1024")
-        if not 1 <= self.db_pool_min <= self.db_pool_max:
-            raise SettingsError("need 1 <= db pool min <= db pool max")
-        if self.max_import_bytes < self.max_body_bytes:
-            raise SettingsError("max import bytes must be at least max body bytes")
-        if self.ping_rate <= 0 or self.ping_burst < 1:
-            raise SettingsError("ping rate must be > 0 and ping burst >= 1")
-        if self.ping_log not in PING_LOG_MODES:
-            raise SettingsError(
-                f"GATEWAY_PING_LOG must be one of {', '.join(PING_LOG_MODES)}, "
-                f"not {self.ping_log!r}"
-            )
-        if not 0 < self.ping_log_flush_seconds <= 3600:
-            raise SettingsError("GATEWAY_PING_LOG_FLUSH_SECONDS must be in (0, 3600]")
-        if self.ping_retention_days <= 0:
-            raise SettingsError("ping retention must be positive")
-        if self.offer_max_delay_seconds < 0 or self.void_window_minutes < 0:
-            raise SettingsError("offer max delay and void window must not be negative")
-        if self.redeem_rate <= 0 or self.redeem_burst < 1:
-            raise SettingsError("redeem rate must be > 0 and redeem burst >= 1")
-        if self.outbox_lease_seconds <= 0:
-            raise SettingsError("the outbox lease must be positive")
-        if not self.vapid_subject.startswith(("mailto:", "https:")):
-            raise SettingsError("the VAPID subject must be a mailto: or https: URL")
-        if self.wallet_upkeep_seconds <= 0:
-            raise SettingsError("the wallet upkeep interval must be positive")
-        if self.stats_compact_seconds <= 0:
-            raise SettingsError("stats compaction interval must be positive")
+        _check(self)
 
     @property
     def base_url(self) -> str:
@@ -200,76 +436,83 @@ class Settings:
             out[f.name] = value
         return out
 
+    def fence_config(self) -> geo_models.FenceConfig:
+        """geo's enter/dwell/exit tuning, with the values these settings override."""
+        return geo_models.FenceConfig(
+            **{geo: getattr(self, name) for name, geo in FENCE_FIELDS.items()}
+        )
+
+    def spoofing_config(self) -> geo_models.SpoofingConfig:
+        """geo's spoofing limits, with the values these settings override."""
+        return geo_models.SpoofingConfig(
+            **{geo: getattr(self, name) for name, geo in SPOOFING_FIELDS.items()}
+        )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings of the environment; an unset or empty variable means the default."""
         env = os.environ if environ is None else environ
+        values = {d.name: d.parse(env[d.env]) for d in DECLARED if env.get(d.env)}
+        return cls(**values)
 
-        def get(name: str) -> str | None:
-            value = env.get(name)
-            return value if value not in (None, "") else None
 
-        def get_int(name: str, default: int) -> int:
-            raw = get(name)
-            if raw is None:
-                return default
-            try:
-                return int(raw)
-            except ValueError:
-                raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-
-        def get_float(name: str, default: float) -> float:
-            raw = get(name)
-            if raw is None:
-                return default
-            try:
-                return float(raw)
-            except ValueError:
-                raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-
-        db = get("DATABASE_URL")
-        return cls(
-            database_url=Secret(db) if db else None,
-            data_dir=Path(get("GATEWAY_DATA_DIR") or ".gateway"),
-            host=get("GATEWAY_HOST") or "127.0.0.1",
-            port=get_int("GATEWAY_PORT", 8080),
-            workers=get_int("GATEWAY_WORKERS", 1),
-            log_level=(get("GATEWAY_LOG_LEVEL") or "INFO").upper(),
-            log_format=get("GATEWAY_LOG_FORMAT") or "text",
-            max_body_bytes=get_int("GATEWAY_MAX_BODY_BYTES", 1024 * 1024),
-            db_pool_min=get_int("GATEWAY_DB_POOL_MIN", 2),
-            db_pool_max=get_int("GATEWAY_DB_POOL_MAX", 10),
-            token_cache_seconds=get_float("GATEWAY_TOKEN_CACHE_SECONDS", 300.0),
-            public_url=(get("GATEWAY_PUBLIC_URL") or "").rstrip("/"),
-            migrate_on_start=(get("GATEWAY_MIGRATE_ON_START") or "1") not in ("0", "false", "no"),
-            max_import_bytes=get_int("GATEWAY_MAX_IMPORT_BYTES", 64 * 1024 * 1024),
-            dwell_seconds=get_float("GATEWAY_DWELL_SECONDS", 300.0),
-            max_accuracy_m=get_float("GATEWAY_MAX_ACCURACY_M", 150.0),
-            max_speed_mps=get_float("GATEWAY_MAX_SPEED_MPS", 70.0),
-            max_ping_age_seconds=get_float("GATEWAY_MAX_PING_AGE_SECONDS", 86400.0),
-            ping_rate=get_float("GATEWAY_PING_RATE", 2.0),
-            ping_burst=get_int("GATEWAY_PING_BURST", 20),
-            ping_retention_days=get_float("GATEWAY_PING_RETENTION_DAYS", 30.0),
-            # Checked in __post_init__, like every other value.
-            ping_log=cast(PingLogMode, env.get("GATEWAY_PING_LOG", "spool")),
-            ping_log_flush_seconds=get_float("GATEWAY_PING_LOG_FLUSH_SECONDS", 0.2),
-            index_poll_seconds=get_float("GATEWAY_INDEX_POLL_SECONDS", 5.0),
-            offer_max_delay_seconds=get_float("GATEWAY_OFFER_MAX_DELAY_SECONDS", 300.0),
-            void_window_minutes=get_int("GATEWAY_VOID_WINDOW_MINUTES", 30),
-            redeem_rate=get_float("GATEWAY_REDEEM_RATE", 5.0),
-            redeem_burst=get_int("GATEWAY_REDEEM_BURST", 30),
-            stats_compact_seconds=get_float("GATEWAY_STATS_COMPACT_SECONDS", 10.0),
-            vapid_private_key=Secret(env["GATEWAY_VAPID_PRIVATE_KEY"])
-            if env.get("GATEWAY_VAPID_PRIVATE_KEY")
-            else None,
-            vapid_subject=env.get("GATEWAY_VAPID_SUBJECT", "mailto:operator@example.invalid"),
-            webpush_allow_http=env.get("GATEWAY_WEBPUSH_ALLOW_HTTP", "0") == "1",
-            outbox_worker=env.get("GATEWAY_OUTBOX_WORKER", "1") != "0",
-            outbox_lease_seconds=get_float("GATEWAY_OUTBOX_LEASE_SECONDS", 30.0),
-            pass_pusher=env.get("GATEWAY_PASS_PUSHER", "1") != "0",
-            apns_url=env.get("GATEWAY_APNS_URL") or "https://api.push.apple.com",
-            apns_ca_file=env.get("GATEWAY_APNS_CA_FILE") or None,
-            wallet_upkeep_seconds=get_float("GATEWAY_WALLET_UPKEEP_SECONDS", 3600.0),
+def _check(s: Settings) -> None:
+    """Refuse values no process could run with, naming the setting."""
+    if not 0 < s.port < 65536:
+        raise SettingsError(f"port must be 1-65535, got {s.port}")
+    if s.workers < 1:
+        raise SettingsError(f"workers must be >= 1, got {s.workers}")
+    if s.log_format not in ("text", "json"):
+        raise SettingsError(f"log format must be 'text' or 'json', got {s.log_format!r}")
+    if s.max_body_bytes < 1024:
+        raise SettingsError("max body bytes must be at least 1024")
+    if not 1 <= s.db_pool_min <= s.db_pool_max:
+        raise SettingsError("need 1 <= db pool min <= db pool max")
+    if s.max_import_bytes < s.max_body_bytes:
+        raise SettingsError("max import bytes must be at least max body bytes")
+    if s.ping_rate <= 0 or s.ping_burst < 1:
+        raise SettingsError("ping rate must be > 0 and ping burst >= 1")
+    if s.ping_log not in PING_LOG_MODES:
+        raise SettingsError(
+            f"GATEWAY_PING_LOG must be one of {', '.join(PING_LOG_MODES)}, not {s.ping_log!r}"
         )
+    if not 0 < s.ping_log_flush_seconds <= 3600:
+        raise SettingsError("GATEWAY_PING_LOG_FLUSH_SECONDS must be in (0, 3600]")
+    if s.ping_retention_days <= 0:
+        raise SettingsError("ping retention must be positive")
+    if s.offer_max_delay_seconds < 0 or s.void_window_minutes < 0:
+        raise SettingsError("offer max delay and void window must not be negative")
+    if s.redeem_rate <= 0 or s.redeem_burst < 1:
+        raise SettingsError("redeem rate must be > 0 and redeem burst >= 1")
+    if s.outbox_lease_seconds <= 0:
+        raise SettingsError("the outbox lease must be positive")
+    if not s.vapid_subject.startswith(("mailto:", "https:")):
+        raise SettingsError("the VAPID subject must be a mailto: or https: URL")
+    if s.wallet_upkeep_seconds <= 0:
+        raise SettingsError("the wallet upkeep interval must be positive")
+    if s.stats_compact_seconds <= 0:
+        raise SettingsError("stats compaction interval must be positive")
+
+
+def _declare() -> tuple[Declared, ...]:
+    hints = typing.get_type_hints(Settings)
+    return tuple(
+        Declared(name=f.name, kind=hints[f.name], default=f.default, **f.metadata["setting"])
+        for f in dataclasses.fields(Settings)
+    )
+
+
+DECLARED: tuple[Declared, ...] = _declare()
+"""Every setting, in the order of the README's table."""
+BY_NAME: Mapping[str, Declared] = {d.name: d for d in DECLARED}
+
+TABLE_HEADER = "| variable | default | meaning |\n|---|---|---|\n"
+
+
+def markdown_table() -> str:
+    """The README's configuration table, one row per setting."""
+    rows = (f"| `{d.env}` | {d.default_cell()} | {d.meaning} |\n" for d in DECLARED)
+    return TABLE_HEADER + "".join(rows)
 
 
 SETTINGS = web.AppKey("settings", Settings)

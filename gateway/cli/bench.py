@@ -1,8 +1,9 @@
 """`gateway bench`: every headline figure in one run, each next to a baseline measured in
 the same run, as a table and as JSON.
 
-It runs the benchmark scripts of the source tree (tests/benchmarks/), one after the
-other, each in its own processes: each starts its own gateway processes on a fresh
+It runs the benchmark scripts of a source checkout (tests/benchmarks/, which an installed
+package does not carry: --source names the checkout, and without one it says so), one after
+the other, each in its own processes: each starts its own gateway processes on a fresh
 database (DATABASE_URL's server, else an embedded PostgreSQL) and drives them from a
 separate load process (wrk for ping throughput, asyncio clients that keep their
 connections open elsewhere). The scripts can be run alone too; their docstrings say how.
@@ -10,6 +11,7 @@ connections open elsewhere). The scripts can be run alone too; their docstrings 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -21,8 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.http import errors
+
+# Where this package was loaded from: a source checkout's root, or site-packages.
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ROOT / "tests" / "benchmarks"
+SCRIPTS = Path("tests", "benchmarks")
 REMOTE_SKIPS = ("push", "offers")
 
 
@@ -95,13 +100,13 @@ def suite(
     ]
 
 
-def run_step(step: Step, out: Path) -> list[dict[str, Any]]:
-    cmd = [sys.executable, str(SCRIPTS / step.script), *step.args, "--json", str(out)]
+def run_step(step: Step, out: Path, source: Path = ROOT) -> list[dict[str, Any]]:
+    cmd = [sys.executable, str(source / SCRIPTS / step.script), *step.args, "--json", str(out)]
     started = time.monotonic()
     sys.stderr.write(f"\n== {step.name}: {step.what}\n   {' '.join(cmd[1:])}\n")
     sys.stderr.flush()
     with subprocess.Popen(  # noqa: S603 - our own scripts, with our own arguments
-        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        cmd, cwd=source, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -163,11 +168,13 @@ def main(
     events: int,
     duration: int,
     remote: tuple[str, str, str] | None = None,
+    source: Path = ROOT,
 ) -> int:
-    if not SCRIPTS.is_dir():
+    if not (source / SCRIPTS).is_dir():
         sys.stderr.write(
-            "gateway bench runs the benchmark scripts of a source checkout "
-            f"(tests/benchmarks/), which is not at {SCRIPTS}\n"
+            "gateway bench needs a source checkout: it runs the benchmark scripts in "
+            f"tests/benchmarks/, and there are none under {source}. Clone the repository "
+            "and run it there, or name the checkout with --source DIR.\n"
         )
         return 2
     steps = suite(
@@ -198,7 +205,7 @@ def main(
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
         for step in steps:
             try:
-                rows += run_step(step, Path(tmp, f"{step.name}.json"))
+                rows += run_step(step, Path(tmp, f"{step.name}.json"), source)
             except RuntimeError as exc:
                 sys.stderr.write(f"gateway bench: {exc}; its output is above\n")
                 return 1
@@ -220,3 +227,61 @@ def main(
         f"(and as a Markdown table to {out.with_suffix('.md').resolve()})\n"
     )
     return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    return main(
+        quick=args.quick,
+        only=args.only,
+        out=Path(args.out),
+        fences=args.fences,
+        shoppers=args.shoppers,
+        events=args.events,
+        duration=args.duration,
+        remote=_remote(args),
+        source=Path(args.source),
+    )
+
+
+def _remote(args: argparse.Namespace) -> tuple[str, str, str] | None:
+    if not args.url:
+        return None
+    if not (args.manager_token and args.app_token):
+        raise errors.ValidationFailed("--url needs --manager-token and --app-token")
+    return (args.url, args.manager_token, args.app_token)
+
+
+def add_parser(sub: Any) -> None:
+    bn = sub.add_parser(
+        "bench",
+        help="measure every headline figure next to a baseline from the same run",
+        description="Run the benchmark scripts of the source tree (tests/benchmarks/) one "
+        "after another: geofence matching, POST /v1/pings throughput and latency (wrk "
+        "against a gateway and a bare aiohttp handler it starts), Web Push fan-out and "
+        "ping-to-push latency, signed passes, redemptions under concurrency and the funnel "
+        "report. Each starts its own gateway on a fresh database (DATABASE_URL's server, "
+        "else embedded). Shows progress, prints a table and writes JSON. Needs wrk "
+        "(apt-get install wrk) and a source checkout.",
+    )
+    bn.add_argument("--out", default="bench.json", help="JSON results (./bench.json)")
+    bn.add_argument("--only", nargs="+", metavar="STEP", help="matching pings push passes offers")
+    bn.add_argument("--quick", action="store_true", help="small sizes: a smoke run in ~2 min")
+    bn.add_argument("--fences", type=int, default=100_000, help="geofences (100,000)")
+    bn.add_argument("--shoppers", type=int, default=100_000, help="shoppers pinging (100,000)")
+    bn.add_argument("--events", type=int, default=10_000_000, help="decision events (10M)")
+    bn.add_argument("--duration", type=int, default=10, help="seconds per load phase (10)")
+    bn.add_argument(
+        "--url",
+        help="measure a running gateway's pings instead of starting one; give a merchant "
+        "set aside for benchmarking (its geofences are replaced, --shoppers are enrolled)",
+    )
+    bn.add_argument("--manager-token", help="with --url: a manager key of that merchant")
+    bn.add_argument("--app-token", help="with --url: an app key of that merchant")
+    bn.add_argument(
+        "--source",
+        default=str(ROOT),
+        metavar="DIR",
+        help="the source checkout whose tests/benchmarks/ to run (the one this gateway "
+        "was loaded from)",
+    )
+    bn.set_defaults(func=cmd_bench)

@@ -120,3 +120,13 @@ async def test_bench_pings_measures_the_gateway_its_floor_and_the_bare_handler(
     )
     assert gateway_errors.split()[-2:] == ["0", "0"], gateway_errors
     assert "ping floor" in stdout  # and the summary has the row
+
+
+def test_bench_outside_a_source_checkout_says_it_needs_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway import cli
+
+    assert cli.main(["bench", "--quick", "--source", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "needs a source checkout" in err and str(tmp_path) in err

@@ -11,14 +11,13 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway import cli
-from gateway import settings as settings_mod
+from gateway import cli, settings
 from gateway.app import all_endpoints
 from gateway.http.handlers import delivery
 from gateway.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-SETTINGS_SOURCE = Path(settings_mod.__file__).read_text()
+SETTINGS_SOURCE = Path(settings.__file__).read_text()
 KNOWN_ENV = set(re.findall(r'"(GATEWAY_[A-Z_]+)"', SETTINGS_SOURCE)) | {"DATABASE_URL"}
 ROUTES = {(ep.method, ep.path) for ep in all_endpoints()}
 DEFAULTS = Settings()
