@@ -18,15 +18,12 @@ from gateway.db import POOL
 from gateway.delivery import inbox, outbox, webpush
 from gateway.delivery.inbox import INBOX_HUB
 from gateway.delivery.webpush import VAPID
-from gateway.http import api, errors
+from gateway.http import api, errors, paging
 from gateway.http.api import Endpoint, Reply
-from gateway.http.handlers.places import _PAGING, _cursor, _limit
 from gateway.settings import SETTINGS
-from geo import sql
 from offers import codes
 
 SHOPPER = frozenset({Role.SHOPPER})
-_Q = sql.load("gateway.delivery")
 HEARTBEAT_SECONDS = 15.0
 
 
@@ -95,7 +92,7 @@ async def _delivered(conn: Any, items: list[Any], now: dt.datetime) -> None:
 async def get_inbox(request: web.Request) -> web.Response:
     p = api.principal(request)
     assert p.shopper_id is not None
-    limit = _limit(request, 50, 200)
+    limit = paging.limit(request, 50, 200)
     before = _parse_cursor(request.query.get("cursor"))
     now = request.app[CLOCK].now()
     async with db.acquire(request.app[POOL]) as conn, conn.transaction():
@@ -183,9 +180,7 @@ async def _track(request: web.Request, kind: str) -> web.Response:
             raise errors.NotFound("no such delivery")
         channel = "inbox" if "inbox" in found["channels"] else found["channels"][0]
         await outbox.record_event(conn, delivery_id, channel, kind, now)
-        row = await conn.fetchrow(
-            "SELECT opened_at, dismissed_at FROM deliveries WHERE id = $1", delivery_id
-        )
+        row = await inbox.tracked(conn, delivery_id)
     assert row is not None
     return api.json(
         {
@@ -242,32 +237,29 @@ async def subscribe(request: web.Request) -> web.Response:
     assert p.shopper_id is not None
     req = await api.body(request, SubscriptionIn)
     settings = request.app[SETTINGS]
-    try:
-        webpush.check_subscription(
-            req.endpoint, req.keys.p256dh, req.keys.auth, allow_http=settings.webpush_allow_http
-        )
-    except webpush.SubscriptionInvalid as exc:
-        raise errors.ValidationFailed(str(exc), fields={exc.field: str(exc)}) from None
+    webpush.check_subscription(
+        req.endpoint, req.keys.p256dh, req.keys.auth, allow_http=settings.webpush_allow_http
+    )
     async with db.acquire(request.app[POOL]) as conn:
-        row = await conn.fetchrow(
-            _Q["add_subscription"],
-            p.merchant_id,
-            p.shopper_id,
-            req.endpoint,
-            req.keys.p256dh,
-            req.keys.auth,
+        subscription_id, created = await webpush.add_subscription(
+            conn,
+            merchant_id=p.merchant_id,
+            shopper_id=p.shopper_id,
+            endpoint=req.endpoint,
+            p256dh=req.keys.p256dh,
+            auth=req.keys.auth,
         )
-    assert row is not None
-    status = 201 if row["created"] else 200
-    return api.json({"id": str(row["id"]), "endpoint": req.endpoint}, status=status)
+    status = 201 if created else 200
+    return api.json({"id": str(subscription_id), "endpoint": req.endpoint}, status=status)
 
 
 async def unsubscribe(request: web.Request) -> web.Response:
     p = api.principal(request)
+    assert p.shopper_id is not None
     req = await api.body(request, UnsubscribeIn)
     async with db.acquire(request.app[POOL]) as conn:
-        gone = await conn.fetchval(_Q["remove_subscription"], p.shopper_id, req.endpoint)
-    if gone is None:
+        gone = await webpush.remove_subscription(conn, p.shopper_id, req.endpoint)
+    if not gone:
         raise errors.NotFound("no such subscription")
     return web.Response(status=204)
 
@@ -302,9 +294,11 @@ class DeadLetters(api.Out):
 
 async def dead_letters(request: web.Request) -> web.Response:
     p = api.principal(request)
-    limit = _limit(request, 100, 1000)
+    limit = paging.limit(request, 100, 1000)
     async with db.acquire(request.app[POOL]) as conn:
-        rows = await conn.fetch(_Q["dead_letters"], p.merchant_id, _cursor(request), limit)
+        rows = await outbox.dead_letters(
+            conn, p.merchant_id, after=paging.cursor(request), limit=limit
+        )
     items = [
         {
             "id": str(r["id"]),
@@ -319,8 +313,9 @@ async def dead_letters(request: web.Request) -> web.Response:
         }
         for r in rows
     ]
-    cursor = items[-1]["id"] if len(items) == limit else None
-    return api.json({"items": items, "next_cursor": cursor})
+    return api.json(
+        {"items": items, "next_cursor": paging.next_cursor([i["id"] for i in items], limit)}
+    )
 
 
 ENDPOINTS = [
@@ -335,7 +330,7 @@ ENDPOINTS = [
         roles=SHOPPER,
         replies={200: Reply(description="A page of the inbox", model=InboxPage)},
         errors=(422,),
-        parameters=_PAGING,
+        parameters=paging.PAGING,
     ),
     Endpoint(
         method="GET",
@@ -422,6 +417,6 @@ ENDPOINTS = [
         roles=frozenset({Role.ADMIN}),
         replies={200: Reply(description="A page of dead letters", model=DeadLetters)},
         errors=(422,),
-        parameters=_PAGING,
+        parameters=paging.PAGING,
     ),
 ]
