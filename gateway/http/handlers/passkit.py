@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import logging
 from typing import Annotated
 
 import pydantic
@@ -22,6 +23,7 @@ from gateway.http.handlers.passes import PKPASS, render_coupon, render_loyalty
 from wallet.store import passes as pass_store
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_device_log = logging.getLogger("gateway.passkit")
 
 
 def _tag(at: dt.datetime) -> str:
@@ -108,10 +110,8 @@ class LogIn(api.Model):
 
 async def device_log(request: web.Request) -> web.Response:
     req = await api.body(request, LogIn)
-    import logging
-
     for line in req.logs:
-        logging.getLogger("gateway.passkit").warning("device log", extra={"message_": line})
+        _device_log.warning("device log", extra={"message_": line})
     return web.Response(status=200)
 
 
