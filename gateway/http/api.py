@@ -44,7 +44,8 @@ class Out(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
 
-def _json_dumps(data: Any) -> bytes:
+def dumps(data: Any) -> bytes:
+    """JSON bytes of a plain value or an answer model."""
     if isinstance(data, pydantic.BaseModel):
         data = data.model_dump(by_alias=True)
     return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
@@ -52,7 +53,7 @@ def _json_dumps(data: Any) -> bytes:
 
 def json(data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(
-        body=_json_dumps(data), status=status, content_type="application/json", headers=headers
+        body=dumps(data), status=status, content_type="application/json", headers=headers
     )
 
 

@@ -7,7 +7,6 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
-import orjson
 import pydantic
 from aiohttp import web
 
@@ -44,28 +43,29 @@ class InboxItem(api.Out):
     created_at: dt.datetime
     opened_at: dt.datetime | None
 
+    @classmethod
+    def of(cls, r: Any) -> InboxItem:
+        coupon = InboxCoupon.model_construct(
+            id=str(r["coupon_id"]),
+            code=codes.display(r["code"]),
+            expires_at=r["expires_at"],
+            redeemed=r["redeemed"],
+        )
+        return cls.model_construct(
+            delivery_id=str(r["delivery_id"]),
+            offer_id=str(r["offer_id"]),
+            title=r["title"],
+            body=r["body"],
+            image_url=r["image_url"],
+            coupon=coupon,
+            created_at=r["created_at"],
+            opened_at=r["opened_at"],
+        )
+
 
 class InboxPage(api.Out):
     items: list[InboxItem]
     next_cursor: str | None
-
-
-def _item(r: Any) -> dict[str, Any]:
-    return {
-        "delivery_id": str(r["delivery_id"]),
-        "offer_id": str(r["offer_id"]),
-        "title": r["title"],
-        "body": r["body"],
-        "image_url": r["image_url"],
-        "coupon": {
-            "id": str(r["coupon_id"]),
-            "code": codes.display(r["code"]),
-            "expires_at": r["expires_at"].isoformat(),
-            "redeemed": r["redeemed"],
-        },
-        "created_at": r["created_at"].isoformat(),
-        "opened_at": r["opened_at"].isoformat() if r["opened_at"] else None,
-    }
 
 
 def _parse_cursor(raw: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
@@ -105,7 +105,8 @@ async def get_inbox(request: web.Request) -> web.Response:
         epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
         micros = (last["created_at"] - epoch) // dt.timedelta(microseconds=1)
         cursor = f"{micros}_{last['delivery_id']}"
-    return api.json({"items": [_item(r) for r in rows], "next_cursor": cursor})
+    items = [InboxItem.of(r) for r in rows]
+    return api.json(InboxPage.model_construct(items=items, next_cursor=cursor))
 
 
 async def inbox_stream(request: web.Request) -> web.StreamResponse:
@@ -151,7 +152,7 @@ async def inbox_stream(request: web.Request) -> web.StreamResponse:
                 continue
             for r in rows:
                 sent.add(r["delivery_id"])
-                data = orjson.dumps(_item(r))
+                data = api.dumps(InboxItem.of(r))
                 await response.write(
                     b"event: coupon\nid: "
                     + str(r["delivery_id"]).encode()
@@ -285,6 +286,20 @@ class DeadLetter(api.Out):
     expires_at: dt.datetime
     shopper_id: str
     offer_id: str
+
+    @classmethod
+    def of(cls, r: Any) -> DeadLetter:
+        return cls.model_construct(
+            id=str(r["id"]),
+            delivery_id=str(r["delivery_id"]),
+            channel=r["channel"],
+            attempts=r["attempts"],
+            last_error=r["last_error"],
+            created_at=r["created_at"],
+            expires_at=r["expires_at"],
+            shopper_id=str(r["shopper_id"]),
+            offer_id=str(r["offer_id"]),
+        )
 
 
 class DeadLetters(api.Out):

@@ -62,26 +62,26 @@ class LoyaltyOut(api.Out):
     actions: dict[str, dict[str, int]]
     points_expire_days: int | None
 
-
-def _rules(r: loyalty.Rules) -> dict[str, Any]:
-    return {
-        "point_value": format(r.point_value.normalize(), "f"),
-        "earn_rate": format(r.earn_rate.normalize(), "f"),
-        "tiers": [{"name": t.name, "threshold": t.threshold} for t in r.tiers],
-        "tier_window_days": r.tier_window_days,
-        "actions": {
-            k: {"points": a.points, "limit": a.limit, "days": a.days}
-            for k, a in (r.actions or {}).items()
-        },
-        "points_expire_days": r.points_expire_days,
-    }
+    @classmethod
+    def of(cls, r: loyalty.Rules) -> LoyaltyOut:
+        return cls.model_construct(
+            point_value=format(r.point_value.normalize(), "f"),
+            earn_rate=format(r.earn_rate.normalize(), "f"),
+            tiers=[{"name": t.name, "threshold": t.threshold} for t in r.tiers],
+            tier_window_days=r.tier_window_days,
+            actions={
+                k: {"points": a.points, "limit": a.limit, "days": a.days}
+                for k, a in (r.actions or {}).items()
+            },
+            points_expire_days=r.points_expire_days,
+        )
 
 
 async def get_loyalty(request: web.Request) -> web.Response:
     p = api.principal(request)
     async with db.acquire(request.app[POOL]) as conn:
         rules = await wallet_ledger.rules(conn, p.merchant_id)
-    return api.json(_rules(rules))
+    return api.json(LoyaltyOut.of(rules))
 
 
 async def put_loyalty(request: web.Request) -> web.Response:
@@ -105,7 +105,7 @@ async def put_loyalty(request: web.Request) -> web.Response:
     }
     async with db.acquire(request.app[POOL]) as conn:
         rules = await wallet_ledger.set_rules(conn, p.merchant_id, values)
-    return api.json(_rules(rules))
+    return api.json(LoyaltyOut.of(rules))
 
 
 class PurchaseIn(api.Model):
@@ -198,6 +198,17 @@ class BalanceOut(api.Out):
     value: str
     tier: str | None
 
+    @staticmethod
+    def fields(
+        shopper_id: int, balance: wallet_ledger.Balance, rules: loyalty.Rules
+    ) -> dict[str, Any]:
+        return {
+            "shopper_id": str(shopper_id),
+            "balance": balance.points,
+            "value": format(loyalty.points_value(balance.points, rules), "f"),
+            "tier": balance.tier,
+        }
+
 
 async def _balance_answer(
     request: web.Request, shopper_id: int, balance: wallet_ledger.Balance
@@ -206,12 +217,7 @@ async def _balance_answer(
     async with db.acquire(request.app[POOL]) as conn:
         rules = await wallet_ledger.rules(conn, p.merchant_id)
     return api.json(
-        {
-            "shopper_id": str(shopper_id),
-            "balance": balance.points,
-            "value": format(loyalty.points_value(balance.points, rules), "f"),
-            "tier": balance.tier,
-        },
+        BalanceOut.model_construct(**BalanceOut.fields(shopper_id, balance, rules)),
         status=201,
     )
 
@@ -255,11 +261,7 @@ async def change_points(request: web.Request) -> web.Response:
     return await _balance_answer(request, shopper_id, balance)
 
 
-class LedgerOut(api.Out):
-    shopper_id: str
-    balance: int
-    value: str
-    tier: str | None
+class LedgerOut(BalanceOut):
     entries: list[dict[str, Any]]
     next_cursor: str | None
 
@@ -288,14 +290,11 @@ async def _points(request: web.Request, shopper_id: int) -> web.Response:
         for e in entries
     ]
     return api.json(
-        {
-            "shopper_id": str(shopper_id),
-            "balance": current.points,
-            "value": format(loyalty.points_value(current.points, rules), "f"),
-            "tier": current.tier,
-            "entries": items,
-            "next_cursor": items[-1]["id"] if len(items) == limit else None,
-        }
+        LedgerOut.model_construct(
+            **BalanceOut.fields(shopper_id, current, rules),
+            entries=items,
+            next_cursor=paging.next_cursor([i["id"] for i in items], limit),
+        )
     )
 
 
