@@ -20,10 +20,19 @@ from gateway.delivery.outbox import WORKER
 from gateway.delivery.webpush import VAPID
 from gateway.http import middleware, ratelimit, routing
 from gateway.http.handlers import delivery as delivery_handlers
+from gateway.http.handlers import (
+    geofences,
+    passkit,
+    program,
+    redemptions,
+    reports,
+    stores,
+    system,
+    tenancy,
+)
 from gateway.http.handlers import loyalty as loyalty_handlers
 from gateway.http.handlers import offers as offer_handlers
 from gateway.http.handlers import passes as pass_handlers
-from gateway.http.handlers import passkit, places, reports, system, tenancy
 from gateway.http.handlers import pings as ping_handlers
 from gateway.http.handlers.passes import SIGNERS
 from gateway.http.ratelimit import PING_LIMITER, REDEEM_LIMITER
@@ -42,9 +51,12 @@ def all_endpoints() -> list[routing.Endpoint]:
     return [
         *system.ENDPOINTS,
         *tenancy.ENDPOINTS,
-        *places.ENDPOINTS,
+        *stores.ENDPOINTS,
+        *geofences.ENDPOINTS,
         *ping_handlers.ENDPOINTS,
         *offer_handlers.ENDPOINTS,
+        *program.ENDPOINTS,
+        *redemptions.ENDPOINTS,
         *reports.ENDPOINTS,
         *delivery_handlers.ENDPOINTS,
         *loyalty_handlers.ENDPOINTS,

@@ -8,7 +8,6 @@ An idempotent retry (same key, same request) answers the first result again.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -27,6 +26,9 @@ class RedeemRequest:
     amount: Decimal | None
     key_id: int
     idempotency_key: str
+    # The caller's fingerprint of the request: a retry with the key carries the same one,
+    # and the database refuses the key with another (idempotency_key_reused).
+    request_hash: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,13 +36,6 @@ class Redeemed:
     redemption: store.Redemption
     # False when this answers an earlier request with the same idempotency key.
     created: bool
-
-
-def request_hash(req: RedeemRequest, canonical_code: str) -> bytes:
-    """What makes two requests the same request, for idempotency."""
-    amount = "" if req.amount is None else format(req.amount.normalize(), "f")
-    text = f"{canonical_code}\x1f{req.store_id}\x1f{req.order_ref or ''}\x1f{amount}"
-    return hashlib.sha256(text.encode()).digest()
 
 
 _FAILURES: dict[str, Callable[[], errors.OffersError]] = {
@@ -68,7 +63,7 @@ async def redeem(conn: asyncpg.Connection, req: RedeemRequest, now: dt.datetime)
         amount=req.amount,
         key_id=req.key_id,
         idempotency_key=req.idempotency_key,
-        request_hash=request_hash(req, canonical),
+        request_hash=req.request_hash,
         at=now,
     )
     if redemption is None:

@@ -249,3 +249,6 @@ ON CONFLICT (merchant_id) DO UPDATE SET
     key_pem = excluded.key_pem, wwdr_pem = excluded.wwdr_pem, dev = false,
     apns_key_pem = excluded.apns_key_pem, apns_key_id = excluded.apns_key_id,
     updated_at = now();
+
+-- name: shopper_balance
+SELECT points, tier FROM shoppers WHERE id = $1 AND merchant_id = $2;
