@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
+from gateway.accounts import errors as account_errors
 from gateway.delivery import webpush
 from geo import errors as geo_errors
 from offers import errors as offer_errors
@@ -153,6 +154,11 @@ def _unknown_place(exc: offer_errors.UnknownPlace) -> ApiError:
     return ValidationFailed(exc.message, fields={exc.field: exc.message})
 
 
+def _with_fields(kind: type[ApiError], code: str | None = None) -> Callable[[Any], ApiError]:
+    """The answer that keeps the domain error's message and the inputs it names."""
+    return lambda exc: kind(exc.message, code=code, fields=exc.fields)
+
+
 def _subscription(exc: webpush.SubscriptionInvalid) -> ApiError:
     return ValidationFailed(str(exc), fields={exc.field: str(exc)})
 
@@ -178,10 +184,14 @@ DOMAIN: dict[type[Exception], Callable[[Any], ApiError]] = {
     wallet_errors.IdempotencyKeyReused: _status(ValidationFailed),
     wallet_errors.WalletError: _status(BadRequest),
     webpush.SubscriptionInvalid: _subscription,
+    account_errors.InvalidKeyRequest: _with_fields(ValidationFailed),
+    account_errors.UnknownMerchant: _with_fields(NotFound),
+    account_errors.EmailTaken: _with_fields(Conflict, "email_taken"),
 }
 
 # What the middleware catches and translates.
 DOMAIN_ERRORS = (
+    account_errors.AccountsError,
     geo_errors.GeoError,
     offer_errors.OffersError,
     wallet_errors.WalletError,
