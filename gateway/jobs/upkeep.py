@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TypeVar
 
 import asyncpg
@@ -70,74 +70,71 @@ async def _run(
 ) -> Summary:
     """The pass itself; ``conn`` holds the lock and reads the merchants, the pool's other
     connections do the work in short transactions."""
-    summary = Summary()
+    pass_ = _Pass(pool=pool, now=now, progress=progress)
     for merchant_id in await upkeep_store.merchant_ids(conn):
         rules = await wallet_ledger.rules(conn, merchant_id)
         if rules.points_expire_days is not None:
-            await _expire_points(pool, merchant_id, rules, now, summary, progress)
-        await _recompute_tiers(pool, merchant_id, rules, now, summary, progress)
+            await pass_.expire_points(merchant_id, rules, rules.points_expire_days)
+        await pass_.recompute_tiers(merchant_id, rules)
     async with db.acquire(pool) as work_conn:
-        summary.coupon_passes_expired = await upkeep_store.expire_coupon_passes(work_conn, now)
-    if progress is not None:
-        progress("coupon passes expired", summary.coupon_passes_expired)
-    return summary
+        expired = await upkeep_store.expire_coupon_passes(work_conn, now)
+    pass_.summary.coupon_passes_expired = expired
+    pass_.report("coupon passes expired", expired)
+    return pass_.summary
 
 
-async def _expire_points(
-    pool: asyncpg.Pool,
-    merchant_id: int,
-    rules: loyalty.Rules,
-    now: dt.datetime,
-    summary: Summary,
-    progress: Progress | None,
-) -> None:
-    assert rules.points_expire_days is not None
-    cutoff = now - dt.timedelta(days=rules.points_expire_days)
+@dataclass(slots=True, kw_only=True)
+class _Pass:
+    """One upkeep pass: where it works, its time, and what it has done so far."""
 
-    def page(conn: asyncpg.Connection, after: int) -> Awaitable[list[int]]:
-        return upkeep_store.shoppers_with_expiring_points(conn, merchant_id, cutoff, after, PAGE)
+    pool: asyncpg.Pool
+    now: dt.datetime
+    progress: Progress | None
+    summary: Summary = field(default_factory=Summary)
 
-    async for shopper_id in _each(pool, page, lambda shopper_id: shopper_id):
-        async with db.acquire(pool) as conn, conn.transaction():
-            points = await upkeep_store.expire_points(
-                conn,
-                merchant_id=merchant_id,
-                shopper_id=shopper_id,
-                cutoff=cutoff,
-                at=now,
-                rules_=rules,
+    def report(self, what: str, count: int) -> None:
+        if self.progress is not None:
+            self.progress(what, count)
+
+    async def expire_points(self, merchant_id: int, rules: loyalty.Rules, days: int) -> None:
+        cutoff = self.now - dt.timedelta(days=days)
+
+        def page(conn: asyncpg.Connection, after: int) -> Awaitable[list[int]]:
+            return upkeep_store.shoppers_with_expiring_points(
+                conn, merchant_id, cutoff, after, PAGE
             )
-        if points:
-            summary.shoppers_expired += 1
-            summary.points_expired += points
-            if progress is not None:
-                progress("shoppers with points expired", summary.shoppers_expired)
 
+        async for shopper_id in _each(self.pool, page, lambda shopper_id: shopper_id):
+            async with db.acquire(self.pool) as conn, conn.transaction():
+                points = await upkeep_store.expire_points(
+                    conn,
+                    merchant_id=merchant_id,
+                    shopper_id=shopper_id,
+                    cutoff=cutoff,
+                    at=self.now,
+                    rules_=rules,
+                )
+            if points:
+                self.summary.shoppers_expired += 1
+                self.summary.points_expired += points
+                self.report("shoppers with points expired", self.summary.shoppers_expired)
 
-async def _recompute_tiers(
-    pool: asyncpg.Pool,
-    merchant_id: int,
-    rules: loyalty.Rules,
-    now: dt.datetime,
-    summary: Summary,
-    progress: Progress | None,
-) -> None:
-    since = now - dt.timedelta(days=rules.tier_window_days)
+    async def recompute_tiers(self, merchant_id: int, rules: loyalty.Rules) -> None:
+        since = self.now - dt.timedelta(days=rules.tier_window_days)
 
-    def page(conn: asyncpg.Connection, after: int) -> Awaitable[list[TierRow]]:
-        return upkeep_store.tier_page(conn, merchant_id, since, after, PAGE)
+        def page(conn: asyncpg.Connection, after: int) -> Awaitable[list[TierRow]]:
+            return upkeep_store.tier_page(conn, merchant_id, since, after, PAGE)
 
-    async for shopper_id, tier, earned in _each(pool, page, lambda row: row[0]):
-        if loyalty.tier_for(earned, rules.tiers) == tier:
-            continue
-        async with db.acquire(pool) as conn, conn.transaction():
-            changed = await upkeep_store.recompute_tier(
-                conn, merchant_id=merchant_id, shopper_id=shopper_id, rules_=rules, at=now
-            )
-        if changed:
-            summary.tiers_changed += 1
-            if progress is not None:
-                progress("tiers changed", summary.tiers_changed)
+        async for shopper_id, tier, earned in _each(self.pool, page, lambda row: row[0]):
+            if loyalty.tier_for(earned, rules.tiers) == tier:
+                continue
+            async with db.acquire(self.pool) as conn, conn.transaction():
+                changed = await upkeep_store.recompute_tier(
+                    conn, merchant_id=merchant_id, shopper_id=shopper_id, rules_=rules, at=self.now
+                )
+            if changed:
+                self.summary.tiers_changed += 1
+                self.report("tiers changed", self.summary.tiers_changed)
 
 
 async def _each(
