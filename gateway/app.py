@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -37,7 +35,7 @@ from gateway.http.handlers import pings as ping_handlers
 from gateway.http.handlers.passes import SIGNERS
 from gateway.http.ratelimit import PING_LIMITER, REDEEM_LIMITER
 from gateway.http.routing import MOUNTED
-from gateway.jobs import retention, stats, upkeep
+from gateway.jobs import periodic, retention, stats, upkeep
 from gateway.pingpath import geoindex, offering, pinglog, pings, spool
 from gateway.pingpath.geoindex import GEO_INDEX
 from gateway.pingpath.offering import OFFERS
@@ -78,6 +76,17 @@ def create_app(
     app[SETTINGS] = settings
     app[DB_URL] = db_url or db.resolve_url(settings)
     app[CLOCK] = clock_ or clock.SystemClock()
+    _add_services(app, settings)
+    _mount(app, all_endpoints())
+    app.cleanup_ctx.append(_pool_ctx)
+    app.cleanup_ctx.append(_geo_ctx)
+    app.cleanup_ctx.append(_jobs_ctx)
+    app.cleanup_ctx.append(_delivery_ctx)
+    return app
+
+
+def _add_services(app: web.Application, settings: Settings) -> None:
+    """The per-process services the handlers reach through their app keys."""
     app[VERIFIER] = auth.TokenVerifier(ttl=settings.token_cache_seconds)
     log_ = pinglog.PingLog(
         mode=settings.ping_log,
@@ -100,17 +109,25 @@ def create_app(
     app[REDEEM_LIMITER] = ratelimit.TokenBuckets(
         rate=settings.redeem_rate, burst=settings.redeem_burst
     )
-    endpoints: dict[routing.Handler, routing.Endpoint] = {}
-    for ep in all_endpoints():
-        if ep.handler in endpoints:
+
+
+def _mount(app: web.Application, endpoints: list[routing.Endpoint]) -> None:
+    mounted: dict[routing.Handler, routing.Endpoint] = {}
+    for ep in endpoints:
+        if ep.handler in mounted:
             raise RuntimeError(f"handler {ep.operation_id} is mounted twice")
-        endpoints[ep.handler] = ep
+        mounted[ep.handler] = ep
         app.router.add_route(ep.method, ep.path, ep.handler, name=ep.operation_id)
-    app[MOUNTED] = endpoints
-    app.cleanup_ctx.append(_pool_ctx)
-    app.cleanup_ctx.append(_geo_ctx)
-    app.cleanup_ctx.append(_delivery_ctx)
-    return app
+    app[MOUNTED] = mounted
+
+
+def background_jobs(settings: Settings) -> list[periodic.Job]:
+    """What every replica runs in the background; each job's lock lets one at a time work."""
+    return [
+        retention.job(retention_days=settings.ping_retention_days),
+        stats.job(every_seconds=settings.stats_compact_seconds),
+        upkeep.job(every_seconds=settings.wallet_upkeep_seconds),
+    ]
 
 
 async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -141,30 +158,22 @@ async def _geo_ctx(app: web.Application) -> AsyncIterator[None]:
     # Its own connection: log batches never wait for a request's, nor requests for them.
     log_pool = await db.create_pool(app[DB_URL], min_size=1, max_size=1)
     ping_log.start(log_pool)
-    settings = app[SETTINGS]
-    purger = asyncio.create_task(
-        retention.run_forever(pool, retention_days=settings.ping_retention_days, clock_=app[CLOCK]),
-        name="ping-retention",
-    )
-    compactor = asyncio.create_task(
-        stats.run_forever(pool, every_seconds=settings.stats_compact_seconds),
-        name="stats-compaction",
-    )
-    upkeeper = asyncio.create_task(
-        upkeep.run_forever(pool, clock_=app[CLOCK], every_seconds=settings.wallet_upkeep_seconds),
-        name="wallet-upkeep",
-    )
     try:
         yield
     finally:
-        for task in (purger, compactor, upkeeper):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         await ping_log.stop()
         await log_pool.close()
         await holder.stop()
         await listener.close()
+
+
+async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
+    runner = periodic.Runner(app[POOL], background_jobs(app[SETTINGS]), clock_=app[CLOCK])
+    runner.start()
+    try:
+        yield
+    finally:
+        await runner.stop()
 
 
 LISTENER = web.AppKey("listener", listen.Listener)

@@ -15,11 +15,9 @@ from importlib import resources
 
 import asyncpg
 
-log = logging.getLogger(__name__)
+from geo import locks
 
-# An arbitrary constant that identifies "the gateway's migration lock" among
-# all advisory locks on the server (the bytes of "gwmigrat").
-LOCK_ID = 0x67776D6967726174 - (1 << 63)
+log = logging.getLogger(__name__)
 
 _FILE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 
@@ -76,7 +74,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 async def migrate(conn: asyncpg.Connection) -> list[Migration]:
     """Apply every pending migration; returns the ones this call applied."""
     applied: list[Migration] = []
-    await conn.execute("SELECT pg_advisory_lock($1)", LOCK_ID)
+    await conn.execute("SELECT pg_advisory_lock($1)", locks.MIGRATE)
     try:
         await conn.execute(_CREATE_TABLE)
         rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
@@ -109,7 +107,7 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
                 "database has migrations this code does not know", extra={"versions": unknown}
             )
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_ID)
+        await conn.execute("SELECT pg_advisory_unlock($1)", locks.MIGRATE)
     return applied
 
 
