@@ -151,7 +151,7 @@ async def _geo_ctx(app: web.Application) -> AsyncIterator[None]:
     app[VERIFIER].attach(listener)
     app[OFFERS].attach(listener)
     app[INBOX_HUB].attach(listener)
-    app[LISTENER] = listener
+    app[listen.LISTENER] = listener
     await listener.start(app[SETTINGS].index_poll_seconds)
     await holder.start(pool)
     ping_log = app[PINGS].log
@@ -176,22 +176,18 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
         await runner.stop()
 
 
-LISTENER = web.AppKey("listener", listen.Listener)
-PASS_PUSHER = web.AppKey("pass_pusher", passpush.PassPusher)
-
-
 async def _delivery_ctx(app: web.Application) -> AsyncIterator[None]:
     """The VAPID key, the Web Push sender, this process's outbox worker and pass pusher."""
     settings = app[SETTINGS]
     async with wiring.running(
         app[POOL],
         settings,
-        app[LISTENER],
+        app[listen.LISTENER],
         clock_=app[CLOCK],
         outbox_worker=settings.outbox_worker,
         pass_pusher=settings.pass_pusher,
     ) as delivery:
         app[VAPID] = delivery.key
         app[WORKER] = delivery.worker
-        app[PASS_PUSHER] = delivery.pusher
+        app[passpush.PASS_PUSHER] = delivery.pusher
         yield
