@@ -25,7 +25,6 @@ _Q = sql.load("wallet")
 class Balance:
     points: int
     tier: str | None
-    tier_changed: bool = False
 
 
 async def rules(conn: asyncpg.Connection, merchant_id: int) -> loyalty.Rules:
@@ -83,7 +82,7 @@ async def apply_entry(
     await passes.queue_pass_update(
         conn, merchant_id, shopper_id, "tier_changed" if changed else f"points_{kind}"
     )
-    return Balance(points=int(row["points"]), tier=tier, tier_changed=changed)
+    return Balance(points=int(row["points"]), tier=tier)
 
 
 async def settle_tier(
@@ -277,7 +276,3 @@ async def ledger(
     conn: asyncpg.Connection, merchant_id: int, shopper_id: int, *, before: int, limit: int
 ) -> list[asyncpg.Record]:
     return list(await conn.fetch(_Q["ledger"], shopper_id, merchant_id, before, limit))
-
-
-async def ledger_sum(conn: asyncpg.Connection, shopper_id: int) -> int:
-    return int(await conn.fetchval(_Q["ledger_sum"], shopper_id))
