@@ -166,7 +166,10 @@ async def test_an_edited_function_file_takes_effect_on_the_next_migrate(
         shutil.copytree(root / package, tmp_path / "src" / package)
     edited = tmp_path / "src" / "offers" / "functions.sql"
     text = edited.read_text(encoding="utf-8")
-    old = "    SELECT (at AT TIME ZONE coalesce((SELECT timezone FROM stores WHERE id = store), 'UTC'))::date\n"
+    old = (
+        "    SELECT (at AT TIME ZONE coalesce((SELECT timezone FROM stores WHERE id = store), "
+        "'UTC'))::date\n"
+    )
     assert old in text
     edited.write_text(text.replace(old, "    SELECT DATE '2001-02-03'\n"), encoding="utf-8")
     # PYTHONSAFEPATH: python -m must not import this checkout from the working directory.

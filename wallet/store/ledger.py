@@ -205,23 +205,7 @@ async def record_purchase(
     if earlier is not None:
         if bytes(earlier["request_hash"]) != fingerprint:
             raise errors.IdempotencyKeyReused()
-        return Purchase(
-            **{
-                k: earlier[k]
-                for k in (
-                    "id",
-                    "shopper_id",
-                    "store_id",
-                    "amount",
-                    "order_ref",
-                    "points",
-                    "created_at",
-                )
-            },
-            balance=int(locked["points"]),
-            tier=locked["tier"],
-            created=False,
-        )
+        return _purchase(earlier, int(locked["points"]), locked["tier"], created=False)
     rules_ = await rules(conn, merchant_id)
     points = loyalty.purchase_points(amount, rules_)
     row = await conn.fetchrow(
@@ -262,14 +246,12 @@ async def record_purchase(
         amount,
         at,
     )
-    return Purchase(
-        **{
-            k: row[k]
-            for k in ("id", "shopper_id", "store_id", "amount", "order_ref", "points", "created_at")
-        },
-        balance=balance.points,
-        tier=balance.tier,
-    )
+    return _purchase(row, balance.points, balance.tier, created=True)
+
+
+def _purchase(row: asyncpg.Record, balance: int, tier: str | None, *, created: bool) -> Purchase:
+    columns = ("id", "shopper_id", "store_id", "amount", "order_ref", "points", "created_at")
+    return Purchase(**{k: row[k] for k in columns}, balance=balance, tier=tier, created=created)
 
 
 async def ledger(
