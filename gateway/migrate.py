@@ -2,7 +2,10 @@
 
 Every process may call :func:`migrate` at start-up. A PostgreSQL advisory lock
 makes concurrent callers queue, so exactly one of them applies each file and
-the rest find nothing to do.
+the rest find nothing to do. After them, every call re-applies the packages'
+``functions.sql`` (the current plpgsql/sql functions and triggers, written with
+CREATE OR REPLACE), so those files, not the history, say what runs. A function
+whose signature or result type changes needs a numbered migration that drops it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ import asyncpg
 from geo import locks
 
 log = logging.getLogger(__name__)
+
+# The packages whose functions.sql holds their functions and triggers, in the order they
+# are applied (SQL-language bodies are checked at creation, so callees come first).
+FUNCTION_FILES = ("geo", "offers", "gateway.accounts", "gateway.delivery")
 
 _FILE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 
@@ -72,43 +79,56 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 
 
 async def migrate(conn: asyncpg.Connection) -> list[Migration]:
-    """Apply every pending migration; returns the ones this call applied."""
-    applied: list[Migration] = []
+    """Apply every pending migration, then the function files; returns the migrations applied."""
     await conn.execute("SELECT pg_advisory_lock($1)", locks.MIGRATE)
     try:
         await conn.execute(_CREATE_TABLE)
         rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
         done = {r["version"]: r["checksum"] for r in rows}
+        applied = []
         for migration in available():
-            recorded = done.get(migration.version)
-            if recorded is not None:
-                if recorded != migration.checksum:
-                    raise MigrationError(
-                        f"migration {migration.version:04d}_{migration.name} was changed after "
-                        "it was applied; migrations are forward-only, add a new file instead"
-                    )
-                continue
-            async with conn.transaction():
-                await conn.execute(migration.sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                    migration.version,
-                    migration.name,
-                    migration.checksum,
-                )
-            log.info(
-                "migration applied",
-                extra={"version": migration.version, "migration": migration.name},
-            )
-            applied.append(migration)
+            if await _apply(conn, migration, done.get(migration.version)):
+                applied.append(migration)
         unknown = sorted(set(done) - {m.version for m in available()})
         if unknown:
+            # Newer code migrated this database: its functions are newer than ours too.
             log.warning(
-                "database has migrations this code does not know", extra={"versions": unknown}
+                "database has migrations this code does not know; functions left as they are",
+                extra={"versions": unknown},
             )
+        else:
+            async with conn.transaction():
+                for package in FUNCTION_FILES:
+                    await conn.execute(functions_sql(package))
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", locks.MIGRATE)
     return applied
+
+
+async def _apply(conn: asyncpg.Connection, migration: Migration, recorded: str | None) -> bool:
+    """Apply one migration unless it was (``recorded`` is its checksum then); True if applied."""
+    if recorded is not None:
+        if recorded != migration.checksum:
+            raise MigrationError(
+                f"migration {migration.version:04d}_{migration.name} was changed after "
+                "it was applied; migrations are forward-only, add a new file instead"
+            )
+        return False
+    async with conn.transaction():
+        await conn.execute(migration.sql)
+        await conn.execute(
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+            migration.version,
+            migration.name,
+            migration.checksum,
+        )
+    log.info("migration applied", extra={"version": migration.version, "migration": migration.name})
+    return True
+
+
+def functions_sql(package: str) -> str:
+    """The text of ``package``'s functions.sql."""
+    return resources.files(package).joinpath("functions.sql").read_text(encoding="utf-8")
 
 
 async def current_version(conn: asyncpg.Connection) -> int:
