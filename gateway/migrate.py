@@ -2,10 +2,13 @@
 
 Every process may call :func:`migrate` at start-up. A PostgreSQL advisory lock
 makes concurrent callers queue, so exactly one of them applies each file and
-the rest find nothing to do. After them, every call re-applies the packages'
-``functions.sql`` (the current plpgsql/sql functions and triggers, written with
-CREATE OR REPLACE), so those files, not the history, say what runs. A function
-whose signature or result type changes needs a numbered migration that drops it.
+the rest find nothing to do. After them, the packages' ``functions.sql`` (the
+current plpgsql/sql functions and triggers, written with CREATE OR REPLACE) are
+re-applied whenever one of them changed or a migration ran, so those files, not
+the history, say what runs. Unchanged files are not re-applied: replacing a
+trigger locks its table, which a replica starting under load should not do for
+nothing. A function whose signature or result type changes needs a numbered
+migration that drops it.
 """
 
 from __future__ import annotations
@@ -97,9 +100,7 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
                 extra={"versions": unknown},
             )
         else:
-            async with conn.transaction():
-                for package in FUNCTION_FILES:
-                    await conn.execute(functions_sql(package))
+            await _apply_functions(conn, force=bool(applied))
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", locks.MIGRATE)
     return applied
@@ -123,6 +124,36 @@ async def _apply(conn: asyncpg.Connection, migration: Migration, recorded: str |
             migration.checksum,
         )
     log.info("migration applied", extra={"version": migration.version, "migration": migration.name})
+    return True
+
+
+_CREATE_FUNCTIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_functions (
+    package     text CONSTRAINT pk__schema_functions PRIMARY KEY,
+    checksum    text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+async def _apply_functions(conn: asyncpg.Connection, *, force: bool) -> bool:
+    """Re-apply every function file if one changed (or ``force``); True if it did."""
+    await conn.execute(_CREATE_FUNCTIONS_TABLE)
+    rows = await conn.fetch("SELECT package, checksum FROM schema_functions")
+    recorded = {r["package"]: r["checksum"] for r in rows}
+    texts = {package: functions_sql(package) for package in FUNCTION_FILES}
+    sums = {package: hashlib.sha256(text.encode()).hexdigest() for package, text in texts.items()}
+    if not force and recorded == sums:
+        return False
+    async with conn.transaction():
+        # All of them, in order: a changed callee may be used by another file's bodies.
+        for text in texts.values():
+            await conn.execute(text)
+        await conn.execute("DELETE FROM schema_functions")
+        await conn.executemany(
+            "INSERT INTO schema_functions (package, checksum) VALUES ($1, $2)", sums.items()
+        )
+    log.info("function files applied", extra={"packages": list(texts)})
     return True
 
 
