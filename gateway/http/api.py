@@ -149,6 +149,14 @@ def require_store(p: Principal, store_id: int) -> None:
         raise errors.Forbidden("this token is not scoped to that store", code="out_of_scope")
 
 
+def require_merchant_wide(p: Principal, what: str) -> None:
+    """Refuse a store-scoped token for settings that apply to the whole merchant."""
+    if p.store_ids is not None:
+        raise errors.Forbidden(
+            f"{what} are merchant-wide; use a merchant-wide key", code="out_of_scope"
+        )
+
+
 def as_id(value: object) -> int | None:
     """An id from a JSON value, path or query string: an int or up to 18 ASCII digits.
 

@@ -86,10 +86,7 @@ async def get_loyalty(request: web.Request) -> web.Response:
 
 async def put_loyalty(request: web.Request) -> web.Response:
     p = api.principal(request)
-    if p.store_ids is not None:
-        raise errors.Forbidden(
-            "loyalty rules are merchant-wide; use a merchant-wide key", code="out_of_scope"
-        )
+    api.require_merchant_wide(p, "loyalty rules")
     req = await api.body(request, LoyaltyIn)
     try:
         tiers = loyalty.check_tiers([t.model_dump() for t in req.tiers])

@@ -55,10 +55,7 @@ async def get_program(request: web.Request) -> web.Response:
 
 async def put_program(request: web.Request) -> web.Response:
     p = api.principal(request)
-    if p.store_ids is not None:
-        raise errors.Forbidden(
-            "program rules are merchant-wide; use a merchant-wide key", code="out_of_scope"
-        )
+    api.require_merchant_wide(p, "program rules")
     req = await api.body(request, ProgramIn)
     start = end = 0
     if req.quiet_hours is not None:
