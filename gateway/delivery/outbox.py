@@ -30,6 +30,7 @@ from gateway import clock, db, listen
 from gateway.delivery import webpush
 from geo import sql
 from offers import codes
+from offers import store as offers_store
 
 log = logging.getLogger(__name__)
 _Q = sql.load("gateway.delivery")
@@ -116,6 +117,29 @@ def push_payload(c: Claim, public_url: str) -> bytes:
             "coupon": {"code": codes.display(c.code), "expires_at": c.expires_at.isoformat()},
             "open_url": f"{public_url}/v1/inbox/{c.delivery_id}/open",
         }
+    )
+
+
+async def enqueue(conn: asyncpg.Connection, sends: Sequence[offers_store.Send]) -> None:
+    """Queue the delivery of coupons just issued, in the caller's transaction.
+
+    That must be the transaction that issued them (offers' `record_decisions`), so a
+    coupon is delivered if and only if it exists: exactly once to the shopper.
+    """
+    if not sends:
+        return
+    await conn.execute(
+        _Q["enqueue"],
+        [s.delivery_id for s in sends],
+        [s.merchant_id for s in sends],
+        [s.shopper_id for s in sends],
+        [s.offer_id for s in sends],
+        [s.coupon_id for s in sends],
+        [s.decision_id for s in sends],
+        [s.store_id for s in sends],
+        [",".join(s.channels) for s in sends],
+        [s.at for s in sends],
+        [s.expires_at for s in sends],
     )
 
 
