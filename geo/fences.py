@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 from types import MappingProxyType
 
-from geo.models import FenceConfig, FenceState, Observation, StepResult, Transition
+from geo.models import EventKind, FenceConfig, FenceState, Observation, StepResult, Transition
 
 DEFAULT_CONFIG = FenceConfig()
 
@@ -60,7 +60,7 @@ def step(
     changed = False
     for fence_id in sorted(states):
         d = near.get(fence_id, math.inf)
-        followed = _follow(states[fence_id], d, accuracy_m, ts, stores.get(fence_id), config)
+        followed = _follow(states[fence_id], d, accuracy_m, ts, stores, config)
         if followed is None:
             continue
         after, transition = followed
@@ -82,7 +82,7 @@ def _follow(
     d: float,
     accuracy_m: float,
     ts: datetime,
-    store_id: int | None,
+    stores: Mapping[int, int],
     config: FenceConfig,
 ) -> tuple[FenceState | None, Transition | None] | None:
     """One open visit against a ping `d` metres away.
@@ -96,12 +96,11 @@ def _follow(
         return None
     if since_inside > config.visit_timeout_seconds:
         # Pings stopped (app killed, phone off): the visit ended when we last saw it.
-        at = state.last_inside_at
-        return None, Transition(fence_id=state.fence_id, store_id=store_id, event="exit", at=at)
+        return None, _transition(state.fence_id, "exit", state.last_inside_at, stores)
     if d > reach_m(accuracy_m, config):
         out_count = state.out_count + 1
         if out_count >= config.exit_pings:
-            return None, Transition(fence_id=state.fence_id, store_id=store_id, event="exit", at=ts)
+            return None, _transition(state.fence_id, "exit", ts, stores)
         return replace(state, out_count=out_count), None
     # Dwell wants a ping that would have entered, not one in the hysteresis band.
     fire = (
@@ -115,8 +114,7 @@ def _follow(
         touched = replace(
             state, last_inside_at=ts, out_count=0, dwell_fired=state.dwell_fired or fire
         )
-        dwell = Transition(fence_id=state.fence_id, store_id=store_id, event="dwell", at=ts)
-        return touched, dwell if fire else None
+        return touched, _transition(state.fence_id, "dwell", ts, stores) if fire else None
     if state.out_count:
         # Back inside: only the counter resets, which needs no database write.
         return replace(state, out_count=0), None
@@ -141,11 +139,16 @@ def _enter(
         visits[fence_id] = FenceState(
             fence_id=fence_id, entered_at=ts, last_inside_at=ts, dwell_fired=dwell_now
         )
-        store_id = stores.get(fence_id)
-        enters.append(Transition(fence_id=fence_id, store_id=store_id, event="enter", at=ts))
+        enters.append(_transition(fence_id, "enter", ts, stores))
         if dwell_now:
-            enters.append(Transition(fence_id=fence_id, store_id=store_id, event="dwell", at=ts))
+            enters.append(_transition(fence_id, "dwell", ts, stores))
     return enters
+
+
+def _transition(
+    fence_id: int, event: EventKind, at: datetime, stores: Mapping[int, int]
+) -> Transition:
+    return Transition(fence_id=fence_id, store_id=stores.get(fence_id), event=event, at=at)
 
 
 def step_batch(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import asyncpg
@@ -53,23 +53,25 @@ class Outcome:
     sent: list[offering.Sent] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class _Work:
     """What a request's unit of work needs: whose visits, and the pings that observe them.
 
-    `owners[k]` is the index (in the request) of the ping `observations[k]` and
-    `contexts[k]` come from, so each ping keeps its own answer, weather and decisions
-    even when pings share a timestamp.
+    `owners[k]` is the index in `pings` of the ping `observations[k]` comes from, so
+    each ping keeps its own answer, weather and decisions even when pings share a
+    timestamp.
     """
 
     merchant_id: int
     shopper_id: int
     index: FenceIndex
     now: dt.datetime
+    pings: Sequence[Ping]
     owners: Sequence[int]
     observations: Sequence[Observation]
-    contexts: Sequence[Context]
 
+
+_NO_STEP = StepResult(states={}, transitions=(), changed=False)
 
 # Optimistic attempts before waiting for the shopper's row lock instead: a burst of
 # one shopper's pings (two app instances, replicas) must all get through.
@@ -112,7 +114,7 @@ class PingService:
     ) -> Outcome:
         results = [self._window(ping, now) for ping in pings]
         admitted = [i for i, r in enumerate(results) if r.status == "accepted"]
-        step = StepResult(states={}, transitions=(), changed=False)
+        step = _NO_STEP
         sent: list[offering.Sent] = []
         if admitted:
             admitted.sort(key=lambda i: pings[i].ts)
@@ -193,18 +195,14 @@ class PingService:
             observations.append(Observation(at=ping.ts, accuracy_m=ping.accuracy_m, near=near))
         if observations and baseline is not None:
             self._remember(shopper_id, baseline)
-        contexts = [
-            Context(now=now, weather_condition=pings[i].weather_condition, temp_c=pings[i].temp_c)
-            for i in owners
-        ]
         return _Work(
             merchant_id=merchant_id,
             shopper_id=shopper_id,
             index=index,
             now=now,
+            pings=pings,
             owners=owners,
             observations=observations,
-            contexts=contexts,
         )
 
     async def _settle(
@@ -237,6 +235,7 @@ class PingService:
         under the shopper's row lock, and the unit always completes.
         """
         locked = state is None
+        # The book is loaded before a connection is taken: loading it may need one too.
         book = await self.offers.book(pool, work.merchant_id) if locked else None
         moments: list[offering.Moment] = []
         if state is not None:
@@ -274,8 +273,7 @@ class PingService:
 
     def _step(self, state: geo_store.ShopperGeo, work: _Work) -> StepResult:
         # The index says each fence's store once, here: transitions carry it from now on.
-        fence_ids = set(state.visits).union(*(o.near for o in work.observations))
-        stores = {f: fence.store_id for f in fence_ids if (fence := work.index.get(f)) is not None}
+        stores = _Stores(work.index)
         return fences.step_batch(state.visits, work.observations, self.fence_config, stores=stores)
 
     def _needs_write(self, state: geo_store.ShopperGeo, step: StepResult, shopper_id: int) -> bool:
@@ -292,7 +290,8 @@ class PingService:
         return False
 
     def _moments(self, book: offering.Book, step: StepResult, work: _Work) -> list[offering.Moment]:
-        caused = zip(work.contexts, step.by_observation, strict=True)
+        contexts = [_context(work.pings[i], work.now) for i in work.owners]
+        caused = zip(contexts, step.by_observation, strict=True)
         return self.offers.moments(book, list(caused), work.now)
 
     async def _write(
@@ -329,6 +328,31 @@ class PingService:
         if len(self._recent) > 500_000:
             self._recent.clear()
         self._recent[shopper_id] = fix
+
+
+class _Stores(Mapping[int, int]):
+    """Each fence's store in an index snapshot, looked up only for the transitions."""
+
+    __slots__ = ("_index",)
+
+    def __init__(self, index: FenceIndex) -> None:
+        self._index = index
+
+    def __getitem__(self, fence_id: int) -> int:
+        fence = self._index.get(fence_id)
+        if fence is None:
+            raise KeyError(fence_id)
+        return fence.store_id
+
+    def __iter__(self) -> Iterator[int]:
+        return (f.id for f in self._index.fences())
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
+def _context(ping: Ping, now: dt.datetime) -> Context:
+    return Context(now=now, weather_condition=ping.weather_condition, temp_c=ping.temp_c)
 
 
 def _transaction(
