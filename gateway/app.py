@@ -36,7 +36,7 @@ from gateway.http.handlers.passes import SIGNERS
 from gateway.http.ratelimit import PING_LIMITER, REDEEM_LIMITER
 from gateway.http.routing import MOUNTED
 from gateway.jobs import periodic, retention, stats, upkeep
-from gateway.pingpath import geoindex, offering, pinglog, pings, spool
+from gateway.pingpath import geoindex, offering, pinglog, pings, spool, visits
 from gateway.pingpath.geoindex import GEO_INDEX
 from gateway.pingpath.offering import OFFERS
 from gateway.pingpath.pings import PINGS
@@ -97,14 +97,19 @@ def _add_services(app: web.Application, settings: Settings) -> None:
     app[SIGNERS] = {}
     app[OFFERS] = offering.OfferBooks(max_delay_seconds=settings.offer_max_delay_seconds)
     app[GEO_INDEX] = geoindex.IndexHolder(poll_seconds=settings.index_poll_seconds)
+    # Shoppers' visit state as this process last saw it; what fills it and what empties
+    # it is all in gateway/pingpath/visits.py.
+    visit_cache = visits.VisitCache()
     app[PINGS] = pings.PingService(
         fence_config=settings.fence_config(),
         spoof_config=settings.spoofing_config(),
         log=log_,
         offers=app[OFFERS],
+        visit_cache=visit_cache,
     )
-    # A shopper's key and geofence state come from the database in one read.
-    app[VERIFIER].on_shopper_row = app[PINGS].prime
+    # The auth read of a shopper's key also brings the shopper's visit state (one read,
+    # see get_api_key): it primes the ping path's cache.
+    app[VERIFIER].on_shopper_row = visit_cache.prime
     app[PING_LIMITER] = ratelimit.TokenBuckets(rate=settings.ping_rate, burst=settings.ping_burst)
     app[REDEEM_LIMITER] = ratelimit.TokenBuckets(
         rate=settings.redeem_rate, burst=settings.redeem_burst

@@ -8,11 +8,12 @@ jitter on a fence's edge does not make the shopper flap in and out.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from types import MappingProxyType
 
-from geo.models import FenceConfig, FenceState, Observation, StepResult, Transition
+from geo.models import EventKind, FenceConfig, FenceState, Observation, StepResult, Transition
 
 DEFAULT_CONFIG = FenceConfig()
 
@@ -32,107 +33,153 @@ def reach_m(accuracy_m: float, config: FenceConfig = DEFAULT_CONFIG) -> float:
     return acc + config.exit_buffer_m + config.exit_buffer_ratio * acc
 
 
+NO_STORES: Mapping[int, int] = MappingProxyType({})
+
+
 def step(
     states: Mapping[int, FenceState],
     near: Mapping[int, float],
     accuracy_m: float,
     ts: datetime,
     config: FenceConfig = DEFAULT_CONFIG,
+    *,
+    stores: Mapping[int, int] = NO_STORES,
 ) -> StepResult:
     """Apply one ping to a shopper's open visits.
 
     `states` are the open visits by fence id; `near` maps fence id to the ping's distance in
-    metres (0 inside) for fences within `reach_m(accuracy_m)`. Transitions come out as
-    exits, then dwells, then enters, each in fence id order.
+    metres (0 inside) for fences within `reach_m(accuracy_m)`. `stores` maps fence ids to
+    their stores, so each transition carries its store. Transitions come out as exits, then
+    dwells, then enters, each in fence id order.
     """
     if not accuracy_m <= config.max_accuracy_m:  # written so that NaN is refused too
         return StepResult(states=states, transitions=(), changed=False)
-    acc = effective_accuracy_m(accuracy_m, config)
-    out_beyond = reach_m(accuracy_m, config)
     new: dict[int, FenceState] = dict(states)
     exits: list[Transition] = []
     dwells: list[Transition] = []
     changed = False
-
     for fence_id in sorted(states):
-        state = states[fence_id]
-        since_inside = (ts - state.last_inside_at).total_seconds()
-        if since_inside < 0:
-            # Older than what this visit already knows: it can't tell us anything new.
-            continue
-        if since_inside > config.visit_timeout_seconds:
-            # Pings stopped (app killed, phone off): the visit ended when we last saw it.
-            del new[fence_id]
-            exits.append(Transition(fence_id=fence_id, event="exit", at=state.last_inside_at))
-            changed = True
-            continue
         d = near.get(fence_id, math.inf)
-        if d > out_beyond:
-            out_count = state.out_count + 1
-            if out_count >= config.exit_pings:
-                del new[fence_id]
-                exits.append(Transition(fence_id=fence_id, event="exit", at=ts))
-            else:
-                new[fence_id] = replace(state, out_count=out_count)
-            changed = True
+        followed = _follow(states[fence_id], d, accuracy_m, ts, stores, config)
+        if followed is None:
             continue
-        # Dwell wants a ping that would have entered, not one in the hysteresis band.
-        fire = (
-            not state.dwell_fired
-            and d <= acc
-            and (ts - state.entered_at).total_seconds() >= config.dwell_seconds
-        )
-        # Refresh last_inside_at only coarsely: a write per ping for a shopper standing in
-        # a shop would buy nothing but a slightly sharper visit timeout.
-        touch = since_inside >= config.touch_seconds
-        if fire or touch:
-            new[fence_id] = replace(
-                state, last_inside_at=ts, out_count=0, dwell_fired=state.dwell_fired or fire
-            )
-            changed = True
-        elif state.out_count:
-            # Back inside: only the counter resets, which needs no database write.
-            new[fence_id] = replace(state, out_count=0)
-            changed = True
-        if fire:
-            dwells.append(Transition(fence_id=fence_id, event="dwell", at=ts))
-
-    enters: list[Transition] = []
-    for fence_id in sorted(near):
-        if fence_id in new or not near[fence_id] <= acc:
-            continue
-        dwell_now = config.dwell_seconds <= 0
-        new[fence_id] = FenceState(
-            fence_id=fence_id, entered_at=ts, last_inside_at=ts, dwell_fired=dwell_now
-        )
+        after, transition = followed
         changed = True
-        enters.append(Transition(fence_id=fence_id, event="enter", at=ts))
-        if dwell_now:
-            enters.append(Transition(fence_id=fence_id, event="dwell", at=ts))
-
-    if not changed:
+        if after is None:
+            del new[fence_id]
+        else:
+            new[fence_id] = after
+        if transition is not None:
+            (exits if transition.event == "exit" else dwells).append(transition)
+    enters = _enter(new, near, accuracy_m, ts, stores, config)
+    if not (changed or enters):
         return StepResult(states=states, transitions=(), changed=False)
     return StepResult(states=new, transitions=(*exits, *dwells, *enters), changed=True)
 
 
+def _follow(
+    state: FenceState,
+    d: float,
+    accuracy_m: float,
+    ts: datetime,
+    stores: Mapping[int, int],
+    config: FenceConfig,
+) -> tuple[FenceState | None, Transition | None] | None:
+    """One open visit against a ping `d` metres away.
+
+    None if the visit does not change; else its new state (None: it ended) and its
+    transition, if any.
+    """
+    since_inside = (ts - state.last_inside_at).total_seconds()
+    if since_inside < 0:
+        # Older than what this visit already knows: it can't tell us anything new.
+        return None
+    if since_inside > config.visit_timeout_seconds:
+        # Pings stopped (app killed, phone off): the visit ended when we last saw it.
+        return None, _transition(state.fence_id, "exit", state.last_inside_at, stores)
+    if d > reach_m(accuracy_m, config):
+        out_count = state.out_count + 1
+        if out_count >= config.exit_pings:
+            return None, _transition(state.fence_id, "exit", ts, stores)
+        return replace(state, out_count=out_count), None
+    # Dwell wants a ping that would have entered, not one in the hysteresis band.
+    fire = (
+        not state.dwell_fired
+        and d <= effective_accuracy_m(accuracy_m, config)
+        and (ts - state.entered_at).total_seconds() >= config.dwell_seconds
+    )
+    # Refresh last_inside_at only coarsely: a write per ping for a shopper standing in
+    # a shop would buy nothing but a slightly sharper visit timeout.
+    if fire or since_inside >= config.touch_seconds:
+        touched = replace(
+            state, last_inside_at=ts, out_count=0, dwell_fired=state.dwell_fired or fire
+        )
+        return touched, _transition(state.fence_id, "dwell", ts, stores) if fire else None
+    if state.out_count:
+        # Back inside: only the counter resets, which needs no database write.
+        return replace(state, out_count=0), None
+    return None
+
+
+def _enter(
+    visits: dict[int, FenceState],
+    near: Mapping[int, float],
+    accuracy_m: float,
+    ts: datetime,
+    stores: Mapping[int, int],
+    config: FenceConfig,
+) -> list[Transition]:
+    """Open a visit in `visits` for each fence within accuracy that has none; their enters."""
+    acc = effective_accuracy_m(accuracy_m, config)
+    dwell_now = config.dwell_seconds <= 0
+    enters: list[Transition] = []
+    for fence_id in sorted(near):
+        if fence_id in visits or not near[fence_id] <= acc:
+            continue
+        visits[fence_id] = FenceState(
+            fence_id=fence_id, entered_at=ts, last_inside_at=ts, dwell_fired=dwell_now
+        )
+        enters.append(_transition(fence_id, "enter", ts, stores))
+        if dwell_now:
+            enters.append(_transition(fence_id, "dwell", ts, stores))
+    return enters
+
+
+def _transition(
+    fence_id: int, event: EventKind, at: datetime, stores: Mapping[int, int]
+) -> Transition:
+    return Transition(fence_id=fence_id, store_id=stores.get(fence_id), event=event, at=at)
+
+
 def step_batch(
     states: Mapping[int, FenceState],
-    observations: Iterable[Observation],
+    observations: Sequence[Observation],
     config: FenceConfig = DEFAULT_CONFIG,
+    *,
+    stores: Mapping[int, int] = NO_STORES,
 ) -> StepResult:
     """Apply several pings in timestamp order (ties keep their given order).
 
     `changed` compares the final states with `states`: a visit opened and closed within
     the batch leaves nothing to write, though its transitions are still returned.
+    `by_observation` gives each observation's own transitions, in the order given, so
+    pings that share a timestamp keep theirs apart.
     """
     current: Mapping[int, FenceState] = states
     transitions: list[Transition] = []
-    for obs in sorted(observations, key=lambda o: o.at):
-        result = step(current, obs.near, obs.accuracy_m, obs.at, config)
+    by_observation: list[tuple[Transition, ...]] = [()] * len(observations)
+    for k in sorted(range(len(observations)), key=lambda k: observations[k].at):
+        obs = observations[k]
+        result = step(current, obs.near, obs.accuracy_m, obs.at, config, stores=stores)
         current = result.states
         transitions.extend(result.transitions)
-    changed = dict(current) != dict(states)
-    return StepResult(states=current, transitions=tuple(transitions), changed=changed)
+        by_observation[k] = result.transitions
+    return StepResult(
+        states=current,
+        transitions=tuple(transitions),
+        changed=dict(current) != dict(states),
+        by_observation=tuple(by_observation),
+    )
 
 
 def needs_persisting(before: Mapping[int, FenceState], after: Mapping[int, FenceState]) -> bool:

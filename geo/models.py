@@ -68,9 +68,14 @@ class FenceState:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Transition:
-    """An enter, dwell or exit event of one shopper on one fence."""
+    """An enter, dwell or exit event of one shopper on one fence.
+
+    `store_id` is the fence's store as the state machine was told it (see `fences.step`);
+    None when it was not told, e.g. for a fence deleted while a visit to it was open.
+    """
 
     fence_id: int
+    store_id: int | None = None
     event: EventKind
     at: datetime
 
@@ -92,11 +97,14 @@ class StepResult:
     """The outcome of feeding pings to the state machine.
 
     `changed` is False when `states` equals the input, so the caller can skip the write.
+    `by_observation` (from `fences.step_batch` only) splits `transitions` by the
+    observation that caused them, in the order the observations were given.
     """
 
     states: Mapping[int, FenceState]
     transitions: tuple[Transition, ...]
     changed: bool
+    by_observation: tuple[tuple[Transition, ...], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

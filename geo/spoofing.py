@@ -40,6 +40,26 @@ def implied_speed_mps(previous: Fix, current: Fix) -> float:
     return gap / seconds if seconds > 0 else math.inf
 
 
+def window(at: datetime, now: datetime, config: SpoofingConfig = DEFAULT_CONFIG) -> Verdict:
+    """Whether a fix taken at `at` is inside the accepted time window around the server's `now`.
+
+    Checked before anything else: a ping outside it is refused and leaves no trace.
+    """
+    age = (now - at).total_seconds()
+    if -age > config.max_future_skew_s:
+        return Verdict.FUTURE
+    if age > config.max_age_s:
+        return Verdict.TOO_OLD
+    return Verdict.OK
+
+
+def travel(previous: Fix | None, current: Fix, config: SpoofingConfig = DEFAULT_CONFIG) -> Verdict:
+    """Whether getting from the previous accepted fix, if any, to `current` is plausible."""
+    if previous is not None and implied_speed_mps(previous, current) > config.max_speed_mps:
+        return Verdict.IMPOSSIBLE_TRAVEL
+    return Verdict.OK
+
+
 def check(
     previous: Fix | None,
     current: Fix,
@@ -47,11 +67,5 @@ def check(
     config: SpoofingConfig = DEFAULT_CONFIG,
 ) -> Verdict:
     """Judge `current` against the server clock `now` and the previous accepted fix, if any."""
-    age = (now - current.at).total_seconds()
-    if -age > config.max_future_skew_s:
-        return Verdict.FUTURE
-    if age > config.max_age_s:
-        return Verdict.TOO_OLD
-    if previous is not None and implied_speed_mps(previous, current) > config.max_speed_mps:
-        return Verdict.IMPOSSIBLE_TRAVEL
-    return Verdict.OK
+    verdict = window(current.at, now, config)
+    return travel(previous, current, config) if verdict is Verdict.OK else verdict

@@ -97,7 +97,8 @@ SELECT 1 FROM offers WHERE id = $1 AND status = 'active' AND deleted_at IS NULL;
 
 -- name: record_decisions
 -- One ping's decisions in one statement: the log rows, and for the send (at
--- most one) its coupon, delivery and outbox rows. The caller's transaction
+-- most one) its coupon. The coupon's delivery is not written here: the caller
+-- enqueues what comes back (gateway/delivery) in the same transaction, which
 -- also holds the cap reservation, so all of it commits or none does.
 WITH d AS (
     INSERT INTO decisions (merchant_id, offer_id, shopper_id, store_id, geofence_id, trigger,
@@ -112,25 +113,9 @@ WITH d AS (
                          issued_at, expires_at)
     SELECT $1, d.offer_id, $2, d.id, $10, $11, $3, $12 FROM d WHERE d.outcome = 'sent'
     RETURNING id, decision_id, offer_id
-), dl AS (
-    INSERT INTO deliveries (id, merchant_id, shopper_id, offer_id, coupon_id, decision_id,
-                            store_id, channels, created_at)
-    SELECT $13, $1, $2, c.offer_id, c.id, c.decision_id, d.store_id, $14, $3
-    FROM c JOIN d ON d.id = c.decision_id
-    RETURNING id
-), ob AS (
-    -- The inbox needs no worker: the app reads it, and its live feed is woken below.
-    -- Due by the database's clock, which the workers of every replica compare with.
-    INSERT INTO outbox (delivery_id, merchant_id, channel, available_at, expires_at)
-    SELECT dl.id, $1, ch, now(), $12 FROM dl CROSS JOIN unnest($14::text[]) AS ch
-    WHERE ch <> 'inbox'
-    RETURNING delivery_id
 )
-SELECT c.id AS coupon_id,
-       (SELECT count(*) FROM ob) AS outbox_rows,
-       pg_notify('outbox', $1::text),
-       CASE WHEN 'inbox' = ANY ($14::text[]) THEN pg_notify('inbox', $2::text) END
-FROM c;
+SELECT c.id AS coupon_id, c.decision_id, c.offer_id, d.store_id
+FROM c JOIN d ON d.id = c.decision_id;
 
 -- name: redeem_coupon
 SELECT outcome, redemption_id FROM redeem_coupon($1, $2, $3, $4, $5, $6, $7, $8, $9);

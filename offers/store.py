@@ -289,11 +289,33 @@ class DecisionRow:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NewCoupon:
+    """The coupon of a send; `delivery_id` and `channels` only pass through to its `Send`."""
+
     code: str
     store_ids: frozenset[int]
     expires_at: dt.datetime
     delivery_id: uuid.UUID
     channels: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Send:
+    """A coupon just issued that must now be delivered, on `channels`, until `expires_at`.
+
+    Whoever delivers it enqueues it in the transaction that issued it (the gateway's
+    outbox), so a coupon is delivered if and only if it exists.
+    """
+
+    delivery_id: uuid.UUID
+    merchant_id: int
+    shopper_id: int
+    offer_id: int
+    coupon_id: int
+    decision_id: int
+    store_id: int
+    channels: tuple[str, ...]
+    at: dt.datetime
+    expires_at: dt.datetime
 
 
 async def record_decisions(
@@ -304,9 +326,9 @@ async def record_decisions(
     at: dt.datetime,
     rows: Sequence[DecisionRow],
     coupon: NewCoupon | None,
-) -> int | None:
-    """Log one ping's decisions; with a coupon, issue it to the send. Returns its id."""
-    cid = await conn.fetchval(
+) -> Send | None:
+    """Log one ping's decisions; with a coupon, issue it to the send and return what to send."""
+    row = await conn.fetchrow(
         _Q["record_decisions"],
         merchant_id,
         shopper_id,
@@ -320,10 +342,21 @@ async def record_decisions(
         coupon.code if coupon else None,
         sorted(coupon.store_ids) if coupon else None,
         coupon.expires_at if coupon else None,
-        coupon.delivery_id if coupon else None,
-        list(coupon.channels) if coupon else None,
     )
-    return None if cid is None else int(cid)
+    if row is None or coupon is None:
+        return None
+    return Send(
+        delivery_id=coupon.delivery_id,
+        merchant_id=merchant_id,
+        shopper_id=shopper_id,
+        offer_id=row["offer_id"],
+        coupon_id=row["coupon_id"],
+        decision_id=row["decision_id"],
+        store_id=row["store_id"],
+        channels=coupon.channels,
+        at=at,
+        expires_at=coupon.expires_at,
+    )
 
 
 # --- redemptions --------------------------------------------------------------------------

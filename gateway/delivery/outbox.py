@@ -30,6 +30,7 @@ from gateway import clock, db, listen
 from gateway.delivery import webpush
 from geo import sql
 from offers import codes
+from offers import store as offers_store
 
 log = logging.getLogger(__name__)
 _Q = sql.load("gateway.delivery")
@@ -124,6 +125,29 @@ async def dead_letters(
 ) -> list[asyncpg.Record]:
     """A page of the merchant's deliveries that gave up, by id."""
     return list(await conn.fetch(_Q["dead_letters"], merchant_id, after, limit))
+
+
+async def enqueue(conn: asyncpg.Connection, sends: Sequence[offers_store.Send]) -> None:
+    """Queue the delivery of coupons just issued, in the caller's transaction.
+
+    That must be the transaction that issued them (offers' `record_decisions`), so a
+    coupon is delivered if and only if it exists: exactly once to the shopper.
+    """
+    if not sends:
+        return
+    await conn.execute(
+        _Q["enqueue"],
+        [s.delivery_id for s in sends],
+        [s.merchant_id for s in sends],
+        [s.shopper_id for s in sends],
+        [s.offer_id for s in sends],
+        [s.coupon_id for s in sends],
+        [s.decision_id for s in sends],
+        [s.store_id for s in sends],
+        [",".join(s.channels) for s in sends],
+        [s.at for s in sends],
+        [s.expires_at for s in sends],
+    )
 
 
 async def record_event(

@@ -1,6 +1,37 @@
 -- The delivery side: the outbox workers' claims, the inbox, push subscriptions,
 -- delivery tracking and the VAPID key.
 
+-- name: enqueue
+-- Coupons just issued, in the transaction that issued them (offers'
+-- record_decisions): their delivery rows, and an outbox row per channel that
+-- needs a worker. Channels come comma-joined, one text per send, because
+-- unnest cannot take arrays of arrays of different lengths.
+WITH s AS (
+    SELECT s.id, s.merchant_id, s.shopper_id, s.offer_id, s.coupon_id, s.decision_id,
+           s.store_id, string_to_array(s.channels, ',') AS channels, s.created_at, s.expires_at
+    FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
+                $6::bigint[], $7::bigint[], $8::text[], $9::timestamptz[], $10::timestamptz[])
+         AS s(id, merchant_id, shopper_id, offer_id, coupon_id, decision_id, store_id, channels,
+              created_at, expires_at)
+), dl AS (
+    INSERT INTO deliveries (id, merchant_id, shopper_id, offer_id, coupon_id, decision_id,
+                            store_id, channels, created_at)
+    SELECT id, merchant_id, shopper_id, offer_id, coupon_id, decision_id, store_id, channels,
+           created_at
+    FROM s
+    RETURNING id
+), ob AS (
+    -- The inbox needs no worker: the app reads it, and its live feed is woken below.
+    -- Due by the database's clock, which the workers of every replica compare with.
+    INSERT INTO outbox (delivery_id, merchant_id, channel, available_at, expires_at)
+    SELECT s.id, s.merchant_id, ch, now(), s.expires_at
+    FROM dl JOIN s ON s.id = dl.id CROSS JOIN unnest(s.channels) AS ch
+    WHERE ch <> 'inbox'
+)
+SELECT pg_notify('outbox', s.merchant_id::text),
+       CASE WHEN 'inbox' = ANY (s.channels) THEN pg_notify('inbox', s.shopper_id::text) END
+FROM s;
+
 -- name: claim
 -- Rows nobody holds: pending and due, and either never leased or leased by a
 -- worker that has not finished within its lease (it crashed or hangs). SKIP

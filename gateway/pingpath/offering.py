@@ -7,6 +7,7 @@ change (NOTIFY offers_changed), so a ping only reads it from memory.
 `commit` runs inside the transaction that wrote the shopper's new visit state. That
 write holds the shopper's row lock, so concurrent pings of one shopper, on any
 replica, decide one after the other and each sees the caps the previous one used.
+Its sends are handed to the delivery outbox in that same transaction.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ import asyncpg
 from aiohttp import web
 
 from gateway import db, listen
-from geo.index import FenceIndex
+from gateway.delivery import outbox
 from geo.models import Transition
 from offers import codes, decide
 from offers import store as offers_store
-from offers.models import Candidate, Context, Exposure, Offer, Program
+from offers.models import Candidate, Context, Decision, Exposure, Offer, Program, ShopperState
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,16 @@ class Sent:
     code: str
     expires_at: dt.datetime
 
+    @classmethod
+    def of(cls, send: offers_store.Send, code: str) -> Sent:
+        return cls(
+            offer_id=send.offer_id,
+            delivery_id=send.delivery_id,
+            coupon_id=send.coupon_id,
+            code=code,
+            expires_at=send.expires_at,
+        )
+
     def as_json(self) -> dict[str, object]:
         return {
             "offer_id": str(self.offer_id),
@@ -89,10 +100,9 @@ class Sent:
 
 @dataclass(slots=True, kw_only=True)
 class Moment:
-    """One ping's triggers: its weather and the offers its transitions made candidates."""
+    """One ping's triggers: its decision context and the offers its transitions made candidates."""
 
-    weather_condition: str | None
-    temp_c: float | None
+    context: Context
     candidates: list[Candidate] = field(default_factory=list)
 
 
@@ -138,36 +148,34 @@ class OfferBooks:
     def moments(
         self,
         book: Book,
-        index: FenceIndex,
-        transitions: Sequence[Transition],
-        weather: Mapping[dt.datetime, tuple[str | None, float | None]],
+        caused: Sequence[tuple[Context, Sequence[Transition]]],
         now: dt.datetime,
     ) -> list[Moment]:
-        """Group the candidate offers by the ping whose transitions triggered them."""
-        by_ping: dict[dt.datetime, Moment] = {}
-        for t in transitions:
-            if t.event == "exit" or now - t.at > self.max_delay:
-                continue
-            fence = index.get(t.fence_id)
-            if fence is None:
-                continue
-            offers = book.by_fence.get(t.fence_id, ()) + book.by_store.get(fence.store_id, ())
-            for offer in offers:
-                if offer.trigger != t.event:
+        """The candidate offers of each ping (its context and the transitions it caused).
+
+        One moment per ping with candidates, in the order given: pings that share a
+        timestamp keep their own weather and decisions.
+        """
+        moments = []
+        for context, transitions in caused:
+            moment = Moment(context=context)
+            for t in transitions:
+                if t.event == "exit" or t.store_id is None or now - t.at > self.max_delay:
                     continue
-                moment = by_ping.get(t.at)
-                if moment is None:
-                    condition, temp = weather.get(t.at, (None, None))
-                    moment = by_ping[t.at] = Moment(weather_condition=condition, temp_c=temp)
-                moment.candidates.append(
+                offers = book.by_fence.get(t.fence_id, ()) + book.by_store.get(t.store_id, ())
+                moment.candidates.extend(
                     Candidate(
                         offer=offer,
                         fence_id=t.fence_id,
-                        store_id=fence.store_id,
-                        store_timezone=book.timezones.get(fence.store_id, "UTC"),
+                        store_id=t.store_id,
+                        store_timezone=book.timezones.get(t.store_id, "UTC"),
                     )
+                    for offer in offers
+                    if offer.trigger == t.event
                 )
-        return [by_ping[k] for k in sorted(by_ping)]
+            if moment.candidates:
+                moments.append(moment)
+        return moments
 
     async def commit(
         self,
@@ -179,85 +187,84 @@ class OfferBooks:
         moments: Sequence[Moment],
         now: dt.datetime,
     ) -> list[Sent]:
-        """Decide and record each moment's offers in the caller's transaction."""
+        """Decide, record and enqueue each moment's offers in the caller's transaction."""
         since = now - dt.timedelta(seconds=book.history_seconds)
         shopper = await offers_store.shopper_state(conn, shopper_id, since)
         if shopper is None:
             return []
+        sends: list[offers_store.Send] = []
         sent: list[Sent] = []
         for moment in moments:
-            context = Context(
-                now=now, weather_condition=moment.weather_condition, temp_c=moment.temp_c
-            )
-            candidates = list(moment.candidates)
-            # A budget found spent at reservation time is spent for this decision too:
-            # decide again without it, so the next best offer can go out.
-            while True:
-                decisions = decide.decide(context, shopper, candidates, book.program)
-                winner = next((d for d in decisions if d.send), None)
-                if winner is None:
-                    break
-                offer = next(c.offer for c in candidates if c.offer.id == winner.offer_id)
-                if await offers_store.reserve_issue(conn, offer):
-                    break
-                spent = dataclasses.replace(offer, issued_count=offer.budget_issued or 0)
-                candidates = [
-                    dataclasses.replace(c, offer=spent) if c.offer.id == offer.id else c
-                    for c in candidates
-                ]
-            offers_by_id = {c.offer.id: c.offer for c in candidates}
-            rows = []
-            new_history: list[Exposure] = []
-            for d in decisions:
-                offer = offers_by_id[d.offer_id]
-                counts = d.send or d.held_out
-                rows.append(
-                    offers_store.DecisionRow(
-                        offer_id=d.offer_id,
-                        store_id=d.store_id,
-                        fence_id=d.fence_id,
-                        trigger=offer.trigger,
-                        reason=d.reason,
-                        attributable_until=(
-                            now + dt.timedelta(minutes=offer.coupon.valid_minutes)
-                            if counts
-                            else None
-                        ),
-                    )
-                )
-                if counts:
-                    new_history.append(Exposure(offer_id=d.offer_id, at=now, held_out=d.held_out))
-            coupon = None
-            if winner is not None:
-                offer = offers_by_id[winner.offer_id]
-                coupon = offers_store.NewCoupon(
-                    code=codes.new_code(),
-                    store_ids=offer.scope_store_ids,
-                    expires_at=now + dt.timedelta(minutes=offer.coupon.valid_minutes),
-                    delivery_id=uuid.uuid4(),
-                    channels=offer.channels,
-                )
-            coupon_id = await offers_store.record_decisions(
+            decisions, offers_by_id = await _decide(conn, moment, shopper, book)
+            winner = next((d for d in decisions if d.send), None)
+            coupon = None if winner is None else _coupon(offers_by_id[winner.offer_id], now)
+            send = await offers_store.record_decisions(
                 conn,
                 merchant_id=merchant_id,
                 shopper_id=shopper_id,
                 at=now,
-                rows=rows,
+                rows=[_row(d, offers_by_id[d.offer_id], now) for d in decisions],
                 coupon=coupon,
             )
-            if coupon is not None and winner is not None and coupon_id is not None:
-                sent.append(
-                    Sent(
-                        offer_id=winner.offer_id,
-                        delivery_id=coupon.delivery_id,
-                        coupon_id=coupon_id,
-                        code=coupon.code,
-                        expires_at=coupon.expires_at,
-                    )
-                )
-            if new_history:
-                shopper = dataclasses.replace(shopper, history=shopper.history + tuple(new_history))
+            if send is not None and coupon is not None:
+                sends.append(send)
+                sent.append(Sent.of(send, coupon.code))
+            exposures = tuple(
+                Exposure(offer_id=d.offer_id, at=now, held_out=d.held_out)
+                for d in decisions
+                if d.send or d.held_out
+            )
+            if exposures:
+                shopper = dataclasses.replace(shopper, history=shopper.history + exposures)
+        await outbox.enqueue(conn, sends)
         return sent
+
+
+async def _decide(
+    conn: asyncpg.Connection, moment: Moment, shopper: ShopperState, book: Book
+) -> tuple[list[Decision], dict[int, Offer]]:
+    """Decide the moment's candidates, reserving the winner's budget; also the offers by id."""
+    candidates = list(moment.candidates)
+    while True:
+        decisions = decide.decide(moment.context, shopper, candidates, book.program)
+        winner = next((d for d in decisions if d.send), None)
+        if winner is None:
+            break
+        offer = next(c.offer for c in candidates if c.offer.id == winner.offer_id)
+        if await offers_store.reserve_issue(conn, offer):
+            break
+        # A budget found spent at reservation time is spent for this decision too:
+        # decide again without it, so the next best offer can go out.
+        spent = dataclasses.replace(offer, issued_count=offer.budget_issued or 0)
+        candidates = [
+            dataclasses.replace(c, offer=spent) if c.offer.id == offer.id else c for c in candidates
+        ]
+    return decisions, {c.offer.id: c.offer for c in candidates}
+
+
+def _row(d: Decision, offer: Offer, now: dt.datetime) -> offers_store.DecisionRow:
+    # A send or a holdout is exposed: a conversion until the coupon expires is its effect.
+    exposed = d.send or d.held_out
+    return offers_store.DecisionRow(
+        offer_id=d.offer_id,
+        store_id=d.store_id,
+        fence_id=d.fence_id,
+        trigger=offer.trigger,
+        reason=d.reason,
+        attributable_until=(
+            now + dt.timedelta(minutes=offer.coupon.valid_minutes) if exposed else None
+        ),
+    )
+
+
+def _coupon(offer: Offer, now: dt.datetime) -> offers_store.NewCoupon:
+    return offers_store.NewCoupon(
+        code=codes.new_code(),
+        store_ids=offer.scope_store_ids,
+        expires_at=now + dt.timedelta(minutes=offer.coupon.valid_minutes),
+        delivery_id=uuid.uuid4(),
+        channels=offer.channels,
+    )
 
 
 OFFERS = web.AppKey("offers", OfferBooks)

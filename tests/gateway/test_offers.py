@@ -206,6 +206,25 @@ class TestCoffeeShop:
         assert f["suppressed"]["total"] == 1
         assert f["holdout"]["treatment"] == {"decisions": 1, "converted": 1}
 
+    async def test_pings_sharing_a_timestamp_are_decided_with_their_own_weather(
+        self, shop: Shop, conn: asyncpg.Connection
+    ) -> None:
+        oid = await shop.offer(weather={"conditions": ["rain"]})
+        lat, lon = offset(0, 0)
+        ts = shop.clock.now().isoformat()
+        rainy = {"lat": lat, "lon": lon, "accuracy_m": 10, "ts": ts}
+        rainy["weather"] = {"condition": "rain", "temp_c": 8}
+        dry = {**rainy, "weather": {"condition": "clear", "temp_c": 8}}
+        r = await shop.api.post(
+            "/v1/pings/batch", token=shop.token("shopper"), json={"pings": [rainy, dry]}
+        )
+        assert r.status == 200, r.body
+        # The rainy ping entered, so its weather decides: the offer goes out.
+        per_item = [[t["event"] for t in res["transitions"]] for res in r.json["results"]]
+        assert per_item == [["enter"], []]
+        assert [o["offer_id"] for o in r.json["offers"]] == [oid]
+        assert await decisions(conn, oid) == [("sent", None)]
+
     async def test_expired_unknown_and_mistyped_codes(self, shop: Shop) -> None:
         await shop.offer(coupon={"discount": "1 free muffin", "valid_minutes": 15})
         code = (await shop.walk_in()).json["offers"][0]["coupon"]["code"]

@@ -341,6 +341,24 @@ class TestBatch:
         per_item = [[t["event"] for t in res["transitions"]] for res in r.json["results"]]
         assert per_item == [["exit"], [], [], ["enter"], []]
 
+    async def test_pings_sharing_a_timestamp_keep_their_own_transitions(self, world: World) -> None:
+        ts = world.clock.now().isoformat()
+        # 30 m and 35 m east of the 100 m circle's edge, taken at the same instant.
+        lat, lon = offset(130, 0)
+        loose = {"lat": lat, "lon": lon, "accuracy_m": 50, "ts": ts}  # the edge is within 50 m
+        lat, lon = offset(135, 0)
+        sharp = {"lat": lat, "lon": lon, "accuracy_m": 10, "ts": ts}  # in the exit band
+        r = await world.api.post(
+            "/v1/pings/batch",
+            token=world.tenant.tokens["shopper"],
+            json={"pings": [loose, sharp]},
+        )
+        assert r.status == 200
+        assert [x["status"] for x in r.json["results"]] == ["accepted", "accepted"]
+        per_item = [[t["event"] for t in res["transitions"]] for res in r.json["results"]]
+        assert per_item == [["enter"], []]
+        assert r.json["results"][0]["transitions"][0]["store_id"] == str(world.tenant.store_ids[0])
+
     async def test_batch_rejects_stale_items_individually(self, world: World) -> None:
         ok = {"lat": LAT, "lon": LON, "accuracy_m": 10, "ts": world.clock.now().isoformat()}
         stale = {**ok, "ts": (world.clock.now() - dt.timedelta(days=3)).isoformat()}

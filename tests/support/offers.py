@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from gateway.delivery import outbox
 from offers import codes
 from offers import store as offers_store
 
@@ -67,7 +68,7 @@ async def issue_coupon(
     store_ids = await conn.fetchval("SELECT scope_store_ids FROM offers WHERE id = $1", offer_id)
     code = codes.new_code()
     async with conn.transaction():
-        coupon_id = await offers_store.record_decisions(
+        send = await offers_store.record_decisions(
             conn,
             merchant_id=merchant_id,
             shopper_id=shopper_id,
@@ -90,5 +91,6 @@ async def issue_coupon(
                 channels=("inbox",),
             ),
         )
-    assert coupon_id is not None
-    return coupon_id, code
+        assert send is not None
+        await outbox.enqueue(conn, [send])
+    return send.coupon_id, code

@@ -118,20 +118,16 @@ async def _run(request: web.Request, items: list[PingIn]) -> pings.Outcome:
     )
 
 
-def _transitions(request: web.Request, items: list[Transition]) -> list[dict[str, Any]]:
-    index = request.app[GEO_INDEX].index
-    out = []
-    for t in items:
-        fence = index.get(t.fence_id)
-        out.append(
-            {
-                "geofence_id": str(t.fence_id),
-                "store_id": str(fence.store_id) if fence is not None else None,
-                "event": t.event,
-                "at": t.at.isoformat(),
-            }
-        )
-    return out
+def _transitions(items: list[Transition]) -> list[dict[str, Any]]:
+    return [
+        {
+            "geofence_id": str(t.fence_id),
+            "store_id": str(t.store_id) if t.store_id is not None else None,
+            "event": t.event,
+            "at": t.at.isoformat(),
+        }
+        for t in items
+    ]
 
 
 async def post_ping(request: web.Request) -> web.Response:
@@ -158,7 +154,7 @@ async def post_ping(request: web.Request) -> web.Response:
             "status": result.status,
             "reason": result.reason,
             # All of them: a visit that timed out exits at its last sighting, not now.
-            "transitions": _transitions(request, outcome.transitions),
+            "transitions": _transitions(outcome.transitions),
             "offers": [s.as_json() for s in outcome.sent],
         }
     )
@@ -176,11 +172,11 @@ async def post_ping_batch(request: web.Request) -> web.Response:
                 {
                     "status": r.status,
                     "reason": r.reason,
-                    "transitions": _transitions(request, r.transitions),
+                    "transitions": _transitions(r.transitions),
                 }
                 for r in outcome.results
             ],
-            "transitions": _transitions(request, outcome.transitions),
+            "transitions": _transitions(outcome.transitions),
             "offers": [s.as_json() for s in outcome.sent],
         }
     )
