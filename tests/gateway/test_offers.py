@@ -12,6 +12,7 @@ import pytest
 from aiohttp import test_utils
 
 from gateway import app as app_mod
+from gateway.pingpath.pings import PINGS
 from tests.conftest import Tenant
 from tests.gateway.conftest import T0, Shop, enrol, make_settings, offer_body
 from tests.gateway.test_pings import LAT, LON, add_fence, circle_feature, offset
@@ -500,6 +501,9 @@ class TestAtomicity:
     ) -> None:
         oid = await shop.offer()
         await shop.ping(-400, 0)
+        # The ping log writes the shopper's row off the request path: let it land first, so
+        # the version read here is the one the killed commit must leave.
+        await shop.app[PINGS].log.flush()
         version = await conn.fetchval("SELECT version FROM shopper_geo")
         # Hold the commit at its last write, then kill its database session.
         await conn.execute(
