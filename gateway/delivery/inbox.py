@@ -98,9 +98,5 @@ class Hub:
             if not feeds:
                 del self._feeds[shopper_id]
 
-    @property
-    def open_feeds(self) -> int:
-        return sum(len(v) for v in self._feeds.values())
-
 
 INBOX_HUB = web.AppKey("inbox_hub", Hub)

@@ -8,7 +8,6 @@ ApiError
 ├── Unauthorized (401 unauthorized)
 ├── Forbidden (403 forbidden)
 ├── NotFound (404 not_found)
-├── MethodNotAllowed (405 method_not_allowed)
 ├── Conflict (409 conflict)
 ├── Gone (410 gone)
 ├── PayloadTooLarge (413 payload_too_large)
@@ -78,11 +77,6 @@ class Forbidden(ApiError):
 class NotFound(ApiError):
     status = 404
     default_code = "not_found"
-
-
-class MethodNotAllowed(ApiError):
-    status = 405
-    default_code = "method_not_allowed"
 
 
 class Conflict(ApiError):

@@ -145,7 +145,9 @@ async def inbox_stream(request: web.Request) -> web.StreamResponse:
                         if r["delivery_id"] not in sent
                     ]
                     await _delivered(conn, rows, now)
-            except errors.Unavailable:
+            except Exception as exc:
+                if not db.is_unavailable(exc):
+                    raise
                 # The stream is open: no error answer is possible. Look again shortly.
                 await asyncio.sleep(1.0)
                 wake.set()
