@@ -12,11 +12,11 @@ import pytest
 from aiohttp import test_utils
 
 from gateway import app as app_mod
-from tests.conftest import Tenant
-from tests.gateway.conftest import T0, Shop, enrol, make_settings, offer_body
-from tests.gateway.test_pings import LAT, LON, add_fence, circle_feature, offset
 from tests.support.client import ApiClient, Reply
+from tests.support.fences import LAT, LON, add_fence, circle_feature, offset
 from tests.support.openapi_check import SpecChecker
+from tests.support.shop import T0, Shop, enrol, make_settings, offer_body
+from tests.support.tenants import Tenant
 
 
 async def decisions(conn: asyncpg.Connection, offer_id: str) -> list[tuple[str, str | None]]:
