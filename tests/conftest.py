@@ -14,6 +14,7 @@ from gateway import db
 from gateway.http import openapi
 from gateway.http.handlers import system
 from gateway.settings import Settings
+from tests.support import split
 from tests.support.client import ApiClient
 from tests.support.openapi_check import SpecChecker
 from tests.support.pg import PgServer
@@ -72,3 +73,19 @@ async def tenant_a(conn: asyncpg.Connection) -> Tenant:
 @pytest.fixture
 async def tenant_b(conn: asyncpg.Connection) -> Tenant:
     return await make_tenant(conn, "Beta Bakery")
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    # pyproject's addopts ask pytest-xdist for one worker per core; with `-p no:xdist` its
+    # options must still parse (and the run is one process).
+    if not pluginmanager.hasplugin("xdist"):
+        group = parser.getgroup("xdist", "pytest-xdist is disabled: these options do nothing")
+        group.addoption("--numprocesses", dest="numprocesses", default=None)
+        group.addoption("--dist", dest="dist", default="no")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        name = split.marker_of(item.nodeid)
+        if name is not None:
+            item.add_marker(getattr(pytest.mark, name))
