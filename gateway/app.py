@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -20,15 +18,24 @@ from gateway.delivery.outbox import WORKER
 from gateway.delivery.webpush import VAPID
 from gateway.http import middleware, ratelimit, routing
 from gateway.http.handlers import delivery as delivery_handlers
+from gateway.http.handlers import (
+    geofences,
+    passkit,
+    program,
+    redemptions,
+    reports,
+    stores,
+    system,
+    tenancy,
+)
 from gateway.http.handlers import loyalty as loyalty_handlers
 from gateway.http.handlers import offers as offer_handlers
 from gateway.http.handlers import passes as pass_handlers
-from gateway.http.handlers import passkit, places, reports, system, tenancy
 from gateway.http.handlers import pings as ping_handlers
 from gateway.http.handlers.passes import SIGNERS
 from gateway.http.ratelimit import PING_LIMITER, REDEEM_LIMITER
 from gateway.http.routing import MOUNTED
-from gateway.jobs import retention, stats, upkeep
+from gateway.jobs import periodic, retention, stats, upkeep
 from gateway.pingpath import geoindex, offering, pinglog, pings, spool
 from gateway.pingpath.geoindex import GEO_INDEX
 from gateway.pingpath.offering import OFFERS
@@ -42,9 +49,12 @@ def all_endpoints() -> list[routing.Endpoint]:
     return [
         *system.ENDPOINTS,
         *tenancy.ENDPOINTS,
-        *places.ENDPOINTS,
+        *stores.ENDPOINTS,
+        *geofences.ENDPOINTS,
         *ping_handlers.ENDPOINTS,
         *offer_handlers.ENDPOINTS,
+        *program.ENDPOINTS,
+        *redemptions.ENDPOINTS,
         *reports.ENDPOINTS,
         *delivery_handlers.ENDPOINTS,
         *loyalty_handlers.ENDPOINTS,
@@ -66,6 +76,17 @@ def create_app(
     app[SETTINGS] = settings
     app[DB_URL] = db_url or db.resolve_url(settings)
     app[CLOCK] = clock_ or clock.SystemClock()
+    _add_services(app, settings)
+    _mount(app, all_endpoints())
+    app.cleanup_ctx.append(_pool_ctx)
+    app.cleanup_ctx.append(_geo_ctx)
+    app.cleanup_ctx.append(_jobs_ctx)
+    app.cleanup_ctx.append(_delivery_ctx)
+    return app
+
+
+def _add_services(app: web.Application, settings: Settings) -> None:
+    """The per-process services the handlers reach through their app keys."""
     app[VERIFIER] = auth.TokenVerifier(ttl=settings.token_cache_seconds)
     log_ = pinglog.PingLog(
         mode=settings.ping_log,
@@ -88,17 +109,25 @@ def create_app(
     app[REDEEM_LIMITER] = ratelimit.TokenBuckets(
         rate=settings.redeem_rate, burst=settings.redeem_burst
     )
-    endpoints: dict[routing.Handler, routing.Endpoint] = {}
-    for ep in all_endpoints():
-        if ep.handler in endpoints:
+
+
+def _mount(app: web.Application, endpoints: list[routing.Endpoint]) -> None:
+    mounted: dict[routing.Handler, routing.Endpoint] = {}
+    for ep in endpoints:
+        if ep.handler in mounted:
             raise RuntimeError(f"handler {ep.operation_id} is mounted twice")
-        endpoints[ep.handler] = ep
+        mounted[ep.handler] = ep
         app.router.add_route(ep.method, ep.path, ep.handler, name=ep.operation_id)
-    app[MOUNTED] = endpoints
-    app.cleanup_ctx.append(_pool_ctx)
-    app.cleanup_ctx.append(_geo_ctx)
-    app.cleanup_ctx.append(_delivery_ctx)
-    return app
+    app[MOUNTED] = mounted
+
+
+def background_jobs(settings: Settings) -> list[periodic.Job]:
+    """What every replica runs in the background; each job's lock lets one at a time work."""
+    return [
+        retention.job(retention_days=settings.ping_retention_days),
+        stats.job(every_seconds=settings.stats_compact_seconds),
+        upkeep.job(every_seconds=settings.wallet_upkeep_seconds),
+    ]
 
 
 async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -122,41 +151,29 @@ async def _geo_ctx(app: web.Application) -> AsyncIterator[None]:
     app[VERIFIER].attach(listener)
     app[OFFERS].attach(listener)
     app[INBOX_HUB].attach(listener)
-    app[LISTENER] = listener
+    app[listen.LISTENER] = listener
     await listener.start(app[SETTINGS].index_poll_seconds)
     await holder.start(pool)
     ping_log = app[PINGS].log
     # Its own connection: log batches never wait for a request's, nor requests for them.
     log_pool = await db.create_pool(app[DB_URL], min_size=1, max_size=1)
     ping_log.start(log_pool)
-    settings = app[SETTINGS]
-    purger = asyncio.create_task(
-        retention.run_forever(pool, retention_days=settings.ping_retention_days, clock_=app[CLOCK]),
-        name="ping-retention",
-    )
-    compactor = asyncio.create_task(
-        stats.run_forever(pool, every_seconds=settings.stats_compact_seconds),
-        name="stats-compaction",
-    )
-    upkeeper = asyncio.create_task(
-        upkeep.run_forever(pool, clock_=app[CLOCK], every_seconds=settings.wallet_upkeep_seconds),
-        name="wallet-upkeep",
-    )
     try:
         yield
     finally:
-        for task in (purger, compactor, upkeeper):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         await ping_log.stop()
         await log_pool.close()
         await holder.stop()
         await listener.close()
 
 
-LISTENER = web.AppKey("listener", listen.Listener)
-PASS_PUSHER = web.AppKey("pass_pusher", passpush.PassPusher)
+async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
+    runner = periodic.Runner(app[POOL], background_jobs(app[SETTINGS]), clock_=app[CLOCK])
+    runner.start()
+    try:
+        yield
+    finally:
+        await runner.stop()
 
 
 async def _delivery_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -165,12 +182,12 @@ async def _delivery_ctx(app: web.Application) -> AsyncIterator[None]:
     async with wiring.running(
         app[POOL],
         settings,
-        app[LISTENER],
+        app[listen.LISTENER],
         clock_=app[CLOCK],
         outbox_worker=settings.outbox_worker,
         pass_pusher=settings.pass_pusher,
     ) as delivery:
         app[VAPID] = delivery.key
         app[WORKER] = delivery.worker
-        app[PASS_PUSHER] = delivery.pusher
+        app[passpush.PASS_PUSHER] = delivery.pusher
         yield

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+from aiohttp import web
 
 from gateway import db
 
@@ -107,3 +108,6 @@ class Listener:
     def _notify_lost(self) -> None:
         for hook in self._on_lost:
             hook()
+
+
+LISTENER = web.AppKey("listener", Listener)

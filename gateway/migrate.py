@@ -2,7 +2,13 @@
 
 Every process may call :func:`migrate` at start-up. A PostgreSQL advisory lock
 makes concurrent callers queue, so exactly one of them applies each file and
-the rest find nothing to do.
+the rest find nothing to do. After them, the packages' ``functions.sql`` (the
+current plpgsql/sql functions and triggers, written with CREATE OR REPLACE) are
+re-applied whenever one of them changed or a migration ran, so those files, not
+the history, say what runs. Unchanged files are not re-applied: replacing a
+trigger locks its table, which a replica starting under load should not do for
+nothing. A function whose signature or result type changes needs a numbered
+migration that drops it.
 """
 
 from __future__ import annotations
@@ -15,11 +21,13 @@ from importlib import resources
 
 import asyncpg
 
+from geo import locks
+
 log = logging.getLogger(__name__)
 
-# An arbitrary constant that identifies "the gateway's migration lock" among
-# all advisory locks on the server (the bytes of "gwmigrat").
-LOCK_ID = 0x67776D6967726174 - (1 << 63)
+# The packages whose functions.sql holds their functions and triggers, in the order they
+# are applied (SQL-language bodies are checked at creation, so callees come first).
+FUNCTION_FILES = ("geo", "offers", "gateway.accounts", "gateway.delivery")
 
 _FILE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 
@@ -74,43 +82,84 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 
 
 async def migrate(conn: asyncpg.Connection) -> list[Migration]:
-    """Apply every pending migration; returns the ones this call applied."""
-    applied: list[Migration] = []
-    await conn.execute("SELECT pg_advisory_lock($1)", LOCK_ID)
+    """Apply every pending migration, then the function files; returns the migrations applied."""
+    await conn.execute("SELECT pg_advisory_lock($1)", locks.MIGRATE)
     try:
         await conn.execute(_CREATE_TABLE)
         rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
         done = {r["version"]: r["checksum"] for r in rows}
+        applied = []
         for migration in available():
-            recorded = done.get(migration.version)
-            if recorded is not None:
-                if recorded != migration.checksum:
-                    raise MigrationError(
-                        f"migration {migration.version:04d}_{migration.name} was changed after "
-                        "it was applied; migrations are forward-only, add a new file instead"
-                    )
-                continue
-            async with conn.transaction():
-                await conn.execute(migration.sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                    migration.version,
-                    migration.name,
-                    migration.checksum,
-                )
-            log.info(
-                "migration applied",
-                extra={"version": migration.version, "migration": migration.name},
-            )
-            applied.append(migration)
+            if await _apply(conn, migration, done.get(migration.version)):
+                applied.append(migration)
         unknown = sorted(set(done) - {m.version for m in available()})
         if unknown:
+            # Newer code migrated this database: its functions are newer than ours too.
             log.warning(
-                "database has migrations this code does not know", extra={"versions": unknown}
+                "database has migrations this code does not know; functions left as they are",
+                extra={"versions": unknown},
             )
+        else:
+            await _apply_functions(conn, force=bool(applied))
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_ID)
+        await conn.execute("SELECT pg_advisory_unlock($1)", locks.MIGRATE)
     return applied
+
+
+async def _apply(conn: asyncpg.Connection, migration: Migration, recorded: str | None) -> bool:
+    """Apply one migration unless it was (``recorded`` is its checksum then); True if applied."""
+    if recorded is not None:
+        if recorded != migration.checksum:
+            raise MigrationError(
+                f"migration {migration.version:04d}_{migration.name} was changed after "
+                "it was applied; migrations are forward-only, add a new file instead"
+            )
+        return False
+    async with conn.transaction():
+        await conn.execute(migration.sql)
+        await conn.execute(
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+            migration.version,
+            migration.name,
+            migration.checksum,
+        )
+    log.info("migration applied", extra={"version": migration.version, "migration": migration.name})
+    return True
+
+
+_CREATE_FUNCTIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_functions (
+    package     text CONSTRAINT pk__schema_functions PRIMARY KEY,
+    checksum    text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+async def _apply_functions(conn: asyncpg.Connection, *, force: bool) -> bool:
+    """Re-apply every function file if one changed (or ``force``); True if it did."""
+    await conn.execute(_CREATE_FUNCTIONS_TABLE)
+    rows = await conn.fetch("SELECT package, checksum FROM schema_functions")
+    recorded = {r["package"]: r["checksum"] for r in rows}
+    texts = {package: functions_sql(package) for package in FUNCTION_FILES}
+    sums = {package: hashlib.sha256(text.encode()).hexdigest() for package, text in texts.items()}
+    if not force and recorded == sums:
+        return False
+    async with conn.transaction():
+        # All of them, in order: a changed callee may be used by another file's bodies.
+        for text in texts.values():
+            await conn.execute(text)
+        await conn.execute("DELETE FROM schema_functions")
+        await conn.executemany(
+            "INSERT INTO schema_functions (package, checksum) VALUES ($1, $2)", sums.items()
+        )
+    log.info("function files applied", extra={"packages": list(texts)})
+    return True
+
+
+def functions_sql(package: str) -> str:
+    """The text of ``package``'s functions.sql."""
+    return resources.files(package).joinpath("functions.sql").read_text(encoding="utf-8")
 
 
 async def current_version(conn: asyncpg.Connection) -> int:

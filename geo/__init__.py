@@ -1,5 +1,9 @@
-"""Geometry and places: geofence validation, the in-memory fence index, enter/dwell/exit
-state and spoofing checks. Pure Python, no I/O; the gateway wires it to HTTP and SQL.
+"""Geometry and places: GeoJSON geofence validation, the in-memory fence index,
+enter/dwell/exit state, spoofing checks and store opening hours, all pure computation.
+
+The package's I/O is in `store` (its tables, through asyncpg, in the caller's
+transaction). `sql` is the one loader of named SQL blocks, which every package uses to
+read its `.sql` files; it lives here, in the bottom layer, so that all may import it.
 """
 
 from __future__ import annotations

@@ -105,43 +105,13 @@ class FenceIndex:
         self._by_id = {f.id: f for f in fences}
         if len(self._by_id) != n:
             raise ValueError("fence ids must be unique")
-        merchants = np.fromiter((f.merchant_id for f in fences), dtype=np.int64, count=n)
-        order = np.argsort(merchants, kind="stable")
-        merchants = merchants[order]
-        ids = np.fromiter((f.id for f in fences), dtype=np.int64, count=n)[order]
-        circle = np.fromiter((f.kind == "circle" for f in fences), dtype=bool, count=n)[order]
-        radius = np.fromiter(
-            (math.nan if f.radius_m is None else f.radius_m for f in fences),
-            dtype=np.float64,
-            count=n,
-        )[order]
-        geoms = np.empty(n, dtype=object)
-        geoms[:] = [f.geometry for f in fences]
-        geoms = geoms[order]
+        merchants, ids, circle, radius, geoms = _columns(fences)
         _check(ids, circle, radius, geoms)
-
-        # Circles: centre and radius (NaN / 0 for polygons).
-        centres = geoms.copy()
-        centres[~circle] = None
-        clon = np.where(circle, shapely.get_x(centres), np.nan)
-        clat = np.where(circle, shapely.get_y(centres), np.nan)
-        radius = np.where(circle, radius, 0.0)
-        west, south, east, north = distance.bbox_around_array(clon, clat, radius)
-        # A circle straddling ±180° gets every longitude: rare, and still correct.
-        wraps = west > east
-        west[wraps], east[wraps] = -180.0, 180.0
-        # Polygons: their lon/lat bounds, and every edge for metre distances.
-        polygons = np.flatnonzero(~circle)
-        if polygons.size:
-            # Prepared now, so that lookups never modify the shared snapshot.
-            shapely.prepare(geoms[polygons])
-            bounds = shapely.bounds(geoms[polygons])
-            west[polygons], south[polygons] = bounds[:, 0], bounds[:, 1]
-            east[polygons], north[polygons] = bounds[:, 2], bounds[:, 3]
+        clon, clat, radius, west, south, east, north = _extents(geoms, circle, radius)
         self._box = np.column_stack([west, south, east, north])
         self._ref_lon = (west + east) * 0.5
         seg_lon, seg_lat, seg_dlon, seg_dlat_m, self._seg_start, self._seg_count = _segments(
-            geoms, polygons, n
+            geoms, np.flatnonzero(~circle), n
         )
         # One row per edge, so that one polygon's edges are one slice; the columns are
         # views of it for the batched path.
@@ -172,23 +142,11 @@ class FenceIndex:
         self._radius_list: list[float] = radius.tolist()
         self._seg_start_list: list[int] = self._seg_start.tolist()
         self._seg_count_list: list[int] = self._seg_count.tolist()
-        for array in (
-            ids,
-            circle,
-            geoms,
-            clon,
-            clat,
-            radius,
-            self._box,
-            self._ref_lon,
-            self._seg,
-            self._seg_lon,
-            self._seg_lat,
-            self._seg_dlon,
-            self._seg_dlat_m,
-            self._seg_start,
-            self._seg_count,
-        ):
+        for array in (ids, circle, geoms, clon, clat, radius, self._box, self._ref_lon):
+            array.flags.writeable = False
+        for array in (self._seg, self._seg_lon, self._seg_lat, self._seg_dlon, self._seg_dlat_m):
+            array.flags.writeable = False
+        for array in (self._seg_start, self._seg_count):
             array.flags.writeable = False
 
     @classmethod
@@ -285,8 +243,46 @@ class FenceIndex:
         )
         reach = acc_a + margin_m
         n = lon_a.size
-        west, south, east, north = distance.bbox_around_array(lon_a, lat_a, reach)
+        pair_ping, pair_fence, wrapped = self._candidates(lon_a, lat_a, reach, merchant_a)
+        pair_reach = reach[pair_ping]
+        pair_lon, pair_lat = lon_a[pair_ping], lat_a[pair_ping]
+        dist = np.empty(pair_ping.size)
+        circle = self._is_circle[pair_fence]
+        cf = pair_fence[circle]
+        dist[circle] = np.maximum(
+            distance.haversine_m_array(
+                pair_lon[circle], pair_lat[circle], self._clon[cf], self._clat[cf]
+            )
+            - self._radius[cf],
+            0.0,
+        )
+        rows = np.flatnonzero(~circle)
+        if rows.size:
+            dist[rows] = self._polygon_distances(
+                pair_fence[rows],
+                pair_lon[rows],
+                pair_lat[rows],
+                pair_reach[rows],
+                wrapped=wrapped,
+            )
+        keep = dist <= pair_reach
+        pair_ping, pair_fence, dist = pair_ping[keep], pair_fence[keep], dist[keep]
+        fence_ids = self._ids[pair_fence]
+        order = np.lexsort((fence_ids, pair_ping))
+        return BatchMatches(
+            n_pings=n,
+            ping=pair_ping[order].astype(np.int64),
+            fence_id=fence_ids[order],
+            distance_m=dist[order],
+        )
 
+    def _candidates(
+        self, lon: FloatArray, lat: FloatArray, reach: FloatArray, merchant: IntArray
+    ) -> tuple[IntArray, IntArray, bool]:
+        """(ping, fence) pairs whose envelopes meet the pings' reach boxes, and whether a box
+        crossed ±180°."""
+        n = lon.size
+        west, south, east, north = distance.bbox_around_array(lon, lat, reach)
         # Boxes across ±180° are queried as two halves, both pointing at the same ping.
         wraps = np.flatnonzero(west > east)
         q_ping = np.concatenate([np.arange(n), wraps])
@@ -294,7 +290,7 @@ class FenceIndex:
         q_east = np.concatenate([np.where(west > east, 180.0, east), east[wraps]])
         boxes = shapely.box(q_west, south[q_ping], q_east, north[q_ping])
 
-        q_merchant = merchant_a[q_ping]
+        q_merchant = merchant[q_ping]
         order = np.argsort(q_merchant, kind="stable")
         keys, starts = np.unique(q_merchant[order], return_index=True)
         ends = [*starts[1:].tolist(), q_ping.size]
@@ -315,38 +311,7 @@ class FenceIndex:
             # A fence spanning all longitudes can be found through both halves.
             key_pairs = np.unique(pair_ping * len(self._fences) + pair_fence)
             pair_ping, pair_fence = np.divmod(key_pairs, len(self._fences))
-
-        pair_reach = reach[pair_ping]
-        pair_lon, pair_lat = lon_a[pair_ping], lat_a[pair_ping]
-        dist = np.empty(pair_ping.size)
-        circle = self._is_circle[pair_fence]
-        cf = pair_fence[circle]
-        dist[circle] = np.maximum(
-            distance.haversine_m_array(
-                pair_lon[circle], pair_lat[circle], self._clon[cf], self._clat[cf]
-            )
-            - self._radius[cf],
-            0.0,
-        )
-        rows = np.flatnonzero(~circle)
-        if rows.size:
-            dist[rows] = self._polygon_distances(
-                pair_fence[rows],
-                pair_lon[rows],
-                pair_lat[rows],
-                pair_reach[rows],
-                wrapped=bool(wraps.size),
-            )
-        keep = dist <= pair_reach
-        pair_ping, pair_fence, dist = pair_ping[keep], pair_fence[keep], dist[keep]
-        fence_ids = self._ids[pair_fence]
-        order = np.lexsort((fence_ids, pair_ping))
-        return BatchMatches(
-            n_pings=n,
-            ping=pair_ping[order].astype(np.int64),
-            fence_id=fence_ids[order],
-            distance_m=dist[order],
-        )
+        return pair_ping, pair_fence, bool(wraps.size)
 
     def _polygon_distances(
         self,
@@ -477,6 +442,49 @@ def _point_polygon_m(edges: list[list[float]], origin: float, lat: float, x_scal
         if d2 < best:
             best = d2
     return 0.0 if inside else math.sqrt(best)
+
+
+def _columns(
+    fences: Sequence[Fence],
+) -> tuple[IntArray, IntArray, npt.NDArray[np.bool_], FloatArray, npt.NDArray[np.object_]]:
+    """Merchant, id, is-circle, radius (NaN for polygons) and geometry, sorted by merchant."""
+    n = len(fences)
+    merchants = np.fromiter((f.merchant_id for f in fences), dtype=np.int64, count=n)
+    order = np.argsort(merchants, kind="stable")
+    ids = np.fromiter((f.id for f in fences), dtype=np.int64, count=n)[order]
+    circle = np.fromiter((f.kind == "circle" for f in fences), dtype=bool, count=n)[order]
+    radius = np.fromiter(
+        (math.nan if f.radius_m is None else f.radius_m for f in fences),
+        dtype=np.float64,
+        count=n,
+    )[order]
+    geoms = np.empty(n, dtype=object)
+    geoms[:] = [f.geometry for f in fences]
+    return merchants[order], ids, circle, radius, geoms[order]
+
+
+def _extents(
+    geoms: npt.NDArray[np.object_], circle: npt.NDArray[np.bool_], radius: FloatArray
+) -> tuple[FloatArray, ...]:
+    """Circle centres and radii (NaN and 0 for polygons), and every fence's lon/lat box:
+    (clon, clat, radius, west, south, east, north)."""
+    centres = geoms.copy()
+    centres[~circle] = None
+    clon = np.where(circle, shapely.get_x(centres), np.nan)
+    clat = np.where(circle, shapely.get_y(centres), np.nan)
+    radius = np.where(circle, radius, 0.0)
+    west, south, east, north = distance.bbox_around_array(clon, clat, radius)
+    # A circle straddling ±180° gets every longitude: rare, and still correct.
+    wraps = west > east
+    west[wraps], east[wraps] = -180.0, 180.0
+    polygons = np.flatnonzero(~circle)
+    if polygons.size:
+        # Prepared now, so that lookups never modify the shared snapshot.
+        shapely.prepare(geoms[polygons])
+        bounds = shapely.bounds(geoms[polygons])
+        west[polygons], south[polygons] = bounds[:, 0], bounds[:, 1]
+        east[polygons], north[polygons] = bounds[:, 2], bounds[:, 3]
+    return clon, clat, radius, west, south, east, north
 
 
 def _check(ids: IntArray, circle: Any, radius: FloatArray, geoms: Any) -> None:

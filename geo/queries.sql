@@ -109,8 +109,9 @@ WHERE merchant_id = $1
 RETURNING id;
 
 -- name: lock_geofences
--- Serialises bulk replacements of one merchant's set.
-SELECT pg_advisory_xact_lock(hashtextextended('geofences:' || $1::bigint, 0));
+-- Serialises bulk replacements of one merchant's set; $2 is the lock family's prefix
+-- (geo/locks.py GEOFENCE_SET).
+SELECT pg_advisory_xact_lock(hashtextextended($2::text || $1::bigint, 0));
 
 -- name: index_rows
 SELECT id, merchant_id, store_id, kind, wkb, radius_m FROM geofences;

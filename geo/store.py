@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import asyncpg
 import shapely
 
-from geo import geojson, sql
+from geo import geojson, locks, sql
 from geo.models import Fence, FenceFeature, FenceState, Fix, Transition
 from geo.places import Store
 
@@ -217,7 +217,7 @@ class ReplaceResult:
 
 async def lock_geofence_set(conn: asyncpg.Connection, merchant_id: int) -> None:
     """Serialise bulk replacements of one merchant's geofences until the transaction ends."""
-    await conn.execute(_Q["lock_geofences"], merchant_id)
+    await conn.execute(_Q["lock_geofences"], merchant_id, locks.GEOFENCE_SET)
 
 
 async def replace_geofences(
@@ -231,7 +231,7 @@ async def replace_geofences(
 
     Call inside a transaction; ids must already be checked to exist in scope.
     """
-    await conn.execute(_Q["lock_geofences"], merchant_id)
+    await lock_geofence_set(conn, merchant_id)
     keep = [gid for gid, _, _ in items if gid is not None]
     deleted = [
         r["id"]
@@ -422,10 +422,6 @@ async def save_visits(
 # -- ping log ---------------------------------------------------------------------------
 
 
-# "gwpinglg" as a number: ping log batches hold it shared, erasures exclusively.
-PING_LOG_LOCK = 0x677770696E676C67
-
-
 class PingRecord(NamedTuple):
     """One row of the ping log; a tuple so a batch transposes into columns cheaply."""
 
@@ -461,14 +457,14 @@ async def write_pings(
         return
     columns = [list(column) for column in zip(*pings, strict=True)]
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", PING_LOG_LOCK)
+        await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", locks.PING_LOG)
         await conn.execute(_Q["log_pings"], *columns, spool, spooled_to)
 
 
 async def lock_out_ping_log(conn: asyncpg.Connection) -> None:
     """Wait for ping log batches in flight and hold new ones off until this transaction
     ends: an erasure takes this before deleting a shopper's pings."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", PING_LOG_LOCK)
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", locks.PING_LOG)
 
 
 async def spool_mark(conn: asyncpg.Connection, spool: str) -> int:

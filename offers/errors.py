@@ -1,16 +1,17 @@
-"""Errors of the offers domain; the gateway maps each to its HTTP answer.
+"""Errors of the offers domain. Each says what went wrong;
+the HTTP edge (gateway/http/errors.py) decides the status.
 
 OffersError
 ├── UnknownPlace            a geofence or store named by an offer does not exist
-├── UnknownCode             no such coupon code (404)
-├── WrongStore              the coupon is not valid at this store (403)
-├── CouponExpired           the coupon's validity has ended (410)
-├── AlreadyRedeemed         single use: someone redeemed it first (409)
-├── RedemptionBudgetExhausted  the offer's redemption budget is used up (409)
-├── IdempotencyKeyReused    the key was used for a different request (422)
-├── IdempotencyKeyRace      a request with the same key is in flight (409, retry)
-├── AlreadyVoided           (409)
-└── VoidWindowClosed        too late to void (409)
+├── UnknownCode             no such coupon code
+├── WrongStore              the coupon is not valid at this store
+├── CouponExpired           the coupon's validity has ended
+├── AlreadyRedeemed         single use: someone redeemed it first
+├── RedemptionBudgetExhausted  the offer's redemption budget is used up
+├── IdempotencyKeyReused    the key was used for a different request
+├── IdempotencyKeyRace      a request with the same key is in flight (retry)
+├── AlreadyVoided           the redemption was already voided
+└── VoidWindowClosed        too late to void
 """
 
 from __future__ import annotations

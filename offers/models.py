@@ -10,11 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 Trigger = Literal["enter", "dwell"]
 Channel = Literal["inbox", "webpush", "wallet"]
-CHANNELS: tuple[Channel, ...] = ("inbox", "webpush", "wallet")
+CHANNELS: tuple[Channel, ...] = get_args(Channel)
 BarcodeFormat = Literal["qr", "pdf417", "aztec", "code128"]
 OfferStatus = Literal["active", "paused"]
 
@@ -32,18 +32,8 @@ Reason = Literal[
     "holdout",
     "lower_priority",
 ]
-REASONS: tuple[Reason, ...] = (
-    "no_consent",
-    "quiet_hours",
-    "outside_schedule",
-    "weather_mismatch",
-    "audience_mismatch",
-    "budget_exhausted",
-    "frequency_capped",
-    "fatigue_capped",
-    "holdout",
-    "lower_priority",
-)
+# The same reasons as a tuple, in that order, for checks and listings.
+REASONS: tuple[Reason, ...] = get_args(Reason)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

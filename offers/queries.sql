@@ -154,16 +154,10 @@ WHERE r.merchant_id = $1 AND r.id = $2
 FOR UPDATE OF r;
 
 -- name: void_redemption
-WITH r AS (
-    UPDATE redemptions SET voided_at = $3, voided_by = $4, void_reason = $5
-    WHERE merchant_id = $1 AND id = $2 AND voided_at IS NULL
-    RETURNING *
-)
-SELECT {redemption_columns} FROM r JOIN coupons c ON c.id = r.coupon_id;
-
--- name: release_redeem
-UPDATE offers SET redeemed_count = redeemed_count - 1
-WHERE id = $1 AND budget_redeemed IS NOT NULL AND redeemed_count > 0;
+SELECT v.outcome, {redemption_columns}
+FROM void_redemption($1, $2, $3, $4, $5, $6) v
+CROSS JOIN LATERAL (SELECT (v.redemption).*) r
+JOIN coupons c ON c.id = r.coupon_id;
 
 -- name: funnel
 -- Compacted rollups plus the deltas not folded in yet: exact, and small.

@@ -1,14 +1,15 @@
 """Redeeming coupons at the till, exactly once, and voiding a redemption in a short window.
 
-The coupon row is locked for the whole transaction, so of N concurrent attempts
-one wins and the rest see it redeemed; a partial unique index backs that up.
-An idempotent retry (same key, same request) answers the first result again.
+Both run in SQL: the plpgsql functions redeem_coupon and void_redemption
+(offers/functions.sql) check, write and answer an outcome, which this module turns into
+the redemption or an OffersError. redeem_coupon locks the coupon row, so of N concurrent
+attempts one wins and the rest see it redeemed; a partial unique index backs that up. An
+idempotent retry (same key, same request) answers the first result.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -27,6 +28,9 @@ class RedeemRequest:
     amount: Decimal | None
     key_id: int
     idempotency_key: str
+    # The caller's fingerprint of the request: a retry with the key carries the same one,
+    # and the database refuses the key with another (idempotency_key_reused).
+    request_hash: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,13 +38,6 @@ class Redeemed:
     redemption: store.Redemption
     # False when this answers an earlier request with the same idempotency key.
     created: bool
-
-
-def request_hash(req: RedeemRequest, canonical_code: str) -> bytes:
-    """What makes two requests the same request, for idempotency."""
-    amount = "" if req.amount is None else format(req.amount.normalize(), "f")
-    text = f"{canonical_code}\x1f{req.store_id}\x1f{req.order_ref or ''}\x1f{amount}"
-    return hashlib.sha256(text.encode()).digest()
 
 
 _FAILURES: dict[str, Callable[[], errors.OffersError]] = {
@@ -54,7 +51,12 @@ _FAILURES: dict[str, Callable[[], errors.OffersError]] = {
 
 
 async def redeem(conn: asyncpg.Connection, req: RedeemRequest, now: dt.datetime) -> Redeemed:
-    """Redeem (one database round trip, its own transaction); raises an OffersError."""
+    """Redeem through the SQL function redeem_coupon; raises an OffersError.
+
+    The function call is one statement (its own transaction unless the caller opened
+    one); a redemption it made or replayed is then read back in a second round trip. A
+    code whose check symbol fails raises UnknownCode without touching the database.
+    """
     canonical = codes.normalize(req.code)
     if canonical is None:
         # A typo caught by the check symbol reads as unknown, without a lookup.
@@ -68,7 +70,7 @@ async def redeem(conn: asyncpg.Connection, req: RedeemRequest, now: dt.datetime)
         amount=req.amount,
         key_id=req.key_id,
         idempotency_key=req.idempotency_key,
-        request_hash=request_hash(req, canonical),
+        request_hash=req.request_hash,
         at=now,
     )
     if redemption is None:
@@ -86,15 +88,27 @@ async def void(
     now: dt.datetime,
     window_minutes: int,
 ) -> store.Redemption:
-    """Roll a redemption back (the coupon becomes redeemable again until it expires).
+    """Void ``redemption`` through the SQL function void_redemption (one round trip).
 
-    The caller has locked the redemption row (store.lock_redemption). A conversion
-    that the redemption attributed stays: the shopper did come to the till.
+    The coupon becomes redeemable again until it expires and a redemption budget gets its
+    unit back; a conversion the redemption attributed stays. The function locks the
+    redemption row, so concurrent voids queue and the later ones raise AlreadyVoided.
+    Raises AlreadyVoided, or VoidWindowClosed when ``window_minutes`` have passed since
+    the redemption.
     """
-    if redemption.voided_at is not None:
-        raise errors.AlreadyVoided()
-    if now - redemption.redeemed_at > dt.timedelta(minutes=window_minutes):
-        raise errors.VoidWindowClosed(window_minutes)
-    return await store.void_redemption(
-        conn, merchant_id=merchant_id, redemption=redemption, at=now, key_id=key_id, reason=reason
+    outcome, voided = await store.void_redemption(
+        conn,
+        merchant_id=merchant_id,
+        redemption_id=redemption.id,
+        key_id=key_id,
+        reason=reason,
+        window_minutes=window_minutes,
+        at=now,
     )
+    if outcome == "already_voided":
+        raise errors.AlreadyVoided()
+    if outcome == "void_window_closed":
+        raise errors.VoidWindowClosed(window_minutes)
+    # The caller read this redemption in its transaction: it cannot have vanished.
+    assert outcome == "voided" and voided is not None, outcome
+    return voided

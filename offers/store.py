@@ -417,15 +417,19 @@ async def void_redemption(
     conn: asyncpg.Connection,
     *,
     merchant_id: int,
-    redemption: Redemption,
-    at: dt.datetime,
+    redemption_id: int,
     key_id: int,
     reason: str | None,
-) -> Redemption:
-    row = await conn.fetchrow(_Q["void_redemption"], merchant_id, redemption.id, at, key_id, reason)
-    assert row is not None
-    await conn.execute(_Q["release_redeem"], redemption.offer_id)
-    return Redemption.from_row(row)
+    window_minutes: int,
+    at: dt.datetime,
+) -> tuple[str, Redemption | None]:
+    """The outcome of one void (one round trip), and the redemption as it stands after it."""
+    row = await conn.fetchrow(
+        _Q["void_redemption"], merchant_id, redemption_id, key_id, reason, window_minutes, at
+    )
+    return (
+        ("unknown_redemption", None) if row is None else (row["outcome"], Redemption.from_row(row))
+    )
 
 
 # --- reports and logs ---------------------------------------------------------------------

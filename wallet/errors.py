@@ -1,10 +1,11 @@
-"""Errors of the wallet domain; the gateway maps each to its HTTP answer.
+"""Errors of the wallet domain. Each says what went wrong;
+the HTTP edge (gateway/http/errors.py) decides the status.
 
 WalletError
-├── UnknownShopper          no such shopper in this program (404)
-├── InsufficientPoints      a spend larger than the balance (409)
-├── ActionLimitReached      the action's award limit is used up for now (409)
-└── IdempotencyKeyReused    the key was used for a different request (422)
+├── UnknownShopper          no such shopper in this program
+├── InsufficientPoints      a spend larger than the balance
+├── ActionLimitReached      the action's award limit is used up for now
+└── IdempotencyKeyReused    the key was used for a different request
 """
 
 from __future__ import annotations

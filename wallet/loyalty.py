@@ -9,8 +9,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 
-ACTIONS = ("signup", "referral", "survey", "review")
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Tier:

@@ -153,6 +153,37 @@ def _archive(card: models.Pass, signer: Signer, extra: dict[str, Any] | None = N
     return buffer.getvalue()
 
 
+def _pass(
+    info: models.PassInformation,
+    card: LoyaltyCard | CouponCard,
+    *,
+    description: str,
+    barcode: models.Barcode,
+    extra: dict[str, Any],
+) -> models.Pass:
+    """The pass.json fields every pass has: identity, web service, barcode and locations.
+
+    A pass with locations gets its maxDistance added to ``extra`` (the keys py-pkpass's
+    model does not know).
+    """
+    p = models.Pass(
+        info,
+        passTypeIdentifier=card.pass_type_id,
+        organizationName=card.organization,
+        teamIdentifier=card.team_id,
+    )
+    p.serialNumber = card.serial
+    p.description = description
+    p.authenticationToken = card.auth_token
+    p.webServiceURL = card.web_service_url
+    p.barcode = barcode
+    locations = _locations(card.places)
+    if locations:
+        p.locations = locations
+        extra["maxDistance"] = card.max_distance_m
+    return p
+
+
 def loyalty_pass(card: LoyaltyCard, signer: Signer) -> bytes:
     """The shopper's storeCard: points and tier (with change messages) and member barcode."""
     info = models.StoreCard()
@@ -161,24 +192,17 @@ def loyalty_pass(card: LoyaltyCard, signer: Signer) -> bytes:
     if card.member_name:
         info.secondaryFields.append(_field("member", card.member_name, "MEMBER"))
     info.backFields.append(_field("code", card.member_code, "Member number"))
-    p = models.Pass(
-        info,
-        passTypeIdentifier=card.pass_type_id,
-        organizationName=card.organization,
-        teamIdentifier=card.team_id,
-    )
-    p.serialNumber = card.serial
-    p.description = f"{card.organization} loyalty card"
-    p.authenticationToken = card.auth_token
-    p.webServiceURL = card.web_service_url
-    p.barcode = models.Barcode(
+    barcode = models.Barcode(
         message=card.member_code, format=models.BarcodeFormat.QR, altText=card.member_code
     )
-    locations = _locations(card.places)
     extra: dict[str, Any] = {}
-    if locations:
-        p.locations = locations
-        extra["maxDistance"] = card.max_distance_m
+    p = _pass(
+        info,
+        card,
+        description=f"{card.organization} loyalty card",
+        barcode=barcode,
+        extra=extra,
+    )
     return _archive(p, signer, extra)
 
 
@@ -284,27 +308,20 @@ def coupon_pass(card: CouponCard, signer: Signer) -> bytes:
         _field("status", "Redeemed" if card.redeemed else "Ready", "STATUS", "Coupon %@")
     )
     info.backFields.append(_field("code", card.code, "Code"))
-    p = models.Pass(
-        info,
-        passTypeIdentifier=card.pass_type_id,
-        organizationName=card.organization,
-        teamIdentifier=card.team_id,
-    )
-    p.serialNumber = card.serial
-    p.description = f"{card.organization}: {card.title}"
-    p.authenticationToken = card.auth_token
-    p.webServiceURL = card.web_service_url
-    p.barcode = models.Barcode(
+    barcode = models.Barcode(
         message=card.code,
         format=_FORMATS.get(card.barcode_format, models.BarcodeFormat.QR),
         altText=card.code,
     )
-    p.relevantDate = card.issued_at.isoformat()
     extra: dict[str, Any] = {"expirationDate": card.expires_at.isoformat()}
     if card.redeemed:
         extra["voided"] = True
-    locations = _locations(card.places)
-    if locations:
-        p.locations = locations
-        extra["maxDistance"] = card.max_distance_m
+    p = _pass(
+        info,
+        card,
+        description=f"{card.organization}: {card.title}",
+        barcode=barcode,
+        extra=extra,
+    )
+    p.relevantDate = card.issued_at.isoformat()
     return _archive(p, signer, extra)

@@ -55,9 +55,6 @@ SELECT id, kind, points, reason, purchase_id, created_at FROM points_ledger
 WHERE shopper_id = $1 AND merchant_id = $2 AND id < $3
 ORDER BY id DESC LIMIT $4;
 
--- name: ledger_sum
-SELECT coalesce(sum(points), 0)::bigint FROM points_ledger WHERE shopper_id = $1;
-
 -- name: wallet_config
 SELECT pass_type_id, team_id, organization, cert_pem, key_pem, wwdr_pem, dev, updated_at,
        apns_key_pem, apns_key_id
@@ -249,3 +246,6 @@ ON CONFLICT (merchant_id) DO UPDATE SET
     key_pem = excluded.key_pem, wwdr_pem = excluded.wwdr_pem, dev = false,
     apns_key_pem = excluded.apns_key_pem, apns_key_id = excluded.apns_key_id,
     updated_at = now();
+
+-- name: shopper_balance
+SELECT points, tier FROM shoppers WHERE id = $1 AND merchant_id = $2;

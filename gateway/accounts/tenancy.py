@@ -10,8 +10,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from gateway.accounts import auth
-from gateway.http import errors
+from gateway.accounts import auth, errors
 from geo import sql
 
 _Q = sql.load("gateway.accounts")
@@ -75,20 +74,20 @@ async def create_key(
 ) -> tuple[int, str]:
     """A new operator key (every role but ``shopper``); returns (id, token)."""
     if role is auth.Role.SHOPPER:
-        raise errors.ValidationFailed(
+        raise errors.InvalidKeyRequest(
             "shopper tokens come from enrolment (POST /v1/shoppers), not from key creation",
             fields={"role": "must not be shopper"},
         )
     if await get_merchant(conn, merchant_id) is None:
-        raise errors.NotFound(f"no merchant {merchant_id}")
+        raise errors.UnknownMerchant(f"no merchant {merchant_id}")
     if store_ids is not None:
         if not store_ids:
-            raise errors.ValidationFailed(
+            raise errors.InvalidKeyRequest(
                 "a store-scoped key needs at least one store", fields={"store_ids": "empty"}
             )
         found = await conn.fetchval(_Q["count_merchant_stores"], merchant_id, sorted(store_ids))
         if found != len(store_ids):
-            raise errors.ValidationFailed(
+            raise errors.InvalidKeyRequest(
                 "some stores do not exist in this merchant",
                 fields={"store_ids": "unknown store for this merchant"},
             )
@@ -146,9 +145,8 @@ async def enrol_shopper(
                 _Q["insert_shopper"], merchant_id, name, email, marketing_consent, timezone
             )
         except asyncpg.UniqueViolationError:
-            raise errors.Conflict(
+            raise errors.EmailTaken(
                 "a shopper with this e-mail address is already enrolled",
-                code="email_taken",
                 fields={"email": "already enrolled"},
             ) from None
         assert row is not None

@@ -63,7 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(cfg.log_level, cfg.log_format)
     func: common.Command = args.func
     try:
-        return func(args)
+        try:
+            return func(args)
+        except errors.DOMAIN_ERRORS as exc:
+            raise errors.from_domain(exc) from exc
     except errors.ApiError as exc:
         sys.stderr.write(f"gateway: {exc.message}\n")
         for field, problem in exc.fields.items():

@@ -60,6 +60,11 @@ async def delivery_of(conn: asyncpg.Connection, delivery_id: Any, shopper_id: in
     return await conn.fetchrow(Q["delivery_of"], delivery_id, shopper_id)
 
 
+async def tracked(conn: asyncpg.Connection, delivery_id: Any) -> asyncpg.Record | None:
+    """When a delivery was opened and dismissed."""
+    return await conn.fetchrow(Q["delivery_times"], delivery_id)
+
+
 class Hub:
     """Wakes the live feeds of a shopper open in this process."""
 

@@ -119,6 +119,13 @@ def push_payload(c: Claim, public_url: str) -> bytes:
     )
 
 
+async def dead_letters(
+    conn: asyncpg.Connection, merchant_id: int, *, after: int, limit: int
+) -> list[asyncpg.Record]:
+    """A page of the merchant's deliveries that gave up, by id."""
+    return list(await conn.fetch(_Q["dead_letters"], merchant_id, after, limit))
+
+
 async def record_event(
     conn: asyncpg.Connection,
     delivery_id: Any,

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import asyncpg
+from aiohttp import web
 
 from gateway import db
 from gateway.delivery import outbox
@@ -127,3 +128,6 @@ class PassPusher:
 def _write_private(path: Path, text: str) -> None:
     path.touch(mode=0o600)
     path.write_text(text)
+
+
+PASS_PUSHER = web.AppKey("pass_pusher", PassPusher)

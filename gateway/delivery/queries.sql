@@ -120,3 +120,6 @@ ORDER BY dl.created_at, dl.id;
 
 -- name: delivery_of
 SELECT id, shopper_id, channels FROM deliveries WHERE id = $1 AND shopper_id = $2;
+
+-- name: delivery_times
+SELECT opened_at, dismissed_at FROM deliveries WHERE id = $1;

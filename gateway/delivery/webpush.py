@@ -78,6 +78,28 @@ def check_subscription(endpoint: str, p256dh: str, auth: str, *, allow_http: boo
         raise SubscriptionInvalid("keys.auth", "the auth secret must be 16 bytes")
 
 
+async def add_subscription(
+    conn: asyncpg.Connection,
+    *,
+    merchant_id: int,
+    shopper_id: int,
+    endpoint: str,
+    p256dh: str,
+    auth: str,
+) -> tuple[int, bool]:
+    """Register (or refresh the keys of) a shopper's subscription: its id, and whether it is new."""
+    row = await conn.fetchrow(
+        _Q["add_subscription"], merchant_id, shopper_id, endpoint, p256dh, auth
+    )
+    assert row is not None
+    return int(row["id"]), bool(row["created"])
+
+
+async def remove_subscription(conn: asyncpg.Connection, shopper_id: int, endpoint: str) -> bool:
+    """Drop a shopper's subscription; False when there was none."""
+    return await conn.fetchval(_Q["remove_subscription"], shopper_id, endpoint) is not None
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class VapidKey:
     vapid: py_vapid.Vapid02

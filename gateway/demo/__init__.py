@@ -25,7 +25,7 @@ is imported by `gateway serve`: the `demo` command imports it when it runs.
 from __future__ import annotations
 
 from gateway.demo.city import DB_NAME
-from gateway.demo.report import progress_line, render_summary
-from gateway.demo.simulation import Options, Summary, run
+from gateway.demo.report import Summary, progress_line, render_summary
+from gateway.demo.simulation import Options, run
 
 __all__ = ["DB_NAME", "Options", "Summary", "progress_line", "render_summary", "run"]

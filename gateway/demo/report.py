@@ -7,13 +7,55 @@ import dataclasses
 import datetime as dt
 import html
 import math
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from gateway.demo.city import CENTRE, DAY, M_PER_DEG, PARIS
+from gateway.demo.city import CENTRE, DAY, M_PER_DEG, PARIS, Store
 
-if TYPE_CHECKING:  # the simulation renders through this module
-    from gateway.demo.simulation import Demo, Summary
+
+@dataclasses.dataclass(slots=True)
+class Summary:
+    pings: int = 0
+    ping_status: Counter[str] = dataclasses.field(default_factory=Counter)
+    transitions: Counter[str] = dataclasses.field(default_factory=Counter)
+    offers_received: int = 0
+    opened: int = 0
+    redemptions: int = 0
+    second_scans_refused: int = 0
+    purchases: int = 0
+    pushes_received: int = 0
+    offers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    suppressed: Counter[str] = dataclasses.field(default_factory=Counter)
+    report: Path | None = None
+    tokens: dict[str, str] = dataclasses.field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class _Walker(Protocol):
+    @property
+    def home(self) -> tuple[float, float]: ...
+
+
+class _Options(Protocol):
+    @property
+    def seed(self) -> int: ...
+
+
+class Played(Protocol):
+    """What the report draws from a played morning (the simulation's ``Demo``)."""
+
+    @property
+    def o(self) -> _Options: ...
+    @property
+    def stores(self) -> Sequence[Store]: ...
+    @property
+    def geofences(self) -> dict[str, Any]: ...
+    @property
+    def walkers(self) -> Sequence[_Walker]: ...
+    @property
+    def summary(self) -> Summary: ...
 
 
 def progress_line(s: Summary, now: dt.datetime) -> str:
@@ -71,7 +113,7 @@ def render_tokens(s: Summary) -> str:
     return "\n".join(lines)
 
 
-def _svg_map(demo: Demo, width: int = 720, height: int = 560) -> str:
+def _svg_map(demo: Played, width: int = 720, height: int = 560) -> str:
     lons = [s.lon for s in demo.stores] or [CENTRE[0]]
     lats = [s.lat for s in demo.stores] or [CENTRE[1]]
     pad = 0.004
@@ -135,7 +177,7 @@ def _bars(rows: list[tuple[str, list[tuple[str, int]]]], width: int = 720) -> st
     return f'<svg viewBox="0 0 {width} {y}" width="{width}" height="{y}">{"".join(out)}</svg>'
 
 
-def write_report(demo: Demo, path: Path) -> Path:
+def write_report(demo: Played, path: Path) -> Path:
     s = demo.summary
     metrics = ["eligible", "sent", "delivered", "opened", "redeemed"]
     funnel_rows = [(o["name"], [(m, int(o[m])) for m in metrics]) for o in s.offers]

@@ -10,7 +10,6 @@ import math
 import random
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,25 +40,7 @@ class Options:
     out: Path = Path("demo-report.html")
 
 
-@dataclasses.dataclass(slots=True)
-class Summary:
-    pings: int = 0
-    ping_status: Counter[str] = dataclasses.field(default_factory=Counter)
-    transitions: Counter[str] = dataclasses.field(default_factory=Counter)
-    offers_received: int = 0
-    opened: int = 0
-    redemptions: int = 0
-    second_scans_refused: int = 0
-    purchases: int = 0
-    pushes_received: int = 0
-    offers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    suppressed: Counter[str] = dataclasses.field(default_factory=Counter)
-    report: Path | None = None
-    tokens: dict[str, str] = dataclasses.field(default_factory=dict)
-    seconds: float = 0.0
-
-
-Progress = Callable[[Summary, dt.datetime], None]
+Progress = Callable[[report.Summary, dt.datetime], None]
 
 
 async def fresh_database(server_url: str, name: str = city.DB_NAME) -> str:
@@ -119,7 +100,7 @@ class Demo:
         self.start = start_local.astimezone(dt.UTC)
         self.end = self.start + dt.timedelta(hours=options.hours)
         self.clock = DemoClock(self.start)
-        self.summary = Summary()
+        self.summary = report.Summary()
         self.stores: list[Store] = []
         self.offer_ids: dict[str, str] = {}
         self.tokens: dict[str, str] = {}
@@ -425,7 +406,7 @@ async def run(
     progress: Progress | None = None,
     serve: bool = False,
     fresh: bool = True,
-) -> Summary:
+) -> report.Summary:
     """Play the demo on a fresh database on ``server_url``'s server; the summary."""
     started = time.monotonic()
     url = await fresh_database(server_url) if fresh else server_url

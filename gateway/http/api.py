@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import zoneinfo
 from collections.abc import Mapping
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 import pydantic
@@ -20,6 +20,11 @@ __all__ = ["ALL_ROLES", "Endpoint", "Handler", "Reply"]
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
+# Weather conditions, as pings report them and offers target them.
+WEATHER = Literal[
+    "clear", "clouds", "rain", "drizzle", "thunderstorm", "snow", "sleet", "hail", "fog", "wind"
+]
+
 PRINCIPAL = web.RequestKey("principal", Principal)
 
 
@@ -30,18 +35,25 @@ class Model(pydantic.BaseModel):
 
 
 class Out(pydantic.BaseModel):
-    """Base for documented answers (used for the schema; handlers send plain dicts)."""
+    """Base for documented answers: the OpenAPI schema, and the JSON sent.
+
+    Handlers build answers with ``model_construct`` (the values are ours, already
+    checked: no validation cost, and no coercion that would change the JSON).
+    """
 
     model_config = pydantic.ConfigDict(extra="forbid")
 
 
-def _json_dumps(data: Any) -> bytes:
+def dumps(data: Any) -> bytes:
+    """JSON bytes of a plain value or an answer model."""
+    if isinstance(data, pydantic.BaseModel):
+        data = data.model_dump(by_alias=True)
     return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
 
 
 def json(data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(
-        body=_json_dumps(data), status=status, content_type="application/json", headers=headers
+        body=dumps(data), status=status, content_type="application/json", headers=headers
     )
 
 
@@ -129,6 +141,20 @@ def parse(raw: bytes, model: type[M]) -> M:
 
 def principal(request: web.Request) -> Principal:
     return request[PRINCIPAL]
+
+
+def require_store(p: Principal, store_id: int) -> None:
+    """Refuse a store outside the token's scope."""
+    if not p.can_reach_store(store_id):
+        raise errors.Forbidden("this token is not scoped to that store", code="out_of_scope")
+
+
+def require_merchant_wide(p: Principal, what: str) -> None:
+    """Refuse a store-scoped token for settings that apply to the whole merchant."""
+    if p.store_ids is not None:
+        raise errors.Forbidden(
+            f"{what} are merchant-wide; use a merchant-wide key", code="out_of_scope"
+        )
 
 
 def as_id(value: object) -> int | None:

@@ -16,12 +16,22 @@ ApiError
 ├── ValidationFailed (422 validation_failed)
 ├── RateLimited (429 rate_limited)
 └── Unavailable (503 unavailable)
+
+Domain errors (geo, offers, wallet, and a refused Web Push subscription) become one of
+these through one table, ``DOMAIN``: the middleware translates any of them with
+``from_domain``, so handlers let them rise.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import ClassVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+from gateway.accounts import errors as account_errors
+from gateway.delivery import webpush
+from geo import errors as geo_errors
+from offers import errors as offer_errors
+from wallet import errors as wallet_errors
 
 
 class ApiError(Exception):
@@ -121,3 +131,78 @@ def error_body(
             "request_id": request_id,
         }
     }
+
+
+# -- domain errors ----------------------------------------------------------------------
+
+
+def _status(kind: type[ApiError]) -> Callable[[Any], ApiError]:
+    """The answer that keeps the domain error's own code and message."""
+    return lambda exc: kind(exc.message, code=exc.code)
+
+
+def _geometry(exc: geo_errors.GeometryInvalid) -> ApiError:
+    fields: dict[str, str] = {}
+    for problem in exc.problems:
+        key = problem.path or "(body)"
+        fields[key] = f"{fields[key]}; {problem.message}" if key in fields else problem.message
+    first = exc.problems[0].message if exc.problems else "invalid GeoJSON"
+    return ValidationFailed(f"the geofence is invalid: {first}", fields=fields)
+
+
+def _unknown_place(exc: offer_errors.UnknownPlace) -> ApiError:
+    return ValidationFailed(exc.message, fields={exc.field: exc.message})
+
+
+def _with_fields(kind: type[ApiError], code: str | None = None) -> Callable[[Any], ApiError]:
+    """The answer that keeps the domain error's message and the inputs it names."""
+    return lambda exc: kind(exc.message, code=code, fields=exc.fields)
+
+
+def _subscription(exc: webpush.SubscriptionInvalid) -> ApiError:
+    return ValidationFailed(str(exc), fields={exc.field: str(exc)})
+
+
+# The HTTP answer of each domain error, looked up along its class's bases: an error
+# not named here answers as its package's base does.
+DOMAIN: dict[type[Exception], Callable[[Any], ApiError]] = {
+    geo_errors.GeometryInvalid: _geometry,
+    offer_errors.UnknownPlace: _unknown_place,
+    offer_errors.UnknownCode: _status(NotFound),
+    offer_errors.WrongStore: _status(Forbidden),
+    offer_errors.CouponExpired: _status(Gone),
+    offer_errors.AlreadyRedeemed: _status(Conflict),
+    offer_errors.RedemptionBudgetExhausted: _status(Conflict),
+    offer_errors.IdempotencyKeyReused: _status(ValidationFailed),
+    offer_errors.IdempotencyKeyRace: _status(Conflict),
+    offer_errors.AlreadyVoided: _status(Conflict),
+    offer_errors.VoidWindowClosed: _status(Conflict),
+    offer_errors.OffersError: _status(BadRequest),
+    wallet_errors.UnknownShopper: _status(NotFound),
+    wallet_errors.InsufficientPoints: _status(Conflict),
+    wallet_errors.ActionLimitReached: _status(Conflict),
+    wallet_errors.IdempotencyKeyReused: _status(ValidationFailed),
+    wallet_errors.WalletError: _status(BadRequest),
+    webpush.SubscriptionInvalid: _subscription,
+    account_errors.InvalidKeyRequest: _with_fields(ValidationFailed),
+    account_errors.UnknownMerchant: _with_fields(NotFound),
+    account_errors.EmailTaken: _with_fields(Conflict, "email_taken"),
+}
+
+# What the middleware catches and translates.
+DOMAIN_ERRORS = (
+    account_errors.AccountsError,
+    geo_errors.GeoError,
+    offer_errors.OffersError,
+    wallet_errors.WalletError,
+    webpush.SubscriptionInvalid,
+)
+
+
+def from_domain(exc: Exception) -> ApiError:
+    """The HTTP error a domain error answers with."""
+    for kind in type(exc).__mro__:
+        translate = DOMAIN.get(kind)
+        if translate is not None:
+            return translate(exc)
+    return BadRequest(str(exc))

@@ -68,11 +68,9 @@ async def gateway_middleware(request: web.Request, handler: api.Handler) -> web.
         try:
             response = await _authorised(request, handler)
         except errors.ApiError as exc:
-            if exc.status >= 500:
-                log.warning("request failed", extra={"code": exc.code, "status": exc.status})
-            response = _error_response(
-                exc.status, exc.code, exc.message, fields=exc.fields, headers=exc.headers
-            )
+            response = _api_error(exc)
+        except errors.DOMAIN_ERRORS as exc:
+            response = _api_error(errors.from_domain(exc))
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -105,6 +103,14 @@ async def gateway_middleware(request: web.Request, handler: api.Handler) -> web.
         return response
     finally:
         logs.request_id.reset(token)
+
+
+def _api_error(exc: errors.ApiError) -> web.Response:
+    if exc.status >= 500:
+        log.warning("request failed", extra={"code": exc.code, "status": exc.status})
+    return _error_response(
+        exc.status, exc.code, exc.message, fields=exc.fields, headers=exc.headers
+    )
 
 
 def _client_gone(request: web.Request) -> bool:

@@ -1,8 +1,8 @@
 """Wallet upkeep: points expire, tiers fall as earnings leave the window, and expired
 coupon passes are refreshed on the devices that hold them.
 
-``gateway serve`` runs :func:`run_forever` in the background (one replica at a time
-does the work, under an advisory lock); ``gateway wallet upkeep`` runs it once. Each
+``gateway serve`` runs :func:`job` in the background (one replica at a time does the
+work, under its advisory lock); ``gateway wallet upkeep`` runs :func:`run` once. Each
 change is its own short transaction under the shopper's row lock, recomputed from the
 ledger there, so upkeep racing purchases (or a second run) never expires a point twice
 or sets a stale tier. Every change queues a pass update for the pass pusher.
@@ -10,26 +10,28 @@ or sets a stale tier. Every change queues a pass update for the pass pusher.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 import asyncpg
 
-from gateway import clock, db
+from gateway import db
+from gateway.jobs import periodic
+from geo import locks
 from wallet import loyalty
 from wallet.store import ledger as wallet_ledger
 from wallet.store import upkeep as upkeep_store
 
 log = logging.getLogger(__name__)
 
-# "gwupkeep" as a number: the lock that keeps two replicas from running upkeep at once.
-LOCK_ID = 0x6777_7570_6B65_6570
 PAGE = 1000
 
 Progress = Callable[[str, int], None]
+TierRow = tuple[int, str | None, int]  # shopper id, tier held, points earned in the window
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -45,97 +47,109 @@ async def run(
 ) -> Summary | None:
     """One upkeep pass over every merchant; None if another process holds the job."""
     async with db.acquire(pool) as lock_conn:
-        if not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_ID):
-            return None
-        try:
-            summary = Summary()
-            for merchant_id in await upkeep_store.merchant_ids(lock_conn):
-                rules = await wallet_ledger.rules(lock_conn, merchant_id)
-                if rules.points_expire_days is not None:
-                    await _expire_points(pool, merchant_id, rules, now, summary, progress)
-                await _recompute_tiers(pool, merchant_id, rules, now, summary, progress)
-            async with db.acquire(pool) as conn:
-                summary.coupon_passes_expired = await upkeep_store.expire_coupon_passes(conn, now)
-            if progress is not None:
-                progress("coupon passes expired", summary.coupon_passes_expired)
-            return summary
-        finally:
-            await lock_conn.execute("SELECT pg_advisory_unlock($1)", LOCK_ID)
+        return await periodic.once(
+            lock_conn, locks.UPKEEP, lambda: _run(pool, lock_conn, now, progress)
+        )
 
 
-async def _expire_points(
-    pool: asyncpg.Pool,
-    merchant_id: int,
-    rules: loyalty.Rules,
-    now: dt.datetime,
-    summary: Summary,
-    progress: Progress | None,
-) -> None:
-    assert rules.points_expire_days is not None
-    cutoff = now - dt.timedelta(days=rules.points_expire_days)
-    after = 0
-    while True:
-        async with db.acquire(pool) as conn:
-            page = await upkeep_store.shoppers_with_expiring_points(
+def job(*, every_seconds: float) -> periodic.Job:
+    """One upkeep pass every ``every_seconds``."""
+
+    async def round_(r: periodic.Round) -> None:
+        summary = await _run(r.pool, r.conn, r.now, None)
+        if any(asdict(summary).values()):
+            log.info("wallet upkeep", extra=asdict(summary))
+
+    return periodic.Job(
+        name="wallet-upkeep", every_seconds=every_seconds, lock=locks.UPKEEP, round=round_
+    )
+
+
+async def _run(
+    pool: asyncpg.Pool, conn: asyncpg.Connection, now: dt.datetime, progress: Progress | None
+) -> Summary:
+    """The pass itself; ``conn`` holds the lock and reads the merchants, the pool's other
+    connections do the work in short transactions."""
+    pass_ = _Pass(pool=pool, now=now, progress=progress)
+    for merchant_id in await upkeep_store.merchant_ids(conn):
+        rules = await wallet_ledger.rules(conn, merchant_id)
+        if rules.points_expire_days is not None:
+            await pass_.expire_points(merchant_id, rules, rules.points_expire_days)
+        await pass_.recompute_tiers(merchant_id, rules)
+    async with db.acquire(pool) as work_conn:
+        expired = await upkeep_store.expire_coupon_passes(work_conn, now)
+    pass_.summary.coupon_passes_expired = expired
+    pass_.report("coupon passes expired", expired)
+    return pass_.summary
+
+
+@dataclass(slots=True, kw_only=True)
+class _Pass:
+    """One upkeep pass: where it works, its time, and what it has done so far."""
+
+    pool: asyncpg.Pool
+    now: dt.datetime
+    progress: Progress | None
+    summary: Summary = field(default_factory=Summary)
+
+    def report(self, what: str, count: int) -> None:
+        if self.progress is not None:
+            self.progress(what, count)
+
+    async def expire_points(self, merchant_id: int, rules: loyalty.Rules, days: int) -> None:
+        cutoff = self.now - dt.timedelta(days=days)
+
+        def page(conn: asyncpg.Connection, after: int) -> Awaitable[list[int]]:
+            return upkeep_store.shoppers_with_expiring_points(
                 conn, merchant_id, cutoff, after, PAGE
             )
-        for shopper_id in page:
-            async with db.acquire(pool) as conn, conn.transaction():
+
+        async for shopper_id in _each(self.pool, page, lambda shopper_id: shopper_id):
+            async with db.acquire(self.pool) as conn, conn.transaction():
                 points = await upkeep_store.expire_points(
                     conn,
                     merchant_id=merchant_id,
                     shopper_id=shopper_id,
                     cutoff=cutoff,
-                    at=now,
+                    at=self.now,
                     rules_=rules,
                 )
             if points:
-                summary.shoppers_expired += 1
-                summary.points_expired += points
-                if progress is not None:
-                    progress("shoppers with points expired", summary.shoppers_expired)
-        if len(page) < PAGE:
-            return
-        after = page[-1]
+                self.summary.shoppers_expired += 1
+                self.summary.points_expired += points
+                self.report("shoppers with points expired", self.summary.shoppers_expired)
+
+    async def recompute_tiers(self, merchant_id: int, rules: loyalty.Rules) -> None:
+        since = self.now - dt.timedelta(days=rules.tier_window_days)
+
+        def page(conn: asyncpg.Connection, after: int) -> Awaitable[list[TierRow]]:
+            return upkeep_store.tier_page(conn, merchant_id, since, after, PAGE)
+
+        async for shopper_id, tier, earned in _each(self.pool, page, lambda row: row[0]):
+            if loyalty.tier_for(earned, rules.tiers) == tier:
+                continue
+            async with db.acquire(self.pool) as conn, conn.transaction():
+                changed = await upkeep_store.recompute_tier(
+                    conn, merchant_id=merchant_id, shopper_id=shopper_id, rules_=rules, at=self.now
+                )
+            if changed:
+                self.summary.tiers_changed += 1
+                self.report("tiers changed", self.summary.tiers_changed)
 
 
-async def _recompute_tiers(
+async def _each(
     pool: asyncpg.Pool,
-    merchant_id: int,
-    rules: loyalty.Rules,
-    now: dt.datetime,
-    summary: Summary,
-    progress: Progress | None,
-) -> None:
-    since = now - dt.timedelta(days=rules.tier_window_days)
+    page: Callable[[asyncpg.Connection, int], Awaitable[list[T]]],
+    key: Callable[[T], int],
+) -> AsyncIterator[T]:
+    """Every row of a keyset-paged query, a page per short-lived connection, so the work
+    done on each row never holds a page's connection."""
     after = 0
     while True:
         async with db.acquire(pool) as conn:
-            page = await upkeep_store.tier_page(conn, merchant_id, since, after, PAGE)
-        for shopper_id, tier, earned in page:
-            if loyalty.tier_for(earned, rules.tiers) == tier:
-                continue
-            async with db.acquire(pool) as conn, conn.transaction():
-                changed = await upkeep_store.recompute_tier(
-                    conn, merchant_id=merchant_id, shopper_id=shopper_id, rules_=rules, at=now
-                )
-            if changed:
-                summary.tiers_changed += 1
-                if progress is not None:
-                    progress("tiers changed", summary.tiers_changed)
-        if len(page) < PAGE:
+            rows = await page(conn, after)
+        for row in rows:
+            yield row
+        if len(rows) < PAGE:
             return
-        after = page[-1][0]
-
-
-async def run_forever(
-    pool: asyncpg.Pool, *, clock_: clock.Clock, every_seconds: float = 3600
-) -> None:
-    while True:
-        await asyncio.sleep(every_seconds)
-        try:
-            summary = await run(pool, now=clock_.now())
-            if summary is not None and any(asdict(summary).values()):
-                log.info("wallet upkeep", extra=asdict(summary))
-        except Exception:
-            log.warning("wallet upkeep failed; will retry", exc_info=True)
+        after = key(rows[-1])

@@ -357,8 +357,8 @@ async def db_only(
     """The same redemptions straight to PostgreSQL (the function the endpoint calls),
     with as many connections as clients: what the database alone can do here."""
     from gateway import db
+    from gateway.http import idempotency
     from offers import codes as coupon_codes
-    from offers import redeem
 
     pool = await db.create_pool(url, min_size=clients, max_size=clients)
     todo = iter(codes)
@@ -367,24 +367,16 @@ async def db_only(
     async def worker() -> None:
         async with pool.acquire() as conn:
             while (code := next(todo, None)) is not None:
-                canonical = coupon_codes.normalize(code)
-                req = redeem.RedeemRequest(
-                    merchant_id=world["merchant"],
-                    code=code,
-                    store_id=world["stores"][0],
-                    order_ref=None,
-                    amount=None,
-                    key_id=1,
-                    idempotency_key=f"db-{code}",
-                )
+                canonical = coupon_codes.normalize(code) or ""
+                store_id = world["stores"][0]
                 started = time.perf_counter()
                 await conn.fetchrow(
                     "SELECT * FROM redeem_coupon($1, $2, $3, NULL, NULL, 1, $4, $5, now())",
-                    req.merchant_id,
+                    world["merchant"],
                     canonical,
-                    req.store_id,
-                    req.idempotency_key,
-                    redeem.request_hash(req, canonical or ""),
+                    store_id,
+                    f"db-{code}",
+                    idempotency.request_hash(canonical, store_id, None, None),
                 )
                 latencies.append(time.perf_counter() - started)
 

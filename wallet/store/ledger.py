@@ -7,7 +7,6 @@ shopper's points locks the shopper's row first.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -48,6 +47,14 @@ async def set_rules(
     )
     assert row is not None
     return loyalty.Rules.from_row(dict(row))
+
+
+async def shopper_balance(
+    conn: asyncpg.Connection, merchant_id: int, shopper_id: int
+) -> Balance | None:
+    """A shopper's points and tier, or None when the program has no such shopper."""
+    row = await conn.fetchrow(_Q["shopper_balance"], shopper_id, merchant_id)
+    return None if row is None else Balance(points=int(row["points"]), tier=row["tier"])
 
 
 async def lock_shopper(
@@ -181,9 +188,7 @@ class Purchase:
     created: bool = True
 
 
-def purchase_hash(shopper_id: int, store_id: int, amount: Decimal, order_ref: str | None) -> bytes:
-    text = f"{shopper_id}\x1f{store_id}\x1f{format(amount.normalize(), 'f')}\x1f{order_ref or ''}"
-    return hashlib.sha256(text.encode()).digest()
+_PURCHASE_FIELDS = ("id", "shopper_id", "store_id", "amount", "order_ref", "points", "created_at")
 
 
 async def record_purchase(
@@ -196,29 +201,23 @@ async def record_purchase(
     order_ref: str | None,
     key_id: int,
     idempotency_key: str,
+    request_hash: bytes,
     at: dt.datetime,
 ) -> Purchase:
-    """Earn points for a purchase, once per idempotency key; also a conversion for offers."""
+    """Earn points for a purchase, once per idempotency key.
+
+    ``request_hash`` is the caller's fingerprint of the request: the key reused with
+    another one raises IdempotencyKeyReused; with the same one, the first purchase
+    answers again (``created`` False).
+    """
     locked = await lock_shopper(conn, merchant_id, shopper_id)
-    fingerprint = purchase_hash(shopper_id, store_id, amount, order_ref)
     # After the lock: a concurrent first attempt with this key (same shopper) has committed.
     earlier = await conn.fetchrow(_Q["purchase_by_key"], merchant_id, idempotency_key)
     if earlier is not None:
-        if bytes(earlier["request_hash"]) != fingerprint:
+        if bytes(earlier["request_hash"]) != request_hash:
             raise errors.IdempotencyKeyReused()
         return Purchase(
-            **{
-                k: earlier[k]
-                for k in (
-                    "id",
-                    "shopper_id",
-                    "store_id",
-                    "amount",
-                    "order_ref",
-                    "points",
-                    "created_at",
-                )
-            },
+            **{k: earlier[k] for k in _PURCHASE_FIELDS},
             balance=int(locked["points"]),
             tier=locked["tier"],
             created=False,
@@ -235,7 +234,7 @@ async def record_purchase(
         points,
         key_id,
         idempotency_key,
-        fingerprint,
+        request_hash,
         at,
     )
     assert row is not None
@@ -254,22 +253,8 @@ async def record_purchase(
             purchase_id=row["id"],
             key_id=key_id,
         )
-    # A transaction at the till: it converts open offer decisions at this store.
-    await conn.execute(
-        "SELECT record_conversion($1, $2, $3, 'purchase', $4, $5)",
-        merchant_id,
-        shopper_id,
-        store_id,
-        amount,
-        at,
-    )
     return Purchase(
-        **{
-            k: row[k]
-            for k in ("id", "shopper_id", "store_id", "amount", "order_ref", "points", "created_at")
-        },
-        balance=balance.points,
-        tier=balance.tier,
+        **{k: row[k] for k in _PURCHASE_FIELDS}, balance=balance.points, tier=balance.tier
     )
 
 

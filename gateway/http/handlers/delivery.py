@@ -7,7 +7,6 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
-import orjson
 import pydantic
 from aiohttp import web
 
@@ -18,15 +17,12 @@ from gateway.db import POOL
 from gateway.delivery import inbox, outbox, webpush
 from gateway.delivery.inbox import INBOX_HUB
 from gateway.delivery.webpush import VAPID
-from gateway.http import api, errors
+from gateway.http import api, errors, paging
 from gateway.http.api import Endpoint, Reply
-from gateway.http.handlers.places import _PAGING, _cursor, _limit
 from gateway.settings import SETTINGS
-from geo import sql
 from offers import codes
 
 SHOPPER = frozenset({Role.SHOPPER})
-_Q = sql.load("gateway.delivery")
 HEARTBEAT_SECONDS = 15.0
 
 
@@ -47,28 +43,29 @@ class InboxItem(api.Out):
     created_at: dt.datetime
     opened_at: dt.datetime | None
 
+    @classmethod
+    def of(cls, r: Any) -> InboxItem:
+        coupon = InboxCoupon.model_construct(
+            id=str(r["coupon_id"]),
+            code=codes.display(r["code"]),
+            expires_at=r["expires_at"],
+            redeemed=r["redeemed"],
+        )
+        return cls.model_construct(
+            delivery_id=str(r["delivery_id"]),
+            offer_id=str(r["offer_id"]),
+            title=r["title"],
+            body=r["body"],
+            image_url=r["image_url"],
+            coupon=coupon,
+            created_at=r["created_at"],
+            opened_at=r["opened_at"],
+        )
+
 
 class InboxPage(api.Out):
     items: list[InboxItem]
     next_cursor: str | None
-
-
-def _item(r: Any) -> dict[str, Any]:
-    return {
-        "delivery_id": str(r["delivery_id"]),
-        "offer_id": str(r["offer_id"]),
-        "title": r["title"],
-        "body": r["body"],
-        "image_url": r["image_url"],
-        "coupon": {
-            "id": str(r["coupon_id"]),
-            "code": codes.display(r["code"]),
-            "expires_at": r["expires_at"].isoformat(),
-            "redeemed": r["redeemed"],
-        },
-        "created_at": r["created_at"].isoformat(),
-        "opened_at": r["opened_at"].isoformat() if r["opened_at"] else None,
-    }
 
 
 def _parse_cursor(raw: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
@@ -95,7 +92,7 @@ async def _delivered(conn: Any, items: list[Any], now: dt.datetime) -> None:
 async def get_inbox(request: web.Request) -> web.Response:
     p = api.principal(request)
     assert p.shopper_id is not None
-    limit = _limit(request, 50, 200)
+    limit = paging.limit(request, 50, 200)
     before = _parse_cursor(request.query.get("cursor"))
     now = request.app[CLOCK].now()
     async with db.acquire(request.app[POOL]) as conn, conn.transaction():
@@ -108,7 +105,8 @@ async def get_inbox(request: web.Request) -> web.Response:
         epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
         micros = (last["created_at"] - epoch) // dt.timedelta(microseconds=1)
         cursor = f"{micros}_{last['delivery_id']}"
-    return api.json({"items": [_item(r) for r in rows], "next_cursor": cursor})
+    items = [InboxItem.of(r) for r in rows]
+    return api.json(InboxPage.model_construct(items=items, next_cursor=cursor))
 
 
 async def inbox_stream(request: web.Request) -> web.StreamResponse:
@@ -154,7 +152,7 @@ async def inbox_stream(request: web.Request) -> web.StreamResponse:
                 continue
             for r in rows:
                 sent.add(r["delivery_id"])
-                data = orjson.dumps(_item(r))
+                data = api.dumps(InboxItem.of(r))
                 await response.write(
                     b"event: coupon\nid: "
                     + str(r["delivery_id"]).encode()
@@ -183,9 +181,7 @@ async def _track(request: web.Request, kind: str) -> web.Response:
             raise errors.NotFound("no such delivery")
         channel = "inbox" if "inbox" in found["channels"] else found["channels"][0]
         await outbox.record_event(conn, delivery_id, channel, kind, now)
-        row = await conn.fetchrow(
-            "SELECT opened_at, dismissed_at FROM deliveries WHERE id = $1", delivery_id
-        )
+        row = await inbox.tracked(conn, delivery_id)
     assert row is not None
     return api.json(
         {
@@ -242,32 +238,29 @@ async def subscribe(request: web.Request) -> web.Response:
     assert p.shopper_id is not None
     req = await api.body(request, SubscriptionIn)
     settings = request.app[SETTINGS]
-    try:
-        webpush.check_subscription(
-            req.endpoint, req.keys.p256dh, req.keys.auth, allow_http=settings.webpush_allow_http
-        )
-    except webpush.SubscriptionInvalid as exc:
-        raise errors.ValidationFailed(str(exc), fields={exc.field: str(exc)}) from None
+    webpush.check_subscription(
+        req.endpoint, req.keys.p256dh, req.keys.auth, allow_http=settings.webpush_allow_http
+    )
     async with db.acquire(request.app[POOL]) as conn:
-        row = await conn.fetchrow(
-            _Q["add_subscription"],
-            p.merchant_id,
-            p.shopper_id,
-            req.endpoint,
-            req.keys.p256dh,
-            req.keys.auth,
+        subscription_id, created = await webpush.add_subscription(
+            conn,
+            merchant_id=p.merchant_id,
+            shopper_id=p.shopper_id,
+            endpoint=req.endpoint,
+            p256dh=req.keys.p256dh,
+            auth=req.keys.auth,
         )
-    assert row is not None
-    status = 201 if row["created"] else 200
-    return api.json({"id": str(row["id"]), "endpoint": req.endpoint}, status=status)
+    status = 201 if created else 200
+    return api.json({"id": str(subscription_id), "endpoint": req.endpoint}, status=status)
 
 
 async def unsubscribe(request: web.Request) -> web.Response:
     p = api.principal(request)
+    assert p.shopper_id is not None
     req = await api.body(request, UnsubscribeIn)
     async with db.acquire(request.app[POOL]) as conn:
-        gone = await conn.fetchval(_Q["remove_subscription"], p.shopper_id, req.endpoint)
-    if gone is None:
+        gone = await webpush.remove_subscription(conn, p.shopper_id, req.endpoint)
+    if not gone:
         raise errors.NotFound("no such subscription")
     return web.Response(status=204)
 
@@ -294,6 +287,20 @@ class DeadLetter(api.Out):
     shopper_id: str
     offer_id: str
 
+    @classmethod
+    def of(cls, r: Any) -> DeadLetter:
+        return cls.model_construct(
+            id=str(r["id"]),
+            delivery_id=str(r["delivery_id"]),
+            channel=r["channel"],
+            attempts=r["attempts"],
+            last_error=r["last_error"],
+            created_at=r["created_at"],
+            expires_at=r["expires_at"],
+            shopper_id=str(r["shopper_id"]),
+            offer_id=str(r["offer_id"]),
+        )
+
 
 class DeadLetters(api.Out):
     items: list[DeadLetter]
@@ -302,9 +309,11 @@ class DeadLetters(api.Out):
 
 async def dead_letters(request: web.Request) -> web.Response:
     p = api.principal(request)
-    limit = _limit(request, 100, 1000)
+    limit = paging.limit(request, 100, 1000)
     async with db.acquire(request.app[POOL]) as conn:
-        rows = await conn.fetch(_Q["dead_letters"], p.merchant_id, _cursor(request), limit)
+        rows = await outbox.dead_letters(
+            conn, p.merchant_id, after=paging.cursor(request), limit=limit
+        )
     items = [
         {
             "id": str(r["id"]),
@@ -319,8 +328,9 @@ async def dead_letters(request: web.Request) -> web.Response:
         }
         for r in rows
     ]
-    cursor = items[-1]["id"] if len(items) == limit else None
-    return api.json({"items": items, "next_cursor": cursor})
+    return api.json(
+        {"items": items, "next_cursor": paging.next_cursor([i["id"] for i in items], limit)}
+    )
 
 
 ENDPOINTS = [
@@ -335,7 +345,7 @@ ENDPOINTS = [
         roles=SHOPPER,
         replies={200: Reply(description="A page of the inbox", model=InboxPage)},
         errors=(422,),
-        parameters=_PAGING,
+        parameters=paging.PAGING,
     ),
     Endpoint(
         method="GET",
@@ -422,6 +432,6 @@ ENDPOINTS = [
         roles=frozenset({Role.ADMIN}),
         replies={200: Reply(description="A page of dead letters", model=DeadLetters)},
         errors=(422,),
-        parameters=_PAGING,
+        parameters=paging.PAGING,
     ),
 ]

@@ -14,28 +14,15 @@ from gateway import db
 from gateway.accounts.auth import Role
 from gateway.clock import CLOCK
 from gateway.db import POOL
-from gateway.http import api, errors
+from gateway.http import api, errors, idempotency, paging
 from gateway.http.api import Endpoint, Reply
-from gateway.http.handlers.offers import _idempotency_key
-from gateway.http.handlers.places import _PAGING, _limit, _query_id
 from geo import store as geo_store
-from wallet import errors as wallet_errors
+from offers import store as offers_store
 from wallet import loyalty
 from wallet.store import ledger as wallet_ledger
 
 STAFF = frozenset({Role.ADMIN, Role.MANAGER, Role.REVIEWER})
 WRITERS = frozenset({Role.ADMIN, Role.MANAGER})
-
-_ERRORS: dict[type[wallet_errors.WalletError], type[errors.ApiError]] = {
-    wallet_errors.UnknownShopper: errors.NotFound,
-    wallet_errors.InsufficientPoints: errors.Conflict,
-    wallet_errors.ActionLimitReached: errors.Conflict,
-    wallet_errors.IdempotencyKeyReused: errors.ValidationFailed,
-}
-
-
-def _api_error(exc: wallet_errors.WalletError) -> errors.ApiError:
-    return _ERRORS.get(type(exc), errors.BadRequest)(exc.message, code=exc.code)
 
 
 class TierIn(api.Model):
@@ -75,34 +62,31 @@ class LoyaltyOut(api.Out):
     actions: dict[str, dict[str, int]]
     points_expire_days: int | None
 
-
-def _rules(r: loyalty.Rules) -> dict[str, Any]:
-    return {
-        "point_value": format(r.point_value.normalize(), "f"),
-        "earn_rate": format(r.earn_rate.normalize(), "f"),
-        "tiers": [{"name": t.name, "threshold": t.threshold} for t in r.tiers],
-        "tier_window_days": r.tier_window_days,
-        "actions": {
-            k: {"points": a.points, "limit": a.limit, "days": a.days}
-            for k, a in (r.actions or {}).items()
-        },
-        "points_expire_days": r.points_expire_days,
-    }
+    @classmethod
+    def of(cls, r: loyalty.Rules) -> LoyaltyOut:
+        return cls.model_construct(
+            point_value=format(r.point_value.normalize(), "f"),
+            earn_rate=format(r.earn_rate.normalize(), "f"),
+            tiers=[{"name": t.name, "threshold": t.threshold} for t in r.tiers],
+            tier_window_days=r.tier_window_days,
+            actions={
+                k: {"points": a.points, "limit": a.limit, "days": a.days}
+                for k, a in (r.actions or {}).items()
+            },
+            points_expire_days=r.points_expire_days,
+        )
 
 
 async def get_loyalty(request: web.Request) -> web.Response:
     p = api.principal(request)
     async with db.acquire(request.app[POOL]) as conn:
         rules = await wallet_ledger.rules(conn, p.merchant_id)
-    return api.json(_rules(rules))
+    return api.json(LoyaltyOut.of(rules))
 
 
 async def put_loyalty(request: web.Request) -> web.Response:
     p = api.principal(request)
-    if p.store_ids is not None:
-        raise errors.Forbidden(
-            "loyalty rules are merchant-wide; use a merchant-wide key", code="out_of_scope"
-        )
+    api.require_merchant_wide(p, "loyalty rules")
     req = await api.body(request, LoyaltyIn)
     try:
         tiers = loyalty.check_tiers([t.model_dump() for t in req.tiers])
@@ -118,7 +102,7 @@ async def put_loyalty(request: web.Request) -> web.Response:
     }
     async with db.acquire(request.app[POOL]) as conn:
         rules = await wallet_ledger.set_rules(conn, p.merchant_id, values)
-    return api.json(_rules(rules))
+    return api.json(LoyaltyOut.of(rules))
 
 
 class PurchaseIn(api.Model):
@@ -141,44 +125,58 @@ class PurchaseOut(api.Out):
     tier: str | None
     created_at: dt.datetime
 
+    @classmethod
+    def of(cls, done: wallet_ledger.Purchase) -> PurchaseOut:
+        return cls.model_construct(
+            id=str(done.id),
+            shopper_id=str(done.shopper_id),
+            store_id=str(done.store_id),
+            amount=format(done.amount, "f"),
+            order_ref=done.order_ref,
+            points=done.points,
+            balance=done.balance,
+            tier=done.tier,
+            created_at=done.created_at,
+        )
+
 
 async def create_purchase(request: web.Request) -> web.Response:
+    """Earn points, then convert the shopper's open offer decisions, in one transaction."""
     p = api.principal(request)
-    key = _idempotency_key(request)
+    key = idempotency.key(request)
     req = await api.body(request, PurchaseIn)
-    if not p.can_reach_store(req.store_id):
-        raise errors.Forbidden("this token is not scoped to that store", code="out_of_scope")
+    api.require_store(p, req.store_id)
+    amount = Decimal(str(req.amount)).quantize(Decimal("0.01"))
+    fingerprint = idempotency.request_hash(req.shopper_id, req.store_id, amount, req.order_ref)
+    now = request.app[CLOCK].now()
     async with db.acquire(request.app[POOL]) as conn:
         if not await geo_store.existing_stores(conn, p.merchant_id, [req.store_id]):
             raise errors.ValidationFailed("no such store", fields={"store_id": "no such store"})
-        try:
-            async with conn.transaction():
-                done = await wallet_ledger.record_purchase(
+        async with conn.transaction():
+            done = await wallet_ledger.record_purchase(
+                conn,
+                merchant_id=p.merchant_id,
+                shopper_id=req.shopper_id,
+                store_id=req.store_id,
+                amount=amount,
+                order_ref=req.order_ref,
+                key_id=p.key_id,
+                idempotency_key=key,
+                request_hash=fingerprint,
+                at=now,
+            )
+            if done.created:
+                # A transaction at the till converts open offer decisions at this store.
+                await offers_store.record_conversion(
                     conn,
                     merchant_id=p.merchant_id,
                     shopper_id=req.shopper_id,
                     store_id=req.store_id,
-                    amount=Decimal(str(req.amount)).quantize(Decimal("0.01")),
-                    order_ref=req.order_ref,
-                    key_id=p.key_id,
-                    idempotency_key=key,
-                    at=request.app[CLOCK].now(),
+                    source="purchase",
+                    amount=amount,
+                    at=now,
                 )
-        except wallet_errors.WalletError as exc:
-            raise _api_error(exc) from None
-    body = {
-        "id": str(done.id),
-        "shopper_id": str(done.shopper_id),
-        "store_id": str(done.store_id),
-        "amount": format(done.amount, "f"),
-        "order_ref": done.order_ref,
-        "points": done.points,
-        "balance": done.balance,
-        "tier": done.tier,
-        "created_at": done.created_at.isoformat(),
-    }
-    headers = {} if done.created else {"Idempotent-Replayed": "true"}
-    return api.json(body, status=201, headers=headers)
+    return idempotency.answer(PurchaseOut.of(done), created=done.created)
 
 
 class ActionAward(api.Model):
@@ -197,6 +195,17 @@ class BalanceOut(api.Out):
     value: str
     tier: str | None
 
+    @staticmethod
+    def fields(
+        shopper_id: int, balance: wallet_ledger.Balance, rules: loyalty.Rules
+    ) -> dict[str, Any]:
+        return {
+            "shopper_id": str(shopper_id),
+            "balance": balance.points,
+            "value": format(loyalty.points_value(balance.points, rules), "f"),
+            "tier": balance.tier,
+        }
+
 
 async def _balance_answer(
     request: web.Request, shopper_id: int, balance: wallet_ledger.Balance
@@ -205,12 +214,7 @@ async def _balance_answer(
     async with db.acquire(request.app[POOL]) as conn:
         rules = await wallet_ledger.rules(conn, p.merchant_id)
     return api.json(
-        {
-            "shopper_id": str(shopper_id),
-            "balance": balance.points,
-            "value": format(loyalty.points_value(balance.points, rules), "f"),
-            "tier": balance.tier,
-        },
+        BalanceOut.model_construct(**BalanceOut.fields(shopper_id, balance, rules)),
         status=201,
     )
 
@@ -219,18 +223,15 @@ async def award_action(request: web.Request) -> web.Response:
     p = api.principal(request)
     shopper_id = api.path_id(request, "shopper_id")
     req = await api.body(request, ActionAward)
-    try:
-        async with db.acquire(request.app[POOL]) as conn, conn.transaction():
-            balance = await wallet_ledger.award_action(
-                conn,
-                merchant_id=p.merchant_id,
-                shopper_id=shopper_id,
-                action=req.action,
-                at=request.app[CLOCK].now(),
-                key_id=p.key_id,
-            )
-    except wallet_errors.WalletError as exc:
-        raise _api_error(exc) from None
+    async with db.acquire(request.app[POOL]) as conn, conn.transaction():
+        balance = await wallet_ledger.award_action(
+            conn,
+            merchant_id=p.merchant_id,
+            shopper_id=shopper_id,
+            action=req.action,
+            at=request.app[CLOCK].now(),
+            key_id=p.key_id,
+        )
     return await _balance_answer(request, shopper_id, balance)
 
 
@@ -243,43 +244,32 @@ async def change_points(request: web.Request) -> web.Response:
             "bad field",
             fields={"points": "a spend is negative; an adjustment is not zero"},
         )
-    try:
-        async with db.acquire(request.app[POOL]) as conn, conn.transaction():
-            balance = await wallet_ledger.change_points(
-                conn,
-                merchant_id=p.merchant_id,
-                shopper_id=shopper_id,
-                kind=req.kind,
-                points=req.points,
-                reason=req.reason,
-                at=request.app[CLOCK].now(),
-                key_id=p.key_id,
-            )
-    except wallet_errors.WalletError as exc:
-        raise _api_error(exc) from None
+    async with db.acquire(request.app[POOL]) as conn, conn.transaction():
+        balance = await wallet_ledger.change_points(
+            conn,
+            merchant_id=p.merchant_id,
+            shopper_id=shopper_id,
+            kind=req.kind,
+            points=req.points,
+            reason=req.reason,
+            at=request.app[CLOCK].now(),
+            key_id=p.key_id,
+        )
     return await _balance_answer(request, shopper_id, balance)
 
 
-class LedgerOut(api.Out):
-    shopper_id: str
-    balance: int
-    value: str
-    tier: str | None
+class LedgerOut(BalanceOut):
     entries: list[dict[str, Any]]
     next_cursor: str | None
 
 
 async def _points(request: web.Request, shopper_id: int) -> web.Response:
     p = api.principal(request)
-    limit = _limit(request, 50, 500)
-    before = _query_id(request, "cursor", "not a cursor") or 2**62
+    limit = paging.limit(request, 50, 500)
+    before = paging.query_id(request, "cursor", "not a cursor") or 2**62
     async with db.acquire(request.app[POOL]) as conn:
-        row = await conn.fetchrow(
-            "SELECT points, tier FROM shoppers WHERE id = $1 AND merchant_id = $2",
-            shopper_id,
-            p.merchant_id,
-        )
-        if row is None:
+        current = await wallet_ledger.shopper_balance(conn, p.merchant_id, shopper_id)
+        if current is None:
             raise errors.NotFound("no such shopper")
         rules = await wallet_ledger.rules(conn, p.merchant_id)
         entries = await wallet_ledger.ledger(
@@ -297,14 +287,11 @@ async def _points(request: web.Request, shopper_id: int) -> web.Response:
         for e in entries
     ]
     return api.json(
-        {
-            "shopper_id": str(shopper_id),
-            "balance": row["points"],
-            "value": format(loyalty.points_value(row["points"], rules), "f"),
-            "tier": row["tier"],
-            "entries": items,
-            "next_cursor": items[-1]["id"] if len(items) == limit else None,
-        }
+        LedgerOut.model_construct(
+            **BalanceOut.fields(shopper_id, current, rules),
+            entries=items,
+            next_cursor=paging.next_cursor([i["id"] for i in items], limit),
+        )
     )
 
 
@@ -355,14 +342,7 @@ ENDPOINTS = [
         body=PurchaseIn,
         replies={201: Reply(description="The purchase and the new balance", model=PurchaseOut)},
         errors=(404, 409),
-        parameters=(
-            {
-                "name": "Idempotency-Key",
-                "in": "header",
-                "required": True,
-                "schema": {"type": "string", "maxLength": 200},
-            },
-        ),
+        parameters=(idempotency.PARAMETER,),
     ),
     Endpoint(
         method="POST",
@@ -395,7 +375,7 @@ ENDPOINTS = [
         roles=STAFF,
         replies={200: Reply(description="Balance and ledger", model=LedgerOut)},
         errors=(404, 422),
-        parameters=_PAGING,
+        parameters=paging.PAGING,
     ),
     Endpoint(
         method="GET",
@@ -406,6 +386,6 @@ ENDPOINTS = [
         roles=frozenset({Role.SHOPPER}),
         replies={200: Reply(description="Balance and ledger", model=LedgerOut)},
         errors=(404, 422),
-        parameters=_PAGING,
+        parameters=paging.PAGING,
     ),
 ]

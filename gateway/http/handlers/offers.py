@@ -1,9 +1,8 @@
-"""Offers, the program's fatigue rules, redemptions at the till, and voids."""
+"""Offer rules: where, when and to whom an offer applies, and the coupon it issues."""
 
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import pydantic
@@ -11,19 +10,12 @@ from aiohttp import web
 
 from gateway import db
 from gateway.accounts.auth import Principal, Role
-from gateway.clock import CLOCK
 from gateway.db import POOL
-from gateway.http import api, errors
+from gateway.http import api, errors, paging
 from gateway.http.api import Endpoint, Reply
-from gateway.http.handlers.pings import WEATHER
-from gateway.http.handlers.places import _PAGING, OpeningHours, _cursor, _limit
-from gateway.http.ratelimit import REDEEM_LIMITER
-from gateway.settings import SETTINGS
-from geo import places as geo_places
-from offers import codes, redeem
-from offers import errors as offer_errors
+from gateway.http.handlers import stores
+from offers import models as offer_models
 from offers import store as offers_store
-from offers.models import CHANNELS, Program
 
 WRITERS = frozenset({Role.ADMIN, Role.MANAGER})
 READERS = frozenset({Role.ADMIN, Role.MANAGER, Role.REVIEWER})
@@ -47,7 +39,7 @@ Temp = Annotated[float, pydantic.Field(ge=-90, le=70, allow_inf_nan=False)]
 class ScheduleIn(api.Model):
     starts_at: pydantic.AwareDatetime | None = None
     ends_at: pydantic.AwareDatetime | None = None
-    weekly: OpeningHours = None
+    weekly: stores.OpeningHours = None
 
     @pydantic.model_validator(mode="after")
     def _order(self) -> ScheduleIn:
@@ -57,7 +49,7 @@ class ScheduleIn(api.Model):
 
 
 class WeatherIn(api.Model):
-    conditions: Annotated[list[WEATHER], pydantic.Field(min_length=1)] | None = None
+    conditions: Annotated[list[api.WEATHER], pydantic.Field(min_length=1)] | None = None
     min_temp_c: Temp | None = None
     max_temp_c: Temp | None = None
 
@@ -183,6 +175,39 @@ class OfferPatch(api.Model):
     status: Literal["active", "paused"] | None = None
 
 
+def _schedule(o: offer_models.Offer) -> dict[str, Any] | None:
+    if not (o.starts_at or o.ends_at or o.schedule is not None):
+        return None
+    return {
+        "starts_at": o.starts_at.isoformat() if o.starts_at else None,
+        "ends_at": o.ends_at.isoformat() if o.ends_at else None,
+        "weekly": o.schedule,
+    }
+
+
+def _weather(o: offer_models.Offer) -> dict[str, Any] | None:
+    if o.weather is None:
+        return None
+    return {
+        "conditions": sorted(o.weather.conditions) if o.weather.conditions else None,
+        "min_temp_c": o.weather.min_temp_c,
+        "max_temp_c": o.weather.max_temp_c,
+    }
+
+
+def _audience(o: offer_models.Offer) -> dict[str, Any] | None:
+    a = o.audience
+    if a is None:
+        return None
+    return {
+        "tiers": sorted(a.tiers) if a.tiers is not None else None,
+        "min_points": a.min_points,
+        "max_points": a.max_points,
+        "tags": sorted(a.tags) if a.tags is not None else None,
+        "exclude_tags": sorted(a.exclude_tags),
+    }
+
+
 class OfferOut(api.Out):
     id: str
     name: str
@@ -205,71 +230,47 @@ class OfferOut(api.Out):
     created_at: dt.datetime
     updated_at: dt.datetime
 
+    @classmethod
+    def of(cls, rec: offers_store.OfferRecord) -> OfferOut:
+        o = rec.offer
+        return cls.model_construct(
+            id=str(o.id),
+            name=o.name,
+            title=o.title,
+            body=o.body,
+            image_url=o.image_url,
+            geofence_ids=[str(i) for i in sorted(o.geofence_ids)],
+            store_ids=[str(i) for i in sorted(o.store_ids)],
+            trigger=o.trigger,
+            status=o.status,
+            schedule=_schedule(o),
+            weather=_weather(o),
+            audience=_audience(o),
+            caps=[{"max": c.max, "seconds": c.seconds} for c in o.caps],
+            budget={
+                "max_issued": o.budget_issued,
+                "max_redeemed": o.budget_redeemed,
+                "issued": o.issued_count,
+                "redeemed": o.redeemed_count,
+            },
+            priority=o.priority,
+            holdout_pct=o.holdout_pct,
+            channels=list(o.channels),
+            coupon={
+                "discount": o.coupon.discount,
+                "valid_minutes": o.coupon.valid_minutes,
+                "barcode_format": o.coupon.barcode_format,
+                "discount_pct": o.coupon.discount_pct,
+                "discount_amount": o.coupon.discount_amount,
+            },
+            created_at=rec.created_at,
+            updated_at=rec.updated_at,
+        )
+
 
 class OfferList(api.Out):
     items: list[OfferOut]
     next_cursor: str | None
-
-
-def _offer(rec: offers_store.OfferRecord) -> dict[str, Any]:
-    o = rec.offer
-    schedule = None
-    if o.starts_at or o.ends_at or o.schedule is not None:
-        schedule = {
-            "starts_at": o.starts_at.isoformat() if o.starts_at else None,
-            "ends_at": o.ends_at.isoformat() if o.ends_at else None,
-            "weekly": o.schedule,
-        }
-    weather = None
-    if o.weather is not None:
-        weather = {
-            "conditions": sorted(o.weather.conditions) if o.weather.conditions else None,
-            "min_temp_c": o.weather.min_temp_c,
-            "max_temp_c": o.weather.max_temp_c,
-        }
-    audience = None
-    if o.audience is not None:
-        a = o.audience
-        audience = {
-            "tiers": sorted(a.tiers) if a.tiers is not None else None,
-            "min_points": a.min_points,
-            "max_points": a.max_points,
-            "tags": sorted(a.tags) if a.tags is not None else None,
-            "exclude_tags": sorted(a.exclude_tags),
-        }
-    return {
-        "id": str(o.id),
-        "name": o.name,
-        "title": o.title,
-        "body": o.body,
-        "image_url": o.image_url,
-        "geofence_ids": [str(i) for i in sorted(o.geofence_ids)],
-        "store_ids": [str(i) for i in sorted(o.store_ids)],
-        "trigger": o.trigger,
-        "status": o.status,
-        "schedule": schedule,
-        "weather": weather,
-        "audience": audience,
-        "caps": [{"max": c.max, "seconds": c.seconds} for c in o.caps],
-        "budget": {
-            "max_issued": o.budget_issued,
-            "max_redeemed": o.budget_redeemed,
-            "issued": o.issued_count,
-            "redeemed": o.redeemed_count,
-        },
-        "priority": o.priority,
-        "holdout_pct": o.holdout_pct,
-        "channels": list(o.channels),
-        "coupon": {
-            "discount": o.coupon.discount,
-            "valid_minutes": o.coupon.valid_minutes,
-            "barcode_format": o.coupon.barcode_format,
-            "discount_pct": o.coupon.discount_pct,
-            "discount_amount": o.coupon.discount_amount,
-        },
-        "created_at": rec.created_at.isoformat(),
-        "updated_at": rec.updated_at.isoformat(),
-    }
 
 
 def _columns(req: OfferCreate | OfferPatch) -> dict[str, Any]:
@@ -312,10 +313,7 @@ def _not_null(req: OfferPatch) -> None:
 
 
 async def _scope(conn: Any, p: Principal, geofence_ids: list[int], store_ids: list[int]) -> Any:
-    try:
-        scope = await offers_store.resolve_scope(conn, p.merchant_id, geofence_ids, store_ids)
-    except offer_errors.UnknownPlace as exc:
-        raise errors.ValidationFailed(exc.message, fields={exc.field: exc.message}) from None
+    scope = await offers_store.resolve_scope(conn, p.merchant_id, geofence_ids, store_ids)
     if not p.can_reach_stores(set(scope)):
         raise errors.Forbidden(
             "this token is not scoped to every store the offer touches", code="out_of_scope"
@@ -351,12 +349,12 @@ async def create_offer(request: web.Request) -> web.Response:
             await _scope(conn, p, values["geofence_ids"], values["store_ids"])
         )
         rec = await offers_store.insert_offer(conn, p.merchant_id, values)
-    return api.json(_offer(rec), status=201)
+    return api.json(OfferOut.of(rec), status=201)
 
 
 async def list_offers(request: web.Request) -> web.Response:
     p = api.principal(request)
-    limit = _limit(request, 100, 1000)
+    limit = paging.limit(request, 100, 1000)
     status = request.query.get("status")
     if status not in (None, "active", "paused"):
         raise errors.ValidationFailed(
@@ -364,17 +362,22 @@ async def list_offers(request: web.Request) -> web.Response:
         )
     async with db.acquire(request.app[POOL]) as conn:
         recs = await offers_store.list_offers(
-            conn, p.merchant_id, p.store_ids, status=status, after=_cursor(request), limit=limit
+            conn,
+            p.merchant_id,
+            p.store_ids,
+            status=status,
+            after=paging.cursor(request),
+            limit=limit,
         )
-    return api.json(
-        {
-            "items": [_offer(r) for r in recs],
-            "next_cursor": str(recs[-1].offer.id) if len(recs) == limit else None,
-        }
-    )
+    items = [OfferOut.of(r) for r in recs]
+    next_cursor = paging.next_cursor([i.id for i in items], limit)
+    return api.json(OfferList.model_construct(items=items, next_cursor=next_cursor))
 
 
-async def _visible_offer(request: web.Request, conn: Any, *, lock: bool = False) -> Any:
+async def visible_offer(
+    request: web.Request, conn: Any, *, lock: bool = False
+) -> offers_store.OfferRecord:
+    """The offer named in the path, if the token reaches all of its stores."""
     p = api.principal(request)
     rec = await offers_store.get_offer(
         conn, p.merchant_id, api.path_id(request, "offer_id"), lock=lock
@@ -390,14 +393,14 @@ async def _visible_offer(request: web.Request, conn: Any, *, lock: bool = False)
 
 async def get_offer(request: web.Request) -> web.Response:
     async with db.acquire(request.app[POOL]) as conn:
-        rec = await _visible_offer(request, conn)
-    return api.json(_offer(rec))
+        rec = await visible_offer(request, conn)
+    return api.json(OfferOut.of(rec))
 
 
 async def _update(request: web.Request, changes: dict[str, Any]) -> web.Response:
     p = api.principal(request)
     async with db.acquire(request.app[POOL]) as conn, conn.transaction():
-        current = await _visible_offer(request, conn, lock=True)
+        current = await visible_offer(request, conn, lock=True)
         if "geofence_ids" in changes or "store_ids" in changes:
             fences = changes.get("geofence_ids", sorted(current.offer.geofence_ids))
             stores = changes.get("store_ids", sorted(current.offer.store_ids))
@@ -417,7 +420,7 @@ async def _update(request: web.Request, changes: dict[str, Any]) -> web.Response
         rec = await offers_store.update_offer(conn, p.merchant_id, current.offer.id, changes)
     if rec is None:
         raise errors.NotFound("no such offer")
-    return api.json(_offer(rec))
+    return api.json(OfferOut.of(rec))
 
 
 async def patch_offer(request: web.Request) -> web.Response:
@@ -437,212 +440,9 @@ async def resume_offer(request: web.Request) -> web.Response:
 async def delete_offer(request: web.Request) -> web.Response:
     p = api.principal(request)
     async with db.acquire(request.app[POOL]) as conn, conn.transaction():
-        rec = await _visible_offer(request, conn, lock=True)
+        rec = await visible_offer(request, conn, lock=True)
         await offers_store.archive_offer(conn, p.merchant_id, rec.offer.id)
     return web.Response(status=204)
-
-
-# -- program ------------------------------------------------------------------------------
-
-
-class QuietHours(api.Model):
-    start: Annotated[str, pydantic.StringConstraints(pattern=r"^\d{2}:\d{2}$")]
-    end: Annotated[str, pydantic.StringConstraints(pattern=r"^\d{2}:\d{2}$")]
-
-
-class ProgramIn(api.Model):
-    daily_offer_cap: Annotated[int, pydantic.Field(ge=1, le=1000)] | None
-    quiet_hours: QuietHours | None
-
-
-class ProgramOut(api.Out):
-    daily_offer_cap: int | None
-    quiet_hours: dict[str, str] | None
-
-
-def _hhmm(minutes: int) -> str:
-    return f"{minutes // 60:02d}:{minutes % 60:02d}"
-
-
-def _program(program: Program) -> dict[str, Any]:
-    quiet = None
-    if program.quiet_start != program.quiet_end:
-        quiet = {"start": _hhmm(program.quiet_start), "end": _hhmm(program.quiet_end)}
-    return {"daily_offer_cap": program.daily_cap, "quiet_hours": quiet}
-
-
-async def get_program(request: web.Request) -> web.Response:
-    p = api.principal(request)
-    async with db.acquire(request.app[POOL]) as conn:
-        program = await offers_store.get_program(conn, p.merchant_id)
-    return api.json(_program(program))
-
-
-async def put_program(request: web.Request) -> web.Response:
-    p = api.principal(request)
-    if p.store_ids is not None:
-        raise errors.Forbidden(
-            "program rules are merchant-wide; use a merchant-wide key", code="out_of_scope"
-        )
-    req = await api.body(request, ProgramIn)
-    start = end = 0
-    if req.quiet_hours is not None:
-        try:
-            start, end = geo_places.parse_interval(f"{req.quiet_hours.start}-{req.quiet_hours.end}")
-        except ValueError as exc:
-            raise errors.ValidationFailed("bad field", fields={"quiet_hours": str(exc)}) from None
-        if end == 24 * 60:
-            end = 0
-    program = Program(daily_cap=req.daily_offer_cap, quiet_start=start, quiet_end=end)
-    async with db.acquire(request.app[POOL]) as conn:
-        saved = await offers_store.set_program(conn, p.merchant_id, program)
-    return api.json(_program(saved))
-
-
-# -- redemptions --------------------------------------------------------------------------
-
-
-class RedemptionIn(api.Model):
-    code: Annotated[str, pydantic.StringConstraints(min_length=1, max_length=64)]
-    store_id: api.Id
-    order_ref: Annotated[str, pydantic.StringConstraints(min_length=1, max_length=200)] | None = (
-        None
-    )
-    amount: Annotated[float, pydantic.Field(ge=0, le=10**9, allow_inf_nan=False)] | None = None
-
-
-class VoidIn(api.Model):
-    reason: Annotated[str, pydantic.StringConstraints(min_length=1, max_length=500)] | None = None
-
-
-class RedemptionOut(api.Out):
-    id: str
-    coupon_id: str
-    offer_id: str
-    store_id: str
-    code: str
-    order_ref: str | None
-    amount: str | None
-    redeemed_at: dt.datetime
-    voided_at: dt.datetime | None
-    voided_by: str | None
-    void_reason: str | None
-
-
-def _redemption(r: offers_store.Redemption) -> dict[str, Any]:
-    return {
-        "id": str(r.id),
-        "coupon_id": str(r.coupon_id),
-        "offer_id": str(r.offer_id),
-        "store_id": str(r.store_id),
-        "code": codes.display(r.code),
-        "order_ref": r.order_ref,
-        "amount": None if r.amount is None else format(r.amount, "f"),
-        "redeemed_at": r.redeemed_at.isoformat(),
-        "voided_at": r.voided_at.isoformat() if r.voided_at else None,
-        "voided_by": None if r.voided_by is None else str(r.voided_by),
-        "void_reason": r.void_reason,
-    }
-
-
-_REDEEM_ERRORS: dict[type[offer_errors.OffersError], type[errors.ApiError]] = {
-    offer_errors.UnknownCode: errors.NotFound,
-    offer_errors.WrongStore: errors.Forbidden,
-    offer_errors.CouponExpired: errors.Gone,
-    offer_errors.AlreadyRedeemed: errors.Conflict,
-    offer_errors.RedemptionBudgetExhausted: errors.Conflict,
-    offer_errors.IdempotencyKeyReused: errors.ValidationFailed,
-    offer_errors.IdempotencyKeyRace: errors.Conflict,
-    offer_errors.AlreadyVoided: errors.Conflict,
-    offer_errors.VoidWindowClosed: errors.Conflict,
-}
-
-
-def _as_api_error(exc: offer_errors.OffersError) -> errors.ApiError:
-    return _REDEEM_ERRORS.get(type(exc), errors.BadRequest)(exc.message, code=exc.code)
-
-
-def _idempotency_key(request: web.Request) -> str:
-    key = request.headers.get("Idempotency-Key", "")
-    if not key:
-        raise errors.BadRequest(
-            "send an Idempotency-Key header (a unique string per redemption attempt), so a "
-            "retry after a timeout cannot redeem twice",
-            code="idempotency_key_missing",
-        )
-    if len(key) > 200 or not key.isascii() or not key.isprintable():
-        raise errors.BadRequest(
-            "the Idempotency-Key must be 1 to 200 printable ASCII characters",
-            code="idempotency_key_invalid",
-        )
-    return key
-
-
-async def create_redemption(request: web.Request) -> web.Response:
-    p = api.principal(request)
-    key = _idempotency_key(request)
-    req = await api.body(request, RedemptionIn)
-    if not p.can_reach_store(req.store_id):
-        raise errors.Forbidden("this token is not scoped to that store", code="out_of_scope")
-    # The limiter counts failures too: guessing codes costs the guesser's budget.
-    wait = request.app[REDEEM_LIMITER].take(p.key_id)
-    if wait:
-        limiter = request.app[REDEEM_LIMITER]
-        raise errors.RateLimited(
-            f"too many redemption attempts from this key (limit {limiter.rate:g}/s)",
-            headers={"Retry-After": limiter.retry_after(wait)},
-        )
-    attempt = redeem.RedeemRequest(
-        merchant_id=p.merchant_id,
-        code=req.code,
-        store_id=req.store_id,
-        order_ref=req.order_ref,
-        amount=None if req.amount is None else Decimal(str(req.amount)).quantize(Decimal("0.01")),
-        key_id=p.key_id,
-        idempotency_key=key,
-    )
-    now = request.app[CLOCK].now()
-    try:
-        async with db.acquire(request.app[POOL]) as conn:
-            done = await redeem.redeem(conn, attempt, now)
-    except offer_errors.OffersError as exc:
-        raise _as_api_error(exc) from None
-    headers = {} if done.created else {"Idempotent-Replayed": "true"}
-    return api.json(_redemption(done.redemption), status=201, headers=headers)
-
-
-async def void_redemption(request: web.Request) -> web.Response:
-    p = api.principal(request)
-    raw = await api.read_limited(request, request.app[SETTINGS].max_body_bytes)
-    reason = None
-    if raw.strip():
-        if request.content_type != "application/json":
-            raise errors.UnsupportedMediaType("send the body as application/json")
-        reason = api.parse(raw, VoidIn).reason
-    settings = request.app[SETTINGS]
-    try:
-        async with db.acquire(request.app[POOL]) as conn, conn.transaction():
-            current = await offers_store.lock_redemption(
-                conn, p.merchant_id, api.path_id(request, "redemption_id")
-            )
-            if current is None:
-                raise errors.NotFound("no such redemption")
-            if not p.can_reach_store(current.store_id):
-                raise errors.Forbidden(
-                    "this token is not scoped to that redemption's store", code="out_of_scope"
-                )
-            voided = await redeem.void(
-                conn,
-                merchant_id=p.merchant_id,
-                redemption=current,
-                key_id=p.key_id,
-                reason=reason,
-                now=request.app[CLOCK].now(),
-                window_minutes=settings.void_window_minutes,
-            )
-    except offer_errors.OffersError as exc:
-        raise _as_api_error(exc) from None
-    return api.json(_redemption(voided))
 
 
 ENDPOINTS = [
@@ -655,8 +455,8 @@ ENDPOINTS = [
         description="Where (geofence_ids and/or store_ids), trigger (enter or dwell), when "
         "(schedule: validity period and weekly windows in the store's time zone), weather, "
         "audience, per-shopper caps, budget, priority, holdout and the coupon it issues. "
-        f"Channels: {', '.join(CHANNELS)}. A store-scoped key can only create offers on its "
-        "stores.",
+        f"Channels: {', '.join(offer_models.CHANNELS)}. A store-scoped key can only create "
+        "offers on its stores.",
         roles=WRITERS,
         body=OfferCreate,
         replies={201: Reply(description="The offer", model=OfferOut)},
@@ -671,7 +471,7 @@ ENDPOINTS = [
         replies={200: Reply(description="A page of offers", model=OfferList)},
         errors=(422,),
         parameters=(
-            *_PAGING,
+            *paging.PAGING,
             {
                 "name": "status",
                 "in": "query",
@@ -730,66 +530,5 @@ ENDPOINTS = [
         roles=WRITERS,
         replies={204: Reply(description="Archived", content_type="")},
         errors=(404,),
-    ),
-    Endpoint(
-        method="GET",
-        path="/v1/program",
-        handler=get_program,
-        tag="offers",
-        summary="The program-wide rules: daily offer cap per shopper and quiet hours",
-        roles=READERS,
-        replies={200: Reply(description="The rules", model=ProgramOut)},
-    ),
-    Endpoint(
-        method="PUT",
-        path="/v1/program",
-        handler=put_program,
-        tag="offers",
-        summary="Set the program-wide rules",
-        description="daily_offer_cap: at most this many offers to one shopper in any 24 "
-        "hours, all offers together (null: no cap). quiet_hours: nothing is sent between "
-        "start and end in the shopper's time zone (the store's when the shopper has none); "
-        "null: no quiet hours.",
-        roles=WRITERS,
-        body=ProgramIn,
-        replies={200: Reply(description="The rules", model=ProgramOut)},
-    ),
-    Endpoint(
-        method="POST",
-        path="/v1/redemptions",
-        handler=create_redemption,
-        tag="redemptions",
-        summary="Redeem a coupon at the till (single use)",
-        description="Needs an Idempotency-Key header: a retry with the same key and request "
-        "answers the first result again (with Idempotent-Replayed: true). 404 unknown code, "
-        "403 not valid at this store, 410 expired, 409 already redeemed or redemption "
-        "budget used up, 422 the key was used for another request. Attempts are "
-        "rate-limited per POS key (GATEWAY_REDEEM_RATE per second), so codes cannot be "
-        "guessed by brute force.",
-        roles=frozenset({Role.POS}),
-        body=RedemptionIn,
-        replies={201: Reply(description="The redemption", model=RedemptionOut)},
-        errors=(404, 409, 410, 429),
-        parameters=(
-            {
-                "name": "Idempotency-Key",
-                "in": "header",
-                "required": True,
-                "schema": {"type": "string", "maxLength": 200},
-            },
-        ),
-    ),
-    Endpoint(
-        method="POST",
-        path="/v1/redemptions/{redemption_id}/void",
-        handler=void_redemption,
-        tag="redemptions",
-        summary="Void a redemption within GATEWAY_VOID_WINDOW_MINUTES; records who did it",
-        description='The body is optional: {"reason": "..."}. The coupon becomes '
-        "redeemable again until it expires.",
-        roles=frozenset({Role.POS, Role.MANAGER, Role.ADMIN}),
-        body=VoidIn,
-        replies={200: Reply(description="The voided redemption", model=RedemptionOut)},
-        errors=(404, 409),
     ),
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import logging
 from typing import Annotated
 
 import pydantic
@@ -18,10 +19,11 @@ from gateway import db
 from gateway.db import POOL
 from gateway.http import api, errors
 from gateway.http.api import Endpoint, Reply
-from gateway.http.handlers.passes import PKPASS, render_coupon, render_loyalty
+from gateway.http.handlers import passes
 from wallet.store import passes as pass_store
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_device_log = logging.getLogger("gateway.passkit")
 
 
 def _tag(at: dt.datetime) -> str:
@@ -95,8 +97,10 @@ async def updated_passes(request: web.Request) -> web.Response:
 async def latest_pass(request: web.Request) -> web.Response:
     found = await _authenticated(request)
     if found.kind == "coupon" and found.coupon_id is not None:
-        return await render_coupon(request, found.merchant_id, found.shopper_id, found.coupon_id)
-    return await render_loyalty(request, found.merchant_id, found.shopper_id)
+        return await passes.render_coupon(
+            request, found.merchant_id, found.shopper_id, found.coupon_id
+        )
+    return await passes.render_loyalty(request, found.merchant_id, found.shopper_id)
 
 
 class LogIn(api.Model):
@@ -108,10 +112,8 @@ class LogIn(api.Model):
 
 async def device_log(request: web.Request) -> web.Response:
     req = await api.body(request, LogIn)
-    import logging
-
     for line in req.logs:
-        logging.getLogger("gateway.passkit").warning("device log", extra={"message_": line})
+        _device_log.warning("device log", extra={"message_": line})
     return web.Response(status=200)
 
 
@@ -178,7 +180,7 @@ ENDPOINTS = [
         replies={
             200: Reply(
                 description="The pass",
-                content_type=PKPASS,
+                content_type=passes.PKPASS,
                 schema={"type": "string", "format": "binary"},
             ),
             304: Reply(description="Not modified", content_type=""),

@@ -19,14 +19,11 @@ from gateway.pingpath.geoindex import GEO_INDEX
 from gateway.pingpath.pings import PINGS
 from geo.models import Transition
 
-WEATHER = Literal[
-    "clear", "clouds", "rain", "drizzle", "thunderstorm", "snow", "sleet", "hail", "fog", "wind"
-]
 MAX_BATCH = 500
 
 
 class Weather(api.Model):
-    condition: WEATHER
+    condition: api.WEATHER
     temp_c: Annotated[float, pydantic.Field(ge=-90, le=70, allow_inf_nan=False)]
 
 

@@ -15,10 +15,9 @@ from aiohttp import web
 from gateway import db
 from gateway.accounts.auth import Role
 from gateway.db import POOL
-from gateway.http import api, errors
+from gateway.http import api, errors, paging
 from gateway.http.api import Endpoint, Reply
-from gateway.http.handlers.offers import RedemptionOut, _redemption, _visible_offer
-from gateway.http.handlers.places import _PAGING, _cursor, _limit, _query_id
+from gateway.http.handlers import offers, redemptions
 from offers import report
 from offers import store as offers_store
 from offers.models import REASONS
@@ -74,7 +73,7 @@ async def offer_report(request: web.Request) -> web.Response:
             "bad query parameter", fields={"by": "must be store, channel or day"}
         )
     async with db.acquire(request.app[POOL]) as conn:
-        rec = await _visible_offer(request, conn)
+        rec = await offers.visible_offer(request, conn)
         rows = await offers_store.funnel_rows(
             conn, rec.offer.id, first or dt.date.min, last or dt.date.max
         )
@@ -112,9 +111,9 @@ def _instant(request: web.Request, name: str) -> dt.datetime | None:
 
 def _filter(request: web.Request) -> offers_store.LogFilter:
     p = api.principal(request)
-    store_id = _query_id(request, "store_id", "not a store id")
-    if store_id is not None and not p.can_reach_store(store_id):
-        raise errors.Forbidden("this token is not scoped to that store", code="out_of_scope")
+    store_id = paging.query_id(request, "store_id", "not a store id")
+    if store_id is not None:
+        api.require_store(p, store_id)
     outcome = request.query.get("outcome")
     if outcome not in (None, "sent", "suppressed"):
         raise errors.ValidationFailed(
@@ -127,7 +126,7 @@ def _filter(request: web.Request) -> offers_store.LogFilter:
         )
     return offers_store.LogFilter(
         merchant_id=p.merchant_id,
-        offer_id=_query_id(request, "offer_id", "not an offer id"),
+        offer_id=paging.query_id(request, "offer_id", "not an offer id"),
         store_id=store_id,
         store_ids=p.store_ids,
         since=_instant(request, "from"),
@@ -194,7 +193,7 @@ REDEMPTION_CSV = (
 
 
 def _redemption_item(r: Any) -> dict[str, Any]:
-    return _redemption(offers_store.Redemption.from_row(r))
+    return redemptions.RedemptionOut.of(offers_store.Redemption.from_row(r)).model_dump()
 
 
 DECISION_FIELDS = (
@@ -223,6 +222,13 @@ def _decision(r: Any) -> dict[str, Any]:
     return out
 
 
+def _cell(value: Any) -> Any:
+    """A CSV cell: empty for null, times as in the JSON answers."""
+    if value is None:
+        return ""
+    return value.isoformat() if isinstance(value, dt.datetime) else value
+
+
 async def _log(
     request: web.Request,
     *,
@@ -238,18 +244,18 @@ async def _log(
 
         def row(r: Any) -> list[Any]:
             out = item(r)
-            return [out[k] if out[k] is not None else "" for k in columns]
+            return [_cell(out[k]) for k in columns]
 
         return await _stream_csv(
             request, filename=filename, query=query, args=args, header=columns, row=row
         )
-    limit = _limit(request, 100, 1000)
-    query, args = query_for(f, _cursor(request), limit)
+    limit = paging.limit(request, 100, 1000)
+    query, args = query_for(f, paging.cursor(request), limit)
     async with db.acquire(request.app[POOL]) as conn:
         rows = await conn.fetch(query, *args)
     items = [item(r) for r in rows]
     return api.json(
-        {"items": items, "next_cursor": items[-1]["id"] if len(items) == limit else None}
+        {"items": items, "next_cursor": paging.next_cursor([i["id"] for i in items], limit)}
     )
 
 
@@ -274,7 +280,7 @@ async def decision_log(request: web.Request) -> web.StreamResponse:
 
 
 class RedemptionLog(api.Out):
-    items: list[RedemptionOut]
+    items: list[redemptions.RedemptionOut]
     next_cursor: str | None
 
 
@@ -304,7 +310,7 @@ def _q(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 _LOG_FILTERS = (
-    *_PAGING,
+    *paging.PAGING,
     _q("offer_id", {"type": "string"}),
     _q("store_id", {"type": "string"}),
     _q("from", {"type": "string", "format": "date-time"}),

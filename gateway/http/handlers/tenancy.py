@@ -97,6 +97,20 @@ class ShopperOut(api.Out):
     tags: list[str]
     created_at: dt.datetime
 
+    @classmethod
+    def of(cls, s: tenancy.Shopper) -> ShopperOut:
+        return cls.model_construct(
+            id=str(s.id),
+            name=s.name,
+            email=s.email,
+            marketing_consent=s.marketing_consent,
+            timezone=s.timezone,
+            tier=s.tier,
+            points=s.points,
+            tags=list(s.tags),
+            created_at=s.created_at,
+        )
+
 
 Tag = Annotated[str, pydantic.StringConstraints(min_length=1, max_length=64)]
 
@@ -129,20 +143,6 @@ def _ids(values: frozenset[int] | tuple[int, ...] | None) -> list[str] | None:
     return None if values is None else [str(v) for v in sorted(values)]
 
 
-def _shopper(s: tenancy.Shopper) -> dict[str, Any]:
-    return {
-        "id": str(s.id),
-        "name": s.name,
-        "email": s.email,
-        "marketing_consent": s.marketing_consent,
-        "timezone": s.timezone,
-        "tier": s.tier,
-        "points": s.points,
-        "tags": list(s.tags),
-        "created_at": s.created_at.isoformat(),
-    }
-
-
 async def whoami(request: web.Request) -> web.Response:
     p = api.principal(request)
     return api.json(
@@ -167,11 +167,9 @@ async def get_merchant(request: web.Request) -> web.Response:
     if merchant is None:
         raise errors.NotFound("no such merchant")
     return api.json(
-        {
-            "id": str(merchant.id),
-            "name": merchant.name,
-            "created_at": merchant.created_at.isoformat(),
-        }
+        MerchantOut.model_construct(
+            id=str(merchant.id), name=merchant.name, created_at=merchant.created_at
+        )
     )
 
 
@@ -200,18 +198,18 @@ async def list_keys(request: web.Request) -> web.Response:
     async with db.acquire(request.app[POOL]) as conn:
         keys = await tenancy.list_keys(conn, p.merchant_id)
     items = [
-        {
-            "id": str(k.id),
-            "role": k.role.value,
-            "store_ids": _ids(k.store_ids),
-            "label": k.label,
-            "created_at": k.created_at.isoformat(),
-            "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
-        }
+        KeyOut.model_construct(
+            id=str(k.id),
+            role=k.role,
+            store_ids=_ids(k.store_ids),
+            label=k.label,
+            created_at=k.created_at,
+            revoked_at=k.revoked_at,
+        )
         for k in keys
         if p.store_ids is None or (k.store_ids is not None and p.can_reach_stores(set(k.store_ids)))
     ]
-    return api.json({"items": items})
+    return api.json(KeyList.model_construct(items=items))
 
 
 async def revoke_key(request: web.Request) -> web.Response:
@@ -253,7 +251,7 @@ async def get_shopper(request: web.Request) -> web.Response:
         shopper = await tenancy.get_shopper(conn, shopper_id, p.merchant_id)
     if shopper is None:
         raise errors.NotFound("no such shopper")
-    return api.json(_shopper(shopper))
+    return api.json(ShopperOut.of(shopper))
 
 
 async def patch_shopper(request: web.Request) -> web.Response:
@@ -265,7 +263,7 @@ async def patch_shopper(request: web.Request) -> web.Response:
         )
     if shopper is None:
         raise errors.NotFound("no such shopper")
-    return api.json(_shopper(shopper))
+    return api.json(ShopperOut.of(shopper))
 
 
 async def patch_me(request: web.Request) -> web.Response:
@@ -285,7 +283,7 @@ async def patch_me(request: web.Request) -> web.Response:
         )
     if shopper is None:  # erased between token check and write
         raise errors.NotFound("no such shopper")
-    return api.json(_shopper(shopper))
+    return api.json(ShopperOut.of(shopper))
 
 
 async def export_me(request: web.Request) -> web.Response:
@@ -318,7 +316,7 @@ async def get_me(request: web.Request) -> web.Response:
         shopper = await tenancy.get_shopper(conn, p.shopper_id, p.merchant_id)
     if shopper is None:  # erased between token check and read
         raise errors.NotFound("no such shopper")
-    return api.json(_shopper(shopper))
+    return api.json(ShopperOut.of(shopper))
 
 
 _STAFF = frozenset({Role.ADMIN, Role.MANAGER, Role.REVIEWER})

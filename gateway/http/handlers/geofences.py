@@ -1,9 +1,8 @@
-"""Stores and geofences: the places store managers draw offers onto."""
+"""Geofences: the GeoJSON shapes around stores that offers are drawn onto."""
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
 import pydantic
@@ -12,193 +11,15 @@ from aiohttp import web
 from gateway import db
 from gateway.accounts.auth import Principal, Role
 from gateway.db import POOL
-from gateway.http import api, errors
+from gateway.http import api, errors, paging
 from gateway.http.api import Endpoint, Reply
 from gateway.settings import SETTINGS
 from geo import geojson
-from geo import places as geo_places
 from geo import store as geo_store
-from geo.errors import GeometryInvalid
 from geo.models import FenceFeature
 
 WRITERS = frozenset({Role.ADMIN, Role.MANAGER})
 READERS = frozenset({Role.ADMIN, Role.MANAGER, Role.REVIEWER})
-
-Name = Annotated[str, pydantic.StringConstraints(min_length=1, max_length=200)]
-Lat = Annotated[float, pydantic.Field(ge=-90, le=90, allow_inf_nan=False)]
-Lon = Annotated[float, pydantic.Field(ge=-180, le=180, allow_inf_nan=False)]
-
-
-def _check_hours(value: dict[str, Any] | None) -> dict[str, list[str]] | None:
-    return None if value is None else geo_places.check_opening_hours(value)
-
-
-OpeningHours = Annotated[
-    dict[str, list[str]] | None,
-    pydantic.AfterValidator(_check_hours),
-    pydantic.Field(
-        description='Weekly hours in the store\'s time zone: {"mon": ["07:00-19:00"], ...}. '
-        "An interval ending before it starts runs past midnight.",
-        examples=[{"mon": ["07:00-19:00"], "sat": ["08:00-12:00", "14:00-18:00"]}],
-    ),
-]
-
-
-class StoreCreate(api.Model):
-    name: Name
-    lat: Lat
-    lon: Lon
-    timezone: api.TimeZone
-    opening_hours: OpeningHours = None
-
-
-class StorePatch(api.Model):
-    name: Name | None = None
-    lat: Lat | None = None
-    lon: Lon | None = None
-    timezone: api.TimeZone | None = None
-    opening_hours: OpeningHours = None
-
-
-class StoreOut(api.Out):
-    id: str
-    name: str
-    lat: float
-    lon: float
-    timezone: str
-    opening_hours: dict[str, list[str]] | None
-    created_at: dt.datetime
-    updated_at: dt.datetime
-
-
-class StoreList(api.Out):
-    items: list[StoreOut]
-    next_cursor: str | None
-
-
-def _store(s: geo_places.Store) -> dict[str, Any]:
-    return {
-        "id": str(s.id),
-        "name": s.name,
-        "lat": s.lat,
-        "lon": s.lon,
-        "timezone": s.timezone,
-        "opening_hours": s.opening_hours,
-        "created_at": s.created_at.isoformat(),
-        "updated_at": s.updated_at.isoformat(),
-    }
-
-
-def _limit(request: web.Request, default: int, most: int) -> int:
-    raw = request.query.get("limit")
-    if raw is None:
-        return default
-    value = api.as_id(raw)
-    if value is None or not 1 <= value <= most:
-        raise errors.ValidationFailed(
-            "bad query parameter", fields={"limit": f"must be an integer from 1 to {most}"}
-        )
-    return value
-
-
-def _query_id(request: web.Request, name: str, problem: str) -> int | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    value = api.as_id(raw)
-    if value is None:
-        raise errors.ValidationFailed("bad query parameter", fields={name: problem})
-    return value
-
-
-def _cursor(request: web.Request) -> int:
-    return _query_id(request, "cursor", "not a cursor") or 0
-
-
-def _require_store_scope(p: Principal, store_id: int) -> None:
-    if not p.can_reach_store(store_id):
-        raise errors.Forbidden("this token is not scoped to that store", code="out_of_scope")
-
-
-# -- stores -------------------------------------------------------------------------------
-
-
-async def create_store(request: web.Request) -> web.Response:
-    p = api.principal(request)
-    req = await api.body(request, StoreCreate)
-    if p.store_ids is not None:
-        raise errors.Forbidden(
-            "a store-scoped token cannot create stores; use a merchant-wide key",
-            code="out_of_scope",
-        )
-    async with db.acquire(request.app[POOL]) as conn:
-        store = await geo_store.insert_store(
-            conn,
-            merchant_id=p.merchant_id,
-            name=req.name,
-            lat=req.lat,
-            lon=req.lon,
-            timezone=req.timezone,
-            opening_hours=req.opening_hours,
-        )
-    return api.json(_store(store), status=201)
-
-
-async def list_stores(request: web.Request) -> web.Response:
-    p = api.principal(request)
-    limit = _limit(request, 100, 1000)
-    async with db.acquire(request.app[POOL]) as conn:
-        stores = await geo_store.list_stores(
-            conn, p.merchant_id, p.store_ids, after=_cursor(request), limit=limit
-        )
-    return api.json(
-        {
-            "items": [_store(s) for s in stores],
-            "next_cursor": str(stores[-1].id) if len(stores) == limit else None,
-        }
-    )
-
-
-async def _visible_store(request: web.Request, conn: Any) -> geo_places.Store:
-    p = api.principal(request)
-    store_id = api.path_id(request, "store_id")
-    store = await geo_store.get_store(conn, store_id, p.merchant_id)
-    if store is None:
-        raise errors.NotFound("no such store")
-    _require_store_scope(p, store_id)
-    return store
-
-
-async def get_store(request: web.Request) -> web.Response:
-    async with db.acquire(request.app[POOL]) as conn:
-        store = await _visible_store(request, conn)
-    return api.json(_store(store))
-
-
-async def patch_store(request: web.Request) -> web.Response:
-    p = api.principal(request)
-    req = await api.body(request, StorePatch)
-    changes = req.model_dump(exclude_unset=True)
-    for name in ("name", "lat", "lon", "timezone"):
-        if name in changes and changes[name] is None:
-            raise errors.ValidationFailed("bad field", fields={name: "cannot be null"})
-    async with db.acquire(request.app[POOL]) as conn, conn.transaction():
-        store = await _visible_store(request, conn)
-        updated = await geo_store.update_store(conn, store.id, p.merchant_id, changes)
-    if updated is None:  # deleted while this request ran
-        raise errors.NotFound("no such store")
-    return api.json(_store(updated))
-
-
-async def delete_store(request: web.Request) -> web.Response:
-    p = api.principal(request)
-    async with db.acquire(request.app[POOL]) as conn, conn.transaction():
-        store = await _visible_store(request, conn)
-        await geo_store.delete_store(conn, store.id, p.merchant_id)
-    return web.Response(status=204)
-
-
-# -- geofences ------------------------------------------------------------------------------
 
 
 class FeatureProperties(api.Out):
@@ -255,22 +76,13 @@ _FEATURE_IN = {
 }
 
 
-def _feature(rec: geo_store.GeofenceRecord) -> dict[str, Any]:
+def _answer(rec: geo_store.GeofenceRecord) -> dict[str, Any]:
     props: dict[str, Any] = dict(rec.properties)
     props["store_id"] = str(rec.store_id)
     props["name"] = rec.name
     if rec.radius_m is not None:
         props["radius_m"] = rec.radius_m
     return {"type": "Feature", "id": str(rec.id), "geometry": rec.geometry, "properties": props}
-
-
-def _problems_to_error(exc: GeometryInvalid) -> errors.ValidationFailed:
-    fields: dict[str, str] = {}
-    for problem in exc.problems:
-        key = problem.path or "(body)"
-        fields[key] = f"{fields[key]}; {problem.message}" if key in fields else problem.message
-    first = exc.problems[0].message if exc.problems else "invalid GeoJSON"
-    return errors.ValidationFailed(f"the geofence is invalid: {first}", fields=fields)
 
 
 async def _json_body(request: web.Request, limit: int) -> Any:
@@ -320,10 +132,7 @@ def _check_name(feature: FenceFeature, path: str) -> None:
 
 
 def _parse_feature(data: Any, path: str = "") -> FenceFeature:
-    try:
-        feature = geojson.parse_feature(data, path=path)
-    except GeometryInvalid as exc:
-        raise _problems_to_error(exc) from None
+    feature = geojson.parse_feature(data, path=path)
     _check_name(feature, path)
     return feature
 
@@ -338,7 +147,7 @@ async def create_geofence(request: web.Request) -> web.Response:
         rec = await geo_store.insert_geofence(
             conn, merchant_id=p.merchant_id, store_id=store_id, feature=feature
         )
-    return api.json(_feature(rec), status=201)
+    return api.json(_answer(rec), status=201)
 
 
 async def _visible_geofence(
@@ -350,14 +159,14 @@ async def _visible_geofence(
     )
     if rec is None:
         raise errors.NotFound("no such geofence")
-    _require_store_scope(p, rec.store_id)
+    api.require_store(p, rec.store_id)
     return rec
 
 
 async def get_geofence(request: web.Request) -> web.Response:
     async with db.acquire(request.app[POOL]) as conn:
         rec = await _visible_geofence(request, conn)
-    return api.json(_feature(rec))
+    return api.json(_answer(rec))
 
 
 async def patch_geofence(request: web.Request) -> web.Response:
@@ -372,7 +181,7 @@ async def patch_geofence(request: web.Request) -> web.Response:
             "unknown members", fields={k: "not a Feature member" for k in sorted(unknown)}
         )
     async with db.acquire(request.app[POOL]) as conn, conn.transaction():
-        current = _feature(await _visible_geofence(request, conn, lock=True))
+        current = _answer(await _visible_geofence(request, conn, lock=True))
         props = dict(current["properties"])
         patch_props = data.get("properties")
         if patch_props is None:  # absent or null: no property changes
@@ -398,7 +207,7 @@ async def patch_geofence(request: web.Request) -> web.Response:
             feature=feature,
         )
     assert rec is not None
-    return api.json(_feature(rec))
+    return api.json(_answer(rec))
 
 
 async def delete_geofence(request: web.Request) -> web.Response:
@@ -411,9 +220,9 @@ async def delete_geofence(request: web.Request) -> web.Response:
 
 async def list_geofences(request: web.Request) -> web.StreamResponse:
     p = api.principal(request)
-    store_id = _query_id(request, "store_id", "an id")
+    store_id = paging.query_id(request, "store_id", "an id")
     if store_id is not None:
-        _require_store_scope(p, store_id)
+        api.require_store(p, store_id)
     fmt = request.query.get("format", "json")
     if fmt not in ("json", "geojson"):
         raise errors.ValidationFailed(
@@ -421,22 +230,19 @@ async def list_geofences(request: web.Request) -> web.StreamResponse:
         )
     pool = request.app[POOL]
     if fmt == "json":
-        limit = _limit(request, 500, 5000)
+        limit = paging.limit(request, 500, 5000)
         async with db.acquire(pool) as conn:
             recs = await geo_store.list_geofences(
                 conn,
                 p.merchant_id,
                 p.store_ids,
                 store_id=store_id,
-                after=_cursor(request),
+                after=paging.cursor(request),
                 limit=limit,
             )
-        return api.json(
-            {
-                "items": [_feature(r) for r in recs],
-                "next_cursor": str(recs[-1].id) if len(recs) == limit else None,
-            }
-        )
+        items = [_answer(r) for r in recs]
+        next_cursor = paging.next_cursor([i["id"] for i in items], limit)
+        return api.json({"items": items, "next_cursor": next_cursor})
     # The whole collection, streamed page by page so memory stays flat.
     response = web.StreamResponse(headers={"Content-Type": "application/geo+json"})
     await response.prepare(request)
@@ -449,7 +255,7 @@ async def list_geofences(request: web.Request) -> web.StreamResponse:
             )
         if not recs:
             break
-        chunk = b",".join(orjson.dumps(_feature(r)) for r in recs)
+        chunk = b",".join(orjson.dumps(_answer(r)) for r in recs)
         await response.write(chunk if first else b"," + chunk)
         first = False
         after = recs[-1].id
@@ -462,10 +268,7 @@ async def replace_geofences(request: web.Request) -> web.Response:
     """All or nothing: after this, the geofences in the caller's scope are exactly these."""
     p = api.principal(request)
     data = await _json_body(request, request.app[SETTINGS].max_import_bytes)
-    try:
-        features = geojson.parse_feature_collection(data)
-    except GeometryInvalid as exc:
-        raise _problems_to_error(exc) from None
+    features = geojson.parse_feature_collection(data)
     raw_features = data["features"]
     items: list[tuple[int | None, int, FenceFeature]] = []
     where: dict[int, str] = {}
@@ -518,65 +321,7 @@ async def replace_geofences(request: web.Request) -> web.Response:
     )
 
 
-_PAGING = (
-    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}},
-    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
-)
-
 ENDPOINTS = [
-    Endpoint(
-        method="POST",
-        path="/v1/stores",
-        handler=create_store,
-        tag="places",
-        summary="Create a store",
-        description="Needs a merchant-wide key: a store-scoped key cannot widen its own scope.",
-        roles=WRITERS,
-        body=StoreCreate,
-        replies={201: Reply(description="The store", model=StoreOut)},
-    ),
-    Endpoint(
-        method="GET",
-        path="/v1/stores",
-        handler=list_stores,
-        tag="places",
-        summary="List the stores within the token's scope",
-        roles=READERS,
-        replies={200: Reply(description="A page of stores", model=StoreList)},
-        errors=(422,),
-        parameters=_PAGING,
-    ),
-    Endpoint(
-        method="GET",
-        path="/v1/stores/{store_id}",
-        handler=get_store,
-        tag="places",
-        summary="Read a store",
-        roles=READERS,
-        replies={200: Reply(description="The store", model=StoreOut)},
-        errors=(404,),
-    ),
-    Endpoint(
-        method="PATCH",
-        path="/v1/stores/{store_id}",
-        handler=patch_store,
-        tag="places",
-        summary="Change some of a store's fields (opening_hours: null clears them)",
-        roles=WRITERS,
-        body=StorePatch,
-        replies={200: Reply(description="The store", model=StoreOut)},
-        errors=(404,),
-    ),
-    Endpoint(
-        method="DELETE",
-        path="/v1/stores/{store_id}",
-        handler=delete_store,
-        tag="places",
-        summary="Delete a store and its geofences",
-        roles=WRITERS,
-        replies={204: Reply(description="Deleted", content_type="")},
-        errors=(404,),
-    ),
     Endpoint(
         method="POST",
         path="/v1/geofences",
@@ -604,7 +349,7 @@ ENDPOINTS = [
         },
         errors=(422,),
         parameters=(
-            *_PAGING,
+            *paging.PAGING,
             {"name": "store_id", "in": "query", "required": False, "schema": {"type": "string"}},
             {
                 "name": "format",
