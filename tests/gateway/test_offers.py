@@ -496,7 +496,9 @@ class TestAtomicity:
         )
         for _ in range(200):
             pid = await conn.fetchval(
-                "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep' LIMIT 1"
+                # This database only: other xdist workers may share the server.
+                "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
+                "AND datname = current_database() LIMIT 1"
             )
             if pid:
                 break

@@ -451,7 +451,8 @@ async def test_a_failed_log_write_is_a_503_and_keeps_nothing_in_sync_mode(
         for _ in range(200):
             waiting = await conn.fetch(
                 "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND application_name = 'gateway'"
+                # This database only: other xdist workers may share the server.
+                "AND application_name = 'gateway' AND datname = current_database()"
             )
             if waiting:
                 break
