@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -12,16 +11,14 @@ from aiohttp import test_utils
 
 from gateway import app as app_mod
 from gateway import db
-from gateway.accounts import auth, tenancy
 from gateway.http import openapi
 from gateway.http.handlers import system
 from gateway.settings import Settings
-from geo import geojson
-from geo import store as geo_store
-from tests.support import offers as test_offers
+from tests.support import split
 from tests.support.client import ApiClient
 from tests.support.openapi_check import SpecChecker
 from tests.support.pg import PgServer
+from tests.support.tenants import Tenant, make_tenant
 
 
 @pytest.fixture(scope="session")
@@ -68,101 +65,6 @@ async def api(database_url: str, settings: Settings, spec: SpecChecker) -> Async
         yield ApiClient(client, spec)
 
 
-@dataclass
-class Tenant:
-    """A merchant with one token per role (and a store-scoped manager and pos)."""
-
-    merchant_id: int
-    store_ids: list[int]
-    tokens: dict[str, str] = field(default_factory=dict)
-    shopper_id: int | None = None
-    geofence_ids: list[int] = field(default_factory=list)
-    # An offer on store 0, a live coupon of it, and a redemption of another one.
-    offer_id: int = 0
-    coupon_code: str = ""
-    redemption_id: int = 0
-    delivery_id: str = ""
-    coupon_id: int = 0
-    push_endpoint: str = "https://push.example.net/fixture"
-
-
-async def make_tenant(conn: asyncpg.Connection, name: str, stores: int = 2) -> Tenant:
-    merchant = await tenancy.create_merchant(conn, name)
-    store_ids = [
-        await conn.fetchval(
-            "INSERT INTO stores (merchant_id, name, lat, lon, timezone) "
-            "VALUES ($1, $2, $3, $4, 'Europe/Paris') RETURNING id",
-            merchant.id,
-            f"{name} store {i}",
-            48.8566 + 0.01 * i,
-            2.3522 + 0.01 * i,
-        )
-        for i in range(stores)
-    ]
-    tenant = Tenant(merchant_id=merchant.id, store_ids=store_ids)
-    for i, store_id in enumerate(store_ids):
-        feature = geojson.parse_feature(
-            {
-                "type": "Feature",
-                "geometry": {
-                    "type": "Point",
-                    "coordinates": [2.3522 + 0.01 * i, 48.8566 + 0.01 * i],
-                },
-                "properties": {"name": f"door {i}", "radius_m": 50},
-            }
-        )
-        rec = await geo_store.insert_geofence(
-            conn, merchant_id=merchant.id, store_id=store_id, feature=feature
-        )
-        tenant.geofence_ids.append(rec.id)
-    for role in auth.Role:
-        if role is auth.Role.SHOPPER:
-            continue
-        _, tenant.tokens[role.value] = await tenancy.create_key(
-            conn, merchant_id=merchant.id, role=role
-        )
-    for role in (auth.Role.ADMIN, auth.Role.MANAGER, auth.Role.POS):
-        _, tenant.tokens[f"{role.value}@store0"] = await tenancy.create_key(
-            conn, merchant_id=merchant.id, role=role, store_ids=frozenset({store_ids[0]})
-        )
-    shopper, tenant.tokens["shopper"] = await tenancy.enrol_shopper(
-        conn, merchant_id=merchant.id, name="Ada", email=None, marketing_consent=True, timezone=None
-    )
-    tenant.shopper_id = shopper.id
-    tenant.offer_id = await test_offers.create_offer(conn, merchant.id, [store_ids[0]])
-    issued = {
-        "merchant_id": merchant.id,
-        "shopper_id": shopper.id,
-        "offer_id": tenant.offer_id,
-        "store_id": store_ids[0],
-        "fence_id": tenant.geofence_ids[0],
-    }
-    coupon_id, tenant.coupon_code = await test_offers.issue_coupon(conn, **issued)
-    tenant.coupon_id = coupon_id
-    tenant.delivery_id = str(
-        await conn.fetchval("SELECT id FROM deliveries WHERE coupon_id = $1", coupon_id)
-    )
-    await conn.execute(
-        "INSERT INTO push_subscriptions (merchant_id, shopper_id, endpoint, p256dh, auth) "
-        "VALUES ($1, $2, $3, 'fixture', 'fixture')",
-        merchant.id,
-        shopper.id,
-        tenant.push_endpoint,
-    )
-    redeemed, _ = await test_offers.issue_coupon(conn, **issued)
-    tenant.redemption_id = await conn.fetchval(
-        "INSERT INTO redemptions (merchant_id, coupon_id, offer_id, shopper_id, store_id, key_id, "
-        "idempotency_key, request_hash, redeemed_at) "
-        "VALUES ($1, $2, $3, $4, $5, 0, 'fixture', '\\x00', now()) RETURNING id",
-        merchant.id,
-        redeemed,
-        tenant.offer_id,
-        shopper.id,
-        store_ids[0],
-    )
-    return tenant
-
-
 @pytest.fixture
 async def tenant_a(conn: asyncpg.Connection) -> Tenant:
     return await make_tenant(conn, "Alpha Coffee")
@@ -171,3 +73,19 @@ async def tenant_a(conn: asyncpg.Connection) -> Tenant:
 @pytest.fixture
 async def tenant_b(conn: asyncpg.Connection) -> Tenant:
     return await make_tenant(conn, "Beta Bakery")
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    # pyproject's addopts ask pytest-xdist for one worker per core; with `-p no:xdist` its
+    # options must still parse (and the run is one process).
+    if not pluginmanager.hasplugin("xdist"):
+        group = parser.getgroup("xdist", "pytest-xdist is disabled: these options do nothing")
+        group.addoption("--numprocesses", dest="numprocesses", default=None)
+        group.addoption("--dist", dest="dist", default="no")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        name = split.marker_of(item.nodeid)
+        if name is not None:
+            item.add_marker(getattr(pytest.mark, name))

@@ -78,8 +78,9 @@ FLOOR_APP = """
 import dataclasses
 import sys
 
-from gateway import api, cli
-from gateway.handlers import pings as handlers
+from gateway import cli
+from gateway.http import api
+from gateway.http.handlers import pings as handlers
 
 async def floor(request):
     principal = api.principal(request)

@@ -47,7 +47,7 @@ from tests.benchmarks.bench_pings import cpu_seconds, free_port, log, wait_http 
 PEER = """
 import asyncio, json, sys
 sys.path.insert(0, sys.argv[3])
-from gateway.localpush import PushService
+from gateway.demo.localpush import PushService
 
 async def main():
     service = PushService()

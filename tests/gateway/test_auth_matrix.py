@@ -13,9 +13,9 @@ from gateway import app as app_mod
 from gateway.accounts import auth, tenancy
 from gateway.db import POOL
 from gateway.settings import Settings
-from tests.conftest import Tenant, make_tenant
 from tests.support.client import ApiClient
 from tests.support.openapi_check import SpecChecker
+from tests.support.tenants import Tenant, make_tenant
 
 ROLES = ["admin", "manager", "reviewer", "pos", "app", "shopper"]
 STAFF = {"admin", "manager", "reviewer"}

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Tenant
 from tests.support import proc
+from tests.support.tenants import Tenant
 
 
 async def test_bench_runs_a_step_and_writes_figures_with_baselines(tmp_path: Path) -> None:

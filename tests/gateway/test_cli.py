@@ -9,8 +9,8 @@ import asyncpg
 import pytest
 
 from gateway import cli
-from tests.conftest import Tenant
 from tests.support import proc
+from tests.support.tenants import Tenant
 
 COMMANDS = [
     [],

@@ -9,8 +9,8 @@ from pathlib import Path
 import asyncpg
 
 from gateway import demo
-from tests.gateway.conftest import make_settings
 from tests.support.pg import PgServer
+from tests.support.shop import make_settings
 
 
 async def _play(url: str, tmp_path: Path, seed: int) -> demo.Summary:

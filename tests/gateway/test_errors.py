@@ -10,10 +10,10 @@ import aiohttp
 import asyncpg
 import pytest
 
-from tests.conftest import Tenant
 from tests.support import proc
 from tests.support.client import ApiClient
 from tests.support.pg import PgServer
+from tests.support.tenants import Tenant
 
 
 async def _shopper_count(conn: asyncpg.Connection) -> int:

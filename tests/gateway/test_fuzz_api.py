@@ -13,8 +13,8 @@ import hypothesis
 import schemathesis
 from schemathesis import checks
 
-from tests.conftest import Tenant
 from tests.support import proc
+from tests.support.tenants import Tenant
 
 EXAMPLES = 12  # per operation; the suite runs twice in CI
 CHECKS = [

@@ -20,7 +20,7 @@ from gateway import app as app_mod
 from gateway import db
 from gateway.delivery import outbox
 from gateway.delivery.outbox import WORKER
-from tests.gateway.conftest import Shop, enrol, make_settings
+from tests.support.shop import Shop, enrol, make_settings
 
 
 def b64(data: bytes) -> str:

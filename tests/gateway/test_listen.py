@@ -30,7 +30,9 @@ async def test_lost_hooks_run_on_reconnect_not_on_first_connect(
 
         await conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+            "WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid() "
+            # Only this test's database: other xdist workers share the server.
+            "AND datname = current_database()"
         )
         for _ in range(250):
             if listener.alive and len(lost) >= 2:

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from tests.gateway.conftest import Shop, enrol
+from tests.support.shop import Shop, enrol
 
 
 async def _buy(

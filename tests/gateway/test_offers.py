@@ -13,11 +13,11 @@ from aiohttp import test_utils
 
 from gateway import app as app_mod
 from gateway.pingpath.pings import PINGS
-from tests.conftest import Tenant
-from tests.gateway.conftest import T0, Shop, enrol, make_settings, offer_body
-from tests.gateway.test_pings import LAT, LON, add_fence, circle_feature, offset
 from tests.support.client import ApiClient, Reply
+from tests.support.fences import LAT, LON, add_fence, circle_feature, offset
 from tests.support.openapi_check import SpecChecker
+from tests.support.shop import T0, Shop, enrol, make_settings, offer_body
+from tests.support.tenants import Tenant
 
 
 async def decisions(conn: asyncpg.Connection, offer_id: str) -> list[tuple[str, str | None]]:
@@ -519,7 +519,9 @@ class TestAtomicity:
         )
         for _ in range(200):
             pid = await conn.fetchval(
-                "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep' LIMIT 1"
+                # This database only: other xdist workers may share the server.
+                "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
+                "AND datname = current_database() LIMIT 1"
             )
             if pid:
                 break

@@ -11,9 +11,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.gateway.conftest import Shop
+from tests.support.pkpass import verify
+from tests.support.shop import Shop
 from tests.support.wallet import apns, pass_files, purchase, register
-from tests.wallet.test_passes import verify
 from wallet import passes
 
 
@@ -136,7 +136,7 @@ async def test_a_coupon_pass_expires_with_the_coupon_and_is_voided_once_redeemed
         "Use your coupon at Alpha Coffee store 0"
     ]
     # Another shopper cannot have it.
-    from tests.gateway.conftest import enrol
+    from tests.support.shop import enrol
 
     other = await enrol(conn, shop.tenant, "other")
     assert (await shop.api.get(url, token=other)).status == 404

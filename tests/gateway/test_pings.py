@@ -24,20 +24,12 @@ from gateway.db import POOL
 from gateway.pingpath.geoindex import GEO_INDEX
 from gateway.pingpath.pings import PINGS
 from gateway.settings import Settings
-from geo import geojson
-from geo import store as geo_store
-from tests.conftest import Tenant
 from tests.support.client import ApiClient
+from tests.support.fences import LAT, LON, add_fence, circle_feature, offset
 from tests.support.openapi_check import SpecChecker
+from tests.support.tenants import Tenant
 
 T0 = dt.datetime(2026, 1, 12, 8, 0, tzinfo=dt.UTC)
-LAT, LON = 48.86, 2.34
-M_PER_DEG = 111_320.0
-
-
-def offset(dx_m: float, dy_m: float, lat: float = LAT, lon: float = LON) -> tuple[float, float]:
-    """(lat, lon) moved dx metres east and dy metres north."""
-    return lat + dy_m / M_PER_DEG, lon + dx_m / (M_PER_DEG * math.cos(math.radians(lat)))
 
 
 @dataclass
@@ -61,22 +53,6 @@ class World:
 
     def events(self, reply: Any) -> list[tuple[int, str]]:
         return [(int(t["geofence_id"]), t["event"]) for t in reply.json["transitions"]]
-
-
-async def add_fence(conn: asyncpg.Connection, tenant: Tenant, feature: dict[str, Any]) -> int:
-    parsed = geojson.parse_feature(feature)
-    rec = await geo_store.insert_geofence(
-        conn, merchant_id=tenant.merchant_id, store_id=tenant.store_ids[0], feature=parsed
-    )
-    return rec.id
-
-
-def circle_feature(lat: float, lon: float, radius: float, name: str = "c") -> dict[str, Any]:
-    return {
-        "type": "Feature",
-        "geometry": {"type": "Point", "coordinates": [lon, lat]},
-        "properties": {"name": name, "radius_m": radius},
-    }
 
 
 def square_feature(west_m: float, size_m: float) -> dict[str, Any]:
@@ -493,7 +469,8 @@ async def test_a_failed_log_write_is_a_503_and_keeps_nothing_in_sync_mode(
         for _ in range(200):
             waiting = await conn.fetch(
                 "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND application_name = 'gateway'"
+                # This database only: other xdist workers may share the server.
+                "AND application_name = 'gateway' AND datname = current_database()"
             )
             if waiting:
                 break

@@ -8,8 +8,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.conftest import Tenant
 from tests.support.client import ApiClient
+from tests.support.tenants import Tenant
 
 KIOSK: dict[str, Any] = {
     "name": "Gare du Nord kiosk",

@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from gateway.settings import Settings
-from tests.conftest import Tenant
 from tests.support.client import ApiClient
+from tests.support.tenants import Tenant
 
 IMPORT_LIMIT = 2 * 1024 * 1024
 

@@ -16,8 +16,8 @@ import orjson
 import pytest
 
 from geo import geojson
-from tests.conftest import Tenant
 from tests.support.client import ApiClient
+from tests.support.tenants import Tenant
 
 # A ~75 m x 110 m block near the Bastille, well away from the fixtures' circles.
 W, S, E, N = 2.3690, 48.8530, 2.3700, 48.8540

@@ -15,8 +15,8 @@ import asyncpg
 import pytest
 
 from gateway import db
-from tests.conftest import Tenant
 from tests.support.client import ApiClient, Reply
+from tests.support.tenants import Tenant
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import asyncpg
 
 from gateway.demo.localpush import PushService
 from gateway.pingpath.pings import PINGS
-from tests.gateway.conftest import Shop, enrol
+from tests.support.shop import Shop, enrol
 from tests.support.wallet import purchase
 
 SECRET_KEYS = {"auth_token", "secret_hash", "p256dh", "auth", "push_token", "request_hash"}

@@ -20,9 +20,9 @@ import pytest
 
 from gateway.accounts import tenancy
 from gateway.demo.localpush import PushService
-from tests.conftest import Tenant
 from tests.support import proc
 from tests.support.replicas import cluster
+from tests.support.tenants import Tenant
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="needs Debian's nginx")
 
@@ -383,7 +383,7 @@ async def test_replicas_ride_out_a_database_restart_and_lose_nothing(tmp_path: P
     """PostgreSQL stops mid-load: replicas answer 503 with Retry-After for what needs it,
     keep accepted pings, and recover by themselves once it is back."""
     from gateway import db, migrate
-    from tests.conftest import make_tenant
+    from tests.support.tenants import make_tenant
 
     server = db.EmbeddedServer(tmp_path / "own-pg")
     url = server.url()

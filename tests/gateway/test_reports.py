@@ -16,7 +16,7 @@ import pytest
 from gateway.jobs import stats as gw_stats
 from offers import stats
 from offers import store as offers_store
-from tests.gateway.conftest import Shop, enrol
+from tests.support.shop import Shop, enrol
 
 
 async def _walkers(conn: asyncpg.Connection, shop: Shop, n: int) -> list[str]:

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.demo.localpush import PushService
-from tests.conftest import Tenant
 from tests.support import proc
+from tests.support.tenants import Tenant
 
 PASSWORD = "Db-Pa55word-never-logged"
 

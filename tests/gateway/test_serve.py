@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 
 from gateway import db, migrate
-from tests.conftest import make_tenant
 from tests.support import proc
 from tests.support.pg import PgServer
+from tests.support.tenants import make_tenant
 
 
 async def _probe(url: str) -> dict[str, int]:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from tests.conftest import Tenant
 from tests.support.client import ApiClient
+from tests.support.tenants import Tenant
 
 
 async def test_health(api: ApiClient) -> None:

@@ -22,8 +22,8 @@ from gateway import db
 from gateway.accounts import privacy, tenancy
 from gateway.pingpath import pinglog, spool
 from geo import store as geo_store
-from tests.conftest import Tenant
 from tests.support import proc
+from tests.support.tenants import Tenant
 
 T0 = dt.datetime(2026, 1, 12, 8, 0, tzinfo=dt.UTC)
 

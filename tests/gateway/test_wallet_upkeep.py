@@ -12,7 +12,7 @@ import asyncpg
 
 from gateway import db
 from gateway.jobs import upkeep
-from tests.gateway.conftest import Shop
+from tests.support.shop import Shop
 from tests.support.wallet import apns, pass_files, purchase, register
 
 

@@ -16,7 +16,7 @@ from gateway.delivery import outbox, webpush
 from gateway.delivery.outbox import WORKER
 from gateway.demo.localpush import PushService, Subscriber
 from gateway.settings import SETTINGS
-from tests.gateway.conftest import Shop
+from tests.support.shop import Shop
 
 
 @pytest.fixture
@@ -231,10 +231,10 @@ class TestWorkerCrash:
 
         from gateway import app as app_mod
         from gateway import clock
-        from tests.gateway.conftest import Shop, enrol, make_settings
-        from tests.gateway.test_pings import LAT, LON, add_fence, circle_feature
         from tests.support import proc
         from tests.support.client import ApiClient
+        from tests.support.fences import LAT, LON, add_fence, circle_feature
+        from tests.support.shop import Shop, enrol, make_settings
 
         # The API runs here without a worker; `gateway worker` processes do the pushing.
         fence = await add_fence(conn, tenant_a, circle_feature(LAT, LON, 100))
@@ -335,7 +335,7 @@ async def test_two_workers_share_a_backlog_without_sending_twice(
     shop: Shop, push: PushService, conn: asyncpg.Connection, database_url: str
 ) -> None:
     from gateway import db
-    from tests.gateway.conftest import enrol
+    from tests.support.shop import enrol
 
     shop.app[WORKER]._task.cancel()  # type: ignore[union-attr]
     await shop.offer(channels=["webpush"])
@@ -367,7 +367,7 @@ async def test_push_faults_under_load_prune_retry_boundedly_and_leave_nothing_st
 ) -> None:
     """40 pushes at once against a push service that answers a quarter 410, a quarter
     429 (twice), a quarter 503 (twice) and hangs on a quarter (once)."""
-    from tests.gateway.conftest import enrol
+    from tests.support.shop import enrol
 
     monkeypatch.setattr(outbox, "BASE_BACKOFF", 0.2)
     worker = shop.app[WORKER]

@@ -10,7 +10,7 @@ import pytest
 import shapely
 
 from geo import distance
-from tests.geo.support import destination
+from tests.support.geo import destination
 
 M_PER_DEG = 6_371_008.8 * math.pi / 180.0
 

@@ -13,7 +13,7 @@ import pytest
 from geo import fences
 from geo.index import FenceIndex
 from geo.models import Fence, FenceConfig, FenceState, Observation, StepResult, Transition
-from tests.geo.support import at, circle, destination, offset_ellipsoid, polygon, square
+from tests.support.geo import at, circle, destination, offset_ellipsoid, polygon, square
 
 LON, LAT = 2.35, 48.85
 CONFIG = FenceConfig()

@@ -13,7 +13,7 @@ import shapely
 from geo import geojson
 from geo.errors import GeoError, GeometryInvalid
 from geo.models import FenceFeature, Problem
-from tests.geo.support import circle, feature, polygon, polygon_feature
+from tests.support.geo import circle, feature, polygon, polygon_feature
 
 SQ = [[2.35, 48.85], [2.351, 48.85], [2.351, 48.851], [2.35, 48.851], [2.35, 48.85]]
 

@@ -11,7 +11,7 @@ import shapely
 from geo import distance
 from geo.index import FenceIndex
 from geo.models import Fence
-from tests.geo.support import circle, offset_ellipsoid, polygon, square
+from tests.support.geo import circle, offset_ellipsoid, polygon, square
 
 
 def brute_force(

@@ -9,7 +9,7 @@ import pytest
 from geo import spoofing
 from geo.models import Fix, SpoofingConfig
 from geo.spoofing import Verdict
-from tests.geo.support import at, offset_ellipsoid
+from tests.support.geo import at, offset_ellipsoid
 
 PARIS = (2.3522, 48.8566)
 LONDON = (-0.1276, 51.5072)

@@ -4,8 +4,6 @@ device registrations as Wallet makes them, and a local APNs stand-in with a pass
 from __future__ import annotations
 
 import contextlib
-import io
-import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,14 +14,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway import db
 from gateway.delivery import passpush
-from tests.gateway.conftest import Shop
+from tests.support import pkpass
 from tests.support.apns_peer import ApnsStandIn
 from tests.support.proc import free_port
+from tests.support.shop import Shop
 
-
-def pass_files(body: bytes) -> dict[str, bytes]:
-    with zipfile.ZipFile(io.BytesIO(body)) as zf:
-        return {n: zf.read(n) for n in zf.namelist()}
+# The files of a .pkpass answer, by name.
+pass_files = pkpass.unpack
 
 
 @contextlib.asynccontextmanager

@@ -4,15 +4,14 @@ CA, the manifest's hashes match the files, and pass.json follows the field rules
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
 import subprocess
-import zipfile
 from pathlib import Path
 
 import pytest
 
+from tests.support.pkpass import unpack, verify
 from wallet import passes
 
 PASS_TYPE = "pass.com.example.loyalty"
@@ -42,41 +41,6 @@ def card(**kw: object) -> passes.LoyaltyCard:
     }
     base.update(kw)
     return passes.LoyaltyCard(**base)  # type: ignore[arg-type]
-
-
-def unpack(data: bytes) -> dict[str, bytes]:
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        return {name: zf.read(name) for name in zf.namelist()}
-
-
-def verify(files: dict[str, bytes], dev: passes.DevCertificates, tmp: Path) -> str:
-    (tmp / "manifest.json").write_bytes(files["manifest.json"])
-    (tmp / "signature").write_bytes(files["signature"])
-    (tmp / "ca.pem").write_bytes(dev.ca_pem)
-    out = subprocess.run(
-        [
-            "openssl",
-            "cms",
-            "-verify",
-            "-binary",
-            "-inform",
-            "DER",
-            "-in",
-            str(tmp / "signature"),
-            "-content",
-            str(tmp / "manifest.json"),
-            "-CAfile",
-            str(tmp / "ca.pem"),
-            "-purpose",
-            "any",
-            "-out",
-            "/dev/null",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 0, out.stderr
-    return out.stderr
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
