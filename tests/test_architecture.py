@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import split
+from tests.support import import_graph, split
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("gateway", "geo", "offers", "wallet")
@@ -88,3 +88,18 @@ def test_the_second_ci_pass_names_tests_that_exist() -> None:
         for name in names:
             name = name.split("[")[0]
             assert f"def {name}(" in source or f"class {name}:" in source, key
+
+
+def test_the_readme_shows_the_import_graph_the_code_has() -> None:
+    # The Architecture section's drawing is only true while this block is.
+    readme = (ROOT / "README.md").read_text()
+    assert "```\n" + import_graph.render() + "\n```" in readme, (
+        "README's import graph is stale; paste `python -m tests.support.import_graph`"
+    )
+
+
+def test_gateway_imports_nothing_upward() -> None:
+    # The same rule as the layers contract, read off the graph the README shows.
+    order = import_graph.ORDER
+    upward = [(a, b) for a, b in import_graph.edges() if order.index(a) >= order.index(b)]
+    assert upward == []
