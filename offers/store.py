@@ -490,29 +490,15 @@ class LogFilter:
     reason: str | None = None
 
 
+def _log_params(f: LogFilter, after: int, limit: int | None) -> list[Any]:
+    """The parameters both logs' queries start with, in their order ($1 to $8)."""
+    scope = None if f.store_ids is None else sorted(f.store_ids)
+    return [f.merchant_id, f.offer_id, f.store_id, scope, f.since, f.until, after, limit]
+
+
 def redemption_log_query(f: LogFilter, after: int, limit: int | None) -> tuple[str, list[Any]]:
-    return _Q["redemption_log"], [
-        f.merchant_id,
-        f.offer_id,
-        f.store_id,
-        None if f.store_ids is None else sorted(f.store_ids),
-        f.since,
-        f.until,
-        after,
-        limit,
-    ]
+    return _Q["redemption_log"], _log_params(f, after, limit)
 
 
 def decision_log_query(f: LogFilter, after: int, limit: int | None) -> tuple[str, list[Any]]:
-    return _Q["decision_log"], [
-        f.merchant_id,
-        f.offer_id,
-        f.store_id,
-        None if f.store_ids is None else sorted(f.store_ids),
-        f.since,
-        f.until,
-        after,
-        limit,
-        f.outcome,
-        f.reason,
-    ]
+    return _Q["decision_log"], [*_log_params(f, after, limit), f.outcome, f.reason]

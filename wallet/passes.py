@@ -216,13 +216,36 @@ class DevCertificates:
     key_pem: bytes
 
 
+def _certificate(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: Any,
+    issuer_key: Any,
+    *,
+    days: int,
+    ca: bool,
+) -> x509.Certificate:
+    """A certificate valid from yesterday for ``days``, signed by ``issuer_key``."""
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
+        .sign(issuer_key, hashes.SHA256())
+    )
+
+
 def dev_certificates(pass_type_id: str, team_id: str) -> DevCertificates:
     """A throwaway CA and a pass certificate it signed, for development and tests.
 
     Both say in their names that they are not valid on Apple devices: a device only
     accepts passes signed through Apple's WWDR chain.
     """
-    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name(
         [
@@ -230,17 +253,7 @@ def dev_certificates(pass_type_id: str, team_id: str) -> DevCertificates:
             x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, DEV_LABEL),
         ]
     )
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca = _certificate(ca_name, ca_name, ca_key.public_key(), ca_key, days=3650, ca=True)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     subject = x509.Name(
         [
@@ -250,17 +263,7 @@ def dev_certificates(pass_type_id: str, team_id: str) -> DevCertificates:
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, DEV_LABEL),
         ]
     )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=825))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
+    cert = _certificate(subject, ca_name, key.public_key(), ca_key, days=825, ca=False)
     return DevCertificates(
         ca_pem=ca.public_bytes(serialization.Encoding.PEM),
         cert_pem=cert.public_bytes(serialization.Encoding.PEM),

@@ -48,8 +48,9 @@ def add_migrate_parser(sub: Any) -> None:
     mig = sub.add_parser(
         "migrate",
         help="apply pending database migrations",
-        description="Apply pending migrations under an advisory lock; safe to "
-        "run from several replicas at once.",
+        description="Apply pending migrations under an advisory lock, then the "
+        "packages' function and trigger files if one changed; safe to run from several "
+        "replicas at once.",
     )
     mig.set_defaults(func=cmd_migrate)
 

@@ -140,6 +140,17 @@ async def render_coupon(
     )
 
 
+# A pass, or 304 when the client's copy is current.
+PASS_REPLIES = {
+    200: Reply(
+        description="The pass",
+        content_type=PKPASS,
+        schema={"type": "string", "format": "binary"},
+        headers={"Last-Modified": "When the pass's content last changed"},
+    ),
+    304: Reply(description="Not modified", content_type=""),
+}
+
 ENDPOINTS = [
     Endpoint(
         method="GET",
@@ -152,15 +163,7 @@ ENDPOINTS = [
         "without one, development certificates are made and labelled not valid on Apple "
         "devices. 304 when If-Modified-Since is not older than Last-Modified.",
         roles=frozenset({Role.SHOPPER}),
-        replies={
-            200: Reply(
-                description="The pass",
-                content_type=PKPASS,
-                schema={"type": "string", "format": "binary"},
-                headers={"Last-Modified": "When the pass's content last changed"},
-            ),
-            304: Reply(description="Not modified", content_type=""),
-        },
+        replies=PASS_REPLIES,
         errors=(404,),
     ),
     Endpoint(
@@ -173,15 +176,7 @@ ENDPOINTS = [
         "(at most 10), and is voided once the coupon is redeemed. 304 when "
         "If-Modified-Since is not older than Last-Modified.",
         roles=frozenset({Role.SHOPPER}),
-        replies={
-            200: Reply(
-                description="The pass",
-                content_type=PKPASS,
-                schema={"type": "string", "format": "binary"},
-                headers={"Last-Modified": "When the pass's content last changed"},
-            ),
-            304: Reply(description="Not modified", content_type=""),
-        },
+        replies=PASS_REPLIES,
         errors=(404,),
     ),
 ]
