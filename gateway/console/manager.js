@@ -1,0 +1,7 @@
+// The store manager's screens: the geofence map, stores, offers and the decision preview.
+// A reviewer gets the read-only views (no edit controls); the API refuses forged writes anyway.
+import { geofencesScreen } from "./geofences.js";
+
+export function register({ route, whoami }) {
+  route("#/geofences", (params, main) => geofencesScreen(params, main, whoami));
+}
