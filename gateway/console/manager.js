@@ -1,7 +1,12 @@
 // The store manager's screens: the geofence map, stores, offers and the decision preview.
 // A reviewer gets the read-only views (no edit controls); the API refuses forged writes anyway.
 import { geofencesScreen } from "./geofences.js";
+import { offerFormScreen } from "./offerform.js";
+import { offersScreen } from "./offers.js";
 
 export function register({ route, whoami }) {
   route("#/geofences", (params, main) => geofencesScreen(params, main, whoami));
+  route("#/offers", (params, main) => offersScreen(params, main, whoami));
+  route("#/offers/new", (params, main) => offerFormScreen(params, main, whoami));
+  route("#/offers/:id", (params, main) => offerFormScreen(params, main, whoami));
 }

@@ -153,11 +153,11 @@ export const WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 export const DAY_NAMES = { mon: "Monday", tue: "Tuesday", wed: "Wednesday", thu: "Thursday", fri: "Friday", sat: "Saturday", sun: "Sunday" };
 
 /** Weekly windows ({"mon": ["07:00-10:30"]}) as one text input per day. */
-export function weeklyEditor(name, value) {
+export function weeklyEditor(name, value, placeholder = "closed") {
   const inputs = {};
   const grid = h("div", { class: "weekly" });
   for (const day of WEEKDAYS) {
-    const input = h("input", { name: `${name}.${day}`, placeholder: "closed", value: ((value || {})[day] || []).join(", "), inputmode: "text", autocomplete: "off" });
+    const input = h("input", { name: `${name}.${day}`, placeholder, value: ((value || {})[day] || []).join(", "), inputmode: "text", autocomplete: "off" });
     inputs[day] = input;
     grid.append(h("div", { class: "field", "data-field": `${name}.${day}` }, h("label", { for: (input.id = `${name}-${day}`) }, DAY_NAMES[day]), input));
   }
