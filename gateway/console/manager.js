@@ -3,12 +3,14 @@
 import { geofencesScreen } from "./geofences.js";
 import { offerFormScreen } from "./offerform.js";
 import { offersScreen } from "./offers.js";
+import { previewScreen } from "./preview.js";
 import { storesScreen } from "./stores.js";
 
 export function register({ route, whoami }) {
   route("#/geofences", (params, main) => geofencesScreen(params, main, whoami));
   route("#/stores", (params, main) => storesScreen(params, main, whoami));
   route("#/stores/:id", (params, main) => storesScreen(params, main, whoami));
+  route("#/preview", (params, main) => previewScreen(params, main));
   route("#/offers", (params, main) => offersScreen(params, main, whoami));
   route("#/offers/new", (params, main) => offerFormScreen(params, main, whoami));
   route("#/offers/:id", (params, main) => offerFormScreen(params, main, whoami));
