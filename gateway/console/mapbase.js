@@ -119,7 +119,7 @@ export function createMap(element, { center = [48.8566, 2.3522], zoom = 13 } = {
     offline.hidden = false;
   }
   const Legend = L.Control.extend({ onAdd: () => legend });
-  new Legend({ position: "bottomleft" }).addTo(map);
+  new Legend({ position: "topright" }).addTo(map);
   L.DomEvent.disableClickPropagation(legend);
   return { map, legend, L };
 }
