@@ -85,6 +85,7 @@ export async function renderLive(params, main, { api }) {
     clearTimeout(view.timer);
   };
   active = view;
+  main.addEventListener("route:leave", () => view.stop()); // the shell's signal, if it sends one
 
   function restart() {
     view.cursor = "";

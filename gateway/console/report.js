@@ -2,7 +2,6 @@
 // interval drawn, and the same figures by store, channel or day.
 // Figures come from GET /v1/reports/offers/{id} only.
 
-import { presetFilters } from "./logs.js";
 import {
   el, fill, loading, errorBox, int, pct, pp, note, chart, dropCharts, names, label,
   REASONS, REASON_TEXT,
@@ -94,7 +93,10 @@ export function verdict(u) {
 /** A forest plot: one row per label, the 95 % interval as a floating bar, the estimate as a dot. */
 function intervalChart(rows, title) {
   const values = rows.flatMap((r) => [r.u.ci_low, r.u.ci_high]).map((v) => v * 100);
-  const reach = Math.max(1, ...values.map(Math.abs)) * 1.1;
+  // A symmetric scale around zero, rounded to whole steps, so that zero sits in the middle.
+  const widest = Math.max(1, ...values.map(Math.abs));
+  const step = widest > 50 ? 20 : widest > 20 ? 10 : widest > 5 ? 5 : 1;
+  const reach = Math.ceil((widest * 1.05) / step) * step;
   return chart(
     {
       type: "bar",
@@ -124,7 +126,7 @@ function intervalChart(rows, title) {
       options: {
         indexAxis: "y",
         plugins: {
-          legend: { position: "bottom" },
+          legend: { position: "bottom", labels: { usePointStyle: true } },
           tooltip: {
             callbacks: {
               label: (ctx) => {
@@ -141,7 +143,7 @@ function intervalChart(rows, title) {
             min: -reach,
             max: reach,
             title: { display: true, text: "uplift in conversion rate, percentage points (0 = no effect)" },
-            ticks: { callback: (v) => `${v > 0 ? "+" : ""}${Number(v).toFixed(0)}` },
+            ticks: { stepSize: step, callback: (v) => `${v > 0 ? "+" : ""}${Number(v).toFixed(0)}` },
             grid: {
               color: (ctx) => (ctx.tick && ctx.tick.value === 0 ? "#000" : "rgba(0,0,0,0.1)"),
               lineWidth: (ctx) => (ctx.tick && ctx.tick.value === 0 ? 2 : 1),
@@ -298,9 +300,9 @@ export async function renderReport(params, main, { api }) {
   const logs = el(
     "p",
     { class: "rv-links" },
-    el("a", { href: "#/redemptions", onclick: () => presetFilters("redemptions", { offer_id: id }) }, "Redemptions of this offer"),
+    el("a", { href: `#/redemptions?offer_id=${encodeURIComponent(id)}` }, "Redemptions of this offer"),
     " · ",
-    el("a", { href: "#/decisions", onclick: () => presetFilters("decisions", { offer_id: id }) }, "Decisions of this offer"),
+    el("a", { href: `#/decisions?offer_id=${encodeURIComponent(id)}` }, "Decisions of this offer"),
   );
   fill(main, el("div", { class: "rv-screen" }, heading, subtitle, logs, controls(state, (next) => {
     Object.assign(state, next);
