@@ -45,14 +45,20 @@ function funnelList(funnel) {
 }
 
 function funnelChart(funnel) {
-  const rows = [["Eligible", funnel.eligible, COLOURS.stage]];
+  // Suppressions are labelled by their reason code alone (orange, with a legend entry), so
+  // the labels stay short enough for a phone.
+  const rows = [["Eligible", funnel.eligible, COLOURS.stage, null]];
   for (const reason of REASONS) {
     const n = funnel.suppressed.by_reason[reason] || 0;
-    if (n > 0) rows.push([`Suppressed: ${reason}`, n, COLOURS.suppressed]);
+    if (n > 0) rows.push([`  ${reason}`, n, COLOURS.suppressed, reason]);
   }
   for (const key of ["sent", "delivered", "opened", "redeemed"]) {
-    rows.push([key[0].toUpperCase() + key.slice(1), funnel[key], COLOURS.stage]);
+    rows.push([key[0].toUpperCase() + key.slice(1), funnel[key], COLOURS.stage, null]);
   }
+  const legend = [
+    { text: "funnel stage", fillStyle: COLOURS.stage, strokeStyle: COLOURS.stage },
+    { text: "suppressed, by reason", fillStyle: COLOURS.suppressed, strokeStyle: COLOURS.suppressed },
+  ];
   return chart(
     {
       type: "bar",
@@ -63,20 +69,24 @@ function funnelChart(funnel) {
       options: {
         indexAxis: "y",
         plugins: {
-          legend: { display: false },
+          legend: { position: "bottom", labels: { generateLabels: () => legend }, onClick: null },
           tooltip: {
             callbacks: {
-              afterLabel: (ctx) => REASON_TEXT[String(ctx.label).replace("Suppressed: ", "")] || "",
+              title: (items) => {
+                const reason = rows[items[0].dataIndex][3];
+                return reason ? `Suppressed: ${reason}` : rows[items[0].dataIndex][0];
+              },
+              afterLabel: (ctx) => REASON_TEXT[rows[ctx.dataIndex][3]] || "",
             },
           },
         },
         scales: {
-          x: { beginAtZero: true, title: { display: true, text: "count (decisions; from Sent on, the coupons they issued)" } },
+          x: { beginAtZero: true, title: { display: true, text: "count (decisions, then coupons)" } },
           y: { ticks: { autoSkip: false } },
         },
       },
     },
-    { height: 70 + rows.length * 26, title: "Funnel of the offer, as a horizontal bar chart" },
+    { height: 100 + rows.length * 26, title: "Funnel of the offer, as a horizontal bar chart" },
   );
 }
 
@@ -249,6 +259,11 @@ function breakdownSection(by, groups, stores) {
     channel: "Delivery channels (inbox, Web Push, wallet...): decisions and redemptions happen before a channel is involved, so only delivered, opened, dismissed and failed are split by channel, and a coupon can reach several channels.",
     day: "Days local to the store where things happened.",
   };
+  if (by === "store") {
+    // By name, as a reviewer looks a shop up; ids would sort "10" before "2".
+    const name = (g) => groupName(by, g.key, stores);
+    groups = [...groups].sort((a, b) => name(a).localeCompare(name(b)));
+  }
   section.append(note(defs[by]), breakdownChart(by, groups, stores), breakdownTable(by, groups, stores));
   const withInterval = groups.filter((g) => g.holdout.uplift.ci_low !== null && g.holdout.uplift.absolute !== null);
   if (withInterval.length) {
@@ -291,8 +306,13 @@ const states = new Map();
 
 export async function renderReport(params, main, { api }) {
   const id = params.id;
+  // The URL's query (#/offers/3/report?by=store) wins, so a link or a reload shows the same view.
   const state = states.get(id) || { from: "", to: "", by: "" };
   states.set(id, state);
+  const query = params.query;
+  if (query && [...query.keys()].length) {
+    for (const k of ["from", "to", "by"]) state[k] = query.get(k) || "";
+  }
   dropCharts();
   const heading = el("h1", {}, `Offer #${id}: report`);
   const subtitle = el("p", { class: "rv-sub" });
@@ -306,6 +326,8 @@ export async function renderReport(params, main, { api }) {
   );
   fill(main, el("div", { class: "rv-screen" }, heading, subtitle, logs, controls(state, (next) => {
     Object.assign(state, next);
+    const search = new URLSearchParams(Object.entries(state).filter(([, v]) => v)).toString();
+    history.replaceState(null, "", `#/offers/${encodeURIComponent(id)}/report${search ? `?${search}` : ""}`);
     load();
   }), note("Days are local to the store where things happened. Leave both days empty for the whole life of the offer."), body));
 
