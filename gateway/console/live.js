@@ -29,7 +29,7 @@ function row(d, lk) {
   return el(
     "tr",
     { "data-testid": "live-row", "data-id": d.id, class: "rv-new" },
-    el("td", {}, when(d.decided_at)),
+    el("td", { class: "rv-time" }, when(d.decided_at)),
     el("td", {}, label(lk.offers, d.offer_id)),
     el("td", {}, label(lk.stores, d.store_id)),
     el("td", {}, `#${d.shopper_id}`),

@@ -188,16 +188,22 @@ function upliftSection(funnel) {
     el(
       "dl",
       { class: "rv-figures" },
-      figure("Uplift", pp(u.absolute), "sent conversion rate minus holdout conversion rate, in percentage points"),
-      figure("95 % interval", defined ? `${pp(u.ci_low)} to ${pp(u.ci_high)}` : "–", "Newcombe hybrid score interval of the difference"),
-      figure("p-value", u.p_value === null ? "–" : u.p_value.toFixed(3), "two-sided two-proportion z-test; below 0.05 is conventionally significant"),
-      figure("Relative uplift", pct(u.relative), "uplift divided by the holdout conversion rate"),
-      figure("Incremental conversions", u.incremental_conversions === null ? "–" : u.incremental_conversions.toFixed(1), "conversions the offer caused among shoppers sent it (uplift × sent)"),
+      ...(defined ? upliftFigures(u) : []),
       figure("Sent: conversion rate", pct(u.treated_rate), `${int(h.treatment.converted)} converted of ${int(h.treatment.decisions)} decisions sent`),
       figure("Holdout: conversion rate", pct(u.holdout_rate), `${int(h.holdout.converted)} converted of ${int(h.holdout.decisions)} decisions held out`),
     ),
   );
   return section;
+}
+
+function upliftFigures(u) {
+  return [
+      figure("Uplift", pp(u.absolute), "sent conversion rate minus holdout conversion rate, in percentage points"),
+      figure("95 % interval", defined ? `${pp(u.ci_low)} to ${pp(u.ci_high)}` : "–", "Newcombe hybrid score interval of the difference"),
+      figure("p-value", u.p_value === null ? "–" : u.p_value.toFixed(3), "two-sided two-proportion z-test; below 0.05 is conventionally significant"),
+      figure("Relative uplift", pct(u.relative), "uplift divided by the holdout conversion rate"),
+      figure("Incremental conversions", u.incremental_conversions === null ? "–" : u.incremental_conversions.toFixed(1), "conversions the offer caused among shoppers sent it (uplift × sent)"),
+  ];
 }
 
 function groupName(by, key, stores) {
@@ -211,7 +217,7 @@ function breakdownChart(by, groups, stores) {
   const horizontal = by !== "day";
   return chart(
     {
-      type: by === "day" ? "line" : "bar",
+      type: "bar",
       data: { labels, datasets },
       options: {
         indexAxis: horizontal ? "y" : "x",
