@@ -248,3 +248,15 @@ def test_every_vendored_library_is_pinned_with_its_licence_and_version() -> None
         "swagger-ui/swagger-ui.css",
     ]
     assert all((VENDOR / name).is_file() for name in contract)
+
+
+def test_the_demo_prints_the_console_url_next_to_the_tokens() -> None:
+    from gateway.demo import report
+
+    summary = report.Summary(
+        tokens={"url": "http://127.0.0.1:8080", "manager": "gw_m", "reviewer": "gw_r"}
+    )
+    text = report.render_tokens(summary)
+    assert "http://127.0.0.1:8080/console/" in text
+    assert "http://127.0.0.1:8080/docs" in text
+    assert "gw_m" in text and "gw_r" in text
