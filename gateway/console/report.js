@@ -1,0 +1,351 @@
+// #/offers/:id/report: an offer's funnel, its uplift against the holdout with the 95 %
+// interval drawn, and the same figures by store, channel or day.
+// Figures come from GET /v1/reports/offers/{id} only.
+
+import { presetFilters } from "./logs.js";
+import {
+  el, fill, loading, errorBox, int, pct, pp, note, chart, dropCharts, names, label,
+  REASONS, REASON_TEXT,
+} from "./review-ui.js";
+
+const STAGES = [
+  ["eligible", "Eligible", "decisions: pings at which this offer was considered (sent + suppressed)"],
+  ["suppressed", "Suppressed", "decisions not sent, for one of the reasons in the chart (held-out shoppers included)"],
+  ["sent", "Sent", "coupons issued: decisions that sent the offer"],
+  ["delivered", "Delivered", "coupons that reached the shopper on at least one channel"],
+  ["opened", "Opened", "coupons the shopper opened"],
+  ["redeemed", "Redeemed", "coupons redeemed at the till"],
+];
+
+const RATE_OF = {
+  sent: ["sent_of_eligible", "of eligible"],
+  delivered: ["delivered_of_sent", "of sent"],
+  opened: ["opened_of_delivered", "of delivered"],
+  redeemed: ["redeemed_of_sent", "of sent"],
+};
+
+const COLOURS = { stage: "#2f6f9f", suppressed: "#c77c1b", interval: "#2f6f9f", point: "#111" };
+
+function stageValue(funnel, key) {
+  return key === "suppressed" ? funnel.suppressed.total : funnel[key];
+}
+
+/** The funnel as labelled numbers: <dt> label and definition, <dd data-metric> the number. */
+function funnelList(funnel) {
+  const list = el("dl", { class: "rv-funnel", "data-testid": "funnel" });
+  for (const [key, name, definition] of STAGES) {
+    const rate = RATE_OF[key];
+    const share = rate ? `${pct(funnel.rates[rate[0]])} ${rate[1]}` : null;
+    list.append(
+      el("dt", {}, el("span", { class: "rv-stage" }, name), el("span", { class: "rv-def" }, definition)),
+      el("dd", { "data-metric": key }, String(stageValue(funnel, key))),
+      el("dd", { class: "rv-rate" }, share || "\u00a0"),
+    );
+  }
+  return list;
+}
+
+function funnelChart(funnel) {
+  const rows = [["Eligible", funnel.eligible, COLOURS.stage]];
+  for (const reason of REASONS) {
+    const n = funnel.suppressed.by_reason[reason] || 0;
+    if (n > 0) rows.push([`Suppressed: ${reason}`, n, COLOURS.suppressed]);
+  }
+  for (const key of ["sent", "delivered", "opened", "redeemed"]) {
+    rows.push([key[0].toUpperCase() + key.slice(1), funnel[key], COLOURS.stage]);
+  }
+  return chart(
+    {
+      type: "bar",
+      data: {
+        labels: rows.map((r) => r[0]),
+        datasets: [{ label: "count", data: rows.map((r) => r[1]), backgroundColor: rows.map((r) => r[2]) }],
+      },
+      options: {
+        indexAxis: "y",
+        plugins: {
+          legend: { display: false },
+          tooltip: {
+            callbacks: {
+              afterLabel: (ctx) => REASON_TEXT[String(ctx.label).replace("Suppressed: ", "")] || "",
+            },
+          },
+        },
+        scales: {
+          x: { beginAtZero: true, title: { display: true, text: "count (decisions; from Sent on, the coupons they issued)" } },
+          y: { ticks: { autoSkip: false } },
+        },
+      },
+    },
+    { height: 70 + rows.length * 26, title: "Funnel of the offer, as a horizontal bar chart" },
+  );
+}
+
+/** The verdict on an uplift interval, in words. */
+export function verdict(u) {
+  if (u.ci_low === null || u.ci_high === null) {
+    return "No uplift can be computed: it needs shoppers who were sent the offer and shoppers held out (holdout above 0 %) in this period.";
+  }
+  if (u.ci_low > 0) return "Significant: the whole interval is above zero, so the offer raised conversion.";
+  if (u.ci_high < 0) return "Significant: the whole interval is below zero, so the offer lowered conversion.";
+  return "Not significant: the interval includes zero, so these figures cannot tell the offer's effect from chance.";
+}
+
+/** A forest plot: one row per label, the 95 % interval as a floating bar, the estimate as a dot. */
+function intervalChart(rows, title) {
+  const values = rows.flatMap((r) => [r.u.ci_low, r.u.ci_high]).map((v) => v * 100);
+  const reach = Math.max(1, ...values.map(Math.abs)) * 1.1;
+  return chart(
+    {
+      type: "bar",
+      data: {
+        labels: rows.map((r) => r.label),
+        datasets: [
+          {
+            type: "bar",
+            label: "95 % interval",
+            data: rows.map((r) => [r.u.ci_low * 100, r.u.ci_high * 100]),
+            backgroundColor: "rgba(47,111,159,0.35)",
+            borderColor: COLOURS.interval,
+            borderWidth: 1,
+            barThickness: 10,
+          },
+          {
+            type: "line",
+            label: "uplift (estimate)",
+            data: rows.map((r) => r.u.absolute * 100),
+            showLine: false,
+            pointRadius: 5,
+            pointBackgroundColor: COLOURS.point,
+            borderColor: COLOURS.point,
+          },
+        ],
+      },
+      options: {
+        indexAxis: "y",
+        plugins: {
+          legend: { position: "bottom" },
+          tooltip: {
+            callbacks: {
+              label: (ctx) => {
+                const r = rows[ctx.dataIndex];
+                return ctx.datasetIndex === 0
+                  ? `95 % interval ${pp(r.u.ci_low)} to ${pp(r.u.ci_high)}`
+                  : `uplift ${pp(r.u.absolute)}`;
+              },
+            },
+          },
+        },
+        scales: {
+          x: {
+            min: -reach,
+            max: reach,
+            title: { display: true, text: "uplift in conversion rate, percentage points (0 = no effect)" },
+            ticks: { callback: (v) => `${v > 0 ? "+" : ""}${Number(v).toFixed(0)}` },
+            grid: {
+              color: (ctx) => (ctx.tick && ctx.tick.value === 0 ? "#000" : "rgba(0,0,0,0.1)"),
+              lineWidth: (ctx) => (ctx.tick && ctx.tick.value === 0 ? 2 : 1),
+            },
+          },
+          y: { ticks: { autoSkip: false } },
+        },
+      },
+    },
+    { height: 90 + rows.length * 30, title },
+  );
+}
+
+function figure(name, value, definition) {
+  return el("div", { class: "rv-figure" }, el("dt", {}, name), el("dd", {}, value), el("dd", { class: "rv-def" }, definition));
+}
+
+function upliftSection(funnel) {
+  const h = funnel.holdout;
+  const u = h.uplift;
+  const section = el("section", { class: "rv-card", "aria-labelledby": "rv-uplift-h" });
+  section.append(
+    el("h2", { id: "rv-uplift-h" }, "Uplift against the holdout"),
+    note(
+      "A conversion is a transaction at one of the offer's stores (a redemption or a purchase) within the coupon's validity after the decision, counted the same way for shoppers sent the offer and for shoppers held out.",
+    ),
+  );
+  const defined = u.ci_low !== null && u.ci_high !== null && u.absolute !== null;
+  if (defined) section.append(intervalChart([{ label: "Whole offer", u }], "Uplift and its 95 % interval"));
+  section.append(
+    el("p", { class: `rv-verdict ${defined && (u.ci_low > 0 || u.ci_high < 0) ? "rv-sig" : "rv-nonsig"}`, "data-testid": "uplift-verdict" }, verdict(u)),
+    el(
+      "dl",
+      { class: "rv-figures" },
+      figure("Uplift", pp(u.absolute), "sent conversion rate minus holdout conversion rate, in percentage points"),
+      figure("95 % interval", defined ? `${pp(u.ci_low)} to ${pp(u.ci_high)}` : "–", "Newcombe hybrid score interval of the difference"),
+      figure("p-value", u.p_value === null ? "–" : u.p_value.toFixed(3), "two-sided two-proportion z-test; below 0.05 is conventionally significant"),
+      figure("Relative uplift", pct(u.relative), "uplift divided by the holdout conversion rate"),
+      figure("Incremental conversions", u.incremental_conversions === null ? "–" : u.incremental_conversions.toFixed(1), "conversions the offer caused among shoppers sent it (uplift × sent)"),
+      figure("Sent: conversion rate", pct(u.treated_rate), `${int(h.treatment.converted)} converted of ${int(h.treatment.decisions)} decisions sent`),
+      figure("Holdout: conversion rate", pct(u.holdout_rate), `${int(h.holdout.converted)} converted of ${int(h.holdout.decisions)} decisions held out`),
+    ),
+  );
+  return section;
+}
+
+function groupName(by, key, stores) {
+  return by === "store" ? label(stores, key) : key;
+}
+
+function breakdownChart(by, groups, stores) {
+  const labels = groups.map((g) => groupName(by, g.key, stores));
+  const metric = (key, colour) => ({ label: key, data: groups.map((g) => g[key]), backgroundColor: colour, borderColor: colour });
+  const datasets = [metric("sent", "#2f6f9f"), metric("opened", "#6aa84f"), metric("redeemed", "#b04a7d")];
+  const horizontal = by !== "day";
+  return chart(
+    {
+      type: by === "day" ? "line" : "bar",
+      data: { labels, datasets },
+      options: {
+        indexAxis: horizontal ? "y" : "x",
+        plugins: { legend: { position: "bottom" } },
+        scales: {
+          [horizontal ? "x" : "y"]: { beginAtZero: true, title: { display: true, text: "coupons (count)" } },
+          [horizontal ? "y" : "x"]: { ticks: { autoSkip: !horizontal } },
+        },
+      },
+    },
+    { height: horizontal ? 90 + groups.length * 34 : 280, title: `Sent, opened and redeemed coupons by ${by}` },
+  );
+}
+
+function breakdownTable(by, groups, stores) {
+  const head = ["Group", "Eligible", "Suppressed", "Sent", "Delivered", "Opened", "Redeemed", "Redeemed of sent", "Uplift (95 % interval)", "p-value"];
+  const rows = groups.map((g) => {
+    const u = g.holdout.uplift;
+    const interval = u.ci_low === null ? "–" : `${pp(u.absolute)} (${pp(u.ci_low)} to ${pp(u.ci_high)})`;
+    return el(
+      "tr",
+      { "data-key": g.key },
+      el("th", { scope: "row" }, groupName(by, g.key, stores)),
+      [g.eligible, g.suppressed.total, g.sent, g.delivered, g.opened, g.redeemed].map((n) => el("td", { class: "rv-num" }, String(n))),
+      el("td", { class: "rv-num" }, pct(g.rates.redeemed_of_sent)),
+      el("td", { class: "rv-num" }, interval),
+      el("td", { class: "rv-num" }, u.p_value === null ? "–" : u.p_value.toFixed(3)),
+    );
+  });
+  return el(
+    "div",
+    { class: "rv-scroll" },
+    el("table", { class: "rv-table" }, el("thead", {}, el("tr", {}, head.map((h) => el("th", { scope: "col" }, h)))), el("tbody", {}, rows)),
+  );
+}
+
+function breakdownSection(by, groups, stores) {
+  const section = el("section", { class: "rv-card" }, el("h2", {}, `By ${by}`));
+  if (groups.length === 0) {
+    section.append(note(`Nothing happened for this offer in this period, so there is no ${by} to show.`));
+    return section;
+  }
+  const defs = {
+    store: "One row per store where something happened. Counts as in the funnel above.",
+    channel: "Delivery channels (inbox, Web Push, wallet...): decisions and redemptions happen before a channel is involved, so only delivered, opened, dismissed and failed are split by channel, and a coupon can reach several channels.",
+    day: "Days local to the store where things happened.",
+  };
+  section.append(note(defs[by]), breakdownChart(by, groups, stores), breakdownTable(by, groups, stores));
+  const withInterval = groups.filter((g) => g.holdout.uplift.ci_low !== null && g.holdout.uplift.absolute !== null);
+  if (withInterval.length) {
+    section.append(
+      el("h3", {}, `Uplift by ${by}, with 95 % intervals`),
+      note("A dot is the estimate; the bar its 95 % interval. A bar crossing the zero line is not significant."),
+      intervalChart(withInterval.map((g) => ({ label: groupName(by, g.key, stores), u: g.holdout.uplift })), `Uplift by ${by}`),
+    );
+  }
+  return section;
+}
+
+function controls(state, onApply) {
+  const from = el("input", { type: "date", name: "from", id: "rv-from", value: state.from });
+  const to = el("input", { type: "date", name: "to", id: "rv-to", value: state.to });
+  const by = el(
+    "select",
+    { name: "by", id: "rv-by" },
+    [["", "Whole offer only"], ["store", "By store"], ["channel", "By channel"], ["day", "By day"]].map(([v, t]) =>
+      el("option", { value: v, selected: v === state.by }, t),
+    ),
+  );
+  const form = el(
+    "form",
+    { class: "rv-filters", "aria-label": "Report period and view" },
+    el("label", { for: "rv-from" }, "From (day, inclusive)", from),
+    el("label", { for: "rv-to" }, "To (day, inclusive)", to),
+    el("label", { for: "rv-by" }, "View", by),
+    el("button", { type: "submit" }, "Show"),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    onApply({ from: from.value, to: to.value, by: by.value });
+  });
+  by.addEventListener("change", () => form.requestSubmit());
+  return form;
+}
+
+const states = new Map();
+
+export async function renderReport(params, main, { api }) {
+  const id = params.id;
+  const state = states.get(id) || { from: "", to: "", by: "" };
+  states.set(id, state);
+  dropCharts();
+  const heading = el("h1", {}, `Offer #${id}: report`);
+  const subtitle = el("p", { class: "rv-sub" });
+  const body = el("div", { class: "rv-body" });
+  const logs = el(
+    "p",
+    { class: "rv-links" },
+    el("a", { href: "#/redemptions", onclick: () => presetFilters("redemptions", { offer_id: id }) }, "Redemptions of this offer"),
+    " · ",
+    el("a", { href: "#/decisions", onclick: () => presetFilters("decisions", { offer_id: id }) }, "Decisions of this offer"),
+  );
+  fill(main, el("div", { class: "rv-screen" }, heading, subtitle, logs, controls(state, (next) => {
+    Object.assign(state, next);
+    load();
+  }), note("Days are local to the store where things happened. Leave both days empty for the whole life of the offer."), body));
+
+  api(`/v1/offers/${encodeURIComponent(id)}`)
+    .then((offer) => {
+      heading.textContent = `${offer.name}: report`;
+      fill(subtitle, `Offer #${offer.id} · title “`, el("span", { class: "rv-title" }, offer.title), `” · ${offer.status} · holdout ${offer.holdout_pct} %`);
+    })
+    .catch(() => {});
+
+  async function load() {
+    dropCharts();
+    loading(body, "the report");
+    const query = {};
+    if (state.from) query.from = state.from;
+    if (state.to) query.to = state.to;
+    if (state.by) query.by = state.by;
+    let report;
+    let stores = null;
+    try {
+      [report, stores] = await Promise.all([
+        api(`/v1/reports/offers/${encodeURIComponent(id)}`, { query }),
+        state.by === "store" ? names(api, "stores").catch(() => null) : null,
+      ]);
+    } catch (err) {
+      fill(body, errorBox("the report", err));
+      return;
+    }
+    const f = report.funnel;
+    const period = report.from || report.to ? `${report.from || "the start"} to ${report.to || "today"}` : "the whole life of the offer";
+    fill(
+      body,
+      el(
+        "section",
+        { class: "rv-card", "aria-labelledby": "rv-funnel-h" },
+        el("h2", { id: "rv-funnel-h" }, "Funnel"),
+        note(`Period: ${period}. Also: ${f.dismissed} coupons dismissed by the shopper, ${f.failed} deliveries failed on every channel.`),
+        el("div", { class: "rv-split" }, funnelChart(f), funnelList(f)),
+      ),
+      upliftSection(f),
+      report.by ? breakdownSection(report.by, report.breakdown, stores) : null,
+    );
+  }
+  await load();
+}

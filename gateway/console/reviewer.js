@@ -1,0 +1,16 @@
+// The campaign reviewer's screens: an offer's report (funnel, uplift, breakdowns), the
+// redemption and decision logs, and the live decisions. Read-only: no screen here writes.
+
+import { ensureCss } from "./review-ui.js";
+import { renderReport } from "./report.js";
+import { renderLog } from "./logs.js";
+import { renderLive } from "./live.js";
+
+export function register({ route, api, whoami }) {
+  ensureCss();
+  const ctx = { api, whoami };
+  route("#/offers/:id/report", (params, main) => renderReport(params, main, ctx));
+  route("#/redemptions", (params, main) => renderLog("redemptions", main, ctx));
+  route("#/decisions", (params, main) => renderLog("decisions", main, ctx));
+  route("#/live", (params, main) => renderLive(params, main, ctx));
+}
