@@ -79,6 +79,13 @@ class Browser:
         self.driver = driver
         self.base_url = base_url
         self._profile = profile
+        # Downloads (an export button that clicks a transient Blob link) land here.
+        self.downloads = profile / "downloads"
+        self.downloads.mkdir()
+        driver.execute_cdp_cmd(
+            "Browser.setDownloadBehavior",
+            {"behavior": "allow", "downloadPath": str(self.downloads)},
+        )
 
     # -- navigation -------------------------------------------------------------------
 
@@ -198,6 +205,16 @@ class Browser:
             fetch(href).then(r => r.text()).then(done, e => done('ERROR ' + e));
         """
         return str(self.driver.execute_async_script(script, href))
+
+    def downloaded(self, name: str, timeout: float = 10) -> str:
+        """The text of a finished download called ``name``."""
+        path = self.downloads / name
+        self.wait(
+            lambda: path.exists() and not list(self.downloads.glob("*.crdownload")),
+            timeout,
+            what=f"the download {name} (have {[p.name for p in self.downloads.iterdir()]})",
+        )
+        return path.read_text()
 
     def console_errors(self) -> list[str]:
         """Severe browser log entries except failed loads of remote resources (no internet)."""
