@@ -122,7 +122,7 @@ async def test_a_bowtie_shows_the_error_at_its_crossing_and_stores_nothing(
     draw_polygon(b, [(50, -100), (250, 100), (250, -100), (50, 100)])
     _save_if_asked(b)
     b.wait(lambda: "intersect" in b.text().lower(), what="the self-intersection error")
-    new = b.wait(
+    b.wait(
         lambda: [d for d in near(b, marks, crossing, 30) if d not in there_before],
         what="a mark on the map at the crossing point",
     )
