@@ -32,6 +32,7 @@ from gateway.http.handlers import loyalty as loyalty_handlers
 from gateway.http.handlers import offers as offer_handlers
 from gateway.http.handlers import passes as pass_handlers
 from gateway.http.handlers import pings as ping_handlers
+from gateway.http.handlers import preview as preview_handlers
 from gateway.http.handlers.passes import SIGNERS
 from gateway.http.ratelimit import PING_LIMITER, REDEEM_LIMITER
 from gateway.http.routing import MOUNTED
@@ -53,6 +54,7 @@ def all_endpoints() -> list[routing.Endpoint]:
         *geofences.ENDPOINTS,
         *ping_handlers.ENDPOINTS,
         *offer_handlers.ENDPOINTS,
+        *preview_handlers.ENDPOINTS,
         *program.ENDPOINTS,
         *redemptions.ENDPOINTS,
         *reports.ENDPOINTS,

@@ -92,6 +92,12 @@ UPDATE offers SET issued_count = issued_count + 1
 WHERE id = $1 AND status = 'active' AND deleted_at IS NULL AND issued_count < budget_issued
 RETURNING issued_count;
 
+-- name: live_counts
+-- The decision preview's budgets: the counters as they are now, not as the cached
+-- book last saw them; offers stopped since then are left out.
+SELECT id, issued_count, redeemed_count FROM offers
+WHERE id = ANY($1::bigint[]) AND status = 'active' AND deleted_at IS NULL;
+
 -- name: offer_is_live
 SELECT 1 FROM offers WHERE id = $1 AND status = 'active' AND deleted_at IS NULL;
 

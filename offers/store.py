@@ -277,6 +277,14 @@ async def reserve_issue(conn: asyncpg.Connection, offer: Offer) -> bool:
     return await conn.fetchval(_Q["reserve_issue"], offer.id) is not None
 
 
+async def live_counts(
+    conn: asyncpg.Connection, offer_ids: Sequence[int]
+) -> dict[int, tuple[int, int]]:
+    """Issued and redeemed counts of the offers still live, by id, read without a lock."""
+    rows = await conn.fetch(_Q["live_counts"], list(offer_ids))
+    return {r["id"]: (r["issued_count"], r["redeemed_count"]) for r in rows}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DecisionRow:
     offer_id: int

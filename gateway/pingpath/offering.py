@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -195,7 +196,9 @@ class OfferBooks:
         sends: list[offers_store.Send] = []
         sent: list[Sent] = []
         for moment in moments:
-            decisions, offers_by_id = await _decide(conn, moment, shopper, book)
+            decisions, offers_by_id = await decide_moment(
+                moment, shopper, book, functools.partial(offers_store.reserve_issue, conn)
+            )
             winner = next((d for d in decisions if d.send), None)
             coupon = None if winner is None else _coupon(offers_by_id[winner.offer_id], now)
             send = await offers_store.record_decisions(
@@ -220,10 +223,17 @@ class OfferBooks:
         return sent
 
 
-async def _decide(
-    conn: asyncpg.Connection, moment: Moment, shopper: ShopperState, book: Book
+Reserve = Callable[[Offer], Awaitable[bool]]
+
+
+async def decide_moment(
+    moment: Moment, shopper: ShopperState, book: Book, reserve: Reserve
 ) -> tuple[list[Decision], dict[int, Offer]]:
-    """Decide the moment's candidates, reserving the winner's budget; also the offers by id."""
+    """Decide the moment's candidates, reserving the winner's budget; also the offers by id.
+
+    `reserve` takes one coupon from the winner's budget (the ping path) or only says
+    whether it could (the decision preview): both decide through this one function.
+    """
     candidates = list(moment.candidates)
     while True:
         decisions = decide.decide(moment.context, shopper, candidates, book.program)
@@ -231,11 +241,16 @@ async def _decide(
         if winner is None:
             break
         offer = next(c.offer for c in candidates if c.offer.id == winner.offer_id)
-        if await offers_store.reserve_issue(conn, offer):
+        if await reserve(offer):
             break
+        if offer.budget_issued is None:
+            # No budget to be spent: the offer stopped (paused, archived) since the book
+            # was loaded. It is no candidate any more; deciding it again would loop.
+            candidates = [c for c in candidates if c.offer.id != offer.id]
+            continue
         # A budget found spent at reservation time is spent for this decision too:
         # decide again without it, so the next best offer can go out.
-        spent = dataclasses.replace(offer, issued_count=offer.budget_issued or 0)
+        spent = dataclasses.replace(offer, issued_count=offer.budget_issued)
         candidates = [
             dataclasses.replace(c, offer=spent) if c.offer.id == offer.id else c for c in candidates
         ]

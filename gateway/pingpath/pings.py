@@ -22,7 +22,15 @@ from gateway.pingpath import offering, pinglog, visits
 from geo import fences, spoofing
 from geo import store as geo_store
 from geo.index import FenceIndex
-from geo.models import FenceConfig, Fix, Observation, SpoofingConfig, StepResult, Transition
+from geo.models import (
+    FenceConfig,
+    FenceState,
+    Fix,
+    Observation,
+    SpoofingConfig,
+    StepResult,
+    Transition,
+)
 from offers.models import Context
 
 
@@ -157,6 +165,22 @@ class PingService:
         self._states.keep(shopper_id, state)
         return state
 
+    def near(self, index: FenceIndex, merchant_id: int, ping: Ping) -> dict[int, float]:
+        """The merchant's fences within the ping's reach, by id, with their distance (0 inside)."""
+        reach = fences.reach_m(ping.accuracy_m, self.fence_config)
+        return index.match(ping.lon, ping.lat, reach, merchant_id)
+
+    def step(
+        self,
+        index: FenceIndex,
+        visits: Mapping[int, FenceState],
+        observations: Sequence[Observation],
+    ) -> StepResult:
+        """Step the visits through the observations; transitions carry their fence's store."""
+        # The index says each fence's store once, here: transitions carry it from now on.
+        stores = _Stores(index)
+        return fences.step_batch(visits, observations, self.fence_config, stores=stores)
+
     def _observe(
         self,
         index: FenceIndex,
@@ -189,8 +213,7 @@ class PingService:
                 continue
             if baseline is None or fix.at >= baseline.at:
                 baseline = fix
-            reach = fences.reach_m(ping.accuracy_m, self.fence_config)
-            near = index.match(ping.lon, ping.lat, reach, merchant_id)
+            near = self.near(index, merchant_id, ping)
             owners.append(i)
             observations.append(Observation(at=ping.ts, accuracy_m=ping.accuracy_m, near=near))
         if observations and baseline is not None:
@@ -272,9 +295,7 @@ class PingService:
         return step, sent
 
     def _step(self, state: geo_store.ShopperGeo, work: _Work) -> StepResult:
-        # The index says each fence's store once, here: transitions carry it from now on.
-        stores = _Stores(work.index)
-        return fences.step_batch(state.visits, work.observations, self.fence_config, stores=stores)
+        return self.step(work.index, state.visits, work.observations)
 
     def _needs_write(self, state: geo_store.ShopperGeo, step: StepResult, shopper_id: int) -> bool:
         """Whether the step changes the database; if not, this process keeps what it knows.
@@ -290,7 +311,7 @@ class PingService:
         return False
 
     def _moments(self, book: offering.Book, step: StepResult, work: _Work) -> list[offering.Moment]:
-        contexts = [_context(work.pings[i], work.now) for i in work.owners]
+        contexts = [context(work.pings[i], work.now) for i in work.owners]
         caused = zip(contexts, step.by_observation, strict=True)
         return self.offers.moments(book, list(caused), work.now)
 
@@ -351,7 +372,8 @@ class _Stores(Mapping[int, int]):
         return len(self._index)
 
 
-def _context(ping: Ping, now: dt.datetime) -> Context:
+def context(ping: Ping, now: dt.datetime) -> Context:
+    """What a decision sees of the ping: the moment it is decided at, and its weather."""
     return Context(now=now, weather_condition=ping.weather_condition, temp_c=ping.temp_c)
 
 

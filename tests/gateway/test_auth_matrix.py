@@ -57,6 +57,7 @@ MATRIX = [
     ("POST", "/v1/offers/{offer_id}/pause", WRITERS, 200),
     ("POST", "/v1/offers/{offer_id}/resume", WRITERS, 200),
     ("DELETE", "/v1/offers/{offer_id}", WRITERS, 204),
+    ("POST", "/v1/offers/preview", STAFF, 200),
     ("GET", "/v1/program", STAFF, 200),
     ("PUT", "/v1/program", WRITERS, 200),
     ("POST", "/v1/redemptions", {"pos"}, 201),
@@ -114,6 +115,7 @@ def _bodies(tenant: Tenant) -> dict[tuple[str, str], object]:
             "coupon": {"discount": "10%", "valid_minutes": 30},
         },
         ("PATCH", "/v1/offers/{offer_id}"): {"priority": 5},
+        ("POST", "/v1/offers/preview"): {"lat": 48.8566, "lon": 2.3522, "at": now},
         ("PATCH", "/v1/me"): {"marketing_consent": False},
         ("PATCH", "/v1/shoppers/{shopper_id}"): {"tags": ["coffee"]},
         ("PUT", "/v1/program"): {
