@@ -70,11 +70,12 @@ async def test_a_manager_signs_in_and_a_wrong_token_stays_on_the_form(
     )
     assert shop.token("manager") not in b.driver.current_url
     # A reload keeps the session (sessionStorage) and the screen (the fragment).
-    b.go("#/offers")
-    b.wait(lambda: b.testids("offer-row"), what="the offer list")
+    b.go("#/geofences")
+    b.wait(lambda: len(b.testids("geofence-row")) == 2, what="the geofence list")
     b.driver.refresh()
-    b.wait(lambda: b.testids("offer-row"), what="the offer list after a reload")
-    assert b.driver.current_url.endswith("#/offers")
+    b.wait(lambda: len(b.testids("geofence-row")) == 2, what="the geofence list after a reload")
+    assert b.driver.current_url.endswith("#/geofences")
+    assert not b.visible('input[name="token"]')
 
 
 # -- the map ----------------------------------------------------------------------------
@@ -163,8 +164,7 @@ async def test_geojson_import_and_export(shop: Shop, b: Browser, tmp_path: Path)
 
     export = [e for e in b.visible("button, a") if e.text.strip().lower().startswith("export")]
     assert export, "no Export button"
-    export[0].click()
-    got = json.loads(b.downloaded("geofences.geojson"))
+    got = json.loads(b.download(export[0]))
     api = shop.api.ok("GET", "/v1/geofences?format=geojson", token=shop.token("manager"))
     assert got == api
 
@@ -314,7 +314,7 @@ async def test_the_preview_gives_the_same_reasons_as_a_real_ping(shop: Shop, b: 
 def _activity(shop: Shop) -> str:
     """A shopper walks in (the offer is sent), opens nothing, and redeems the coupon."""
     shop.no_quiet_hours()
-    offer_id = shop.offer(name="Cold mornings")
+    offer_id = shop.offer(name="Cold mornings", priority=10)
     answer = shop.walk_in()
     sent = [o for o in answer["offers"] if o["offer_id"] == offer_id]
     assert sent, answer
@@ -366,13 +366,14 @@ async def test_the_csv_download_equals_the_filtered_rows(shop: Shop, b: Browser)
     want = list(csv.reader(io.StringIO(answer.text)))
 
     def offered() -> list[list[str]] | None:
+        """The CSV the link gives, once it holds the filtered rows (it is re-fetched)."""
         link = b.testid("csv-download")
         if not (link.get_attribute("href") or "").startswith("blob:"):
             return None
-        rows = list(csv.reader(io.StringIO(b.blob_text(link))))
+        rows = list(csv.reader(io.StringIO(b.download(link))))
         return rows if len(rows) == len(want) else None
 
-    got = b.wait(offered, what="the CSV link holding the filtered rows")
+    got = b.wait(offered, what="the CSV download of the filtered rows")
     assert len(want) == 2, want  # the header and the one redemption of the offer
     assert got == want
 

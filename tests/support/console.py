@@ -66,20 +66,18 @@ class Shop:
             json={"daily_offer_cap": None, "quiet_hours": None},
         )
 
-    def ping(self, dx: float, dy: float, *, token: str | None = None, **extra: Any) -> Any:
+    def ping(
+        self, dx: float, dy: float, *, token: str | None = None, ago_s: float = 0, **extra: Any
+    ) -> Any:
         lat, lon = offset(dx, dy)
-        body = {
-            "lat": lat,
-            "lon": lon,
-            "accuracy_m": 10,
-            "ts": dt.datetime.now(dt.UTC).isoformat(),
-            **extra,
-        }
+        at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=ago_s)
+        body = {"lat": lat, "lon": lon, "accuracy_m": 10, "ts": at.isoformat(), **extra}
         return self.api.ok("POST", "/v1/pings", token=token or self.token("shopper"), json=body)
 
     def walk_in(self, *, token: str | None = None, **extra: Any) -> Any:
-        """From 400 m west into the door fence: the second ping enters."""
-        self.ping(-400, 0, token=token, **extra)
+        """From 400 m west into the door fence (a walk of five minutes): the second ping
+        enters."""
+        self.ping(-400, 0, token=token, ago_s=300, **extra)
         return self.ping(0, 0, token=token, **extra)
 
     def redeem(self, code: str) -> Any:
