@@ -20,6 +20,7 @@ from gateway.http import middleware, ratelimit, routing
 from gateway.http.handlers import delivery as delivery_handlers
 from gateway.http.handlers import (
     geofences,
+    pages,
     passkit,
     program,
     redemptions,
@@ -80,6 +81,8 @@ def create_app(
     app[CLOCK] = clock_ or clock.SystemClock()
     _add_services(app, settings)
     _mount(app, all_endpoints())
+    # The console, /docs and the landing page: for people, so no token and no OpenAPI entry.
+    app.router.add_routes(pages.ROUTES)
     app.cleanup_ctx.append(_pool_ctx)
     app.cleanup_ctx.append(_geo_ctx)
     app.cleanup_ctx.append(_jobs_ctx)

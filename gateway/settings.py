@@ -412,6 +412,19 @@ class Settings:
             "how often points expire, tiers are recomputed and expired coupon passes are refreshed",
         ),
     )
+    map_tiles: str = field(
+        default="https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        metadata=about(
+            "GATEWAY_MAP_TILES",
+            "the console map's tile URL template (`{z}`, `{x}`, `{y}`; `{s}` as the first host "
+            "label); its host is allowed in the console's Content-Security-Policy. Without "
+            "tiles the map still shows a grid, the stores and the fences",
+        ),
+    )
+    map_attribution: str = field(
+        default="© OpenStreetMap contributors",
+        metadata=about("GATEWAY_MAP_ATTRIBUTION", "the credit shown on the console map's tiles"),
+    )
 
     def __post_init__(self) -> None:
         _check(self)
@@ -492,6 +505,34 @@ def _check(s: Settings) -> None:
         raise SettingsError("the wallet upkeep interval must be positive")
     if s.stats_compact_seconds <= 0:
         raise SettingsError("stats compaction interval must be positive")
+    if tile_origin(s.map_tiles) is None:
+        raise SettingsError(
+            "GATEWAY_MAP_TILES must be an http(s) URL template whose host has no placeholder "
+            f"but in its first label, got {s.map_tiles!r}"
+        )
+
+
+_TILE_URL = re.compile(
+    r"^(?P<scheme>https?)://(?P<host>[\w.{}-]+)(?P<port>:\d+)?(?:[/?#]\S*)?$", re.ASCII
+)
+
+
+def tile_origin(template: str) -> str | None:
+    """The CSP source that allows a tile URL template's images, or None if it has none.
+
+    `{s}` (rotating subdomains) may be the host's first label: it becomes `*`.
+    """
+    match = _TILE_URL.match(template)
+    if match is None:
+        return None
+    first, dot, rest = match["host"].partition(".")
+    if "{" in rest or "}" in rest:
+        return None
+    if "{" in first or "}" in first:
+        if not dot:
+            return None
+        first = "*"
+    return f"{match['scheme']}://{first}{dot}{rest}{match['port'] or ''}"
 
 
 def _declare() -> tuple[Declared, ...]:

@@ -106,7 +106,13 @@ def render_summary(s: Summary) -> str:
 
 
 def render_tokens(s: Summary) -> str:
-    lines = [f"The gateway keeps running at {s.tokens.get('url', '')} (Ctrl-C stops it). Tokens:"]
+    url = s.tokens.get("url", "")
+    lines = [
+        f"The gateway keeps running at {url} (Ctrl-C stops it).",
+        f"  console  {url}/console/  (sign in with the manager or reviewer token)",
+        f"  API docs {url}/docs",
+        "Tokens:",
+    ]
     for role in ("admin", "manager", "reviewer", "pos", "app", "shopper"):
         if role in s.tokens:
             lines.append(f"  {role:<9}{s.tokens[role]}")

@@ -131,7 +131,7 @@ def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
 
 async def _authorised(request: web.Request, handler: api.Handler) -> web.StreamResponse:
     endpoint = request.app[MOUNTED].get(request.match_info.route.handler)
-    if endpoint is None:  # no route: aiohttp's own 404/405 handler
+    if endpoint is None:  # no route (aiohttp's own 404/405 handler), or a page (pages.py)
         return await handler(request)
     # Refuse a declared oversized body before reading a byte of it; chunked
     # bodies are cut off while reading (api.read_limited).
