@@ -66,12 +66,14 @@ def funnel(
     for row in rows:
         metric, n = row["metric"], int(row["n"])
         # A delivery can reach several channels: its channel rows feed the by-channel
-        # view, and one channel-less row per delivery (its first success) the totals.
-        if metric not in DELIVERY_METRICS or not row["channel"]:
+        # view, and one channel-less row per delivery (its first success) the totals and
+        # the store and day views, which must add up to the totals.
+        once = metric not in DELIVERY_METRICS or not row["channel"]
+        if once:
             total[metric] += n
-        if by == "store":
+        if by == "store" and once:
             groups[str(row["store_id"])][metric] += n
-        elif by == "day":
+        elif by == "day" and once:
             groups[row["day"].isoformat()][metric] += n
         elif by == "channel" and row["channel"]:
             # Decisions and redemptions happen before a channel is involved.

@@ -29,7 +29,7 @@ function row(d, lk) {
   return el(
     "tr",
     { "data-testid": "live-row", "data-id": d.id, class: "rv-new" },
-    el("td", {}, when(d.decided_at)),
+    el("td", { class: "rv-time" }, when(d.decided_at)),
     el("td", {}, label(lk.offers, d.offer_id)),
     el("td", {}, label(lk.stores, d.store_id)),
     el("td", {}, `#${d.shopper_id}`),
@@ -85,6 +85,7 @@ export async function renderLive(params, main, { api }) {
     clearTimeout(view.timer);
   };
   active = view;
+  main.addEventListener("route:leave", () => view.stop()); // the shell's signal, if it sends one
 
   function restart() {
     view.cursor = "";

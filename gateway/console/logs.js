@@ -45,24 +45,30 @@ const KINDS = {
 };
 
 const states = new Map();
-const presets = new Map();
+const FILTERS = ["from", "to", "store_id", "offer_id", "outcome", "reason"];
 
-/** Filters to apply when `kind`'s screen opens next (e.g. a link from an offer's report). */
-export function presetFilters(kind, filters) {
-  presets.set(kind, filters);
-}
-
-function stateOf(kind) {
+/** The screen's state. The filters are the URL's (#/decisions?offer_id=3), so a link or a
+ * reload shows the same rows; the page reached is kept while they stay the same. */
+function stateOf(kind, query) {
   if (!states.has(kind)) {
     states.set(kind, { filters: {}, limit: 50, cursors: [""], csvUrl: null, csvAbort: null });
   }
   const state = states.get(kind);
-  if (presets.has(kind)) {
-    state.filters = { ...presets.get(kind) };
+  const fromUrl = {};
+  for (const name of FILTERS) {
+    if (query && query.get(name)) fromUrl[name] = query.get(name);
+  }
+  if (JSON.stringify(fromUrl) !== JSON.stringify(state.filters)) {
+    state.filters = fromUrl;
     state.cursors = [""];
-    presets.delete(kind);
   }
   return state;
+}
+
+/** Keep the filters in the hash's query without re-rendering. */
+function remember(kind, filters) {
+  const search = new URLSearchParams(filters).toString();
+  history.replaceState(null, "", `#/${kind}${search ? `?${search}` : ""}`);
 }
 
 /** The day's local midnight as an RFC 3339 instant; `next` gives the following midnight. */
@@ -179,9 +185,9 @@ function table(kind, items, lookups) {
   );
 }
 
-export async function renderLog(kind, main, { api }) {
+export async function renderLog(kind, params, main, { api }) {
   const spec = KINDS[kind];
-  const state = stateOf(kind);
+  const state = stateOf(kind, params && params.query);
   const lookups = { stores: null, offers: null };
   const filters = el("div");
   const csv = el("div");
@@ -193,6 +199,7 @@ export async function renderLog(kind, main, { api }) {
   lookups.offers = offers;
   const redraw = (filtersChanged) => {
     if (filtersChanged) state.cursors = [""];
+    remember(kind, state.filters);
     fill(filters, filterForm(kind, state, lookups, () => redraw(true)));
     fill(csv, csvLink(kind, state));
     loadPage();

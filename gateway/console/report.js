@@ -2,7 +2,6 @@
 // interval drawn, and the same figures by store, channel or day.
 // Figures come from GET /v1/reports/offers/{id} only.
 
-import { presetFilters } from "./logs.js";
 import {
   el, fill, loading, errorBox, int, pct, pp, note, chart, dropCharts, names, label,
   REASONS, REASON_TEXT,
@@ -46,14 +45,20 @@ function funnelList(funnel) {
 }
 
 function funnelChart(funnel) {
-  const rows = [["Eligible", funnel.eligible, COLOURS.stage]];
+  // Suppressions are labelled by their reason code alone (orange, with a legend entry), so
+  // the labels stay short enough for a phone.
+  const rows = [["Eligible", funnel.eligible, COLOURS.stage, null]];
   for (const reason of REASONS) {
     const n = funnel.suppressed.by_reason[reason] || 0;
-    if (n > 0) rows.push([`Suppressed: ${reason}`, n, COLOURS.suppressed]);
+    if (n > 0) rows.push([`  ${reason}`, n, COLOURS.suppressed, reason]);
   }
   for (const key of ["sent", "delivered", "opened", "redeemed"]) {
-    rows.push([key[0].toUpperCase() + key.slice(1), funnel[key], COLOURS.stage]);
+    rows.push([key[0].toUpperCase() + key.slice(1), funnel[key], COLOURS.stage, null]);
   }
+  const legend = [
+    { text: "funnel stage", fillStyle: COLOURS.stage, strokeStyle: COLOURS.stage },
+    { text: "suppressed, by reason", fillStyle: COLOURS.suppressed, strokeStyle: COLOURS.suppressed },
+  ];
   return chart(
     {
       type: "bar",
@@ -64,20 +69,24 @@ function funnelChart(funnel) {
       options: {
         indexAxis: "y",
         plugins: {
-          legend: { display: false },
+          legend: { position: "bottom", labels: { generateLabels: () => legend }, onClick: null },
           tooltip: {
             callbacks: {
-              afterLabel: (ctx) => REASON_TEXT[String(ctx.label).replace("Suppressed: ", "")] || "",
+              title: (items) => {
+                const reason = rows[items[0].dataIndex][3];
+                return reason ? `Suppressed: ${reason}` : rows[items[0].dataIndex][0];
+              },
+              afterLabel: (ctx) => REASON_TEXT[rows[ctx.dataIndex][3]] || "",
             },
           },
         },
         scales: {
-          x: { beginAtZero: true, title: { display: true, text: "count (decisions; from Sent on, the coupons they issued)" } },
+          x: { beginAtZero: true, title: { display: true, text: "count (decisions, then coupons)" } },
           y: { ticks: { autoSkip: false } },
         },
       },
     },
-    { height: 70 + rows.length * 26, title: "Funnel of the offer, as a horizontal bar chart" },
+    { height: 100 + rows.length * 26, title: "Funnel of the offer, as a horizontal bar chart" },
   );
 }
 
@@ -94,7 +103,10 @@ export function verdict(u) {
 /** A forest plot: one row per label, the 95 % interval as a floating bar, the estimate as a dot. */
 function intervalChart(rows, title) {
   const values = rows.flatMap((r) => [r.u.ci_low, r.u.ci_high]).map((v) => v * 100);
-  const reach = Math.max(1, ...values.map(Math.abs)) * 1.1;
+  // A symmetric scale around zero, rounded to whole steps, so that zero sits in the middle.
+  const widest = Math.max(1, ...values.map(Math.abs));
+  const step = widest > 50 ? 20 : widest > 20 ? 10 : widest > 5 ? 5 : 1;
+  const reach = Math.ceil((widest * 1.05) / step) * step;
   return chart(
     {
       type: "bar",
@@ -124,7 +136,7 @@ function intervalChart(rows, title) {
       options: {
         indexAxis: "y",
         plugins: {
-          legend: { position: "bottom" },
+          legend: { position: "bottom", labels: { usePointStyle: true } },
           tooltip: {
             callbacks: {
               label: (ctx) => {
@@ -141,7 +153,7 @@ function intervalChart(rows, title) {
             min: -reach,
             max: reach,
             title: { display: true, text: "uplift in conversion rate, percentage points (0 = no effect)" },
-            ticks: { callback: (v) => `${v > 0 ? "+" : ""}${Number(v).toFixed(0)}` },
+            ticks: { stepSize: step, callback: (v) => `${v > 0 ? "+" : ""}${Number(v).toFixed(0)}` },
             grid: {
               color: (ctx) => (ctx.tick && ctx.tick.value === 0 ? "#000" : "rgba(0,0,0,0.1)"),
               lineWidth: (ctx) => (ctx.tick && ctx.tick.value === 0 ? 2 : 1),
@@ -176,16 +188,22 @@ function upliftSection(funnel) {
     el(
       "dl",
       { class: "rv-figures" },
-      figure("Uplift", pp(u.absolute), "sent conversion rate minus holdout conversion rate, in percentage points"),
-      figure("95 % interval", defined ? `${pp(u.ci_low)} to ${pp(u.ci_high)}` : "–", "Newcombe hybrid score interval of the difference"),
-      figure("p-value", u.p_value === null ? "–" : u.p_value.toFixed(3), "two-sided two-proportion z-test; below 0.05 is conventionally significant"),
-      figure("Relative uplift", pct(u.relative), "uplift divided by the holdout conversion rate"),
-      figure("Incremental conversions", u.incremental_conversions === null ? "–" : u.incremental_conversions.toFixed(1), "conversions the offer caused among shoppers sent it (uplift × sent)"),
+      ...(defined ? upliftFigures(u) : []),
       figure("Sent: conversion rate", pct(u.treated_rate), `${int(h.treatment.converted)} converted of ${int(h.treatment.decisions)} decisions sent`),
       figure("Holdout: conversion rate", pct(u.holdout_rate), `${int(h.holdout.converted)} converted of ${int(h.holdout.decisions)} decisions held out`),
     ),
   );
   return section;
+}
+
+function upliftFigures(u) {
+  return [
+      figure("Uplift", pp(u.absolute), "sent conversion rate minus holdout conversion rate, in percentage points"),
+      figure("95 % interval", defined ? `${pp(u.ci_low)} to ${pp(u.ci_high)}` : "–", "Newcombe hybrid score interval of the difference"),
+      figure("p-value", u.p_value === null ? "–" : u.p_value.toFixed(3), "two-sided two-proportion z-test; below 0.05 is conventionally significant"),
+      figure("Relative uplift", pct(u.relative), "uplift divided by the holdout conversion rate"),
+      figure("Incremental conversions", u.incremental_conversions === null ? "–" : u.incremental_conversions.toFixed(1), "conversions the offer caused among shoppers sent it (uplift × sent)"),
+  ];
 }
 
 function groupName(by, key, stores) {
@@ -199,7 +217,7 @@ function breakdownChart(by, groups, stores) {
   const horizontal = by !== "day";
   return chart(
     {
-      type: by === "day" ? "line" : "bar",
+      type: "bar",
       data: { labels, datasets },
       options: {
         indexAxis: horizontal ? "y" : "x",
@@ -247,6 +265,11 @@ function breakdownSection(by, groups, stores) {
     channel: "Delivery channels (inbox, Web Push, wallet...): decisions and redemptions happen before a channel is involved, so only delivered, opened, dismissed and failed are split by channel, and a coupon can reach several channels.",
     day: "Days local to the store where things happened.",
   };
+  if (by === "store") {
+    // By name, as a reviewer looks a shop up; ids would sort "10" before "2".
+    const name = (g) => groupName(by, g.key, stores);
+    groups = [...groups].sort((a, b) => name(a).localeCompare(name(b)));
+  }
   section.append(note(defs[by]), breakdownChart(by, groups, stores), breakdownTable(by, groups, stores));
   const withInterval = groups.filter((g) => g.holdout.uplift.ci_low !== null && g.holdout.uplift.absolute !== null);
   if (withInterval.length) {
@@ -289,8 +312,13 @@ const states = new Map();
 
 export async function renderReport(params, main, { api }) {
   const id = params.id;
+  // The URL's query (#/offers/3/report?by=store) wins, so a link or a reload shows the same view.
   const state = states.get(id) || { from: "", to: "", by: "" };
   states.set(id, state);
+  const query = params.query;
+  if (query && [...query.keys()].length) {
+    for (const k of ["from", "to", "by"]) state[k] = query.get(k) || "";
+  }
   dropCharts();
   const heading = el("h1", {}, `Offer #${id}: report`);
   const subtitle = el("p", { class: "rv-sub" });
@@ -298,12 +326,14 @@ export async function renderReport(params, main, { api }) {
   const logs = el(
     "p",
     { class: "rv-links" },
-    el("a", { href: "#/redemptions", onclick: () => presetFilters("redemptions", { offer_id: id }) }, "Redemptions of this offer"),
+    el("a", { href: `#/redemptions?offer_id=${encodeURIComponent(id)}` }, "Redemptions of this offer"),
     " · ",
-    el("a", { href: "#/decisions", onclick: () => presetFilters("decisions", { offer_id: id }) }, "Decisions of this offer"),
+    el("a", { href: `#/decisions?offer_id=${encodeURIComponent(id)}` }, "Decisions of this offer"),
   );
   fill(main, el("div", { class: "rv-screen" }, heading, subtitle, logs, controls(state, (next) => {
     Object.assign(state, next);
+    const search = new URLSearchParams(Object.entries(state).filter(([, v]) => v)).toString();
+    history.replaceState(null, "", `#/offers/${encodeURIComponent(id)}/report${search ? `?${search}` : ""}`);
     load();
   }), note("Days are local to the store where things happened. Leave both days empty for the whole life of the offer."), body));
 

@@ -10,7 +10,7 @@ export function register({ route, api, whoami }) {
   ensureCss();
   const ctx = { api, whoami };
   route("#/offers/:id/report", (params, main) => renderReport(params, main, ctx));
-  route("#/redemptions", (params, main) => renderLog("redemptions", main, ctx));
-  route("#/decisions", (params, main) => renderLog("decisions", main, ctx));
+  route("#/redemptions", (params, main) => renderLog("redemptions", params, main, ctx));
+  route("#/decisions", (params, main) => renderLog("decisions", params, main, ctx));
   route("#/live", (params, main) => renderLive(params, main, ctx));
 }

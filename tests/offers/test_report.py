@@ -58,6 +58,9 @@ def test_breakdowns() -> None:
     ]
     _, by_store = report.funnel(ROWS, "store")
     assert [g["key"] for g in by_store] == ["1", "2"]
+    # Store and day views count each delivery once, as the totals do: they add up.
+    for groups in (by_day, by_store):
+        assert [(g["delivered"], g["opened"]) for g in groups] == [(1, 1), (0, 0)]
     _, by_channel = report.funnel(ROWS, "channel")
     assert [(g["key"], g["delivered"], g["opened"]) for g in by_channel] == [
         ("inbox", 1, 0),
