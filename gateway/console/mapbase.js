@@ -1,0 +1,145 @@
+// A Leaflet map with the configured tiles over a coordinate grid, so the map still reads
+// (stores, fences, a labelled graticule) when tiles cannot load, as offline.
+import { h } from "./ui.js";
+
+const NICE = [1, 2, 5];
+
+function niceStep(span) {
+  const exp = Math.floor(Math.log10(span));
+  for (const n of NICE) {
+    const step = n * 10 ** exp;
+    if (step >= span) return step;
+  }
+  return 10 ** (exp + 1);
+}
+
+function fmt(value, step) {
+  const digits = Math.max(0, Math.min(7, -Math.floor(Math.log10(step))));
+  return value.toFixed(digits);
+}
+
+function gridLayer(L) {
+  const Grid = L.GridLayer.extend({
+    createTile(coords) {
+      const tile = document.createElement("canvas");
+      const size = this.getTileSize();
+      const ratio = window.devicePixelRatio || 1;
+      tile.width = size.x * ratio;
+      tile.height = size.y * ratio;
+      const ctx = tile.getContext("2d");
+      ctx.scale(ratio, ratio);
+      ctx.fillStyle = "#eef1f4";
+      ctx.fillRect(0, 0, size.x, size.y);
+      const map = this._map;
+      const nw = coords.scaleBy(size);
+      const se = nw.add(size);
+      const a = map.unproject(nw, coords.z);
+      const b = map.unproject(se, coords.z);
+      // About four lines across a 256-pixel tile.
+      const step = niceStep((360 / 2 ** coords.z) / 4);
+      ctx.strokeStyle = "#c9d0d9";
+      ctx.lineWidth = 1;
+      for (let lon = Math.ceil(a.lng / step) * step; lon <= b.lng; lon += step) {
+        const x = map.project([a.lat, lon], coords.z).x - nw.x;
+        ctx.beginPath();
+        ctx.moveTo(x + 0.5, 0);
+        ctx.lineTo(x + 0.5, size.y);
+        ctx.stroke();
+      }
+      for (let lat = Math.ceil(b.lat / step) * step; lat <= a.lat; lat += step) {
+        const y = map.project([lat, a.lng], coords.z).y - nw.y;
+        ctx.beginPath();
+        ctx.moveTo(0, y + 0.5);
+        ctx.lineTo(size.x, y + 0.5);
+        ctx.stroke();
+      }
+      return tile;
+    },
+  });
+  return new Grid({ zIndex: 0, pane: "tilePane" });
+}
+
+/** Degree labels along the map's top and right edges, for the grid's lines in view. */
+function gridLabels(L, map) {
+  const box = L.DomUtil.create("div", "grid-labels", map.getContainer());
+  const label = (kind, text, side, px) => {
+    const span = document.createElement("span");
+    span.className = kind;
+    span.textContent = text;
+    span.style[side] = `${px}px`;
+    return span;
+  };
+  const update = () => {
+    const bounds = map.getBounds();
+    const size = map.getSize();
+    const z = map.getZoom();
+    const step = niceStep((360 / 2 ** z) / 4);
+    const labels = [];
+    for (let lon = Math.ceil(bounds.getWest() / step) * step; lon <= bounds.getEast(); lon += step) {
+      const x = map.latLngToContainerPoint([bounds.getNorth(), lon]).x;
+      if (x > 60 && x < size.x - 60) labels.push(label("lon", `${fmt(lon, step)}°`, "left", x + 3));
+    }
+    for (let lat = Math.ceil(bounds.getSouth() / step) * step; lat <= bounds.getNorth(); lat += step) {
+      const y = map.latLngToContainerPoint([lat, bounds.getWest()]).y;
+      if (y > 20 && y < size.y - 30) labels.push(label("lat", `${fmt(lat, step)}°`, "top", y - 16));
+    }
+    box.replaceChildren(...labels);
+  };
+  map.on("moveend zoomend resize", update);
+  map.whenReady(update);
+}
+
+/** A map in `element` with tiles, grid and a legend; returns {map, legend, L}. */
+export function createMap(element, { center = [48.8566, 2.3522], zoom = 13 } = {}) {
+  const L = window.L;
+  if (!L) throw new Error("The map library did not load (vendor/leaflet).");
+  const map = L.map(element, { zoomControl: true, worldCopyJump: true, preferCanvas: false }).setView(center, zoom);
+  gridLayer(L).addTo(map);
+  gridLabels(L, map);
+  const template = document.body.dataset.tiles;
+  const legend = h("div", { class: "map-legend" });
+  const offline = h("div", { class: "offline", hidden: true }, "Map tiles cannot load (offline?): showing a coordinate grid.");
+  legend.append(offline);
+  if (template && !template.includes("{{")) {
+    let failures = 0;
+    const tiles = L.tileLayer(template, { attribution: document.body.dataset.attribution || "", maxZoom: 19, zIndex: 1, crossOrigin: false });
+    tiles.on("tileerror", () => {
+      failures += 1;
+      if (failures >= 2) {
+        offline.hidden = false;
+        // Failed tiles leave empty images over the grid: drop the layer, keep its credit.
+        if (map.hasLayer(tiles)) map.removeLayer(tiles);
+      }
+    });
+    tiles.on("tileload", () => {
+      failures = 0;
+    });
+    tiles.addTo(map);
+  } else {
+    offline.hidden = false;
+  }
+  const Legend = L.Control.extend({ onAdd: () => legend });
+  new Legend({ position: "topright" }).addTo(map);
+  L.DomEvent.disableClickPropagation(legend);
+  return { map, legend, L };
+}
+
+/** A tooltip whose content is a text node (Leaflet's string content is HTML). */
+export function textTip(layer, text, options = {}) {
+  const span = document.createElement("span");
+  span.textContent = text;
+  layer.bindTooltip(span, options);
+  return layer;
+}
+
+/** Stores as small labelled markers. */
+export function storeMarkers(L, stores) {
+  const group = L.featureGroup();
+  for (const s of stores) {
+    const marker = L.circleMarker([s.lat, s.lon], { radius: 7, color: "#fff", weight: 2, fillColor: "#0b57a4", fillOpacity: 1, pmIgnore: true, interactive: true });
+    textTip(marker, s.name, { direction: "top", offset: [0, -6] });
+    marker.storeId = s.id;
+    group.addLayer(marker);
+  }
+  return group;
+}
