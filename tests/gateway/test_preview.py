@@ -10,9 +10,12 @@ import asyncpg
 import pytest
 
 from gateway.accounts import tenancy
+from gateway.pingpath import offering
 from gateway.pingpath.geoindex import GEO_INDEX
 from geo import geojson
 from geo import store as geo_store
+from offers import models as offer_models
+from tests.offers import test_decide
 from tests.support.fences import LAT, LON, circle_feature, offset
 from tests.support.shop import COLD, T0, Shop
 
@@ -297,3 +300,22 @@ async def test_bad_input_answers_422_with_the_field(
     assert r.status == 422, r.body
     assert r.error_code == "validation_failed"
     assert field in r.json["error"]["fields"], r.json
+
+
+async def test_an_offer_stopped_since_the_book_was_loaded_is_decided_once() -> None:
+    """The shared decide loop: a reservation refused for an offer without a budget (it was
+    paused meanwhile) drops it, and the next offer goes out instead of the loop spinning."""
+    stopped, live = test_decide.offer(1, priority=9), test_decide.offer(2, priority=8)
+    moment = offering.Moment(
+        context=test_decide.COLD, candidates=[test_decide.cand(stopped), test_decide.cand(live)]
+    )
+    book = offering.Book.build([stopped, live], {}, test_decide.NO_QUIET)
+    tried: list[int] = []
+
+    async def reserve(offer: offer_models.Offer) -> bool:
+        tried.append(offer.id)
+        return offer.id != stopped.id
+
+    decisions, _ = await offering.decide_moment(moment, test_decide.shopper(), book, reserve)
+    assert tried == [1, 2]
+    assert [(d.offer_id, d.send) for d in decisions] == [(2, True)]
