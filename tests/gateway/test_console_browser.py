@@ -454,7 +454,8 @@ async def test_screenshots_of_the_main_screens(shop: Shop, size: str) -> None:
             for route in routes:
                 b.go(route)
                 b.wait(lambda: "loading" not in b.text().lower(), what=f"{route} to finish loading")
+                b.settle()
                 name = route.strip("#/").replace("/", "-").replace(offer_id, "id")
-                b.screenshot(f"{role}-{name}-{size}")
+                b.screenshot(f"{role}-{name}-{size}", full=True)
         errors = b.console_errors()
     assert not errors, errors

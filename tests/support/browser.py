@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 from selenium import webdriver
@@ -104,7 +104,7 @@ class Browser:
 
     # -- waiting and finding ----------------------------------------------------------
 
-    def wait(self, check: Callable[[], T], timeout: float = 10, what: str = "") -> T:
+    def wait(self, check: Callable[[], T | None], timeout: float = 10, what: str = "") -> T:
         """Poll ``check`` until it returns something truthy; fail saying ``what`` was awaited."""
         last: BaseException | None = None
 
@@ -117,7 +117,7 @@ class Browser:
                 return None
 
         try:
-            return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(probe)
+            return cast(T, WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(probe))
         except TimeoutException:
             detail = f" (last error: {last.msg})" if isinstance(last, WebDriverException) else ""
             raise AssertionError(
@@ -215,7 +215,7 @@ class Browser:
     def console_errors(self) -> list[str]:
         """Severe browser log entries except failed loads of remote resources (no internet)."""
         try:
-            entries = self.driver.get_log("browser")
+            entries = self.driver.get_log("browser")  # type: ignore[no-untyped-call]
         except WebDriverException:
             return []
         out = []
@@ -228,12 +228,34 @@ class Browser:
 
     # -- artefacts --------------------------------------------------------------------
 
-    def screenshot(self, name: str) -> Path:
-        """Save the viewport as tests/artefacts/<name>.png; return its path."""
+    def settle(self, seconds: float = 1.0) -> None:
+        """Let Leaflet's zoom and Chart.js's entry animations finish before a screenshot."""
+        self.wait(lambda: not self.css(".leaflet-zoom-anim"), what="the map's zoom to end")
+        time.sleep(seconds)
+
+    def screenshot(self, name: str, *, full: bool = False) -> Path:
+        """Save the viewport (or with ``full`` the whole page) as tests/artefacts/<name>.png."""
         ARTEFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTEFACTS / f"{name}.png"
-        png = base64.b64decode(self.driver.get_screenshot_as_base64())
-        path.write_bytes(png)
+        if full:
+            size = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+            shot = self.driver.execute_cdp_cmd(
+                "Page.captureScreenshot",
+                {
+                    "captureBeyondViewport": True,
+                    "clip": {
+                        "x": 0,
+                        "y": 0,
+                        "width": size["width"],
+                        "height": min(size["height"], 6000),
+                        "scale": 1,
+                    },
+                },
+            )
+            data = shot["data"]
+        else:
+            data = self.driver.get_screenshot_as_base64()
+        path.write_bytes(base64.b64decode(data))
         return path
 
     def quit(self) -> None:
