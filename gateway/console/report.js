@@ -81,7 +81,8 @@ function funnelChart(funnel) {
           },
         },
         scales: {
-          x: { beginAtZero: true, title: { display: true, text: "count (decisions, then coupons)" } },
+          // Counts are whole numbers: no 0.1 … 0.9 ticks when the numbers are small.
+          x: { beginAtZero: true, ticks: { precision: 0 }, title: { display: true, text: "count (decisions, then coupons)" } },
           y: { ticks: { autoSkip: false } },
         },
       },
@@ -223,7 +224,7 @@ function breakdownChart(by, groups, stores) {
         indexAxis: horizontal ? "y" : "x",
         plugins: { legend: { position: "bottom" } },
         scales: {
-          [horizontal ? "x" : "y"]: { beginAtZero: true, title: { display: true, text: "coupons (count)" } },
+          [horizontal ? "x" : "y"]: { beginAtZero: true, ticks: { precision: 0 }, title: { display: true, text: "coupons (count)" } },
           [horizontal ? "y" : "x"]: { ticks: { autoSkip: !horizontal } },
         },
       },
