@@ -53,7 +53,7 @@ export async function renderLive(params, main, { api }) {
   const root = el(
     "div",
     { class: "rv-screen" },
-    el("h1", {}, "Live decisions"),
+    el("div", { class: "page-head" }, el("h1", {}, "Live decisions")),
     note("Each decision as it is made: a shopper's ping made an offer eligible, and the offer was sent or suppressed (with the reason). The view checks for new decisions every 2 seconds; newest on top, the last 200 kept."),
     el(
       "form",
@@ -68,7 +68,7 @@ export async function renderLive(params, main, { api }) {
     tallyBox,
     el(
       "div",
-      { class: "rv-scroll" },
+      { class: "table-wrap rv-scroll" },
       el(
         "table",
         { class: "rv-table" },

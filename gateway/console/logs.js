@@ -118,7 +118,7 @@ function filterForm(kind, state, lookups, onApply) {
       "Rows per page",
       el("select", { id: "rv-f-limit", name: "limit" }, [25, 50, 100, 200].map((n) => el("option", { value: String(n), selected: n === state.limit }, String(n)))),
     ),
-    el("button", { type: "submit" }, "Apply filters"),
+    el("button", { type: "submit", class: "primary" }, "Apply filters"),
     el("button", { type: "reset" }, "Clear"),
   );
   form.addEventListener("submit", (event) => {
@@ -140,7 +140,7 @@ function filterForm(kind, state, lookups, onApply) {
 /** The CSV link: the filtered log fetched with the token and offered as a Blob URL. */
 function csvLink(kind, state) {
   const spec = KINDS[kind];
-  const link = el("a", { class: "rv-button", "data-testid": "csv-download", download: spec.file, href: "#", "aria-disabled": "true" }, "Preparing CSV…");
+  const link = el("a", { class: "button primary rv-button", "data-testid": "csv-download", download: spec.file, href: "#", "aria-disabled": "true" }, "Preparing CSV…");
   const status = el("span", { class: "rv-note", role: "status" });
   if (state.csvAbort) state.csvAbort.abort();
   if (state.csvUrl) URL.revokeObjectURL(state.csvUrl);
@@ -174,7 +174,7 @@ function table(kind, items, lookups) {
   const spec = KINDS[kind];
   return el(
     "div",
-    { class: "rv-scroll" },
+    { class: "table-wrap rv-scroll" },
     el(
       "table",
       { class: "rv-table" },
@@ -192,7 +192,7 @@ export async function renderLog(kind, params, main, { api }) {
   const filters = el("div");
   const csv = el("div");
   const body = el("div", { class: "rv-body" });
-  fill(main, el("div", { class: "rv-screen" }, el("h1", {}, spec.title), note(spec.what, " Times are shown in your time zone; days in the filters are your local days."), filters, csv, body));
+  fill(main, el("div", { class: "rv-screen" }, el("div", { class: "page-head" }, el("h1", {}, spec.title)), note(spec.what, " Times are shown in your time zone; days in the filters are your local days."), filters, csv, body));
 
   const [stores, offers] = await Promise.all([names(api, "stores").catch(() => null), names(api, "offers").catch(() => null)]);
   lookups.stores = stores;

@@ -175,7 +175,7 @@ function figure(name, value, definition) {
 function upliftSection(funnel) {
   const h = funnel.holdout;
   const u = h.uplift;
-  const section = el("section", { class: "rv-card", "aria-labelledby": "rv-uplift-h" });
+  const section = el("section", { class: "card rv-card", "aria-labelledby": "rv-uplift-h" });
   section.append(
     el("h2", { id: "rv-uplift-h" }, "Uplift against the holdout"),
     note(
@@ -250,13 +250,13 @@ function breakdownTable(by, groups, stores) {
   });
   return el(
     "div",
-    { class: "rv-scroll" },
+    { class: "table-wrap rv-scroll" },
     el("table", { class: "rv-table" }, el("thead", {}, el("tr", {}, head.map((h) => el("th", { scope: "col" }, h)))), el("tbody", {}, rows)),
   );
 }
 
 function breakdownSection(by, groups, stores) {
-  const section = el("section", { class: "rv-card" }, el("h2", {}, `By ${by}`));
+  const section = el("section", { class: "card rv-card" }, el("h2", {}, `By ${by}`));
   if (groups.length === 0) {
     section.append(note(`Nothing happened for this offer in this period, so there is no ${by} to show.`));
     return section;
@@ -299,7 +299,7 @@ function controls(state, onApply) {
     el("label", { for: "rv-from" }, "From (day, inclusive)", from),
     el("label", { for: "rv-to" }, "To (day, inclusive)", to),
     el("label", { for: "rv-by" }, "View", by),
-    el("button", { type: "submit" }, "Show"),
+    el("button", { type: "submit", class: "primary" }, "Show"),
   );
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -331,7 +331,7 @@ export async function renderReport(params, main, { api }) {
     " · ",
     el("a", { href: `#/decisions?offer_id=${encodeURIComponent(id)}` }, "Decisions of this offer"),
   );
-  fill(main, el("div", { class: "rv-screen" }, heading, subtitle, logs, controls(state, (next) => {
+  fill(main, el("div", { class: "rv-screen" }, el("div", { class: "page-head" }, heading), subtitle, logs, controls(state, (next) => {
     Object.assign(state, next);
     const search = new URLSearchParams(Object.entries(state).filter(([, v]) => v)).toString();
     history.replaceState(null, "", `#/offers/${encodeURIComponent(id)}/report${search ? `?${search}` : ""}`);
@@ -369,7 +369,7 @@ export async function renderReport(params, main, { api }) {
       body,
       el(
         "section",
-        { class: "rv-card", "aria-labelledby": "rv-funnel-h" },
+        { class: "card rv-card", "aria-labelledby": "rv-funnel-h" },
         el("h2", { id: "rv-funnel-h" }, "Funnel"),
         note(`Period: ${period}. Also: ${f.dismissed} coupons dismissed by the shopper, ${f.failed} deliveries failed on every channel.`),
         el("div", { class: "rv-split" }, funnelChart(f), funnelList(f)),
