@@ -25,17 +25,23 @@ function counts(tally) {
   );
 }
 
+const COLUMNS = ["Decided at", "Offer", "Store", "Shopper", "Trigger", "Outcome", "Reason"];
+
 function row(d, lk) {
+  const cells = [
+    when(d.decided_at),
+    label(lk.offers, d.offer_id),
+    label(lk.stores, d.store_id),
+    `#${d.shopper_id}`,
+    d.trigger,
+    el("span", { class: `rv-outcome rv-${d.outcome}` }, d.outcome),
+    d.reason ? el("span", { title: REASON_TEXT[d.reason] || "" }, d.reason) : "–",
+  ];
+  // data-label: on a phone each row is stacked as "column: value" (reviewer.css).
   return el(
     "tr",
     { "data-testid": "live-row", "data-id": d.id, class: "rv-new" },
-    el("td", { class: "rv-time" }, when(d.decided_at)),
-    el("td", {}, label(lk.offers, d.offer_id)),
-    el("td", {}, label(lk.stores, d.store_id)),
-    el("td", {}, `#${d.shopper_id}`),
-    el("td", {}, d.trigger),
-    el("td", {}, el("span", { class: `rv-outcome rv-${d.outcome}` }, d.outcome)),
-    el("td", {}, d.reason ? el("span", { title: REASON_TEXT[d.reason] || "" }, d.reason) : "–"),
+    cells.map((c, i) => el("td", { class: i === 0 ? "rv-time" : null, "data-label": COLUMNS[i] }, c)),
   );
 }
 
@@ -71,8 +77,8 @@ export async function renderLive(params, main, { api }) {
       { class: "table-wrap rv-scroll" },
       el(
         "table",
-        { class: "rv-table" },
-        el("thead", {}, el("tr", {}, ["Decided at", "Offer", "Store", "Shopper", "Trigger", "Outcome", "Reason"].map((h) => el("th", { scope: "col" }, h)))),
+        { class: "rv-table rv-stack" },
+        el("thead", {}, el("tr", {}, COLUMNS.map((h) => el("th", { scope: "col" }, h)))),
         tbody,
       ),
     ),

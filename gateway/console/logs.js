@@ -177,10 +177,11 @@ function table(kind, items, lookups) {
     { class: "table-wrap rv-scroll" },
     el(
       "table",
-      { class: "rv-table" },
+      { class: "rv-table rv-stack" },
       el("caption", { class: "rv-visually-hidden" }, spec.title),
       el("thead", {}, el("tr", {}, spec.columns.map((c) => el("th", { scope: "col" }, c)))),
-      el("tbody", {}, items.map((r) => el("tr", { "data-testid": spec.rowTestid, "data-id": r.id }, spec.cells(r, lookups).map((c) => el("td", {}, c))))),
+      // data-label: on a phone each row is stacked as "column: value" (reviewer.css).
+      el("tbody", {}, items.map((r) => el("tr", { "data-testid": spec.rowTestid, "data-id": r.id }, spec.cells(r, lookups).map((c, i) => el("td", { "data-label": spec.columns[i] }, c))))),
     ),
   );
 }
