@@ -16,12 +16,27 @@ const STAGES = [
   ["redeemed", "Redeemed", "coupons redeemed at the till"],
 ];
 
+// stage -> [the API's rate, its wording, the stage it is a share of]
 const RATE_OF = {
-  sent: ["sent_of_eligible", "of eligible"],
-  delivered: ["delivered_of_sent", "of sent"],
-  opened: ["opened_of_delivered", "of delivered"],
-  redeemed: ["redeemed_of_sent", "of sent"],
+  sent: ["sent_of_eligible", "of eligible", "eligible"],
+  delivered: ["delivered_of_sent", "of sent", "sent"],
+  opened: ["opened_of_delivered", "of delivered", "delivered"],
+  redeemed: ["redeemed_of_sent", "of sent", "sent"],
 };
+
+/** The stage as a share of the stage before it, or a note when it exceeds it: a share above
+ * 100 % is no rate (e.g. a coupon opened from the ping's answer without a recorded delivery). */
+function rateText(funnel, key) {
+  const rate = RATE_OF[key];
+  if (!rate) return null;
+  const [name, wording, base] = rate;
+  if (funnel[key] > funnel[base]) {
+    const more = { sent: "sent", delivered: "deliveries", opened: "opens", redeemed: "redemptions" }[key];
+    const fewer = { eligible: "eligible decisions", sent: "coupons sent", delivered: "recorded deliveries" }[base];
+    return [`more ${more} than ${fewer}: see the definitions`, true];
+  }
+  return [`${pct(funnel.rates[name])} ${wording}`, false];
+}
 
 const COLOURS = { stage: "#2f6f9f", suppressed: "#c77c1b", interval: "#2f6f9f", point: "#111" };
 
@@ -33,12 +48,11 @@ function stageValue(funnel, key) {
 function funnelList(funnel) {
   const list = el("dl", { class: "rv-funnel", "data-testid": "funnel" });
   for (const [key, name, definition] of STAGES) {
-    const rate = RATE_OF[key];
-    const share = rate ? `${pct(funnel.rates[rate[0]])} ${rate[1]}` : null;
+    const [share, odd] = rateText(funnel, key) || [null, false];
     list.append(
       el("dt", {}, el("span", { class: "rv-stage" }, name), el("span", { class: "rv-def" }, definition)),
       el("dd", { "data-metric": key }, String(stageValue(funnel, key))),
-      el("dd", { class: "rv-rate" }, share || "\u00a0"),
+      el("dd", { class: odd ? "rv-rate rv-rate-note" : "rv-rate" }, share || "\u00a0"),
     );
   }
   return list;
