@@ -204,8 +204,8 @@ function upliftSection(funnel) {
       "dl",
       { class: "rv-figures" },
       ...(defined ? upliftFigures(u) : []),
-      figure("Sent: conversion rate", pct(u.treated_rate), `${int(h.treatment.converted)} converted of ${int(h.treatment.decisions)} decisions sent`),
-      figure("Holdout: conversion rate", pct(u.holdout_rate), `${int(h.holdout.converted)} converted of ${int(h.holdout.decisions)} decisions held out`),
+    figure("Sent: conversion rate", pct(u.treated_rate), `${int(h.treatment.converted)} converted of ${int(h.treatment.decisions)} decisions sent`),
+    figure("Holdout: conversion rate", pct(u.holdout_rate), `${int(h.holdout.converted)} converted of ${int(h.holdout.decisions)} decisions held out`),
     ),
   );
   return section;
@@ -213,11 +213,11 @@ function upliftSection(funnel) {
 
 function upliftFigures(u) {
   return [
-      figure("Uplift", pp(u.absolute), "sent conversion rate minus holdout conversion rate, in percentage points"),
-      figure("95 % interval", defined ? `${pp(u.ci_low)} to ${pp(u.ci_high)}` : "–", "Newcombe hybrid score interval of the difference"),
-      figure("p-value", u.p_value === null ? "–" : u.p_value.toFixed(3), "two-sided two-proportion z-test; below 0.05 is conventionally significant"),
-      figure("Relative uplift", pct(u.relative), "uplift divided by the holdout conversion rate"),
-      figure("Incremental conversions", u.incremental_conversions === null ? "–" : u.incremental_conversions.toFixed(1), "conversions the offer caused among shoppers sent it (uplift × sent)"),
+    figure("Uplift", pp(u.absolute), "sent conversion rate minus holdout conversion rate, in percentage points"),
+    figure("95 % interval", `${pp(u.ci_low)} to ${pp(u.ci_high)}`, "Newcombe hybrid score interval of the difference"),
+    figure("p-value", u.p_value === null ? "–" : u.p_value.toFixed(3), "two-sided two-proportion z-test; below 0.05 is conventionally significant"),
+    figure("Relative uplift", pct(u.relative), "uplift divided by the holdout conversion rate"),
+    figure("Incremental conversions", u.incremental_conversions === null ? "–" : u.incremental_conversions.toFixed(1), "conversions the offer caused among shoppers sent it (uplift × sent)"),
   ];
 }
 
