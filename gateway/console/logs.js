@@ -118,8 +118,7 @@ function filterForm(kind, state, lookups, onApply) {
       "Rows per page",
       el("select", { id: "rv-f-limit", name: "limit" }, [25, 50, 100, 200].map((n) => el("option", { value: String(n), selected: n === state.limit }, String(n)))),
     ),
-    el("button", { type: "submit", class: "primary" }, "Apply filters"),
-    el("button", { type: "reset" }, "Clear"),
+    el("div", { class: "rv-filter-actions" }, el("button", { type: "submit", class: "primary" }, "Apply filters"), el("button", { type: "reset" }, "Clear")),
   );
   form.addEventListener("submit", (event) => {
     event.preventDefault();
