@@ -2,7 +2,7 @@
 // with radius_m) and areas with Leaflet-Geoman, edit, move and delete them; every change
 // goes to the API, and an API error is pinned where it is, with nothing invalid kept.
 import { api, apiAll, apiBlob } from "./api.js";
-import { createMap, storeMarkers, textTip } from "./mapbase.js";
+import { createMap, fenceLegend, fitClear, storeLegend, storeMarkers, textTip } from "./mapbase.js";
 import { describe, errorSpot, geometryOf, layerOf, offsetRing, outerRings } from "./fencegeo.js";
 import { confirmButton, downloadBlob, field, fieldErrors, clearErrors, h, loading, pageHeader, toast } from "./ui.js";
 import { importCard } from "./fenceimport.js";
@@ -51,7 +51,7 @@ class FenceScreen {
     const { map, legend, L } = createMap(this.mapEl);
     this.map = map;
     this.L = L;
-    legend.append(h("div", {}, h("span", { class: "legend-line" }), "where a ping may enter (accuracy reach)"));
+    legend.append(storeLegend(), fenceLegend(), h("div", {}, h("span", { class: "legend-line", "aria-hidden": "true" }), "where a ping may enter"));
     this.fenceGroup = L.featureGroup().addTo(map);
     this.reachGroup = L.featureGroup().addTo(map);
     this.errorGroup = L.featureGroup().addTo(map);
@@ -68,7 +68,7 @@ class FenceScreen {
     const bounds = this.L.latLngBounds([]);
     if (this.fenceGroup.getLayers().length) bounds.extend(this.fenceGroup.getBounds());
     if (this.storeGroup.getLayers().length) bounds.extend(this.storeGroup.getBounds());
-    if (bounds.isValid()) this.map.fitBounds(bounds.pad(0.15), { maxZoom: 17 });
+    if (bounds.isValid()) fitClear(this.map, bounds);
   }
 
   // -- the list and the reach ------------------------------------------------------------

@@ -2,7 +2,7 @@
 // which offers a ping there would fire and why each other one would not. Nothing is sent.
 import { api, apiAll } from "./api.js";
 import { layerOf } from "./fencegeo.js";
-import { createMap, storeMarkers, textTip } from "./mapbase.js";
+import { createMap, fenceLegend, fitClear, storeLegend, storeMarkers, textTip } from "./mapbase.js";
 import { clearErrors, field, fieldErrors, h, loading, pageHeader } from "./ui.js";
 
 // offers.models.REASONS, in the order decide() checks them, in plain words.
@@ -71,7 +71,7 @@ export async function previewScreen(params, main) {
   const bounds = L.latLngBounds([]);
   if (fences.length) bounds.extend(fenceGroup.getBounds());
   if (stores.length) bounds.extend(storeGroup.getBounds());
-  if (bounds.isValid()) map.fitBounds(bounds.pad(0.15), { maxZoom: 17 });
+  if (bounds.isValid()) fitClear(map, bounds);
   setTimeout(() => map.invalidateSize(), 0);
   let pin = null;
   let reach = null;
