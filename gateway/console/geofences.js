@@ -39,11 +39,12 @@ class FenceScreen {
     this.mapEl = h("div", { class: "map", "data-testid": "map", role: "region", "aria-label": "Map of stores and geofences" });
     this.list = h("ul", { class: "fence-list", "aria-label": "Geofences" });
     this.count = h("span", { class: "muted" });
+    // The list first, beside the map; then drawing, the reach slider and the import.
     const side = h("div", { class: "side" });
+    side.append(h("section", { class: "card", "aria-labelledby": "fences-title" }, h("h2", { id: "fences-title" }, "Geofences ", this.count), this.list));
     if (this.canEdit) side.append(this.drawCard());
     side.append(this.reachCard());
     if (this.canEdit) side.append(importCard(this));
-    side.append(h("section", { class: "card", "aria-labelledby": "fences-title" }, h("h2", { id: "fences-title" }, "Geofences ", this.count), this.list));
     this.main.append(
       pageHeader("Map & geofences", exportButton),
       h("div", { class: "map-layout" }, this.mapEl, side),
@@ -120,9 +121,11 @@ class FenceScreen {
     });
     return h("section", { class: "card", "aria-labelledby": "reach-title" },
       h("h2", { id: "reach-title" }, "Accuracy reach"),
-      h("p", { class: "hint" }, "A ping enters a geofence when its position is within its accuracy of the fence (accuracy under 10 m counts as 10 m). The dashed line shows how far out a ping with this accuracy can already enter. Phones in a city street typically report 20–65 m; pings worse than ",
-        `${MAX_ACCURACY_M} m (the default limit) trigger nothing.`),
-      h("div", { class: "reach" }, h("label", { for: "accuracy" }, "Ping accuracy"), slider, out));
+      h("p", { class: "hint" }, "The dashed line shows how far out a ping with this accuracy can already enter."),
+      h("div", { class: "reach" }, h("label", { for: "accuracy" }, "Ping accuracy"), slider, out),
+      h("details", { class: "more" }, h("summary", {}, "Why pings enter early"),
+        h("p", { class: "hint" }, "A ping enters a geofence when its position is within its accuracy of the fence (accuracy under 10 m counts as 10 m). Phones in a city street typically report 20–65 m; pings worse than ",
+          `${MAX_ACCURACY_M} m (the default limit) trigger nothing.`)));
   }
 
   // -- selection -----------------------------------------------------------------------
