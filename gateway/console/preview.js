@@ -32,7 +32,7 @@ export async function previewScreen(params, main) {
   const [stores, fences] = await Promise.all([apiAll("/v1/stores", { limit: 1000 }), apiAll("/v1/geofences", { limit: 500 })]);
   const storeNames = new Map(stores.map((s) => [s.id, s.name]));
   const fenceNames = new Map(fences.map((f) => [f.id, f.properties.name]));
-  const mapEl = h("div", { class: "map medium", "data-testid": "map", role: "region", "aria-label": "Map: click to choose the ping's position" });
+  const mapEl = h("div", { class: "map", "data-testid": "map", role: "region", "aria-label": "Map: click to choose the ping's position" });
   const results = h("section", { class: "card results", "aria-live": "polite", "aria-labelledby": "preview-results" },
     h("h2", { id: "preview-results" }, "What would happen"), h("p", { class: "hint" }, "Choose a point and press “Preview”."));
   const inp = (name, props = {}) => h("input", { name, ...props });
@@ -62,9 +62,11 @@ export async function previewScreen(params, main) {
     field("Tags", f.tags, { name: "shopper.tags", hint: "Comma-separated." }),
     h("label", { class: "check" }, f.consent, " Agreed to marketing"),
     h("div", { class: "row" }, go));
-  main.replaceChildren(pageHeader("Decision preview"), h("div", { class: "map-layout" }, h("div", { class: "stack" }, mapEl, results), h("div", { class: "side" }, form)));
+  // The answer comes right under the Preview button, beside the map.
+  main.replaceChildren(pageHeader("Decision preview"), h("div", { class: "map-layout" }, mapEl, h("div", { class: "side" }, form, results)));
 
-  const { map, L } = createMap(mapEl);
+  const { map, legend, L } = createMap(mapEl);
+  legend.append(storeLegend(), fenceLegend());
   const fenceGroup = L.featureGroup().addTo(map);
   for (const fence of fences) textTip(layerOf(L, fence, { color: "#0b57a4", weight: 2, fillOpacity: 0.12, pmIgnore: true }), fence.properties.name).addTo(fenceGroup);
   const storeGroup = storeMarkers(L, stores).addTo(map);
