@@ -126,13 +126,17 @@ export function createMap(element, { center = [48.8566, 2.3522], zoom = 13 } = {
   return { map, legend, L };
 }
 
-/** Fit `bounds` in view, clear of the tools (top left) and the legend (bottom left). */
+/**
+ * Fit `bounds` in view, clear of the tools (top left) and the legend (bottom left), at once:
+ * an animated zoom on opening would move what the user (or a test) is about to click.
+ */
 export function fitClear(map, bounds, maxZoom = 17) {
   const box = map.getContainer();
   const tools = box.querySelector(".leaflet-top.leaflet-left");
   const legend = box.querySelector(".map-legend");
   map.fitBounds(bounds.pad(0.05), {
     maxZoom,
+    animate: false,
     paddingTopLeft: [(tools ? tools.offsetWidth : 0) + 24, 28],
     paddingBottomRight: [56, (legend ? legend.offsetHeight : 0) + 20],
   });
