@@ -2,7 +2,7 @@
 // with radius_m) and areas with Leaflet-Geoman, edit, move and delete them; every change
 // goes to the API, and an API error is pinned where it is, with nothing invalid kept.
 import { api, apiAll, apiBlob } from "./api.js";
-import { createMap, storeMarkers, textTip } from "./mapbase.js";
+import { createMap, fenceLegend, fitClear, storeLegend, storeMarkers, textTip } from "./mapbase.js";
 import { describe, errorSpot, geometryOf, layerOf, offsetRing, outerRings } from "./fencegeo.js";
 import { confirmButton, downloadBlob, field, fieldErrors, clearErrors, h, loading, pageHeader, toast } from "./ui.js";
 import { importCard } from "./fenceimport.js";
@@ -39,11 +39,12 @@ class FenceScreen {
     this.mapEl = h("div", { class: "map", "data-testid": "map", role: "region", "aria-label": "Map of stores and geofences" });
     this.list = h("ul", { class: "fence-list", "aria-label": "Geofences" });
     this.count = h("span", { class: "muted" });
+    // The list first, beside the map; then drawing, the reach slider and the import.
     const side = h("div", { class: "side" });
+    side.append(h("section", { class: "card", "aria-labelledby": "fences-title" }, h("h2", { id: "fences-title" }, "Geofences ", this.count), this.list));
     if (this.canEdit) side.append(this.drawCard());
     side.append(this.reachCard());
     if (this.canEdit) side.append(importCard(this));
-    side.append(h("section", { class: "card", "aria-labelledby": "fences-title" }, h("h2", { id: "fences-title" }, "Geofences ", this.count), this.list));
     this.main.append(
       pageHeader("Map & geofences", exportButton),
       h("div", { class: "map-layout" }, this.mapEl, side),
@@ -51,7 +52,7 @@ class FenceScreen {
     const { map, legend, L } = createMap(this.mapEl);
     this.map = map;
     this.L = L;
-    legend.append(h("div", {}, h("span", { class: "legend-line" }), "where a ping may enter (accuracy reach)"));
+    legend.append(storeLegend(), fenceLegend(), h("div", {}, h("span", { class: "legend-line", "aria-hidden": "true" }), "where a ping may enter"));
     this.fenceGroup = L.featureGroup().addTo(map);
     this.reachGroup = L.featureGroup().addTo(map);
     this.errorGroup = L.featureGroup().addTo(map);
@@ -68,7 +69,7 @@ class FenceScreen {
     const bounds = this.L.latLngBounds([]);
     if (this.fenceGroup.getLayers().length) bounds.extend(this.fenceGroup.getBounds());
     if (this.storeGroup.getLayers().length) bounds.extend(this.storeGroup.getBounds());
-    if (bounds.isValid()) this.map.fitBounds(bounds.pad(0.15), { maxZoom: 17 });
+    if (bounds.isValid()) fitClear(this.map, bounds);
   }
 
   // -- the list and the reach ------------------------------------------------------------
@@ -120,9 +121,11 @@ class FenceScreen {
     });
     return h("section", { class: "card", "aria-labelledby": "reach-title" },
       h("h2", { id: "reach-title" }, "Accuracy reach"),
-      h("p", { class: "hint" }, "A ping enters a geofence when its position is within its accuracy of the fence (accuracy under 10 m counts as 10 m). The dashed line shows how far out a ping with this accuracy can already enter. Phones in a city street typically report 20–65 m; pings worse than ",
-        `${MAX_ACCURACY_M} m (the default limit) trigger nothing.`),
-      h("div", { class: "reach" }, h("label", { for: "accuracy" }, "Ping accuracy"), slider, out));
+      h("p", { class: "hint" }, "The dashed line shows how far out a ping with this accuracy can already enter."),
+      h("div", { class: "reach" }, h("label", { for: "accuracy" }, "Ping accuracy"), slider, out),
+      h("details", { class: "more" }, h("summary", {}, "Why pings enter early"),
+        h("p", { class: "hint" }, "A ping enters a geofence when its position is within its accuracy of the fence (accuracy under 10 m counts as 10 m). Phones in a city street typically report 20–65 m; pings worse than ",
+          `${MAX_ACCURACY_M} m (the default limit) trigger nothing.`)));
   }
 
   // -- selection -----------------------------------------------------------------------

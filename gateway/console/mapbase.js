@@ -98,7 +98,7 @@ export function createMap(element, { center = [48.8566, 2.3522], zoom = 13 } = {
   gridLabels(L, map);
   const template = document.body.dataset.tiles;
   const legend = h("div", { class: "map-legend" });
-  const offline = h("div", { class: "offline", hidden: true }, "Map tiles cannot load (offline?): showing a coordinate grid.");
+  const offline = h("div", { class: "offline", hidden: true }, "No map tiles (offline?): coordinate grid only.");
   legend.append(offline);
   if (template && !template.includes("{{")) {
     let failures = 0;
@@ -119,9 +119,27 @@ export function createMap(element, { center = [48.8566, 2.3522], zoom = 13 } = {
     offline.hidden = false;
   }
   const Legend = L.Control.extend({ onAdd: () => legend });
-  new Legend({ position: "topright" }).addTo(map);
+  // Bottom left: the degree labels run along the top and right edges, the tools sit at the
+  // top left and the credit at the bottom right.
+  new Legend({ position: "bottomleft" }).addTo(map);
   L.DomEvent.disableClickPropagation(legend);
   return { map, legend, L };
+}
+
+/**
+ * Fit `bounds` in view, clear of the tools (top left) and the legend (bottom left), at once:
+ * an animated zoom on opening would move what the user (or a test) is about to click.
+ */
+export function fitClear(map, bounds, maxZoom = 17) {
+  const box = map.getContainer();
+  const tools = box.querySelector(".leaflet-top.leaflet-left");
+  const legend = box.querySelector(".map-legend");
+  map.fitBounds(bounds.pad(0.05), {
+    maxZoom,
+    animate: false,
+    paddingTopLeft: [(tools ? tools.offsetWidth : 0) + 24, 28],
+    paddingBottomRight: [56, (legend ? legend.offsetHeight : 0) + 20],
+  });
 }
 
 /** A tooltip whose content is a text node (Leaflet's string content is HTML). */
@@ -132,11 +150,25 @@ export function textTip(layer, text, options = {}) {
   return layer;
 }
 
-/** Stores as small labelled markers. */
+/** A legend line for the store markers (a small amber square, unlike any geofence). */
+export function storeLegend() {
+  return h("div", {}, h("span", { class: "store-pin legend-pin", "aria-hidden": "true" }), "store");
+}
+
+/** A legend line for geofences drawn in the fence colour. */
+export function fenceLegend() {
+  return h("div", {}, h("span", { class: "legend-fence", "aria-hidden": "true" }), "geofence");
+}
+
+/**
+ * Stores as small labelled squares: a store usually stands inside its door circle, so its
+ * marker must not look like a fence. Clicks go on to the map (to place a pin or draw there).
+ */
 export function storeMarkers(L, stores) {
   const group = L.featureGroup();
+  const icon = L.divIcon({ className: "store-pin", iconSize: [14, 14] });
   for (const s of stores) {
-    const marker = L.circleMarker([s.lat, s.lon], { radius: 7, color: "#fff", weight: 2, fillColor: "#0b57a4", fillOpacity: 1, pmIgnore: true, interactive: true });
+    const marker = L.marker([s.lat, s.lon], { icon, pmIgnore: true, keyboard: false, bubblingMouseEvents: true, zIndexOffset: -100 });
     textTip(marker, s.name, { direction: "top", offset: [0, -6] });
     marker.storeId = s.id;
     group.addLayer(marker);

@@ -85,7 +85,9 @@ export async function offerFormScreen(params, main, whoami) {
   const paused = h("input", { type: "checkbox", name: "paused" });
   const save = h("button", { type: "submit", class: "primary" }, isNew ? "Create offer" : "Save changes");
 
-  const form = h("form", { class: "offer-form", novalidate: true },
+  // Content, Where, Trigger, Schedule, Weather, Audience, Frequency caps, Budget, Priority,
+  // Channels, Coupon.
+  const sections = [
     section("Content", "What the shopper sees in the notification, the inbox and the wallet pass. The name is for you only.",
       field("Name (internal)", el("name", { required: true, maxlength: 200, value: o.name })),
       field("Title", el("title", { required: true, maxlength: 200, value: o.title }), { hint: "The headline, e.g. “20% off a hot coffee”." }),
@@ -135,6 +137,13 @@ export async function offerFormScreen(params, main, whoami) {
       h("div", { class: "row" },
         field("Discount in % (optional)", el("coupon.discount_pct", { type: "number", min: 0, max: 100, step: "any", value: coupon.discount_pct }), { hint: "For the till and the reports." }),
         field("Discount amount (optional)", el("coupon.discount_amount", { type: "number", min: 0, step: "any", value: coupon.discount_amount })))),
+  ];
+  const pick = (...indexes) => indexes.map((i) => sections[i]);
+  // Two columns on wide screens: what the shopper gets, where and how | when, who, how often.
+  const form = h("form", { class: "offer-form", novalidate: true },
+    h("div", { class: "offer-cols" },
+      h("div", { class: "offer-col" }, pick(0, 1, 2, 9, 10)),
+      h("div", { class: "offer-col" }, pick(3, 4, 5, 6, 7, 8))),
     isNew ? h("div", { class: "field" }, h("label", {}, paused, " Create it paused (it fires nothing until resumed)")) : null,
     h("div", { class: "form-actions" }, save, h("a", { href: "#/offers", class: "button" }, "Cancel")));
 

@@ -2,7 +2,7 @@
 // which offers a ping there would fire and why each other one would not. Nothing is sent.
 import { api, apiAll } from "./api.js";
 import { layerOf } from "./fencegeo.js";
-import { createMap, storeMarkers, textTip } from "./mapbase.js";
+import { createMap, fenceLegend, fitClear, storeLegend, storeMarkers, textTip } from "./mapbase.js";
 import { clearErrors, field, fieldErrors, h, loading, pageHeader } from "./ui.js";
 
 // offers.models.REASONS, in the order decide() checks them, in plain words.
@@ -32,7 +32,7 @@ export async function previewScreen(params, main) {
   const [stores, fences] = await Promise.all([apiAll("/v1/stores", { limit: 1000 }), apiAll("/v1/geofences", { limit: 500 })]);
   const storeNames = new Map(stores.map((s) => [s.id, s.name]));
   const fenceNames = new Map(fences.map((f) => [f.id, f.properties.name]));
-  const mapEl = h("div", { class: "map medium", "data-testid": "map", role: "region", "aria-label": "Map: click to choose the ping's position" });
+  const mapEl = h("div", { class: "map", "data-testid": "map", role: "region", "aria-label": "Map: click to choose the ping's position" });
   const results = h("section", { class: "card results", "aria-live": "polite", "aria-labelledby": "preview-results" },
     h("h2", { id: "preview-results" }, "What would happen"), h("p", { class: "hint" }, "Choose a point and press “Preview”."));
   const inp = (name, props = {}) => h("input", { name, ...props });
@@ -62,16 +62,18 @@ export async function previewScreen(params, main) {
     field("Tags", f.tags, { name: "shopper.tags", hint: "Comma-separated." }),
     h("label", { class: "check" }, f.consent, " Agreed to marketing"),
     h("div", { class: "row" }, go));
-  main.replaceChildren(pageHeader("Decision preview"), h("div", { class: "map-layout" }, h("div", { class: "stack" }, mapEl, results), h("div", { class: "side" }, form)));
+  // The answer comes right under the Preview button, beside the map.
+  main.replaceChildren(pageHeader("Decision preview"), h("div", { class: "map-layout" }, mapEl, h("div", { class: "side" }, form, results)));
 
-  const { map, L } = createMap(mapEl);
+  const { map, legend, L } = createMap(mapEl);
+  legend.append(storeLegend(), fenceLegend());
   const fenceGroup = L.featureGroup().addTo(map);
   for (const fence of fences) textTip(layerOf(L, fence, { color: "#0b57a4", weight: 2, fillOpacity: 0.12, pmIgnore: true }), fence.properties.name).addTo(fenceGroup);
   const storeGroup = storeMarkers(L, stores).addTo(map);
   const bounds = L.latLngBounds([]);
   if (fences.length) bounds.extend(fenceGroup.getBounds());
   if (stores.length) bounds.extend(storeGroup.getBounds());
-  if (bounds.isValid()) map.fitBounds(bounds.pad(0.15), { maxZoom: 17 });
+  if (bounds.isValid()) fitClear(map, bounds);
   setTimeout(() => map.invalidateSize(), 0);
   let pin = null;
   let reach = null;

@@ -1,7 +1,7 @@
 // #/stores and #/stores/:id: the merchant's stores on a map, a paged list, and a form to
 // create or edit one (position picked on the map or typed, time zone, opening hours).
 import { api } from "./api.js";
-import { createMap, storeMarkers } from "./mapbase.js";
+import { createMap, fitClear, storeLegend, storeMarkers } from "./mapbase.js";
 import { go } from "./router.js";
 import { clearErrors, errorBox, field, fieldErrors, h, loading, pageHeader, toast, weeklyEditor } from "./ui.js";
 
@@ -25,10 +25,11 @@ export async function storesScreen(params, main, whoami) {
   main.replaceChildren(
     pageHeader("Stores", whoami.canEdit && editing ? h("a", { href: "#/stores", class: "button" }, "New store") : null),
     h("div", { class: "map-layout" }, mapEl, side));
-  const { map, L } = createMap(mapEl);
+  const { map, legend, L } = createMap(mapEl);
+  legend.append(storeLegend());
   let markers = storeMarkers(L, first.items).addTo(map);
   if (editing) map.setView([editing.lat, editing.lon], 16);
-  else if (first.items.length) map.fitBounds(markers.getBounds().pad(0.2), { maxZoom: 16 });
+  else if (first.items.length) fitClear(map, markers.getBounds(), 16);
   setTimeout(() => map.invalidateSize(), 0);
 
   if (whoami.canEdit) side.append(storeForm(editing, map, L, whoami));
