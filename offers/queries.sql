@@ -188,6 +188,8 @@ WHERE r.merchant_id = $1
   AND ($4::bigint[] IS NULL OR r.store_id = ANY($4::bigint[]))
   AND ($5::timestamptz IS NULL OR r.redeemed_at >= $5)
   AND ($6::timestamptz IS NULL OR r.redeemed_at < $6)
+  -- status: 'active' (standing) or 'voided'
+  AND ($9::text IS NULL OR (r.voided_at IS NULL) = ($9::text = 'active'))
   AND r.id > $7
 ORDER BY r.id
 LIMIT $8;

@@ -496,6 +496,8 @@ class LogFilter:
     until: dt.datetime | None = None
     outcome: str | None = None
     reason: str | None = None
+    # Redemptions only: "active" or "voided".
+    status: str | None = None
 
 
 def _log_params(f: LogFilter, after: int, limit: int | None) -> list[Any]:
@@ -505,7 +507,7 @@ def _log_params(f: LogFilter, after: int, limit: int | None) -> list[Any]:
 
 
 def redemption_log_query(f: LogFilter, after: int, limit: int | None) -> tuple[str, list[Any]]:
-    return _Q["redemption_log"], _log_params(f, after, limit)
+    return _Q["redemption_log"], [*_log_params(f, after, limit), f.status]
 
 
 def decision_log_query(f: LogFilter, after: int, limit: int | None) -> tuple[str, list[Any]]:

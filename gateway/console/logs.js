@@ -45,7 +45,7 @@ const KINDS = {
 };
 
 const states = new Map();
-const FILTERS = ["from", "to", "store_id", "offer_id", "outcome", "reason"];
+const FILTERS = ["from", "to", "store_id", "offer_id", "outcome", "reason", "status"];
 
 /** The screen's state. The filters are the URL's (#/decisions?offer_id=3), so a link or a
  * reload shows the same rows; the page reached is kept while they stay the same. */
@@ -87,6 +87,7 @@ function filterQuery(f) {
     offer_id: f.offer_id,
     outcome: f.outcome,
     reason: f.reason,
+    status: f.status,
   };
 }
 
@@ -111,6 +112,7 @@ function filterForm(kind, state, lookups, onApply) {
     select("store_id", "Store", byName(lookups.stores), f.store_id),
     select("offer_id", "Offer", byName(lookups.offers), f.offer_id),
     kind === "decisions" ? select("outcome", "Outcome", [["sent", "sent"], ["suppressed", "suppressed"]], f.outcome) : null,
+    kind === "redemptions" ? select("status", "Status", [["active", "standing (not voided)"], ["voided", "voided"]], f.status) : null,
     kind === "decisions" ? select("reason", "Reason", REASONS.map((r) => [r, `${r}: ${REASON_TEXT[r]}`]), f.reason) : null,
     el(
       "label",

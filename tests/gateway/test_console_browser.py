@@ -388,6 +388,25 @@ async def test_the_csv_download_equals_the_filtered_rows(shop: Shop, b: Browser)
     assert got == want
 
 
+async def test_the_status_filter_separates_voided_redemptions(shop: Shop, b: Browser) -> None:
+    _activity(shop)
+    rows = shop.api.ok("GET", "/v1/logs/redemptions", token=shop.token("reviewer"))["items"]
+    voided = rows[0]["id"]
+    shop.api.ok("POST", f"/v1/redemptions/{voided}/void", token=shop.token("pos"), json={})
+    b.signed_in(shop.token("reviewer"), route="#/redemptions")
+    b.wait(lambda: len(b.testids("redemption-row")) == 2, what="both redemptions listed")
+    for status, want in (("voided", voided), ("active", rows[1]["id"])):
+        Select(b.one('select[name="status"]')).select_by_value(status)
+        b.one("form.rv-filters button[type=submit]").click()
+
+        def only(want: str = want) -> bool:
+            shown = b.testids("redemption-row")
+            return len(shown) == 1 and shown[0].text.split()[0] == want
+
+        b.wait(only, what=f"the {status} redemption alone")
+        assert ("voided" in b.testids("redemption-row")[0].text) == (status == "voided")
+
+
 async def test_a_reviewer_sees_no_edit_controls_and_a_forged_write_is_refused(
     shop: Shop, b: Browser
 ) -> None:

@@ -222,6 +222,31 @@ class TestLogs:
         r = await shop.api.get("/v1/logs/redemptions", token=scoped)
         assert r.json["items"] == []
 
+    async def test_redemption_log_filters_standing_and_voided(self, shop: Shop) -> None:
+        rid = str(shop.tenant.redemption_id)
+        reviewer = shop.token("reviewer")
+
+        async def ids(status: str) -> tuple[list[str], list[str]]:
+            q = f"?status={status}" if status else ""
+            page = await shop.api.get(f"/v1/logs/redemptions{q}", token=reviewer)
+            sep = "&" if q else "?"
+            sheet = await shop.api.get(f"/v1/logs/redemptions{q}{sep}format=csv", token=reviewer)
+            rows = csv.DictReader(io.StringIO(sheet.body.decode()))
+            return [x["id"] for x in page.json["items"]], [x["id"] for x in rows]
+
+        assert await ids("active") == ([rid], [rid])
+        assert await ids("voided") == ([], [])
+        r = await shop.api.post(
+            f"/v1/redemptions/{rid}/void", token=shop.token("pos"), json={"reason": "test"}
+        )
+        assert r.status == 200
+        assert await ids("active") == ([], [])
+        assert await ids("voided") == ([rid], [rid])
+        assert await ids("") == ([rid], [rid])
+        r = await shop.api.get("/v1/logs/redemptions?status=gone", token=reviewer)
+        assert (r.status, r.error_code) == (422, "validation_failed")
+        assert "status" in r.json["error"]["fields"]
+
     async def test_csv_export_of_100k_redemptions_streams_in_flat_memory(
         self, shop: Shop, conn: asyncpg.Connection
     ) -> None:

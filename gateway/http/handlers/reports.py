@@ -124,6 +124,11 @@ def _filter(request: web.Request) -> offers_store.LogFilter:
         raise errors.ValidationFailed(
             "bad query parameter", fields={"reason": f"must be one of {', '.join(REASONS)}"}
         )
+    status = request.query.get("status")
+    if status not in (None, "active", "voided"):
+        raise errors.ValidationFailed(
+            "bad query parameter", fields={"status": "must be active or voided"}
+        )
     return offers_store.LogFilter(
         merchant_id=p.merchant_id,
         offer_id=paging.query_id(request, "offer_id", "not an offer id"),
@@ -133,6 +138,7 @@ def _filter(request: web.Request) -> offers_store.LogFilter:
         until=_instant(request, "to"),
         outcome=outcome,
         reason=reason,
+        status=status,
     )
 
 
@@ -357,7 +363,7 @@ ENDPOINTS = [
             )
         },
         errors=(422,),
-        parameters=_LOG_FILTERS,
+        parameters=(*_LOG_FILTERS, _q("status", {"enum": ["active", "voided"]})),
     ),
     Endpoint(
         method="GET",
