@@ -227,7 +227,7 @@ function groupName(by, key, stores) {
 
 function breakdownChart(by, groups, stores) {
   const labels = groups.map((g) => groupName(by, g.key, stores));
-  const metric = (key, colour) => ({ label: key, data: groups.map((g) => g[key]), backgroundColor: colour, borderColor: colour });
+  const metric = (key, colour) => ({ label: key, data: groups.map((g) => g[key]), backgroundColor: colour, borderColor: colour, maxBarThickness: 40 });
   const datasets = [metric("sent", "#2f6f9f"), metric("opened", "#6aa84f"), metric("redeemed", "#b04a7d")];
   const horizontal = by !== "day";
   return chart(

@@ -356,6 +356,42 @@ async def test_a_reviewers_funnel_equals_the_api_report(shop: Shop, b: Browser) 
     b.screenshot("report-desktop")
 
 
+# The drawn bars of every Chart.js bar chart on the page: per chart, per dataset, the
+# figure and the bar's length in pixels along the value axis.
+_BARS = """
+return [...document.querySelectorAll('canvas')].map((c) => Chart.getChart(c))
+  .filter((ch) => ch && ch.config.type === 'bar')
+  .map((ch) => ch.data.datasets.map((ds, i) => ch.getDatasetMeta(i).data.map((bar, j) => {
+    const p = bar.getProps(['x', 'y', 'base', 'width', 'height'], true);
+    const length = ch.options.indexAxis === 'y' ? Math.abs(p.x - p.base) : Math.abs(p.y - p.base);
+    return [ds.label, ds.data[j], length];
+  })));
+"""
+
+
+@pytest.mark.parametrize("by", ["store", "day"])
+async def test_the_breakdown_chart_draws_bars_in_proportion(
+    shop: Shop, b: Browser, by: str
+) -> None:
+    offer_id = _activity(shop)
+    report = shop.api.ok(
+        "GET", f"/v1/reports/offers/{offer_id}?by={by}", token=shop.token("reviewer")
+    )
+    assert report["breakdown"] and report["breakdown"][0]["sent"] >= 1
+    b.signed_in(shop.token("reviewer"), route=f"#/offers/{offer_id}/report?by={by}")
+    b.wait_text(f"By {by}")
+    b.settle()  # Chart.js animates the bars in
+    charts = b.driver.execute_script(_BARS)
+    breakdown = charts[-1]  # the funnel is drawn first, the breakdown after it
+    bars = [bar for dataset in breakdown for bar in dataset]
+    assert {name for name, _, _ in bars} == {"sent", "opened", "redeemed"}
+    scale = [length / value for _, value, length in bars if value]
+    assert scale and min(scale) > 5, bars  # a bar for one coupon is visible
+    assert max(scale) / min(scale) < 1.05, bars  # lengths in proportion to the figures
+    assert all(length < 1 for _, value, length in bars if not value), bars
+    b.screenshot(f"report-by-{by}-desktop", full=True)
+
+
 async def test_the_csv_download_equals_the_filtered_rows(shop: Shop, b: Browser) -> None:
     offer_id = _activity(shop)
     b.signed_in(shop.token("reviewer"), route="#/redemptions")
