@@ -40,31 +40,33 @@ ORDER BY id
 FOR KEY SHARE;
 
 -- name: insert_geofence
-INSERT INTO geofences (merchant_id, store_id, name, kind, geometry, wkb, radius_m, properties)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+INSERT INTO geofences (merchant_id, store_id, name, kind, geometry, wkb, radius_m, properties,
+                       extent)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 RETURNING id, merchant_id, store_id, name, kind, geometry, radius_m, properties,
           created_at, updated_at;
 
 -- name: insert_geofences
 -- Bulk import: one statement for the whole collection.
-INSERT INTO geofences (merchant_id, store_id, name, kind, geometry, wkb, radius_m, properties)
-SELECT $1, s, n, k, g, w, r, p
+INSERT INTO geofences (merchant_id, store_id, name, kind, geometry, wkb, radius_m, properties,
+                       extent)
+SELECT $1, s, n, k, g, w, r, p, e
 FROM unnest($2::bigint[], $3::text[], $4::text[], $5::jsonb[], $6::bytea[], $7::float8[],
-            $8::jsonb[]) AS t(s, n, k, g, w, r, p)
+            $8::jsonb[], $9::box[]) AS t(s, n, k, g, w, r, p, e)
 RETURNING id;
 
 -- name: update_geofence
 UPDATE geofences SET store_id = $3, name = $4, kind = $5, geometry = $6, wkb = $7,
-       radius_m = $8, properties = $9, updated_at = now()
+       radius_m = $8, properties = $9, extent = $10, updated_at = now()
 WHERE id = $1 AND merchant_id = $2
 RETURNING id, merchant_id, store_id, name, kind, geometry, radius_m, properties,
           created_at, updated_at;
 
 -- name: update_geofences
 UPDATE geofences AS f SET store_id = t.s, name = t.n, kind = t.k, geometry = t.g, wkb = t.w,
-       radius_m = t.r, properties = t.p, updated_at = now()
+       radius_m = t.r, properties = t.p, extent = t.e, updated_at = now()
 FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::bytea[],
-            $8::float8[], $9::jsonb[]) AS t(id, s, n, k, g, w, r, p)
+            $8::float8[], $9::jsonb[], $10::box[]) AS t(id, s, n, k, g, w, r, p, e)
 WHERE f.id = t.id AND f.merchant_id = $1;
 
 -- name: get_geofence
@@ -86,6 +88,7 @@ FROM geofences
 WHERE merchant_id = $1
   AND ($2::bigint[] IS NULL OR store_id = ANY($2))
   AND ($3::bigint IS NULL OR store_id = $3)
+  AND ($6::box IS NULL OR extent && $6)
   AND id > $4
 ORDER BY id
 LIMIT $5;

@@ -13,8 +13,9 @@ from typing import Any, NamedTuple
 
 import asyncpg
 import shapely
+from asyncpg.types import Box, Point
 
-from geo import geojson, locks, sql
+from geo import distance, geojson, locks, sql
 from geo.models import Fence, FenceFeature, FenceState, Fix, Transition
 from geo.places import Store
 
@@ -119,26 +120,37 @@ async def existing_stores(
 # -- geofences --------------------------------------------------------------------------
 
 
+def extent_of(feature: FenceFeature) -> Box:
+    """The feature's lon/lat bounding box; a circle's includes its radius. A circle that
+    wraps the antimeridian or reaches a pole spans every longitude."""
+    if feature.radius_m is not None:
+        point = feature.geometry
+        west, south, east, north = distance.bbox_around(point.x, point.y, feature.radius_m)
+        if west > east:
+            west, east = -180.0, 180.0
+    else:
+        west, south, east, north = feature.geometry.bounds
+    return Box(Point(east, north), Point(west, south))
+
+
 def _columns(
     feature: FenceFeature,
-) -> tuple[str, str, dict[str, Any], bytes, float | None, dict[str, Any]]:
-    """(name, kind, geometry GeoJSON, WKB, radius, extra properties) of a validated feature."""
+) -> tuple[str, str, dict[str, Any], bytes, float | None, dict[str, Any], Box]:
+    """(name, kind, geometry GeoJSON, WKB, radius, extra properties, extent) of a validated
+    feature."""
     props = dict(feature.properties)
     name = str(props.pop("name"))
     props.pop("store_id", None)
     props.pop("radius_m", None)
     geometry = geojson.geometry_to_geojson(feature.geometry)
     wkb: bytes = shapely.to_wkb(feature.geometry)
-    return name, feature.kind, geometry, wkb, feature.radius_m, props
+    return name, feature.kind, geometry, wkb, feature.radius_m, props, extent_of(feature)
 
 
 async def insert_geofence(
     conn: asyncpg.Connection, *, merchant_id: int, store_id: int, feature: FenceFeature
 ) -> GeofenceRecord:
-    name, kind, geometry, wkb, radius, props = _columns(feature)
-    row = await conn.fetchrow(
-        _Q["insert_geofence"], merchant_id, store_id, name, kind, geometry, wkb, radius, props
-    )
+    row = await conn.fetchrow(_Q["insert_geofence"], merchant_id, store_id, *_columns(feature))
     assert row is not None
     return GeofenceRecord.from_row(row)
 
@@ -151,18 +163,8 @@ async def update_geofence(
     store_id: int,
     feature: FenceFeature,
 ) -> GeofenceRecord | None:
-    name, kind, geometry, wkb, radius, props = _columns(feature)
     row = await conn.fetchrow(
-        _Q["update_geofence"],
-        geofence_id,
-        merchant_id,
-        store_id,
-        name,
-        kind,
-        geometry,
-        wkb,
-        radius,
-        props,
+        _Q["update_geofence"], geofence_id, merchant_id, store_id, *_columns(feature)
     )
     return None if row is None else GeofenceRecord.from_row(row)
 
@@ -182,9 +184,13 @@ async def list_geofences(
     scope: frozenset[int] | None,
     *,
     store_id: int | None = None,
+    within: tuple[float, float, float, float] | None = None,
     after: int = 0,
     limit: int = 1000,
 ) -> list[GeofenceRecord]:
+    """The geofences in scope, by id; ``within`` (west, south, east, north) keeps those
+    whose extent meets that box."""
+    view = None if within is None else Box(Point(within[2], within[3]), Point(*within[:2]))
     rows = await conn.fetch(
         _Q["list_geofences"],
         merchant_id,
@@ -192,6 +198,7 @@ async def list_geofences(
         store_id,
         after,
         limit,
+        view,
     )
     return [GeofenceRecord.from_row(r) for r in rows]
 
@@ -242,7 +249,7 @@ async def replace_geofences(
             keep,
         )
     ]
-    upd_cols: list[list[Any]] = [[] for _ in range(8)]
+    upd_cols: list[list[Any]] = [[] for _ in range(9)]
     for gid, store_id, feature in items:
         if gid is not None:
             for target, value in zip(upd_cols, (gid, store_id, *_columns(feature)), strict=True):
@@ -266,7 +273,7 @@ async def insert_geofences(
     """Insert many (store id, feature) in one statement; returns the new ids in order."""
     if not items:
         return []
-    cols: list[list[Any]] = [[] for _ in range(7)]
+    cols: list[list[Any]] = [[] for _ in range(8)]
     for store_id, feature in items:
         for target, value in zip(cols, (store_id, *_columns(feature)), strict=True):
             target.append(value)

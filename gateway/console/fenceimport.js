@@ -1,6 +1,6 @@
 // GeoJSON import for the geofence map: PUT /v1/geofences replaces every geofence in the
 // token's scope, all or nothing; a refusal lists each feature's problems (and pins them).
-import { api } from "./api.js";
+import { api, apiAll } from "./api.js";
 import { h, toast } from "./ui.js";
 
 export function importCard(screen) {
@@ -32,7 +32,16 @@ export function importCard(screen) {
     const features = Array.isArray(collection && collection.features) ? collection.features : [];
     const updates = features.filter((f) => f && f.id !== undefined && f.id !== null).length;
     const kept = new Set(features.map((f) => f && f.id !== undefined && f.id !== null && String(f.id)));
-    const deletions = [...screen.fences.keys()].filter((id) => !kept.has(id)).length;
+    // Every stored id in scope (the map holds only those in its view).
+    let stored;
+    try {
+      stored = (await apiAll("/v1/geofences", { limit: 5000 })).map((f) => f.id);
+    } catch (err) {
+      summary.append(h("p", { class: "field-error", role: "alert" }, `Could not read the stored geofences: ${err.message}`));
+      reset();
+      return;
+    }
+    const deletions = stored.filter((id) => !kept.has(id)).length;
     summary.append(h("p", {}, `${file.name}: ${features.length} features: ${updates} update existing geofences, ${features.length - updates} are new.`));
     if (deletions) summary.append(h("p", { class: "notice warn" }, `${deletions} geofence(s) not in the file will be deleted.`));
     apply.hidden = false;
@@ -46,8 +55,7 @@ export function importCard(screen) {
     try {
       const result = await api("/v1/geofences", { method: "PUT", body: collection, headers: { "Content-Type": "application/geo+json" } });
       summary.replaceChildren(h("p", { role: "status" }, `Imported: ${result.created.length} created, ${result.updated.length} updated, ${result.deleted.length} deleted.`));
-      await screen.reload();
-      screen.fit();
+      await screen.reload(collection);
       toast("Geofences imported.");
     } catch (err) {
       summary.replaceChildren(importErrors(err, collection));

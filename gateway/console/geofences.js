@@ -2,10 +2,11 @@
 // with radius_m) and areas with Leaflet-Geoman, edit, move and delete them; every change
 // goes to the API, and an API error is pinned where it is, with nothing invalid kept.
 import { api, apiAll, apiBlob } from "./api.js";
-import { createMap, fenceLegend, fitClear, storeLegend, storeMarkers, textTip } from "./mapbase.js";
+import { createMap, fenceLegend, fitClear, followFences, storeLegend, storeMarkers, textTip } from "./mapbase.js";
 import { describe, errorSpot, geometryOf, layerOf, offsetRing, outerRings } from "./fencegeo.js";
-import { confirmButton, downloadBlob, field, fieldErrors, clearErrors, h, loading, pageHeader, toast } from "./ui.js";
+import { downloadBlob, field, fieldErrors, clearErrors, h, loading, pageHeader, toast } from "./ui.js";
 import { importCard } from "./fenceimport.js";
+import { FenceList } from "./fencelist.js";
 
 const STYLE = { color: "#0b57a4", weight: 2, fillOpacity: 0.15 };
 const SELECTED = { color: "#d35400", weight: 3, fillOpacity: 0.25 };
@@ -14,20 +15,21 @@ const GHOST = { color: "#b3261e", weight: 2, dashArray: "4 4", fillOpacity: 0.05
 const MAX_ACCURACY_M = 150;
 
 export async function geofencesScreen(params, main, whoami) {
-  loading(main, "Loading stores and geofences…");
-  const [stores, features] = await Promise.all([apiAll("/v1/stores", { limit: 1000 }), apiAll("/v1/geofences", { limit: 500 })]);
+  loading(main, "Loading stores…");
+  const stores = await apiAll("/v1/stores", { limit: 1000 });
   main.replaceChildren();
-  const screen = new FenceScreen(main, whoami, stores, features);
+  const screen = new FenceScreen(main, whoami, stores);
   screen.render();
 }
 
 class FenceScreen {
-  constructor(main, whoami, stores, features) {
+  constructor(main, whoami, stores) {
     this.main = main;
     this.canEdit = whoami.canEdit;
     this.stores = new Map(stores.map((s) => [s.id, s]));
     this.fences = new Map();
-    this.features = features;
+    this.listView = new FenceList(this);
+    this.truncated = false;
     this.accuracy = 50;
     this.pending = null;
     this.selected = null;
@@ -37,11 +39,9 @@ class FenceScreen {
   render() {
     const exportButton = h("button", { type: "button", onclick: () => this.exportAll() }, "Export GeoJSON");
     this.mapEl = h("div", { class: "map", "data-testid": "map", role: "region", "aria-label": "Map of stores and geofences" });
-    this.list = h("ul", { class: "fence-list", "aria-label": "Geofences" });
-    this.count = h("span", { class: "muted" });
     // The list first, beside the map; then drawing, the reach slider and the import.
     const side = h("div", { class: "side" });
-    side.append(h("section", { class: "card", "aria-labelledby": "fences-title" }, h("h2", { id: "fences-title" }, "Geofences ", this.count), this.list));
+    side.append(this.listView.card());
     if (this.canEdit) side.append(this.drawCard());
     side.append(this.reachCard());
     if (this.canEdit) side.append(importCard(this));
@@ -57,12 +57,21 @@ class FenceScreen {
     this.reachGroup = L.featureGroup().addTo(map);
     this.errorGroup = L.featureGroup().addTo(map);
     this.storeGroup = storeMarkers(L, [...this.stores.values()]).addTo(map);
-    for (const f of this.features) this.addFence(f);
     this.fit();
     if (this.canEdit) this.enableDrawing();
     this.refresh();
+    map.on("moveend", () => this.refresh());
+    // The map loads the fences in its view, not the whole list.
+    this.loadView = followFences(map, (features, truncated) => {
+      for (const f of features) if (!this.fences.has(f.id)) this.addFence(f);
+      this.truncated = truncated;
+      this.refresh();
+    });
     // The map measured itself before the layout settled.
-    setTimeout(() => map.invalidateSize(), 0);
+    setTimeout(() => {
+      map.invalidateSize();
+      this.loadView();
+    }, 0);
   }
 
   fit() {
@@ -74,13 +83,15 @@ class FenceScreen {
 
   // -- the list and the reach ------------------------------------------------------------
 
+  /** Redraw the reach and list the fences the map's view meets. */
   refresh() {
     this.reachGroup.clearLayers();
     for (const { layer } of this.fences.values()) this.drawReach(layer);
-    const rows = [...this.fences.values()].sort((a, b) => Number(a.feature.id) - Number(b.feature.id));
-    this.count.textContent = `(${rows.length})`;
-    this.list.replaceChildren(...rows.map((entry) => this.row(entry)));
-    if (!rows.length) this.list.append(h("li", { class: "empty" }, this.canEdit ? "No geofences yet: draw one with the tools on the map." : "No geofences yet."));
+    const view = this.map.getBounds();
+    const rows = [...this.fences.values()]
+      .filter((entry) => view.intersects(entry.layer.getBounds()))
+      .sort((a, b) => Number(a.feature.id) - Number(b.feature.id));
+    this.listView.show(rows, this.truncated);
   }
 
   drawReach(layer) {
@@ -92,23 +103,6 @@ class FenceScreen {
     for (const ring of outerRings(layer)) {
       if (ring.length >= 3) L.polygon(offsetRing(L, ring, this.accuracy), REACH).addTo(this.reachGroup);
     }
-  }
-
-  row(entry) {
-    const { feature } = entry;
-    const store = this.stores.get(feature.properties.store_id);
-    const circle = feature.geometry.type === "Point";
-    const small = circle && feature.properties.radius_m < this.accuracy;
-    const meta = h("div", { class: "meta" }, `${store ? store.name : `store ${feature.properties.store_id}`} · ${describe(feature)}`);
-    if (small) meta.append(h("div", { class: "warn-text" }, `Smaller than a ±${this.accuracy} m ping's error: entries will come from up to ${Math.round(feature.properties.radius_m + this.accuracy)} m away.`));
-    const li = h("li", { "data-testid": "geofence-row", "data-id": feature.id, class: this.selected === feature.id ? "selected" : "" },
-      h("span", { class: `swatch${circle ? " circle" : ""}`, style: null, "aria-hidden": "true" }),
-      h("div", { class: "what" }, h("div", { class: "name" }, feature.properties.name), meta),
-      h("button", { type: "button", class: "small", onclick: () => this.select(feature.id, true), "aria-label": `Show ${feature.properties.name} on the map` }, "Show"));
-    if (this.canEdit) {
-      li.append(confirmButton("Delete", "Confirm", () => this.remove(feature.id), { class: "danger small", "aria-label": `Delete ${feature.properties.name}` }));
-    }
-    return li;
   }
 
   reachCard() {
@@ -137,7 +131,7 @@ class FenceScreen {
     if (!entry) return;
     entry.layer.setStyle(SELECTED);
     if (zoom) this.map.fitBounds(entry.layer.getBounds().pad(0.6), { maxZoom: 18 });
-    for (const li of this.list.children) li.classList.toggle("selected", li.dataset.id === id);
+    for (const li of this.listView.list.children) li.classList.toggle("selected", li.dataset.id === id);
   }
 
   addFence(feature) {
@@ -352,6 +346,20 @@ class FenceScreen {
     }
   }
 
+  /** Rename a fence or move it to another store (the list's row form). */
+  async saveProperties(id, form, properties) {
+    const entry = this.fences.get(id);
+    if (!entry) return;
+    clearErrors(form);
+    try {
+      entry.feature = await api(`/v1/geofences/${encodeURIComponent(id)}`, { method: "PATCH", body: { properties } });
+      this.refresh();
+      toast(`Saved “${entry.feature.properties.name}”.`);
+    } catch (err) {
+      fieldErrors(form, err);
+    }
+  }
+
   async remove(id, removedLayer = null) {
     const entry = this.fences.get(id);
     if (!entry) return;
@@ -379,10 +387,16 @@ class FenceScreen {
     }
   }
 
-  async reload() {
-    const features = await apiAll("/v1/geofences", { limit: 500 });
+  /** After an import: forget what was loaded, look at `collection`'s fences, load them. */
+  async reload(collection = null) {
     for (const id of [...this.fences.keys()]) this.dropFence(id);
-    for (const f of features) this.addFence(f);
-    this.refresh();
+    let shown = null;
+    try {
+      shown = collection && this.L.geoJSON(collection).getBounds();
+    } catch {
+      shown = null;
+    }
+    if (shown && shown.isValid()) fitClear(this.map, shown.extend(this.storeGroup.getBounds()));
+    await this.loadView();
   }
 }

@@ -1,6 +1,7 @@
 // A Leaflet map with the configured tiles over a coordinate grid, so the map still reads
 // (stores, fences, a labelled graticule) when tiles cannot load, as offline.
-import { h } from "./ui.js";
+import { api } from "./api.js";
+import { h, toast } from "./ui.js";
 
 const NICE = [1, 2, 5];
 
@@ -174,4 +175,29 @@ export function storeMarkers(L, stores) {
     group.addLayer(marker);
   }
   return group;
+}
+
+/** Follow the map's view: `onPage(features, truncated)` gets the geofences in (a margin
+ * around) the view, after each move and whenever the returned loader is called. One page
+ * of GET /v1/geofences?bbox= at most `limit` long; `truncated` when the view holds more. */
+export function followFences(map, onPage, limit = 1000) {
+  let seq = 0;
+  let timer = null;
+  const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v)).toFixed(6);
+  async function load() {
+    const b = map.getBounds().pad(0.25);
+    const bbox = [clamp(b.getWest(), -180, 180), clamp(b.getSouth(), -90, 90), clamp(b.getEast(), -180, 180), clamp(b.getNorth(), -90, 90)].join(",");
+    const mine = ++seq;
+    try {
+      const page = await api("/v1/geofences", { query: { bbox, limit } });
+      if (mine === seq) onPage(page.items, Boolean(page.next_cursor));
+    } catch (err) {
+      toast(`Could not load the geofences here: ${err.message}`, "error");
+    }
+  }
+  map.on("moveend", () => {
+    clearTimeout(timer);
+    timer = setTimeout(load, 200);
+  });
+  return load;
 }

@@ -2,7 +2,7 @@
 // which offers a ping there would fire and why each other one would not. Nothing is sent.
 import { api, apiAll } from "./api.js";
 import { layerOf } from "./fencegeo.js";
-import { createMap, fenceLegend, fitClear, storeLegend, storeMarkers, textTip } from "./mapbase.js";
+import { createMap, fenceLegend, fitClear, followFences, storeLegend, storeMarkers, textTip } from "./mapbase.js";
 import { clearErrors, field, fieldErrors, h, loading, pageHeader } from "./ui.js";
 
 // offers.models.REASONS, in the order decide() checks them, in plain words.
@@ -27,11 +27,17 @@ function localNow() {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
+/** A field that wants the row's width: it wraps below its neighbour rather than clip. */
+function wide(element) {
+  element.classList.add("wide");
+  return element;
+}
+
 export async function previewScreen(params, main) {
   loading(main, "Loading the map…");
-  const [stores, fences] = await Promise.all([apiAll("/v1/stores", { limit: 1000 }), apiAll("/v1/geofences", { limit: 500 })]);
+  const stores = await apiAll("/v1/stores", { limit: 1000 });
   const storeNames = new Map(stores.map((s) => [s.id, s.name]));
-  const fenceNames = new Map(fences.map((f) => [f.id, f.properties.name]));
+  const fenceNames = new Map();
   const mapEl = h("div", { class: "map", "data-testid": "map", role: "region", "aria-label": "Map: click to choose the ping's position" });
   const results = h("section", { class: "card results", "aria-live": "polite", "aria-labelledby": "preview-results" },
     h("h2", { id: "preview-results" }, "What would happen"), h("p", { class: "hint" }, "Choose a point and press “Preview”."));
@@ -54,9 +60,12 @@ export async function previewScreen(params, main) {
     h("h2", { id: "preview-form" }, "The ping"),
     h("p", { class: "hint" }, "Click the map to place the shopper, or type the position. Nothing is sent or logged: this only asks the gateway what it would decide."),
     h("div", { class: "row" }, field("Latitude", f.lat), field("Longitude", f.lon)),
-    h("div", { class: "row" }, field("Accuracy (m)", f.accuracy_m, { name: "accuracy_m" }), field("Moment", trigger, { name: "trigger" })),
-    field("Time", f.at, { name: "at", hint: "Your local time." }),
-    h("div", { class: "row", "data-field": "weather" }, field("Weather", condition, { name: "weather.condition" }), field("Temperature (°C)", f.temp_c, { name: "weather.temp_c" })),
+    h("div", { class: "row" }, field("Accuracy (m)", f.accuracy_m, { name: "accuracy_m" }), wide(field("Time", f.at, { name: "at", hint: "Your local time." }))),
+    field("Moment", trigger, { name: "trigger" }),
+    h("div", { class: "row", "data-field": "weather" },
+      wide(field("Weather", condition, { name: "weather.condition" })),
+      field("Temperature (°C)", f.temp_c, { name: "weather.temp_c" })),
+    h("p", { class: "hint" }, "Weather: a condition and a temperature, or neither."),
     h("h3", {}, "The shopper"),
     h("div", { class: "row", "data-field": "shopper" }, field("Tier", f.tier, { name: "shopper.tier" }), field("Points", f.points, { name: "shopper.points" })),
     field("Tags", f.tags, { name: "shopper.tags", hint: "Comma-separated." }),
@@ -68,13 +77,19 @@ export async function previewScreen(params, main) {
   const { map, legend, L } = createMap(mapEl);
   legend.append(storeLegend(), fenceLegend());
   const fenceGroup = L.featureGroup().addTo(map);
-  for (const fence of fences) textTip(layerOf(L, fence, { color: "#0b57a4", weight: 2, fillOpacity: 0.12, pmIgnore: true }), fence.properties.name).addTo(fenceGroup);
+  const loadView = followFences(map, (features) => {
+    for (const fence of features) {
+      if (fenceNames.has(fence.id)) continue;
+      fenceNames.set(fence.id, fence.properties.name);
+      textTip(layerOf(L, fence, { color: "#0b57a4", weight: 2, fillOpacity: 0.12, pmIgnore: true }), fence.properties.name).addTo(fenceGroup);
+    }
+  });
   const storeGroup = storeMarkers(L, stores).addTo(map);
-  const bounds = L.latLngBounds([]);
-  if (fences.length) bounds.extend(fenceGroup.getBounds());
-  if (stores.length) bounds.extend(storeGroup.getBounds());
-  if (bounds.isValid()) fitClear(map, bounds);
-  setTimeout(() => map.invalidateSize(), 0);
+  if (stores.length) fitClear(map, storeGroup.getBounds());
+  setTimeout(() => {
+    map.invalidateSize();
+    loadView();
+  }, 0);
   let pin = null;
   let reach = null;
   const place = (latlng) => {

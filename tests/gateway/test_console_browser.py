@@ -23,7 +23,15 @@ from selenium.webdriver.support.ui import Select
 
 from tests.support import browser as browser_mod
 from tests.support.browser import Browser
-from tests.support.console import Shop, draw_circle, draw_polygon, map_element, near, pixel_of
+from tests.support.console import (
+    Shop,
+    draw_circle,
+    draw_polygon,
+    map_element,
+    near,
+    offset,
+    pixel_of,
+)
 from tests.support.live import Api, LiveGateway
 from tests.support.shop import make_settings
 from tests.support.tenants import make_tenant
@@ -169,6 +177,84 @@ async def test_geojson_import_and_export(shop: Shop, b: Browser, tmp_path: Path)
     got = json.loads(b.download(export[0]))
     api = shop.api.ok("GET", "/v1/geofences?format=geojson", token=shop.token("manager"))
     assert got == api
+
+
+async def test_the_fence_list_pages_the_view_and_renames_and_moves_a_fence(
+    shop: Shop, b: Browser
+) -> None:
+    store0, store1 = (str(s) for s in shop.tenant.store_ids)
+    token = shop.token("manager")
+
+    def circle(lat: float, lon: float, name: str) -> dict[str, Any]:
+        return {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [lon, lat]},
+            "properties": {"store_id": store0, "name": name, "radius_m": 20},
+        }
+
+    for i in range(30):
+        lat, lon = offset(40 * (i % 6) - 100, 40 * (i // 6) - 100)
+        shop.api.ok("POST", "/v1/geofences", token=token, json=circle(lat, lon, f"bay {i:02d}"))
+    far = shop.api.ok("POST", "/v1/geofences", token=token, json=circle(*offset(0, 8000), "far"))
+    b.signed_in(token, route="#/geofences")
+    # 32 in view (the two fixture doors and the 30 bays), 10 a page; the far one not at all.
+    b.wait(lambda: len(b.testids("geofence-row")) == 10, what="a first page of 10 rows")
+    pager = b.one('nav[aria-label="Pages of geofences"]')
+    assert "1\u201310 of 32" in pager.text, pager.text
+    first_page = {e.get_attribute("data-id") for e in b.testids("geofence-row")}
+    next(e for e in b.css("button", pager) if "Next" in e.text).click()
+    b.wait(lambda: "11\u201320 of 32" in pager.text, what="the second page")
+    second_page = {e.get_attribute("data-id") for e in b.testids("geofence-row")}
+    assert len(second_page) == 10 and not first_page & second_page
+    listed = {f["id"] for f in shop.fences()} - {far["id"]}
+    assert first_page | second_page < listed
+
+    fence_id = sorted(second_page, key=int)[-1]
+    row = b.one(f'[data-testid="geofence-row"][data-id="{fence_id}"]')
+    next(e for e in b.css("button", row) if e.text == "Rename").click()
+    name = b.one('form.fence-edit input[name="name"]')
+    name.clear()
+    name.send_keys("terrace, moved")
+    Select(b.one('form.fence-edit select[name="store_id"]')).select_by_value(store1)
+    b.one("form.fence-edit button[type=submit]").click()
+
+    def saved() -> dict[str, Any] | None:
+        f = next(f for f in shop.fences() if f["id"] == fence_id)
+        return f if f["properties"]["name"] == "terrace, moved" else None
+
+    props = b.wait(saved, what="the renamed fence in the API")["properties"]
+    assert props["store_id"] == store1
+    b.wait_text("terrace, moved")
+    b.screenshot("geofences-paged-desktop", full=True)
+
+
+async def test_a_manager_creates_a_store_on_the_map_with_its_hours(shop: Shop, b: Browser) -> None:
+    b.signed_in(shop.token("admin"), route="#/stores")
+    form = b.one("form[aria-labelledby=store-form-title]")
+    b.one('input[name="name"]').send_keys("Canal kiosk")
+    area = map_element(b)
+    ActionChains(b.driver).move_to_element_with_offset(area, 40, -30).click().perform()
+    b.wait(lambda: b.one('input[name="lat"]').get_attribute("value"), what="the clicked position")
+    tz = b.one('input[name="timezone"]')
+    tz.clear()
+    tz.send_keys("Europe/Paris")
+    b.one('input[name="opening_hours.mon"]').send_keys("07:00-12:00, 14:00-19:00")
+    b.one('input[name="opening_hours.sat"]').send_keys("22:00-02:00")
+    lat = float(b.one('input[name="lat"]').get_attribute("value") or "nan")
+    lon = float(b.one('input[name="lon"]').get_attribute("value") or "nan")
+    b.css("button[type=submit]", form)[0].click()
+
+    def created() -> dict[str, Any] | None:
+        stores = shop.api.items("/v1/stores?limit=100", token=shop.token("admin"))
+        return next((s for s in stores if s["name"] == "Canal kiosk"), None)
+
+    store = b.wait(created, what="the new store in the API")
+    assert (store["lat"], store["lon"]) == (lat, lon)
+    assert abs(lat - 48.8616) < 0.02 and abs(lon - 2.3572) < 0.03  # on the map's view
+    assert store["timezone"] == "Europe/Paris"
+    assert store["opening_hours"] == {"mon": ["07:00-12:00", "14:00-19:00"], "sat": ["22:00-02:00"]}
+    b.wait(lambda: b.testids("store-row"), what="the store list")
+    assert "Canal kiosk" in b.text()
 
 
 def _new_fence(b: Browser, shop: Shop, before: set[str]) -> dict[str, Any]:

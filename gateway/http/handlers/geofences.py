@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -218,9 +219,32 @@ async def delete_geofence(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+def _bbox(request: web.Request) -> tuple[float, float, float, float] | None:
+    """?bbox=west,south,east,north in degrees (RFC 7946 order), or None."""
+    raw = request.query.get("bbox")
+    if raw is None:
+        return None
+    problem = "west,south,east,north in degrees, for example 2.33,48.85,2.36,48.87"
+    try:
+        west, south, east, north = (float(v) for v in raw.split(","))
+    except ValueError:
+        raise errors.ValidationFailed("bad query parameter", fields={"bbox": problem}) from None
+    if not all(math.isfinite(v) for v in (west, south, east, north)) or not (
+        -180 <= west <= 180 and -180 <= east <= 180 and -90 <= south <= north <= 90
+    ):
+        raise errors.ValidationFailed("bad query parameter", fields={"bbox": problem})
+    if west > east:
+        raise errors.ValidationFailed(
+            "bad query parameter",
+            fields={"bbox": "west is east of east: ask for each side of the antimeridian"},
+        )
+    return west, south, east, north
+
+
 async def list_geofences(request: web.Request) -> web.StreamResponse:
     p = api.principal(request)
     store_id = paging.query_id(request, "store_id", "an id")
+    within = _bbox(request)
     if store_id is not None:
         api.require_store(p, store_id)
     fmt = request.query.get("format", "json")
@@ -237,6 +261,7 @@ async def list_geofences(request: web.Request) -> web.StreamResponse:
                 p.merchant_id,
                 p.store_ids,
                 store_id=store_id,
+                within=within,
                 after=paging.cursor(request),
                 limit=limit,
             )
@@ -251,7 +276,13 @@ async def list_geofences(request: web.Request) -> web.StreamResponse:
     while True:
         async with db.acquire(pool) as conn:
             recs = await geo_store.list_geofences(
-                conn, p.merchant_id, p.store_ids, store_id=store_id, after=after, limit=2000
+                conn,
+                p.merchant_id,
+                p.store_ids,
+                store_id=store_id,
+                within=within,
+                after=after,
+                limit=2000,
             )
         if not recs:
             break
@@ -351,6 +382,14 @@ ENDPOINTS = [
         parameters=(
             *paging.PAGING,
             {"name": "store_id", "in": "query", "required": False, "schema": {"type": "string"}},
+            {
+                "name": "bbox",
+                "in": "query",
+                "required": False,
+                "description": "Only geofences whose extent (a circle's includes its radius) "
+                "meets this box: west,south,east,north in degrees, west not east of east.",
+                "schema": {"type": "string", "example": "2.33,48.85,2.36,48.87"},
+            },
             {
                 "name": "format",
                 "in": "query",
