@@ -8,6 +8,7 @@ process that uses the same data directory and stops when the last one exits.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import fcntl
 import logging
 import warnings
@@ -17,6 +18,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import orjson
+import psutil
 from aiohttp import web
 
 from gateway import settings as settings_mod
@@ -86,35 +88,46 @@ class acquire:
 
 
 class EmbeddedServer:
-    """A handle on the embedded PostgreSQL under a data directory."""
+    """A handle on the embedded PostgreSQL under a data directory.
+
+    pgserver keeps the PIDs of the processes using the server in ``pg/.handle_pids.json``
+    and the last one out stops it. A process that died without its exit hooks (``kill -9``)
+    would stay listed for ever and keep the server up, so every process prunes the dead
+    PIDs when it attaches and again when it leaves.
+    """
 
     def __init__(self, data_dir: Path, *, keep_running: bool = False) -> None:
-        with warnings.catch_warnings():
-            # platformdirs warns when XDG_RUNTIME_DIR is unset (usual in containers).
-            warnings.simplefilter("ignore")
-            from pgserver import postgres_server
-
+        postgres_server = _pgserver()
         data_dir = data_dir.expanduser().resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = data_dir
         pgdata = data_dir / "pg"
         # `gateway db url` pins the server up for tools like psql; `gateway db stop`
         # unpins and stops it. Otherwise the last gateway process out stops it.
         self._pin = data_dir / "pg.keep-running"
         if keep_running:
             self._pin.touch()
-        log.info("starting embedded PostgreSQL", extra={"pgdata": str(pgdata)})
         # Processes started together (serve --workers, two replicas on one data dir)
         # must not both create the data directory: one initialises, the others wait
         # and then attach to the running server.
         with open(data_dir / "pg.start.lock", "a+b") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
+                prune_handles(pgdata)
+                if is_running(pgdata):
+                    log.debug(
+                        "using the running embedded PostgreSQL", extra={"pgdata": str(pgdata)}
+                    )
+                else:
+                    log.info("starting embedded PostgreSQL", extra={"pgdata": str(pgdata)})
                 self._server = postgres_server.get_server(
                     pgdata, cleanup_mode=None if self._pin.exists() else "stop"
                 )
                 self._ensure_database(EMBEDDED_DB_NAME)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+        # Registered after pgserver's own exit hook, so it runs just before it.
+        atexit.register(self._before_exit)
 
     def url(self, database: str = EMBEDDED_DB_NAME) -> str:
         # pgserver gives a URL for the socket directory; rebuild it so we name our database.
@@ -126,8 +139,22 @@ class EmbeddedServer:
         # psql takes no bind parameters; the name is our own constant, checked here.
         assert name.isidentifier(), name
         exists = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}';")  # noqa: S608
-        if "(1 row)" not in exists:
-            self._server.psql(f'CREATE DATABASE "{name}";')
+        if "(1 row)" in exists:
+            return
+        self._server.psql(f'CREATE DATABASE "{name}";')
+        # Loud, because a new empty database is what a command run with another data
+        # directory than the server's gets: its keys would then answer 401 there.
+        log.warning(
+            "created a new, empty embedded database; a gateway started with another data "
+            "directory (GATEWAY_DATA_DIR or --data-dir) does not see it",
+            extra={"data_dir": str(self.data_dir)},
+        )
+
+    def _before_exit(self) -> None:
+        prune_handles(self._server.pgdata)
+        # `gateway db url` may have pinned the server since this process attached.
+        if self._pin.exists():
+            self._server.cleanup_mode = None
 
     def stop(self) -> None:
         self._server.cleanup()
@@ -141,6 +168,56 @@ class EmbeddedServer:
 
         pg_ctl = getattr(_commands, "pg_ctl")  # noqa: B009 - generated at import, untyped
         pg_ctl(["-w", "stop"], pgdata=self._server.pgdata, user=self._server.system_user)
+
+
+def _pgserver() -> Any:
+    """pgserver's server module (imported on first use: `serve` with a URL never needs it)."""
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (usual in containers).
+        warnings.simplefilter("ignore")
+        from pgserver import postgres_server
+    return postgres_server
+
+
+HANDLES_FILE = ".handle_pids.json"
+"""pgserver's list of the PIDs using a server, in its data directory."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def prune_handles(pgdata: Path) -> list[int]:
+    """Drop the PIDs of dead processes from pgserver's handle file; the PIDs kept."""
+    path = pgdata / HANDLES_FILE
+    # pgserver's own lock, which it holds while it reads and writes the file.
+    with _pgserver().PostgresServer._lock:
+        try:
+            pids: list[int] = orjson.loads(path.read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return []
+        alive = [pid for pid in pids if _alive(pid)]
+        if alive != pids:
+            log.info(
+                "pruned dead users of the embedded PostgreSQL",
+                extra={"pids": sorted(set(pids) - set(alive))},
+            )
+            path.write_bytes(orjson.dumps(alive))
+    return alive
+
+
+def is_running(pgdata: Path) -> bool:
+    """Whether the embedded server of ``pgdata`` runs now."""
+    from pgserver import utils
+
+    try:
+        info = utils.PostmasterInfo.read_from_pgdata(pgdata)
+    except (OSError, ValueError, AssertionError):
+        return False
+    return info is not None and bool(info.is_running())
 
 
 _embedded: EmbeddedServer | None = None

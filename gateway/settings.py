@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import sys
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -70,6 +71,25 @@ FALSE_WORDS = ("0", "false", "no", "off")
 
 class SettingsError(ValueError):
     """An environment variable or flag has a value we cannot use."""
+
+
+def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The per-user data directory, the same whatever the current directory is.
+
+    Linux and other Unixes follow the XDG base directories (``$XDG_DATA_HOME/gateway``,
+    else ``~/.local/share/gateway``); macOS and Windows use their usual places.
+    """
+    env = os.environ if environ is None else environ
+    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    if sys.platform == "win32":
+        local = env.get("LOCALAPPDATA")
+        return (Path(local) if local else home / "AppData" / "Local") / "gateway"
+    if sys.platform == "darwin":
+        return home / "Library" / "Application Support" / "gateway"
+    xdg = env.get("XDG_DATA_HOME", "")
+    # The XDG spec says a relative value is invalid and is to be ignored.
+    base = Path(xdg) if os.path.isabs(xdg) else home / ".local" / "share"
+    return base / "gateway"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -180,11 +200,14 @@ class Settings:
         default=None, metadata=about("DATABASE_URL", "PostgreSQL URL", shown="unset: embedded")
     )
     data_dir: Path = field(
-        default=Path(".gateway"),
+        default_factory=default_data_dir,
         metadata=about(
             "GATEWAY_DATA_DIR",
-            "embedded database (`pg/`) and generated keys",
-            shown="`./.gateway`",
+            "embedded database (`pg/`), ping spool and generated keys; the same for every "
+            "command whatever the current directory",
+            flag="--data-dir",
+            shown="`$XDG_DATA_HOME/gateway`, else `~/.local/share/gateway` (macOS: "
+            "`~/Library/Application Support/gateway`, Windows: `%LOCALAPPDATA%\\gateway`)",
         ),
     )
     host: str = field(
@@ -444,6 +467,8 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "database_url":
                 value = mask_url(value.reveal()) if value else "(embedded)"
+            elif f.name == "public_url":
+                value = self.base_url  # what clients are told, also when it is the default
             elif isinstance(value, Path | Secret):
                 value = str(value)
             out[f.name] = value
@@ -466,6 +491,7 @@ class Settings:
         """The settings of the environment; an unset or empty variable means the default."""
         env = os.environ if environ is None else environ
         values = {d.name: d.parse(env[d.env]) for d in DECLARED if env.get(d.env)}
+        values.setdefault("data_dir", default_data_dir(env))
         return cls(**values)
 
 
@@ -538,7 +564,13 @@ def tile_origin(template: str) -> str | None:
 def _declare() -> tuple[Declared, ...]:
     hints = typing.get_type_hints(Settings)
     return tuple(
-        Declared(name=f.name, kind=hints[f.name], default=f.default, **f.metadata["setting"])
+        Declared(
+            name=f.name,
+            kind=hints[f.name],
+            # A computed default (the data directory) as this environment computes it.
+            default=f.default if f.default_factory is dataclasses.MISSING else f.default_factory(),
+            **f.metadata["setting"],
+        )
         for f in dataclasses.fields(Settings)
     )
 

@@ -21,6 +21,16 @@ from tests.support.pg import PgServer
 from tests.support.tenants import Tenant, make_tenant
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_real_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The per-user data directory is a temporary one for the whole run: nothing the tests
+    start may create or use the real user's embedded database (subprocesses inherit it)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
+        mp.delenv("GATEWAY_DATA_DIR", raising=False)
+        yield
+
+
 @pytest.fixture(scope="session")
 def pg() -> Iterator[PgServer]:
     server = PgServer()

@@ -50,6 +50,22 @@ def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixtur
     assert "--help" in out
 
 
+def test_plain_gateway_lists_every_command_on_one_line_each(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main([]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    listed = {}
+    for line in captured.out.split("commands:\n", 1)[1].split("\n\n", 1)[0].splitlines():
+        name, help_ = line.split(maxsplit=1)
+        listed[name] = help_
+    names = {c[0] for c in COMMANDS if c} | {"settings"}
+    assert set(listed) == names
+    assert all(listed.values())
+    assert captured.out.startswith("usage: gateway")
+
+
 def test_every_subcommand_is_in_the_help_table() -> None:
     parser = cli.build_parser()
     text = parser.format_help()

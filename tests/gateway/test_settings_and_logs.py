@@ -11,7 +11,7 @@ import pytest
 
 from gateway import logs
 from gateway.accounts import auth
-from gateway.settings import Secret, Settings, SettingsError, mask_url
+from gateway.settings import Secret, Settings, SettingsError, default_data_dir, mask_url
 
 
 def test_settings_from_env() -> None:
@@ -38,8 +38,13 @@ def test_settings_from_env() -> None:
 def test_defaults_need_no_environment() -> None:
     s = Settings.from_env({})
     assert s.database_url is None
-    assert s.data_dir == Path(".gateway")
+    # Per user, not per directory: the same from wherever a command runs.
+    assert s.data_dir.is_absolute()
+    assert s.data_dir == default_data_dir({})
     assert s.describe()["database_url"] == "(embedded)"
+    # The settings log shows the URL clients are told, as the README documents it.
+    assert s.describe()["public_url"] == "http://127.0.0.1:8080"
+    assert Settings(port=9000).describe()["public_url"] == "http://127.0.0.1:9000"
 
 
 @pytest.mark.parametrize(
