@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.support import proc, readme
@@ -56,6 +58,23 @@ async def _bash(command: str, cwd: Path, environ: dict[str, str]) -> str:
     return out.decode()
 
 
+async def _fences_indexed(url: str, manager: str, ping: str) -> None:
+    """Wait until the server's fence index holds a fence in reach of the ping's point: a
+    person types slower than the index follows a new geofence; a script does not."""
+    found = re.search(r'lat\\": ([0-9.]+), \\"lon\\": ([0-9.]+)', ping)
+    assert found, ping
+    body = {"lat": float(found[1]), "lon": float(found[2]), "accuracy_m": 12}
+    headers = {"Authorization": f"Bearer {manager}"}
+    async with aiohttp.ClientSession() as session:
+        for _ in range(200):
+            async with session.post(f"{url}/v1/offers/preview", json=body, headers=headers) as r:
+                assert r.status == 200, await r.text()
+                if (await r.json())["fences"]:
+                    return
+            await asyncio.sleep(0.05)
+    raise AssertionError("the new geofence never reached the fence index")
+
+
 def _token(answers: list[Any], role: str) -> str:
     tokens = [
         a["token"]
@@ -87,6 +106,8 @@ async def test_the_readme_walkthrough_answers_what_it_shows(tmp_path: Path) -> N
             if example.placeholders:
                 continue
             command = example.command.replace("localhost:8080", served.url.removeprefix("http://"))
+            if "/v1/pings" in command:
+                await _fences_indexed(served.url, _token(answers, "manager"), command)
             out = await _bash(command, elsewhere, environ)
             if not example.shown:
                 continue
