@@ -582,8 +582,16 @@ async def test_docs_render_swagger_ui_and_the_root_is_a_landing_page(
 async def test_screenshots_of_the_main_screens(shop: Shop, size: str) -> None:
     offer_id = _activity(shop)
     screens = {
-        "manager": ["#/geofences", "#/offers", f"#/offers/{offer_id}", "#/preview", "#/stores"],
-        "reviewer": [f"#/offers/{offer_id}/report", "#/redemptions", "#/decisions"],
+        "manager": [
+            "#/geofences",
+            "#/offers",
+            "#/offers/new",
+            f"#/offers/{offer_id}",
+            "#/preview",
+            "#/stores",
+            "#/live",
+        ],
+        "reviewer": [f"#/offers/{offer_id}/report?by=store", "#/redemptions", "#/decisions"],
     }
     with browser_mod.launch(shop.url, size) as b:
         b.open("/console/")
@@ -596,7 +604,7 @@ async def test_screenshots_of_the_main_screens(shop: Shop, size: str) -> None:
                 b.go(route)
                 b.wait(lambda: "loading" not in b.text().lower(), what=f"{route} to finish loading")
                 b.settle()
-                name = route.strip("#/").replace("/", "-").replace(offer_id, "id")
+                name = route.strip("#/").split("?")[0].replace("/", "-").replace(offer_id, "id")
                 b.screenshot(f"{role}-{name}-{size}", full=True)
         errors = b.console_errors()
     assert not errors, errors
