@@ -154,7 +154,7 @@ async def _authorised(request: web.Request, handler: api.Handler) -> web.StreamR
     if principal.role not in endpoint.roles:
         allowed = ", ".join(sorted(r.value for r in endpoint.roles))
         raise errors.Forbidden(
-            f"a {principal.role.value} token cannot call this endpoint (allowed: {allowed})",
+            f"{principal.role.a_token} cannot call this endpoint (allowed: {allowed})",
             code="wrong_role",
         )
     request[api.PRINCIPAL] = principal
