@@ -126,6 +126,10 @@ FROM c JOIN d ON d.id = c.decision_id;
 -- name: redeem_coupon
 SELECT outcome, redemption_id FROM redeem_coupon($1, $2, $3, $4, $5, $6, $7, $8, $9);
 
+-- name: coupon_expires_at
+-- Only after redeem_coupon answered coupon_expired: the 410 says when.
+SELECT expires_at FROM coupons WHERE merchant_id = $1 AND code = $2;
+
 -- name: get_redemption
 SELECT {redemption_columns}
 FROM redemptions r JOIN coupons c ON c.id = r.coupon_id

@@ -432,6 +432,13 @@ async def redeem_coupon(
     return row["outcome"], Redemption.from_row(found)
 
 
+async def coupon_expires_at(
+    conn: asyncpg.Connection, merchant_id: int, code: str
+) -> dt.datetime | None:
+    expires_at: dt.datetime | None = await conn.fetchval(_Q["coupon_expires_at"], merchant_id, code)
+    return expires_at
+
+
 async def record_conversion(
     conn: asyncpg.Connection,
     *,

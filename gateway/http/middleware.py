@@ -39,8 +39,11 @@ def _error_response(
     *,
     fields: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
+    details: Mapping[str, str] | None = None,
 ) -> web.Response:
-    body = errors.error_body(code, message, fields=fields, request_id=logs.request_id.get())
+    body = errors.error_body(
+        code, message, fields=fields, request_id=logs.request_id.get(), details=details
+    )
     return api.json(body, status=status, headers=headers)
 
 
@@ -109,7 +112,12 @@ def _api_error(exc: errors.ApiError) -> web.Response:
     if exc.status >= 500:
         log.warning("request failed", extra={"code": exc.code, "status": exc.status})
     return _error_response(
-        exc.status, exc.code, exc.message, fields=exc.fields, headers=exc.headers
+        exc.status,
+        exc.code,
+        exc.message,
+        fields=exc.fields,
+        headers=exc.headers,
+        details=exc.details,
     )
 
 
