@@ -299,6 +299,61 @@ class TestCoffeeShop:
         )
         assert [d["reason"] for d in log.json["items"]] == [reason]
 
+    async def test_not_sent_while_the_store_is_closed_unless_the_offer_opts_out(
+        self, shop: Shop, conn: asyncpg.Connection
+    ) -> None:
+        # T0 is Monday 08:30 in Paris: before this shop opens at 09:00.
+        store = shop.tenant.store_ids[0]
+        hours = {"mon": ["09:00-19:00"]}
+        r = await shop.api.patch(
+            f"/v1/stores/{store}", token=shop.token("manager"), json={"opening_hours": hours}
+        )
+        assert r.status == 200, r.body
+        usual = await shop.offer()
+        later = await shop.offer(name="Come back later", priority=-1, fire_when_closed=True)
+        got = await shop.api.get(f"/v1/offers/{later}", token=shop.token("manager"))
+        assert got.json["fire_when_closed"] is True
+        got = await shop.api.get(f"/v1/offers/{usual}", token=shop.token("manager"))
+        assert got.json["fire_when_closed"] is False
+        r = await shop.walk_in()
+        assert [o["offer_id"] for o in r.json["offers"]] == [later]
+        assert await decisions(conn, usual) == [("suppressed", "store_closed")]
+        assert await decisions(conn, later) == [("sent", None)]
+        # Open now: the usual offer wins the ping by priority.
+        await shop.walk_out()
+        shop.clock.set(dt.datetime(2026, 1, 12, 8, 5, tzinfo=dt.UTC))
+        r = await shop.walk_in()
+        assert [o["offer_id"] for o in r.json["offers"]] == [usual]
+        log = await shop.api.get(
+            f"/v1/logs/decisions?offer_id={usual}&reason=store_closed", token=shop.token("reviewer")
+        )
+        assert [d["reason"] for d in log.json["items"]] == ["store_closed"]
+        report = await shop.api.get(f"/v1/reports/offers/{usual}", token=shop.token("reviewer"))
+        funnel = report.json["funnel"]
+        assert (funnel["eligible"], funnel["sent"]) == (2, 1)
+        assert funnel["suppressed"]["by_reason"]["store_closed"] == 1
+        # The opt-out can be switched off again.
+        r = await shop.api.patch(
+            f"/v1/offers/{later}", token=shop.token("manager"), json={"fire_when_closed": False}
+        )
+        assert (r.status, r.json["fire_when_closed"]) == (200, False)
+        r = await shop.api.patch(
+            f"/v1/offers/{later}", token=shop.token("manager"), json={"fire_when_closed": None}
+        )
+        assert (r.status, r.error_code) == (422, "validation_failed")
+
+    async def test_a_change_of_opening_hours_tells_the_offer_books(
+        self, conn: asyncpg.Connection, tenant_a: Tenant
+    ) -> None:
+        """Each process's book holds the stores' hours: changing them must reload it."""
+        heard: asyncio.Queue[str] = asyncio.Queue()
+        await conn.add_listener("offers_changed", lambda *args: heard.put_nowait(args[3]))
+        await conn.execute(
+            'UPDATE stores SET opening_hours = \'{"mon": ["09:00-19:00"]}\' WHERE id = $1',
+            tenant_a.store_ids[0],
+        )
+        assert await asyncio.wait_for(heard.get(), 30) == str(tenant_a.merchant_id)
+
     async def test_never_at_3am_and_only_with_consent(
         self, shop: Shop, conn: asyncpg.Connection
     ) -> None:
