@@ -155,6 +155,11 @@ def _geometry(exc: geo_errors.GeometryInvalid) -> ApiError:
     return ValidationFailed(f"the geofence is invalid: {first}", fields=fields)
 
 
+def _too_far(exc: geo_errors.FenceTooFar) -> ApiError:
+    fields = {p.path: p.message for p in exc.problems}
+    return ValidationFailed(exc.message, code=exc.code, fields=fields)
+
+
 def _unknown_place(exc: offer_errors.UnknownPlace) -> ApiError:
     return ValidationFailed(exc.message, fields={exc.field: exc.message})
 
@@ -177,6 +182,7 @@ def _subscription(exc: webpush.SubscriptionInvalid) -> ApiError:
 # not named here answers as its package's base does.
 DOMAIN: dict[type[Exception], Callable[[Any], ApiError]] = {
     geo_errors.GeometryInvalid: _geometry,
+    geo_errors.FenceTooFar: _too_far,
     offer_errors.UnknownPlace: _unknown_place,
     offer_errors.UnknownCode: _status(NotFound),
     offer_errors.CodeMistyped: lambda exc: ValidationFailed(
