@@ -275,6 +275,15 @@ class Settings:
         default=64 * 1024 * 1024,
         metadata=about("GATEWAY_MAX_IMPORT_BYTES", "body limit of the bulk geofence import"),
     )
+    max_fence_distance_m: float = field(
+        default=50_000.0,
+        metadata=about(
+            "GATEWAY_MAX_FENCE_DISTANCE_M",
+            "a geofence whose nearest point is farther than this from its store is refused "
+            "(422 `fence_too_far`, with a hint when swapped longitude and latitude would fit), "
+            "and so is a store move that would leave one that far; 0 turns the check off",
+        ),
+    )
     dwell_seconds: float = field(
         default=_geo(geo_models.FenceConfig, "dwell_seconds"),
         metadata=about(
@@ -509,6 +518,8 @@ def _check(s: Settings) -> None:
         raise SettingsError("need 1 <= db pool min <= db pool max")
     if s.max_import_bytes < s.max_body_bytes:
         raise SettingsError("max import bytes must be at least max body bytes")
+    if not s.max_fence_distance_m >= 0:
+        raise SettingsError("GATEWAY_MAX_FENCE_DISTANCE_M must be 0 (off) or more")
     if s.ping_rate <= 0 or s.ping_burst < 1:
         raise SettingsError("ping rate must be > 0 and ping burst >= 1")
     if s.ping_log not in PING_LOG_MODES:

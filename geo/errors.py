@@ -1,7 +1,8 @@
 """Errors raised by the geo package.
 
 GeoError
- └── GeometryInvalid   (submitted GeoJSON is unusable; carries every `Problem` found)
+ ├── GeometryInvalid   (submitted GeoJSON is unusable; carries every `Problem` found)
+ └── FenceTooFar       (a geofence would lie too far from its store; carries the `Problem`s)
 """
 
 from __future__ import annotations
@@ -24,3 +25,17 @@ class GeometryInvalid(GeoError):
         summary = f"{first.path or '(document)'}: {first.message}" if first else "invalid"
         more = len(self.problems) - 1
         super().__init__(summary + (f" (and {more} more)" if more > 0 else ""))
+
+
+class FenceTooFar(GeoError):
+    """Geofences that would lie farther from their store than allowed, each a `Problem`
+    at the coordinates (or the store's lat and lon) to look at."""
+
+    code = "fence_too_far"
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems: list[Problem] = list(problems)
+        first = self.problems[0].message if self.problems else "too far from its store"
+        more = len({p.message for p in self.problems}) - 1
+        self.message = first + (f" (and {more} more)" if more > 0 else "")
+        super().__init__(self.message)

@@ -39,6 +39,19 @@ SELECT id FROM stores WHERE merchant_id = $1 AND id = ANY($2::bigint[])
 ORDER BY id
 FOR KEY SHARE;
 
+-- name: store_locations
+-- SHARE until commit: a fence is checked against where its store is, so a
+-- concurrent move of the store (which takes the row's update lock, and then
+-- checks the store's fences) waits for this write, and this for that one.
+SELECT id, lon, lat FROM stores WHERE merchant_id = $1 AND id = ANY($2::bigint[])
+ORDER BY id
+FOR SHARE;
+
+-- name: store_fences
+-- The fences a store move must not leave far behind (read after the move's UPDATE,
+-- which holds the store row: a fence written meanwhile waits, then sees the move).
+SELECT id, name, wkb, radius_m FROM geofences WHERE store_id = $1 ORDER BY id;
+
 -- name: insert_geofence
 INSERT INTO geofences (merchant_id, store_id, name, kind, geometry, wkb, radius_m, properties,
                        extent)

@@ -117,6 +117,24 @@ async def existing_stores(
     return {r["id"] for r in rows}
 
 
+async def store_locations(
+    conn: asyncpg.Connection, merchant_id: int, store_ids: Sequence[int]
+) -> dict[int, tuple[float, float]]:
+    """store id -> (lon, lat) for those of the ids in the merchant, share-locked until the
+    transaction ends so that no move of the store slips past a fence being written."""
+    rows = await conn.fetch(_Q["store_locations"], merchant_id, list(store_ids))
+    return {r["id"]: (r["lon"], r["lat"]) for r in rows}
+
+
+async def store_fences(
+    conn: asyncpg.Connection, store_id: int
+) -> list[tuple[str, Any, float | None]]:
+    """(name, shapely geometry, radius_m) of each of the store's geofences."""
+    rows = await conn.fetch(_Q["store_fences"], store_id)
+    geoms = shapely.from_wkb([bytes(r["wkb"]) for r in rows]) if rows else []
+    return [(r["name"], g, r["radius_m"]) for r, g in zip(rows, geoms, strict=True)]
+
+
 # -- geofences --------------------------------------------------------------------------
 
 

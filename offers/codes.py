@@ -33,15 +33,30 @@ def new_code() -> str:
     return data + _check_symbol(data)
 
 
-def normalize(text: str) -> str | None:
-    """The canonical form of what a person typed, or None if it cannot be a code."""
+def _shaped(text: str) -> str | None:
+    """What a person typed, cleaned, if it has a code's length and symbols; else None."""
     cleaned = text.upper().replace("-", "").replace(" ", "").translate(_LOOKALIKES)
     if len(cleaned) != LENGTH:
         return None
     data, check = cleaned[:DATA_SYMBOLS], cleaned[DATA_SYMBOLS]
     if any(c not in _VALUE for c in data) or check not in _CHECK:
         return None
-    return cleaned if _check_symbol(data) == check else None
+    return cleaned
+
+
+def normalize(text: str) -> str | None:
+    """The canonical form of what a person typed, or None if it cannot be a code."""
+    cleaned = _shaped(text)
+    if cleaned is None:
+        return None
+    return cleaned if _check_symbol(cleaned[:DATA_SYMBOLS]) == cleaned[DATA_SYMBOLS] else None
+
+
+def is_mistyped(text: str) -> bool:
+    """Shaped like a code, but its check symbol disagrees: a symbol was mistyped or two
+    were swapped. No code that was ever issued reads like this."""
+    cleaned = _shaped(text)
+    return cleaned is not None and _check_symbol(cleaned[:DATA_SYMBOLS]) != cleaned[DATA_SYMBOLS]
 
 
 def display(canonical: str) -> str:

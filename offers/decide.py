@@ -136,6 +136,10 @@ def _rule_failed(
         return "quiet_hours"
     if not in_schedule(offer, context.now, candidate.store_timezone):
         return "outside_schedule"
+    if not offer.fire_when_closed and not places.is_open(
+        candidate.store_hours, context.now, candidate.store_timezone
+    ):
+        return "store_closed"
     if not matches_weather(offer.weather, context):
         return "weather_mismatch"
     if not matches_audience(offer.audience, shopper):

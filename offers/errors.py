@@ -4,6 +4,7 @@ the HTTP edge (gateway/http/errors.py) decides the status.
 OffersError
 ├── UnknownPlace            a geofence or store named by an offer does not exist
 ├── UnknownCode             no such coupon code
+├── CodeMistyped            the code's check symbol says it was mistyped
 ├── WrongStore              the coupon is not valid at this store
 ├── CouponExpired           the coupon's validity has ended
 ├── AlreadyRedeemed         single use: someone redeemed it first
@@ -16,6 +17,7 @@ OffersError
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 
@@ -43,6 +45,16 @@ class UnknownCode(OffersError):
         super().__init__("no coupon has this code")
 
 
+class CodeMistyped(OffersError):
+    code = "code_mistyped"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this code has a typo (its check symbol does not match); "
+            "check it against the shopper's screen"
+        )
+
+
 class WrongStore(OffersError):
     code = "wrong_store"
 
@@ -53,8 +65,12 @@ class WrongStore(OffersError):
 class CouponExpired(OffersError):
     code = "coupon_expired"
 
-    def __init__(self) -> None:
-        super().__init__("this coupon has expired")
+    def __init__(self, expired_at: dt.datetime, now: dt.datetime) -> None:
+        expired_at = expired_at.astimezone(dt.UTC)
+        super().__init__(
+            f"this coupon expired at {expired_at:%Y-%m-%d %H:%M} UTC, {_ago(now - expired_at)}"
+        )
+        self.expired_at = expired_at
 
 
 class AlreadyRedeemed(OffersError):
@@ -97,3 +113,15 @@ class VoidWindowClosed(OffersError):
 
     def __init__(self, minutes: int) -> None:
         super().__init__(f"a redemption can only be voided within {minutes} minutes")
+
+
+def _ago(delta: dt.timedelta) -> str:
+    minutes = max(0, int(delta.total_seconds() // 60))
+    if minutes < 1:
+        return "moments ago"
+    if minutes < 120:
+        return f"{minutes} minute{'s' if minutes != 1 else ''} ago"
+    hours = minutes // 60
+    if hours < 48:
+        return f"{hours} hours ago"
+    return f"{hours // 24} days ago"

@@ -4,7 +4,7 @@
 -- migrations every time (see gateway/migrate.py): edit them here, CREATE OR REPLACE only.
 
 -- Each process caches the offers of the merchants it serves; a change (or a
--- store's time zone moving) tells them to reload.
+-- store's time zone or opening hours changing) tells them to reload.
 CREATE OR REPLACE FUNCTION offers_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
@@ -19,9 +19,12 @@ $$;
 CREATE OR REPLACE TRIGGER offers_changed AFTER INSERT OR DELETE OR UPDATE OF
     name, title, body, image_url, channels, trigger, status, geofence_ids, store_ids,
     scope_store_ids, starts_at, ends_at, schedule, weather, audience, caps, budget_issued,
-    budget_redeemed, priority, holdout_pct, coupon, deleted_at
+    budget_redeemed, priority, holdout_pct, coupon, fire_when_closed, deleted_at
     ON offers FOR EACH ROW EXECUTE FUNCTION offers_changed();
-CREATE OR REPLACE TRIGGER stores_changed_offers AFTER UPDATE OF timezone OR DELETE ON stores
+-- The book holds each store's time zone and opening hours (offers are not sent
+-- while a store is closed).
+CREATE OR REPLACE TRIGGER stores_changed_offers
+    AFTER UPDATE OF timezone, opening_hours OR DELETE ON stores
     FOR EACH ROW EXECUTE FUNCTION offers_changed();
 CREATE OR REPLACE FUNCTION program_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

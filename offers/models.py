@@ -24,6 +24,7 @@ Reason = Literal[
     "no_consent",
     "quiet_hours",
     "outside_schedule",
+    "store_closed",
     "weather_mismatch",
     "audience_mismatch",
     "budget_exhausted",
@@ -92,6 +93,10 @@ class Offer:
     `schedule` uses the opening-hours format of stores ({"mon": ["07:00-10:30"], ...}) and
     is evaluated in the time zone of the store where the trigger happened. None means at
     any time within the validity period.
+
+    An offer is not sent while the store where it triggered is closed (by the store's
+    opening hours), as a shopper walking past a shut door would expect; `fire_when_closed`
+    opts out, for offers meant to bring people back later.
     """
 
     id: int
@@ -121,6 +126,7 @@ class Offer:
     holdout_pct: float = 0.0
     coupon: CouponSpec
     image_url: str | None = None
+    fire_when_closed: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -168,6 +174,8 @@ class Candidate:
     fence_id: int
     store_id: int
     store_timezone: str
+    # The store's weekly opening hours (geo.places format); None: always open.
+    store_hours: Mapping[str, Sequence[str]] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

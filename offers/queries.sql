@@ -4,7 +4,7 @@
 id, merchant_id, name, title, body, image_url, channels, trigger, status, geofence_ids,
 store_ids, scope_store_ids, starts_at, ends_at, schedule, weather, audience, caps,
 budget_issued, budget_redeemed, issued_count, redeemed_count, priority, holdout_pct, coupon,
-created_at, updated_at
+fire_when_closed, created_at, updated_at
 
 -- name: fence_stores
 -- The store of each of the given geofences of this merchant (missing ones are absent).
@@ -17,9 +17,9 @@ SELECT id FROM stores WHERE merchant_id = $1 AND id = ANY($2::bigint[]);
 INSERT INTO offers (merchant_id, name, title, body, image_url, channels, trigger, status,
                     geofence_ids, store_ids, scope_store_ids, starts_at, ends_at, schedule,
                     weather, audience, caps, budget_issued, budget_redeemed, priority,
-                    holdout_pct, coupon)
+                    holdout_pct, coupon, fire_when_closed)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-        $20, $21, $22)
+        $20, $21, $22, $23)
 RETURNING {offer_columns};
 
 -- name: get_offer
@@ -34,7 +34,7 @@ UPDATE offers SET name = $3, title = $4, body = $5, image_url = $6, channels = $
     status = $9, geofence_ids = $10, store_ids = $11, scope_store_ids = $12, starts_at = $13,
     ends_at = $14, schedule = $15, weather = $16, audience = $17, caps = $18,
     budget_issued = $19, budget_redeemed = $20, priority = $21, holdout_pct = $22, coupon = $23,
-    updated_at = now()
+    fire_when_closed = $24, updated_at = now()
 WHERE merchant_id = $1 AND id = $2 AND deleted_at IS NULL
 RETURNING {offer_columns};
 
@@ -59,8 +59,8 @@ UPDATE offers SET deleted_at = now(), status = 'paused', updated_at = now()
 WHERE merchant_id = $1 AND id = $2 AND deleted_at IS NULL
 RETURNING id;
 
--- name: store_timezones
-SELECT id, timezone FROM stores WHERE merchant_id = $1;
+-- name: store_hours
+SELECT id, timezone, opening_hours FROM stores WHERE merchant_id = $1;
 
 -- name: get_program
 SELECT daily_offer_cap, quiet_start, quiet_end FROM merchants WHERE id = $1;
@@ -125,6 +125,10 @@ FROM c JOIN d ON d.id = c.decision_id;
 
 -- name: redeem_coupon
 SELECT outcome, redemption_id FROM redeem_coupon($1, $2, $3, $4, $5, $6, $7, $8, $9);
+
+-- name: coupon_expires_at
+-- Only after redeem_coupon answered coupon_expired: the 410 says when.
+SELECT expires_at FROM coupons WHERE merchant_id = $1 AND code = $2;
 
 -- name: get_redemption
 SELECT {redemption_columns}

@@ -43,7 +43,6 @@ class Redeemed:
 _FAILURES: dict[str, Callable[[], errors.OffersError]] = {
     "unknown_code": errors.UnknownCode,
     "wrong_store": errors.WrongStore,
-    "coupon_expired": errors.CouponExpired,
     "already_redeemed": errors.AlreadyRedeemed,
     "budget_exhausted": errors.RedemptionBudgetExhausted,
     "idempotency_key_reused": errors.IdempotencyKeyReused,
@@ -55,12 +54,13 @@ async def redeem(conn: asyncpg.Connection, req: RedeemRequest, now: dt.datetime)
 
     The function call is one statement (its own transaction unless the caller opened
     one); a redemption it made or replayed is then read back in a second round trip. A
-    code whose check symbol fails raises UnknownCode without touching the database.
+    code whose check symbol fails raises CodeMistyped without touching the database (the
+    caller has already counted the attempt against its rate limit); one that cannot be a
+    code at all raises UnknownCode.
     """
     canonical = codes.normalize(req.code)
     if canonical is None:
-        # A typo caught by the check symbol reads as unknown, without a lookup.
-        raise errors.UnknownCode()
+        raise errors.CodeMistyped() if codes.is_mistyped(req.code) else errors.UnknownCode()
     outcome, redemption = await store.redeem_coupon(
         conn,
         merchant_id=req.merchant_id,
@@ -73,6 +73,11 @@ async def redeem(conn: asyncpg.Connection, req: RedeemRequest, now: dt.datetime)
         request_hash=req.request_hash,
         at=now,
     )
+    if outcome == "coupon_expired":
+        expires_at = await store.coupon_expires_at(conn, req.merchant_id, canonical)
+        if expires_at is None:  # erased since that answer, with its shopper
+            raise errors.UnknownCode()
+        raise errors.CouponExpired(expires_at, now)
     if redemption is None:
         raise _FAILURES[outcome]()
     return Redeemed(redemption=redemption, created=outcome == "redeemed")

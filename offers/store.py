@@ -96,6 +96,7 @@ def offer_from_row(row: Any) -> OfferRecord:
         redeemed_count=row["redeemed_count"],
         priority=row["priority"],
         holdout_pct=row["holdout_pct"],
+        fire_when_closed=row["fire_when_closed"],
         coupon=CouponSpec(
             discount=coupon["discount"],
             valid_minutes=coupon["valid_minutes"],
@@ -135,6 +136,7 @@ OFFER_FIELDS = (
     "priority",
     "holdout_pct",
     "coupon",
+    "fire_when_closed",
 )
 
 
@@ -218,8 +220,19 @@ async def active_offers(conn: asyncpg.Connection, merchant_id: int) -> list[Offe
     return [offer_from_row(r).offer for r in await conn.fetch(_Q["active_offers"], merchant_id)]
 
 
-async def store_timezones(conn: asyncpg.Connection, merchant_id: int) -> dict[int, str]:
-    return {r["id"]: r["timezone"] for r in await conn.fetch(_Q["store_timezones"], merchant_id)}
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreHours:
+    """What decisions need of a store: its time zone and weekly opening hours."""
+
+    timezone: str
+    opening_hours: Mapping[str, Sequence[str]] | None
+
+
+async def store_hours(conn: asyncpg.Connection, merchant_id: int) -> dict[int, StoreHours]:
+    return {
+        r["id"]: StoreHours(timezone=r["timezone"], opening_hours=r["opening_hours"])
+        for r in await conn.fetch(_Q["store_hours"], merchant_id)
+    }
 
 
 # --- program ------------------------------------------------------------------------------
@@ -430,6 +443,13 @@ async def redeem_coupon(
     found = await conn.fetchrow(_Q["get_redemption"], row["redemption_id"])
     assert found is not None
     return row["outcome"], Redemption.from_row(found)
+
+
+async def coupon_expires_at(
+    conn: asyncpg.Connection, merchant_id: int, code: str
+) -> dt.datetime | None:
+    expires_at: dt.datetime | None = await conn.fetchval(_Q["coupon_expires_at"], merchant_id, code)
+    return expires_at
 
 
 async def record_conversion(

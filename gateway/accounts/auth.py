@@ -34,6 +34,22 @@ class Role(enum.StrEnum):
     APP = "app"
     SHOPPER = "shopper"
 
+    @property
+    def a_token(self) -> str:
+        """How messages name a token of this role, with its article: "an app token"."""
+        return _A_TOKEN[self]
+
+
+# By sound, not by letter: "a POS token" (pee-oh-ess would take "a" either way).
+_A_TOKEN = {
+    Role.ADMIN: "an admin token",
+    Role.MANAGER: "a manager token",
+    Role.REVIEWER: "a reviewer token",
+    Role.POS: "a POS token",
+    Role.APP: "an app token",
+    Role.SHOPPER: "a shopper token",
+}
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Principal:

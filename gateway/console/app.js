@@ -7,6 +7,8 @@ import { h, showError } from "./ui.js";
 
 const EDITORS = new Set(["admin", "manager"]);
 const ROLE_NAMES = { admin: "Administrator", manager: "Store manager", reviewer: "Campaign reviewer" };
+// The roles that cannot use the console, named with their article ("an app token").
+const A_TOKEN = { pos: "A POS token", app: "An app token", shopper: "A shopper token" };
 
 // What each role finds in the navigation: only what its rights allow.
 const NAV = [
@@ -70,7 +72,7 @@ function describeSignInError(err) {
 async function whoamiAndMerchant() {
   const whoami = await api("/v1/auth/whoami");
   if (!EDITORS.has(whoami.role) && whoami.role !== "reviewer") {
-    throw new ApiError(403, "console_role", `A ${whoami.role} token cannot use the console: sign in with an admin, manager or reviewer token.`);
+    throw new ApiError(403, "console_role", `${A_TOKEN[whoami.role] || "This token"} cannot use the console: sign in with an admin, manager or reviewer token.`);
   }
   try {
     whoami.merchant = await api(`/v1/merchants/${encodeURIComponent(whoami.merchant_id)}`);

@@ -83,6 +83,7 @@ export async function offerFormScreen(params, main, whoami) {
   const coupon = o.coupon || { barcode_format: "qr", valid_minutes: 60 };
   const barcode = h("select", { name: "coupon.barcode_format" }, ["qr", "pdf417", "aztec", "code128"].map((b) => h("option", { value: b, selected: coupon.barcode_format === b }, b.toUpperCase())));
   const paused = h("input", { type: "checkbox", name: "paused" });
+  const whenClosed = h("input", { type: "checkbox", name: "fire_when_closed", checked: o.fire_when_closed === true });
   const save = h("button", { type: "submit", class: "primary" }, isNew ? "Create offer" : "Save changes");
 
   // Content, Where, Trigger, Schedule, Weather, Audience, Frequency caps, Budget, Priority,
@@ -103,7 +104,10 @@ export async function offerFormScreen(params, main, whoami) {
       h("div", { class: "row", "data-field": "schedule" },
         field("Starts", el("schedule.starts_at", { type: "datetime-local", value: localInput(schedule.starts_at) }), { hint: "Your local time." }),
         field("Ends", el("schedule.ends_at", { type: "datetime-local", value: localInput(schedule.ends_at) }))),
-      weekly.element),
+      weekly.element,
+      h("div", { class: "field", "data-field": "fire_when_closed" },
+        h("label", {}, whenClosed, " Send even while the store is closed"),
+        h("p", { class: "hint" }, "Unticked (the usual choice), the offer waits for the store's opening hours: a shopper walking past a closed shop gets nothing they could use now. Tick it for an offer meant for later, such as “come back tomorrow for a free coffee”. A store without opening hours counts as always open."))),
     section("Weather", "Optional. Fires only when the shopper's ping reports matching weather: one of the ticked conditions (any, if none ticked) and a temperature within the range. A ping without weather never matches a weather rule.",
       h("div", { class: "checks", "data-field": "weather.conditions" }, CONDITIONS.map((c) => checkbox("weather.conditions", c, c, (weather.conditions || []).includes(c)))),
       h("div", { class: "row", "data-field": "weather" },
@@ -178,6 +182,7 @@ export async function offerFormScreen(params, main, whoami) {
       holdout_pct: num(f.holdout_pct) ?? 0,
       channels: checked(form, "channels"),
       coupon: c,
+      fire_when_closed: whenClosed.checked,
     };
     if (isNew) body.status = paused.checked ? "paused" : "active";
     return body;

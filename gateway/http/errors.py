@@ -2,6 +2,9 @@
 
 ``{"error": {"code": "...", "message": "...", "fields": {...}, "request_id": "..."}}``
 
+plus ``"details": {...}`` when the error has facts to give beyond its message (a 410
+coupon_expired gives ``expired_at``).
+
 ApiError
 ├── BadRequest (400 bad_request)
 │   └── InvalidJson (400 invalid_json)
@@ -44,12 +47,14 @@ class ApiError(Exception):
         code: str | None = None,
         fields: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        details: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code
         self.fields = dict(fields or {})
         self.headers = dict(headers or {})
+        self.details = dict(details or {})
 
 
 class BadRequest(ApiError):
@@ -115,16 +120,22 @@ class Unavailable(ApiError):
 
 
 def error_body(
-    code: str, message: str, *, fields: Mapping[str, str] | None = None, request_id: str = "-"
+    code: str,
+    message: str,
+    *,
+    fields: Mapping[str, str] | None = None,
+    request_id: str = "-",
+    details: Mapping[str, str] | None = None,
 ) -> dict[str, object]:
-    return {
-        "error": {
-            "code": code,
-            "message": message,
-            "fields": dict(fields or {}),
-            "request_id": request_id,
-        }
+    error: dict[str, object] = {
+        "code": code,
+        "message": message,
+        "fields": dict(fields or {}),
+        "request_id": request_id,
     }
+    if details:
+        error["details"] = dict(details)
+    return {"error": error}
 
 
 # -- domain errors ----------------------------------------------------------------------
@@ -144,6 +155,11 @@ def _geometry(exc: geo_errors.GeometryInvalid) -> ApiError:
     return ValidationFailed(f"the geofence is invalid: {first}", fields=fields)
 
 
+def _too_far(exc: geo_errors.FenceTooFar) -> ApiError:
+    fields = {p.path: p.message for p in exc.problems}
+    return ValidationFailed(exc.message, code=exc.code, fields=fields)
+
+
 def _unknown_place(exc: offer_errors.UnknownPlace) -> ApiError:
     return ValidationFailed(exc.message, fields={exc.field: exc.message})
 
@@ -151,6 +167,11 @@ def _unknown_place(exc: offer_errors.UnknownPlace) -> ApiError:
 def _with_fields(kind: type[ApiError], code: str | None = None) -> Callable[[Any], ApiError]:
     """The answer that keeps the domain error's message and the inputs it names."""
     return lambda exc: kind(exc.message, code=code, fields=exc.fields)
+
+
+def _expired(exc: offer_errors.CouponExpired) -> ApiError:
+    expired_at = exc.expired_at.isoformat().replace("+00:00", "Z")
+    return Gone(exc.message, code=exc.code, details={"expired_at": expired_at})
 
 
 def _subscription(exc: webpush.SubscriptionInvalid) -> ApiError:
@@ -161,10 +182,14 @@ def _subscription(exc: webpush.SubscriptionInvalid) -> ApiError:
 # not named here answers as its package's base does.
 DOMAIN: dict[type[Exception], Callable[[Any], ApiError]] = {
     geo_errors.GeometryInvalid: _geometry,
+    geo_errors.FenceTooFar: _too_far,
     offer_errors.UnknownPlace: _unknown_place,
     offer_errors.UnknownCode: _status(NotFound),
+    offer_errors.CodeMistyped: lambda exc: ValidationFailed(
+        exc.message, code=exc.code, fields={"code": exc.message}
+    ),
     offer_errors.WrongStore: _status(Forbidden),
-    offer_errors.CouponExpired: _status(Gone),
+    offer_errors.CouponExpired: _expired,
     offer_errors.AlreadyRedeemed: _status(Conflict),
     offer_errors.RedemptionBudgetExhausted: _status(Conflict),
     offer_errors.IdempotencyKeyReused: _status(ValidationFailed),

@@ -39,8 +39,11 @@ def _error_response(
     *,
     fields: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
+    details: Mapping[str, str] | None = None,
 ) -> web.Response:
-    body = errors.error_body(code, message, fields=fields, request_id=logs.request_id.get())
+    body = errors.error_body(
+        code, message, fields=fields, request_id=logs.request_id.get(), details=details
+    )
     return api.json(body, status=status, headers=headers)
 
 
@@ -109,7 +112,12 @@ def _api_error(exc: errors.ApiError) -> web.Response:
     if exc.status >= 500:
         log.warning("request failed", extra={"code": exc.code, "status": exc.status})
     return _error_response(
-        exc.status, exc.code, exc.message, fields=exc.fields, headers=exc.headers
+        exc.status,
+        exc.code,
+        exc.message,
+        fields=exc.fields,
+        headers=exc.headers,
+        details=exc.details,
     )
 
 
@@ -154,7 +162,7 @@ async def _authorised(request: web.Request, handler: api.Handler) -> web.StreamR
     if principal.role not in endpoint.roles:
         allowed = ", ".join(sorted(r.value for r in endpoint.roles))
         raise errors.Forbidden(
-            f"a {principal.role.value} token cannot call this endpoint (allowed: {allowed})",
+            f"{principal.role.a_token} cannot call this endpoint (allowed: {allowed})",
             code="wrong_role",
         )
     request[api.PRINCIPAL] = principal

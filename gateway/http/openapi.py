@@ -31,6 +31,12 @@ _ERROR_SCHEMA: dict[str, Any] = {
                     "additionalProperties": {"type": "string"},
                 },
                 "request_id": {"type": "string"},
+                "details": {
+                    "type": "object",
+                    "description": "Facts about the error beyond its message, when it has "
+                    "any: a 410 coupon_expired gives expired_at (RFC 3339).",
+                    "additionalProperties": {"type": "string"},
+                },
             },
         }
     },

@@ -1,7 +1,7 @@
 """Offers on the ping path: each process's book of live offers, and the commit of decisions.
 
-The book of a merchant (active offers by geofence and by store, store time zones,
-program rules) is loaded on first use and dropped when the database announces a
+The book of a merchant (active offers by geofence and by store, store time zones and
+opening hours, program rules) is loaded on first use and dropped when the database announces a
 change (NOTIFY offers_changed), so a ping only reads it from memory.
 
 `commit` runs inside the transaction that wrote the shopper's new visit state. That
@@ -35,19 +35,26 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "offers_changed"
 DAY = 86_400
+# A store created after the book was loaded: UTC and no hours until the book reloads.
+_UNKNOWN_STORE = offers_store.StoreHours(timezone="UTC", opening_hours=None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Book:
     by_fence: Mapping[int, tuple[Offer, ...]]
     by_store: Mapping[int, tuple[Offer, ...]]
-    timezones: Mapping[int, str]
+    stores: Mapping[int, offers_store.StoreHours]
     program: Program
     # The longest cap window among the offers: how much history a decision needs.
     history_seconds: int = DAY
 
     @classmethod
-    def build(cls, offers: Sequence[Offer], timezones: Mapping[int, str], program: Program) -> Book:
+    def build(
+        cls,
+        offers: Sequence[Offer],
+        stores: Mapping[int, offers_store.StoreHours],
+        program: Program,
+    ) -> Book:
         by_fence: dict[int, list[Offer]] = defaultdict(list)
         by_store: dict[int, list[Offer]] = defaultdict(list)
         longest = DAY
@@ -61,7 +68,7 @@ class Book:
         return cls(
             by_fence={k: tuple(v) for k, v in by_fence.items()},
             by_store={k: tuple(v) for k, v in by_store.items()},
-            timezones=dict(timezones),
+            stores=dict(stores),
             program=program,
             history_seconds=longest,
         )
@@ -137,9 +144,9 @@ class OfferBooks:
         generation, epoch = self._generation[merchant_id], self._epoch
         async with db.acquire(pool) as conn:
             offers = await offers_store.active_offers(conn, merchant_id)
-            timezones = await offers_store.store_timezones(conn, merchant_id)
+            stores = await offers_store.store_hours(conn, merchant_id)
             program = await offers_store.get_program(conn, merchant_id)
-        book = Book.build(offers, timezones, program)
+        book = Book.build(offers, stores, program)
         # A change announced while loading may not be in what was read: use it once,
         # but do not keep it.
         if generation == self._generation[merchant_id] and epoch == self._epoch:
@@ -164,12 +171,14 @@ class OfferBooks:
                 if t.event == "exit" or t.store_id is None or now - t.at > self.max_delay:
                     continue
                 offers = book.by_fence.get(t.fence_id, ()) + book.by_store.get(t.store_id, ())
+                store = book.stores.get(t.store_id, _UNKNOWN_STORE)
                 moment.candidates.extend(
                     Candidate(
                         offer=offer,
                         fence_id=t.fence_id,
                         store_id=t.store_id,
-                        store_timezone=book.timezones.get(t.store_id, "UTC"),
+                        store_timezone=store.timezone,
+                        store_hours=store.opening_hours,
                     )
                     for offer in offers
                     if offer.trigger == t.event

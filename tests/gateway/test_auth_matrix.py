@@ -537,3 +537,18 @@ async def test_every_addressed_operation_hides_another_merchants_resources(
         assert r.status == want, (method, path, r.status, r.body)
     after = await _fingerprint(conn, tenant_b)
     assert after == before
+
+
+@pytest.mark.parametrize(
+    ("role", "named"),
+    [("app", "an app token"), ("admin", "an admin token"), ("pos", "a POS token")],
+)
+async def test_a_refusal_names_the_role_with_its_article(
+    api: ApiClient, tenant_a: Tenant, role: str, named: str
+) -> None:
+    """The message is built from the role's name: "an app token", never "a app token"."""
+    path = "/v1/me" if role != "app" else "/v1/keys"
+    r = await api.get(path, token=tenant_a.tokens[role])
+    assert (r.status, r.error_code) == (403, "wrong_role"), r.body
+    message = r.json["error"]["message"]
+    assert message.startswith(f"{named} cannot call this endpoint"), message

@@ -317,12 +317,19 @@ async def test_a_manager_creates_an_offer_through_the_form_and_pauses_it(
     )
     if places and not any(p.is_selected() for p in places):
         places[0].click()
+    # Waiting for the store's opening hours is the default; the opt-out says why in words.
+    [when_closed] = b.css('input[type="checkbox"][name="fire_when_closed"]', form)
+    assert not when_closed.is_selected()
+    explained = b.css('[data-field="fire_when_closed"]', form)[0].text
+    assert "closed" in explained and "opening hours" in explained, explained
+    when_closed.click()
     b.css('button[type="submit"]', form)[0].click()
     created = b.wait(
         lambda: next((o for o in shop.offers() if o["name"] == "Rainy afternoons"), None),
         what="the offer in the API",
     )
     assert created["title"] == "A free pastry with your tea"
+    assert created["fire_when_closed"] is True
     assert created["status"] == "active"
 
     b.go("#/offers")

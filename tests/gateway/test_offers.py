@@ -13,6 +13,7 @@ from aiohttp import test_utils
 
 from gateway import app as app_mod
 from gateway.pingpath.pings import PINGS
+from offers import codes
 from tests.support.client import ApiClient, Reply
 from tests.support.fences import LAT, LON, add_fence, circle_feature, offset
 from tests.support.openapi_check import SpecChecker
@@ -228,13 +229,27 @@ class TestCoffeeShop:
 
     async def test_expired_unknown_and_mistyped_codes(self, shop: Shop) -> None:
         await shop.offer(coupon={"discount": "1 free muffin", "valid_minutes": 15})
-        code = (await shop.walk_in()).json["offers"][0]["coupon"]["code"]
+        coupon = (await shop.walk_in()).json["offers"][0]["coupon"]
+        code = coupon["code"]
         mistyped = code[:-1] + ("0" if code[-1] != "0" else "1")
-        assert (await shop.redeem(mistyped, key="a")).status == 404
-        assert (await shop.redeem("NOT-A-CODE", key="b")).status == 404
+        r = await shop.redeem(mistyped, key="a")
+        assert (r.status, r.error_code) == (422, "code_mistyped"), r.body
+        assert "check it against the shopper's screen" in r.json["error"]["message"]
+        assert "code" in r.json["error"]["fields"]
+        # Two neighbours swapped: the check symbol sees that too.
+        swapped = code[:5] + code[6] + code[5] + code[7:]
+        if swapped != code:
+            assert (await shop.redeem(swapped, key="a2")).error_code == "code_mistyped"
+        r = await shop.redeem("NOT-A-CODE", key="b")
+        assert (r.status, r.error_code) == (404, "unknown_code")
         shop.clock.advance(minutes=16)
         r = await shop.redeem(code, key="c")
         assert (r.status, r.error_code) == (410, "coupon_expired")
+        expired_at = dt.datetime.fromisoformat(r.json["error"]["details"]["expired_at"])
+        assert expired_at == dt.datetime.fromisoformat(coupon["expires_at"])
+        assert r.json["error"]["details"]["expired_at"].endswith("Z")
+        message = r.json["error"]["message"]
+        assert f"expired at {expired_at:%Y-%m-%d %H:%M} UTC, 1 minute ago" in message, message
 
     async def test_void_only_within_the_window_and_in_scope(self, shop: Shop) -> None:
         await shop.offer()
@@ -283,6 +298,61 @@ class TestCoffeeShop:
             f"/v1/logs/decisions?offer_id={oid}&reason={reason}", token=shop.token("reviewer")
         )
         assert [d["reason"] for d in log.json["items"]] == [reason]
+
+    async def test_not_sent_while_the_store_is_closed_unless_the_offer_opts_out(
+        self, shop: Shop, conn: asyncpg.Connection
+    ) -> None:
+        # T0 is Monday 08:30 in Paris: before this shop opens at 09:00.
+        store = shop.tenant.store_ids[0]
+        hours = {"mon": ["09:00-19:00"]}
+        r = await shop.api.patch(
+            f"/v1/stores/{store}", token=shop.token("manager"), json={"opening_hours": hours}
+        )
+        assert r.status == 200, r.body
+        usual = await shop.offer()
+        later = await shop.offer(name="Come back later", priority=-1, fire_when_closed=True)
+        got = await shop.api.get(f"/v1/offers/{later}", token=shop.token("manager"))
+        assert got.json["fire_when_closed"] is True
+        got = await shop.api.get(f"/v1/offers/{usual}", token=shop.token("manager"))
+        assert got.json["fire_when_closed"] is False
+        r = await shop.walk_in()
+        assert [o["offer_id"] for o in r.json["offers"]] == [later]
+        assert await decisions(conn, usual) == [("suppressed", "store_closed")]
+        assert await decisions(conn, later) == [("sent", None)]
+        # Open now: the usual offer wins the ping by priority.
+        await shop.walk_out()
+        shop.clock.set(dt.datetime(2026, 1, 12, 8, 5, tzinfo=dt.UTC))
+        r = await shop.walk_in()
+        assert [o["offer_id"] for o in r.json["offers"]] == [usual]
+        log = await shop.api.get(
+            f"/v1/logs/decisions?offer_id={usual}&reason=store_closed", token=shop.token("reviewer")
+        )
+        assert [d["reason"] for d in log.json["items"]] == ["store_closed"]
+        report = await shop.api.get(f"/v1/reports/offers/{usual}", token=shop.token("reviewer"))
+        funnel = report.json["funnel"]
+        assert (funnel["eligible"], funnel["sent"]) == (2, 1)
+        assert funnel["suppressed"]["by_reason"]["store_closed"] == 1
+        # The opt-out can be switched off again.
+        r = await shop.api.patch(
+            f"/v1/offers/{later}", token=shop.token("manager"), json={"fire_when_closed": False}
+        )
+        assert (r.status, r.json["fire_when_closed"]) == (200, False)
+        r = await shop.api.patch(
+            f"/v1/offers/{later}", token=shop.token("manager"), json={"fire_when_closed": None}
+        )
+        assert (r.status, r.error_code) == (422, "validation_failed")
+
+    async def test_a_change_of_opening_hours_tells_the_offer_books(
+        self, conn: asyncpg.Connection, tenant_a: Tenant
+    ) -> None:
+        """Each process's book holds the stores' hours: changing them must reload it."""
+        heard: asyncio.Queue[str] = asyncio.Queue()
+        await conn.add_listener("offers_changed", lambda *args: heard.put_nowait(args[3]))
+        await conn.execute(
+            'UPDATE stores SET opening_hours = \'{"mon": ["09:00-19:00"]}\' WHERE id = $1',
+            tenant_a.store_ids[0],
+        )
+        assert await asyncio.wait_for(heard.get(), 30) == str(tenant_a.merchant_id)
 
     async def test_never_at_3am_and_only_with_consent(
         self, shop: Shop, conn: asyncpg.Connection
@@ -484,15 +554,39 @@ class TestConcurrency:
             api = ApiClient(client, spec)
             statuses = []
             for i in range(5):
-                r = await api.post(
-                    "/v1/redemptions",
-                    token=tenant_a.tokens["pos"],
-                    json={"code": f"GUESS{i}", "store_id": str(tenant_a.store_ids[0])},
-                    headers={"Idempotency-Key": f"g{i}"},
-                )
+                r = await _attempt(api, tenant_a, f"GUESS{i}", key=f"g{i}")
                 statuses.append(r.status)
             assert statuses == [404, 404, 404, 429, 429]
             assert int(r.headers["Retry-After"]) >= 1
+
+    async def test_mistyped_codes_count_against_the_rate_limit(
+        self, database_url: str, tenant_a: Tenant, tmp_path: Any, spec: SpecChecker
+    ) -> None:
+        """A typo is answered without a lookup, but still costs the key an attempt: the
+        check symbol must not become a free oracle for guessing."""
+        settings = make_settings(tmp_path, redeem_rate=1, redeem_burst=3)
+        application = app_mod.create_app(settings, db_url=database_url)
+        code = codes.normalize(tenant_a.coupon_code)
+        assert code is not None
+        wrong = "0" if code[-1] != "0" else "1"
+        async with test_utils.TestClient(test_utils.TestServer(application)) as client:
+            api = ApiClient(client, spec)
+            answers = []
+            for i in range(4):
+                r = await _attempt(api, tenant_a, code[:-1] + wrong, key=f"t{i}")
+                answers.append((r.status, r.error_code))
+            assert answers == [(422, "code_mistyped")] * 3 + [(429, "rate_limited")]
+            # The right code from the same key waits its turn too.
+            assert (await _attempt(api, tenant_a, code, key="right")).status == 429
+
+
+async def _attempt(api: ApiClient, tenant: Tenant, code: str, *, key: str) -> Reply:
+    return await api.post(
+        "/v1/redemptions",
+        token=tenant.tokens["pos"],
+        json={"code": code, "store_id": str(tenant.store_ids[0])},
+        headers={"Idempotency-Key": key},
+    )
 
 
 class TestAtomicity:

@@ -99,7 +99,7 @@ async def test_the_migrations_backfill_contains_the_computed_extent(
 ) -> None:
     store = tenant_a.store_ids[0]
     await _make(api, tenant_a, _circle(store, LON, LAT, 250))
-    await _make(api, tenant_a, _circle(store, LON, 70.0, 5000))
+    await _make(api, tenant_a, _circle(store, LON, LAT + 0.05, 5000))
     await _make(api, tenant_a, _square(store, LON, LAT, 0.002))
     computed = await conn.fetch("SELECT id, extent FROM geofences ORDER BY id")
     backfill = re.search(r"UPDATE geofences .*?END;", MIGRATION.read_text(), re.S)

@@ -654,3 +654,18 @@ async def test_list_bad_query_is_422(
     assert r.status == 422, r.body
     assert r.error_code == "validation_failed"
     assert field in r.json["error"]["fields"]
+
+
+async def test_a_swapped_feature_refuses_the_collection_and_says_which(
+    api: ApiClient, conn: asyncpg.Connection, tenant_a: Tenant
+) -> None:
+    store0, store1 = tenant_a.store_ids
+    swapped = _circle(store1, "swapped", lon=48.8535, lat=2.3695)
+    body = _collection(_circle(store0, "fine"), swapped)
+    before = await _fences(conn)
+    r = await api.put("/v1/geofences", token=tenant_a.tokens["admin"], json=body)
+    assert (r.status, r.error_code) == (422, "fence_too_far"), r.body
+    [(where, why)] = r.json["error"]["fields"].items()
+    assert where == "features[1].geometry.coordinates"
+    assert "did you swap longitude and latitude?" in why
+    assert await _fences(conn) == before

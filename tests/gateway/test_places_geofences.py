@@ -706,3 +706,69 @@ async def test_a_deleted_geofence_leaves_the_index(api: ApiClient, tenant_a: Ten
     assert r.status == 204
     # Standing still, the shopper leaves the fence that is no longer there.
     assert await _event_within(api, shopper, lon, lat, gid, "exit")
+
+
+# --- a geofence stays near its store (GATEWAY_MAX_FENCE_DISTANCE_M, 50 km by default) ------
+
+
+async def test_swapped_lon_lat_is_422_with_a_hint_and_writes_nothing(
+    api: ApiClient, conn: asyncpg.Connection, tenant_a: Tenant
+) -> None:
+    """The fixture's store is in Paris; [48.8535, 2.3695] is in range, and off Somalia."""
+    before = await _fences(conn)
+    swapped = _circle(tenant_a.store_ids[0], lon=48.8535, lat=2.3695)
+    r = await api.post("/v1/geofences", token=tenant_a.tokens["manager"], json=swapped)
+    assert (r.status, r.error_code) == (422, "fence_too_far"), r.body
+    [(where, why)] = r.json["error"]["fields"].items()
+    assert where == "geometry.coordinates"
+    assert "did you swap longitude and latitude?" in why
+    assert "did you swap longitude and latitude?" in r.json["error"]["message"]
+    # A polygon drawn in Lyon is simply far: no hint, but how far.
+    lyon = _polygon(tenant_a.store_ids[0], _ring_around(4.8357, 45.764, 6))
+    r = await api.post("/v1/geofences", token=tenant_a.tokens["manager"], json=lyon)
+    assert (r.status, r.error_code) == (422, "fence_too_far"), r.body
+    why = r.json["error"]["fields"]["geometry.coordinates"]
+    assert "too far from its store (39" in why and "swap" not in why, why
+    assert await _fences(conn) == before
+
+
+async def test_patching_a_fence_far_away_is_refused_but_a_rename_is_not(
+    api: ApiClient, conn: asyncpg.Connection, tenant_a: Tenant
+) -> None:
+    path = f"/v1/geofences/{tenant_a.geofence_ids[0]}"
+    before = await _fences(conn)
+    far = {"geometry": {"type": "Point", "coordinates": [48.8566, 2.3522]}}
+    r = await api.patch(path, token=tenant_a.tokens["admin"], json=far)
+    assert (r.status, r.error_code) == (422, "fence_too_far"), r.body
+    assert "swap" in r.json["error"]["fields"]["geometry.coordinates"]
+    # Renaming a fence checks nothing about where it lies.
+    r = await api.patch(
+        path, token=tenant_a.tokens["admin"], json={"properties": {"name": "renamed"}}
+    )
+    assert r.status == 200, r.body
+    assert len(await _fences(conn)) == len(before)
+
+
+async def test_a_store_move_that_strands_its_fences_is_refused(
+    api: ApiClient, conn: asyncpg.Connection, tenant_a: Tenant
+) -> None:
+    store = tenant_a.store_ids[0]
+    path = f"/v1/stores/{store}"
+    row = await conn.fetchrow("SELECT lat, lon FROM stores WHERE id = $1", store)
+    assert row is not None
+    # lat and lon swapped: within range, 6,800 km from the store's door geofence.
+    r = await api.patch(
+        path, token=tenant_a.tokens["manager"], json={"lat": row["lon"], "lon": row["lat"]}
+    )
+    assert (r.status, r.error_code) == (422, "fence_too_far"), r.body
+    fields = r.json["error"]["fields"]
+    assert set(fields) == {"lat", "lon"}
+    assert "'door 0'" in fields["lat"] and "did you swap longitude and latitude?" in fields["lat"]
+    r = await api.patch(path, token=tenant_a.tokens["manager"], json={"lat": 45.764, "lon": 4.8357})
+    assert (r.status, r.error_code) == (422, "fence_too_far"), r.body
+    assert "swap" not in r.json["error"]["message"]
+    after = await conn.fetchrow("SELECT lat, lon FROM stores WHERE id = $1", store)
+    assert after == row
+    # Across the street is fine.
+    r = await api.patch(path, token=tenant_a.tokens["manager"], json={"lat": row["lat"] + 0.001})
+    assert r.status == 200, r.body

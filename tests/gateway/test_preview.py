@@ -68,6 +68,25 @@ class TestPreview:
         assert reasons(answer) == {oid: "quiet_hours"}
         assert answer["offers"][0]["fires"] is False
 
+    async def test_before_the_store_opens_it_says_store_closed(self, shop: Shop) -> None:
+        store = shop.tenant.store_ids[0]
+        r = await shop.api.patch(
+            f"/v1/stores/{store}",
+            token=shop.token("manager"),
+            json={"opening_hours": {"mon": ["09:00-19:00"]}},
+        )
+        assert r.status == 200, r.body
+        usual = await shop.offer()
+        anyway = await shop.offer(name="Come back later", priority=-1, fire_when_closed=True)
+        # T0 is Monday 08:30 in Paris, half an hour before opening.
+        answer = await preview(shop, situation(T0))
+        assert reasons(answer) == {anyway: None, usual: "store_closed"}
+        nine = T0 + dt.timedelta(minutes=30)
+        assert reasons(await preview(shop, situation(nine))) == {
+            usual: None,
+            anyway: "lower_priority",
+        }
+
     async def test_a_cold_weather_offer_in_warm_weather_says_weather(self, shop: Shop) -> None:
         oid = await shop.offer(weather={"max_temp_c": 10})
         assert reasons(await preview(shop, situation(T0, WARM))) == {oid: "weather_mismatch"}

@@ -56,3 +56,16 @@ def test_every_single_substitution_and_adjacent_swap_is_caught() -> None:
                 continue
             swapped = code[:i] + code[i + 1] + code[i] + code[i + 2 :]
             assert codes.normalize(swapped) is None, (code, i)
+
+
+def test_a_typo_is_told_apart_from_what_cannot_be_a_code() -> None:
+    code = codes.new_code()
+    wrong = "0" if code[-1] != "0" else "1"
+    assert codes.is_mistyped(code[:-1] + wrong)
+    assert codes.is_mistyped(codes.display(code[:3] + code[4] + code[3] + code[5:])) or (
+        code[3] == code[4]
+    )
+    assert not codes.is_mistyped(code)
+    assert not codes.is_mistyped(codes.display(code).lower())
+    for not_a_code in ("", "GUESS1", code[:-1], code + "0", "U" + code[1:]):
+        assert not codes.is_mistyped(not_a_code), not_a_code

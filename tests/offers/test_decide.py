@@ -50,8 +50,10 @@ def offer(id: int = 1, **kw: Any) -> Offer:
     return Offer(**base)
 
 
-def cand(o: Offer, *, fence: int = 100, tz: str = PARIS) -> Candidate:
-    return Candidate(offer=o, fence_id=fence, store_id=10, store_timezone=tz)
+def cand(
+    o: Offer, *, fence: int = 100, tz: str = PARIS, hours: dict[str, list[str]] | None = None
+) -> Candidate:
+    return Candidate(offer=o, fence_id=fence, store_id=10, store_timezone=tz, store_hours=hours)
 
 
 def shopper(**kw: Any) -> ShopperState:
@@ -67,8 +69,9 @@ def one(
     who: ShopperState | None = None,
     program: Program = NO_QUIET,
     tz: str = PARIS,
+    hours: dict[str, list[str]] | None = None,
 ) -> str | None:
-    [d] = decide.decide(context, who or shopper(), [cand(o, tz=tz)], program)
+    [d] = decide.decide(context, who or shopper(), [cand(o, tz=tz, hours=hours)], program)
     assert d.send == (d.reason is None)
     return d.reason
 
@@ -193,6 +196,7 @@ class TestReasons:
             one(offer(), who=shopper(marketing_consent=False)),
             one(offer(), context=Context(now=at("2026-01-13T03:00", PARIS)), program=Program()),
             one(offer(schedule={"sat": ["07:00-08:00"]})),
+            one(offer(), hours={"sat": ["07:00-08:00"]}),
             one(offer(weather=WeatherRule(min_temp_c=30))),
             one(offer(audience=Audience(min_points=1))),
             one(offer(budget_issued=1, issued_count=1)),
@@ -222,7 +226,25 @@ class TestReasons:
         assert one(everything_wrong, who=shopper(marketing_consent=False)) == "no_consent"
         assert one(everything_wrong) == "outside_schedule"
         assert one(replace(everything_wrong, schedule=None)) == "weather_mismatch"
+        closed = {"sat": ["07:00-08:00"]}
+        assert one(everything_wrong, hours=closed) == "outside_schedule"
+        assert one(replace(everything_wrong, schedule=None), hours=closed) == "store_closed"
         assert one(replace(everything_wrong, schedule=None, weather=None)) == "audience_mismatch"
+
+    def test_not_sent_while_the_store_is_closed_unless_the_offer_opts_out(self) -> None:
+        # NOW is Monday 09:00 in Paris, 03:00 in New York.
+        opens_at_ten = {"mon": ["10:00-19:00"]}
+        assert one(offer(), hours=opens_at_ten) == "store_closed"
+        assert one(offer(fire_when_closed=True), hours=opens_at_ten) is None
+        assert one(offer(), hours={"mon": ["08:00-19:00"]}) is None
+        # No opening hours: always open.
+        assert one(offer(), hours=None) is None
+        # In the store's own zone: 09:00 in Paris is 03:00 in New York, closed there.
+        assert one(offer(), hours={"mon": ["08:00-19:00"]}, tz=NEW_YORK) == "store_closed"
+        # Sunday's late hours running past midnight keep it open on Monday's small hours.
+        late = Context(now=at("2026-01-12T01:30", PARIS))
+        assert one(offer(), context=late, hours={"sun": ["18:00-02:00"]}) is None
+        assert one(offer(), context=late, hours={"mon": ["18:00-02:00"]}) == "store_closed"
 
 
 class TestSchedules:

@@ -36,6 +36,7 @@ def offer_values(store_ids: list[int], **overrides: Any) -> dict[str, Any]:
         "priority": 0,
         "holdout_pct": 0.0,
         "coupon": {"discount": "20% off", "valid_minutes": 60, "barcode_format": "qr"},
+        "fire_when_closed": False,
     }
     values.update(overrides)
     return values

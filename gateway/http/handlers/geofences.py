@@ -15,7 +15,7 @@ from gateway.db import POOL
 from gateway.http import api, errors, paging
 from gateway.http.api import Endpoint, Reply
 from gateway.settings import SETTINGS
-from geo import geojson
+from geo import anchor, geojson
 from geo import store as geo_store
 from geo.models import FenceFeature
 
@@ -77,6 +77,15 @@ _FEATURE_IN = {
 }
 
 
+_NEAR = (
+    " A geofence must lie within GATEWAY_MAX_FENCE_DISTANCE_M (50 km by default) of its "
+    "store, measured from the store to the fence's nearest point: else 422 fence_too_far, "
+    "with error.fields at the offending geometry.coordinates and, when exchanging each "
+    "position's two numbers would bring the fence within reach, the hint \"did you swap "
+    'longitude and latitude?".'
+)
+
+
 def _answer(rec: geo_store.GeofenceRecord) -> dict[str, Any]:
     props: dict[str, Any] = dict(rec.properties)
     props["store_id"] = str(rec.store_id)
@@ -107,9 +116,10 @@ def _store_id_of(props: Any, path: str) -> int:
 
 async def _check_stores(
     conn: Any, p: Principal, store_ids: set[int], where: dict[int, str]
-) -> None:
-    found = await geo_store.existing_stores(conn, p.merchant_id, sorted(store_ids))
-    missing = store_ids - found
+) -> dict[int, tuple[float, float]]:
+    """The stores' (lon, lat), once each exists in the merchant and is in the token's scope."""
+    found = await geo_store.store_locations(conn, p.merchant_id, sorted(store_ids))
+    missing = store_ids - set(found)
     if missing:
         raise errors.ValidationFailed(
             "unknown store",
@@ -121,6 +131,28 @@ async def _check_stores(
             f"this token is not scoped to store(s) {', '.join(map(str, sorted(outside)))}",
             code="out_of_scope",
         )
+    return found
+
+
+def _check_near(
+    request: web.Request,
+    fences: list[tuple[str, int, FenceFeature]],
+    stores: dict[int, tuple[float, float]],
+) -> None:
+    """Each (path, store id, feature) must lie within GATEWAY_MAX_FENCE_DISTANCE_M of its store."""
+    anchor.check(
+        [
+            anchor.Tethered(
+                path=path,
+                geometry=feature.geometry,
+                radius_m=feature.radius_m,
+                store_lon=stores[store_id][0],
+                store_lat=stores[store_id][1],
+            )
+            for path, store_id, feature in fences
+        ],
+        request.app[SETTINGS].max_fence_distance_m,
+    )
 
 
 def _check_name(feature: FenceFeature, path: str) -> None:
@@ -144,7 +176,8 @@ async def create_geofence(request: web.Request) -> web.Response:
     feature = _parse_feature(data)
     store_id = _store_id_of(feature.properties, "")
     async with db.acquire(request.app[POOL]) as conn, conn.transaction():
-        await _check_stores(conn, p, {store_id}, {store_id: "properties.store_id"})
+        stores = await _check_stores(conn, p, {store_id}, {store_id: "properties.store_id"})
+        _check_near(request, [("", store_id, feature)], stores)
         rec = await geo_store.insert_geofence(
             conn, merchant_id=p.merchant_id, store_id=store_id, feature=feature
         )
@@ -199,7 +232,10 @@ async def patch_geofence(request: web.Request) -> web.Response:
         merged = {"type": "Feature", "geometry": geometry, "properties": props}
         feature = _parse_feature(merged)
         store_id = _store_id_of(feature.properties, "")
-        await _check_stores(conn, p, {store_id}, {store_id: "properties.store_id"})
+        stores = await _check_stores(conn, p, {store_id}, {store_id: "properties.store_id"})
+        if "geometry" in data or str(store_id) != current["properties"]["store_id"]:
+            # A rename alone does not answer for where the fence was drawn long ago.
+            _check_near(request, [("", store_id, feature)], stores)
         rec = await geo_store.update_geofence(
             conn,
             geofence_id=int(current["id"]),
@@ -326,7 +362,12 @@ async def replace_geofences(request: web.Request) -> web.Response:
     async with db.acquire(request.app[POOL]) as conn, conn.transaction():
         # Before any check: what is checked stays true until this import commits.
         await geo_store.lock_geofence_set(conn, p.merchant_id)
-        await _check_stores(conn, p, set(where), where)
+        stores = await _check_stores(conn, p, set(where), where)
+        _check_near(
+            request,
+            [(f"features[{i}].", sid, feature) for i, (_, sid, feature) in enumerate(items)],
+            stores,
+        )
         if ids_seen:
             existing = await geo_store.geofence_stores(conn, p.merchant_id, sorted(ids_seen))
             for gid, path in ids_seen.items():
@@ -359,6 +400,7 @@ ENDPOINTS = [
         handler=create_geofence,
         tag="places",
         summary="Create a geofence from a GeoJSON Feature",
+        description=_NEAR.strip(),
         roles=WRITERS,
         body_schema=_FEATURE_IN,
         replies={201: Reply(description="The stored Feature with its id", model=GeofenceFeature)},
@@ -406,7 +448,7 @@ ENDPOINTS = [
         summary="Bulk import: replace the geofences in scope with a FeatureCollection",
         description="All or nothing. Features with an id update that geofence; features "
         "without one are created; geofences in the token's scope that are not in the "
-        "collection are deleted. Export with GET ?format=geojson, edit, and PUT it back.",
+        "collection are deleted. Export with GET ?format=geojson, edit, and PUT it back." + _NEAR,
         roles=WRITERS,
         body_schema={"type": "object", "description": "A GeoJSON FeatureCollection"},
         bulk_body=True,
@@ -428,6 +470,7 @@ ENDPOINTS = [
         handler=patch_geofence,
         tag="places",
         summary="Change a geofence: send geometry and/or properties to merge",
+        description=_NEAR.strip(),
         roles=WRITERS,
         body_schema={"type": "object", "description": "A partial GeoJSON Feature"},
         replies={200: Reply(description="The Feature", model=GeofenceFeature)},

@@ -34,6 +34,14 @@ def _check_url(value: str) -> str:
 
 Url = Annotated[str, pydantic.AfterValidator(_check_url)]
 Temp = Annotated[float, pydantic.Field(ge=-90, le=70, allow_inf_nan=False)]
+FireWhenClosed = Annotated[
+    bool,
+    pydantic.Field(
+        description="By default an offer is not sent while the store where it triggered is "
+        "closed by its opening_hours (decision reason store_closed). true sends it at any "
+        "hour, e.g. for an offer that invites the shopper back tomorrow."
+    ),
+]
 
 
 class ScheduleIn(api.Model):
@@ -147,6 +155,7 @@ class OfferCreate(api.Model):
     channels: Annotated[Channels, pydantic.AfterValidator(_unique_channels)]
     coupon: CouponIn
     status: Literal["active", "paused"] = "active"
+    fire_when_closed: FireWhenClosed = False
 
     @pydantic.model_validator(mode="after")
     def _somewhere(self) -> OfferCreate:
@@ -173,6 +182,7 @@ class OfferPatch(api.Model):
     channels: Annotated[Channels, pydantic.AfterValidator(_unique_channels)] | None = None
     coupon: CouponIn | None = None
     status: Literal["active", "paused"] | None = None
+    fire_when_closed: FireWhenClosed | None = None
 
 
 def _schedule(o: offer_models.Offer) -> dict[str, Any] | None:
@@ -227,6 +237,7 @@ class OfferOut(api.Out):
     holdout_pct: float
     channels: list[str]
     coupon: dict[str, Any]
+    fire_when_closed: bool
     created_at: dt.datetime
     updated_at: dt.datetime
 
@@ -263,6 +274,7 @@ class OfferOut(api.Out):
                 "discount_pct": o.coupon.discount_pct,
                 "discount_amount": o.coupon.discount_amount,
             },
+            fire_when_closed=o.fire_when_closed,
             created_at=rec.created_at,
             updated_at=rec.updated_at,
         )
@@ -277,7 +289,16 @@ def _columns(req: OfferCreate | OfferPatch) -> dict[str, Any]:
     """The request's fields as offer columns (only those the request set, for a patch)."""
     given = req.model_fields_set
     out: dict[str, Any] = {}
-    for name in ("name", "title", "body", "image_url", "trigger", "priority", "holdout_pct"):
+    for name in (
+        "name",
+        "title",
+        "body",
+        "image_url",
+        "trigger",
+        "priority",
+        "holdout_pct",
+        "fire_when_closed",
+    ):
         if name in given or isinstance(req, OfferCreate):
             out[name] = getattr(req, name)
     if "channels" in given or isinstance(req, OfferCreate):
@@ -307,7 +328,17 @@ def _columns(req: OfferCreate | OfferPatch) -> dict[str, Any]:
 
 
 def _not_null(req: OfferPatch) -> None:
-    for name in ("name", "title", "body", "trigger", "channels", "coupon", "status", "priority"):
+    for name in (
+        "name",
+        "title",
+        "body",
+        "trigger",
+        "channels",
+        "coupon",
+        "status",
+        "priority",
+        "fire_when_closed",
+    ):
         if name in req.model_fields_set and getattr(req, name) is None:
             raise errors.ValidationFailed("bad field", fields={name: "cannot be null"})
 
@@ -455,6 +486,8 @@ ENDPOINTS = [
         description="Where (geofence_ids and/or store_ids), trigger (enter or dwell), when "
         "(schedule: validity period and weekly windows in the store's time zone), weather, "
         "audience, per-shopper caps, budget, priority, holdout and the coupon it issues. "
+        "An offer is not sent while its store is closed by the store's opening_hours "
+        "(reason store_closed) unless fire_when_closed is true. "
         f"Channels: {', '.join(offer_models.CHANNELS)}. A store-scoped key can only create "
         "offers on its stores.",
         roles=WRITERS,

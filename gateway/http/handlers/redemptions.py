@@ -137,15 +137,18 @@ ENDPOINTS = [
         tag="redemptions",
         summary="Redeem a coupon at the till (single use)",
         description="Needs an Idempotency-Key header: a retry with the same key and request "
-        "answers the first result again (with Idempotent-Replayed: true). 404 unknown code, "
-        "403 not valid at this store, 410 expired, 409 already redeemed or redemption "
-        "budget used up, 422 the key was used for another request. Attempts are "
-        "rate-limited per POS key (GATEWAY_REDEEM_RATE per second), so codes cannot be "
-        "guessed by brute force.",
+        "answers the first result again (with Idempotent-Replayed: true). 404 unknown_code "
+        "(no such coupon, or not a code at all); 422 code_mistyped (the check symbol shows "
+        "a mistyped or swapped symbol: check the code against the shopper's screen); 403 "
+        "not valid at this store; 410 coupon_expired, with error.details.expired_at "
+        "(RFC 3339); 409 already redeemed or redemption budget used up; 422 the key was "
+        "used for another request. Every attempt, mistyped ones too, counts against the "
+        "per-key rate limit (GATEWAY_REDEEM_RATE per second), so codes cannot be guessed "
+        "by brute force.",
         roles=frozenset({Role.POS}),
         body=RedemptionIn,
         replies={201: Reply(description="The redemption", model=RedemptionOut)},
-        errors=(404, 409, 410, 429),
+        errors=(404, 409, 410, 422, 429),
         parameters=(idempotency.PARAMETER,),
     ),
     Endpoint(

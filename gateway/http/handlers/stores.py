@@ -13,6 +13,8 @@ from gateway.accounts.auth import Role
 from gateway.db import POOL
 from gateway.http import api, errors, paging
 from gateway.http.api import Endpoint, Reply
+from gateway.settings import SETTINGS
+from geo import anchor
 from geo import places as geo_places
 from geo import store as geo_store
 
@@ -144,6 +146,15 @@ async def patch_store(request: web.Request) -> web.Response:
     async with db.acquire(request.app[POOL]) as conn, conn.transaction():
         store = await _visible_store(request, conn)
         updated = await geo_store.update_store(conn, store.id, p.merchant_id, changes)
+        if updated is not None and (updated.lon, updated.lat) != (store.lon, store.lat):
+            # After the update, which holds the store row: a fence written meanwhile has
+            # committed (and is read here) or waits for this move (and is checked against it).
+            anchor.check_store_move(
+                await geo_store.store_fences(conn, store.id),
+                updated.lon,
+                updated.lat,
+                request.app[SETTINGS].max_fence_distance_m,
+            )
     if updated is None:  # deleted while this request ran
         raise errors.NotFound("no such store")
     return api.json(StoreOut.of(updated))
@@ -196,6 +207,12 @@ ENDPOINTS = [
         handler=patch_store,
         tag="places",
         summary="Change some of a store's fields (opening_hours: null clears them)",
+        description="A move (lat, lon) that would leave one of the store's geofences farther "
+        "than GATEWAY_MAX_FENCE_DISTANCE_M (50 km by default) from it is refused with 422 "
+        'fence_too_far, naming the fences at lat and lon, and asking "did you swap '
+        'longitude and latitude?" when the swapped position would keep them all in reach. '
+        "Changing opening_hours changes when offers are sent: by default an offer is not sent "
+        "while its store is closed (decision reason store_closed).",
         roles=WRITERS,
         body=StorePatch,
         replies={200: Reply(description="The store", model=StoreOut)},
