@@ -8,13 +8,15 @@ import csv
 import datetime as dt
 import io
 import tracemalloc
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
+from gateway.http.handlers import reports as rep_handlers
 from gateway.jobs import stats as gw_stats
-from offers import stats
+from offers import report, stats
 from offers import store as offers_store
 from tests.support.shop import Shop, enrol
 
@@ -310,3 +312,17 @@ class TestLogs:
         # Everything held at once would be several times the CSV's size.
         assert size > 5_000_000
         assert peak < size / 4, (peak, size)
+
+
+def test_the_funnel_definitions_are_quoted_word_for_word() -> None:
+    """One set of definitions: the console's report screen, the README and the API's
+    description quote offers.report's STAGES, so none of them can drift."""
+    root = Path(__file__).resolve().parents[2]
+    console = (root / "gateway/console/report.js").read_text(encoding="utf-8")
+    readme = " ".join((root / "README.md").read_text(encoding="utf-8").split())
+    described = next(e for e in rep_handlers.ENDPOINTS if e.path.startswith("/v1/reports/"))
+    for key, label, text in report.STAGES:
+        assert f"**{label}**: {text}." in readme, key
+        assert text in (described.description or ""), key
+        if key not in ("conv_sent", "conv_holdout", "uplift"):
+            assert f'["{key}", "{label}", "{text}"]' in console, key
