@@ -14,7 +14,7 @@ from dataclasses import asdict
 from typing import Any, Literal
 
 from offers import stats
-from offers.models import REASONS, TARGETING_REASONS, Reason
+from offers.models import REASONS, TARGETING_REASONS
 
 Breakdown = Literal["store", "channel", "day"]
 DELIVERY_METRICS = ("delivered", "opened", "dismissed", "failed")
@@ -74,7 +74,7 @@ STAGES: tuple[tuple[str, str, str], ...] = (
 DEFINITIONS = {key: definition for key, _, definition in STAGES}
 
 # Reason codes in words, for people.
-REASON_WORDS: dict[Reason, str] = {
+REASON_WORDS: dict[str, str] = {
     "no_consent": "no marketing consent",
     "quiet_hours": "quiet hours",
     "outside_schedule": "outside the schedule",

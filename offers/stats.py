@@ -33,7 +33,7 @@ def verdict(ci_low: float | None, ci_high: float | None) -> str:
         return "significant: the whole interval is above zero"
     if ci_high < 0:
         return "significant: the whole interval is below zero"
-    return "not significant: the interval includes zero, so chance cannot be ruled out"
+    return "not significant: the interval includes zero"
 
 
 def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
