@@ -1,7 +1,9 @@
-"""The funnel of an offer from its rollup rows: eligible, suppressed by reason, sent,
-delivered, opened, redeemed, and the holdout comparison with its uplift.
+"""The funnel of an offer from its rollup rows: candidates, eligible, suppressed by
+reason, sent, delivered, opened, redeemed, and the holdout comparison with its uplift.
 
-Pure: the rows come from `store.funnel_rows`, one per (day, store, channel, metric).
+The stages are defined once, in `STAGES`: the API's description, the demo's report and
+the README quote these words. Pure: the rows come from `store.funnel_rows`, one per
+(day, store, channel, metric).
 """
 
 from __future__ import annotations
@@ -12,10 +14,78 @@ from dataclasses import asdict
 from typing import Any, Literal
 
 from offers import stats
-from offers.models import REASONS
+from offers.models import REASONS, TARGETING_REASONS
 
 Breakdown = Literal["store", "channel", "day"]
 DELIVERY_METRICS = ("delivered", "opened", "dismissed", "failed")
+
+# (key in the report, label, definition). sent >= delivered >= opened holds by
+# construction: an open records the delivery it implies.
+STAGES: tuple[tuple[str, str, str], ...] = (
+    (
+        "candidates",
+        "Candidates",
+        "decisions: times a shopper entering or dwelling at one of the offer's geofences "
+        "or stores made the offer a candidate",
+    ),
+    (
+        "eligible",
+        "Eligible",
+        "candidates that passed the offer's targeting: consent, quiet hours, schedule, "
+        "weather and audience (a weekend-only offer is never eligible on a weekday)",
+    ),
+    (
+        "suppressed",
+        "Suppressed",
+        "candidates not sent, by reason: the targeting reasons (not eligible), then for "
+        "eligible ones budget, caps, holdout or another offer's priority",
+    ),
+    ("sent", "Sent", "coupons issued: eligible decisions that sent the offer"),
+    (
+        "delivered",
+        "Delivered",
+        "sent coupons that reached the shopper on at least one channel: in the app (the "
+        "ping's answer or the inbox), by Web Push or on the wallet pass",
+    ),
+    (
+        "opened",
+        "Opened",
+        "delivered coupons the shopper opened (an open counts as a delivery too)",
+    ),
+    ("redeemed", "Redeemed", "coupons redeemed at the till, voided redemptions excluded"),
+    (
+        "conv_sent",
+        "Conv. sent",
+        "conversion rate of shoppers sent the offer: the share of sends followed by a "
+        "redemption or purchase at one of the offer's stores while the coupon was valid",
+    ),
+    (
+        "conv_holdout",
+        "Conv. holdout",
+        "the same rate for held-out shoppers, who were eligible but deliberately not sent",
+    ),
+    (
+        "uplift",
+        "Uplift",
+        "conv. sent minus conv. holdout, in percentage points, with its 95 % interval "
+        "(Newcombe's hybrid score) and the p-value of a two-proportion z test",
+    ),
+)
+DEFINITIONS = {key: definition for key, _, definition in STAGES}
+
+# Reason codes in words, for people.
+REASON_WORDS: dict[str, str] = {
+    "no_consent": "no marketing consent",
+    "quiet_hours": "quiet hours",
+    "outside_schedule": "outside the schedule",
+    "weather_mismatch": "weather did not match",
+    "audience_mismatch": "not in the audience",
+    "budget_exhausted": "budget used up",
+    "frequency_capped": "per-shopper cap reached",
+    "fatigue_capped": "daily offer limit reached",
+    "holdout": "held out (control group)",
+    "lower_priority": "another offer had priority",
+}
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -24,9 +94,13 @@ def _rate(part: int, whole: int) -> float | None:
 
 def summarize(counts: Mapping[str, int]) -> dict[str, Any]:
     """One funnel from metric totals."""
-    eligible = counts.get("eligible", 0)
+    # The rollups' "eligible" metric counts every decision: the candidates. (Its name
+    # predates the funnel's definitions; renaming stored rows is not worth a migration.)
+    candidates = counts.get("eligible", 0)
     sent = counts.get("sent", 0)
     by_reason = {r: counts.get(f"suppressed:{r}", 0) for r in REASONS}
+    not_eligible = sum(by_reason[r] for r in TARGETING_REASONS)
+    eligible = candidates - not_eligible
     delivered = counts.get("delivered", 0)
     opened = counts.get("opened", 0)
     redeemed = counts.get("redeemed", 0)
@@ -35,8 +109,14 @@ def summarize(counts: Mapping[str, int]) -> dict[str, Any]:
     holdout_conv = counts.get("converted:holdout", 0)
     uplift = stats.uplift(sent, treated_conv, held_out, holdout_conv)
     return {
+        "candidates": candidates,
         "eligible": eligible,
-        "suppressed": {"total": sum(by_reason.values()), "by_reason": by_reason},
+        "suppressed": {
+            "total": sum(by_reason.values()),
+            "not_eligible": not_eligible,
+            "eligible_not_sent": eligible - sent,
+            "by_reason": by_reason,
+        },
         "sent": sent,
         "delivered": delivered,
         "opened": opened,
@@ -44,6 +124,7 @@ def summarize(counts: Mapping[str, int]) -> dict[str, Any]:
         "failed": counts.get("failed", 0),
         "redeemed": redeemed,
         "rates": {
+            "eligible_of_candidates": _rate(eligible, candidates),
             "sent_of_eligible": _rate(sent, eligible),
             "delivered_of_sent": _rate(delivered, sent),
             "opened_of_delivered": _rate(opened, delivered),

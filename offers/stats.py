@@ -25,6 +25,17 @@ class Uplift:
     p_value: float | None
 
 
+def verdict(ci_low: float | None, ci_high: float | None) -> str:
+    """What an uplift interval says, in words."""
+    if ci_low is None or ci_high is None:
+        return "no uplift: it needs shoppers sent the offer and shoppers held out"
+    if ci_low > 0:
+        return "significant: the whole interval is above zero"
+    if ci_high < 0:
+        return "significant: the whole interval is below zero"
+    return "not significant: the interval includes zero"
+
+
 def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of a proportion."""
     if n <= 0:

@@ -7,17 +7,20 @@ import {
   REASONS, REASON_TEXT,
 } from "./review-ui.js";
 
+// The definitions are offers/report.py's STAGES, word for word (a test checks).
 const STAGES = [
-  ["eligible", "Eligible", "decisions: pings at which this offer was considered (sent + suppressed)"],
-  ["suppressed", "Suppressed", "decisions not sent, for one of the reasons in the chart (held-out shoppers included)"],
-  ["sent", "Sent", "coupons issued: decisions that sent the offer"],
-  ["delivered", "Delivered", "coupons that reached the shopper on at least one channel"],
-  ["opened", "Opened", "coupons the shopper opened"],
-  ["redeemed", "Redeemed", "coupons redeemed at the till"],
+  ["candidates", "Candidates", "decisions: times a shopper entering or dwelling at one of the offer's geofences or stores made the offer a candidate"],
+  ["eligible", "Eligible", "candidates that passed the offer's targeting: consent, quiet hours, schedule, weather and audience (a weekend-only offer is never eligible on a weekday)"],
+  ["suppressed", "Suppressed", "candidates not sent, by reason: the targeting reasons (not eligible), then for eligible ones budget, caps, holdout or another offer's priority"],
+  ["sent", "Sent", "coupons issued: eligible decisions that sent the offer"],
+  ["delivered", "Delivered", "sent coupons that reached the shopper on at least one channel: in the app (the ping's answer or the inbox), by Web Push or on the wallet pass"],
+  ["opened", "Opened", "delivered coupons the shopper opened (an open counts as a delivery too)"],
+  ["redeemed", "Redeemed", "coupons redeemed at the till, voided redemptions excluded"],
 ];
 
 // stage -> [the API's rate, its wording, the stage it is a share of]
 const RATE_OF = {
+  eligible: ["eligible_of_candidates", "of candidates", "candidates"],
   sent: ["sent_of_eligible", "of eligible", "eligible"],
   delivered: ["delivered_of_sent", "of sent", "sent"],
   opened: ["opened_of_delivered", "of delivered", "delivered"],
@@ -25,7 +28,7 @@ const RATE_OF = {
 };
 
 /** The stage as a share of the stage before it, or a note when it exceeds it: a share above
- * 100 % is no rate (e.g. a coupon opened from the ping's answer without a recorded delivery). */
+ * 100 % is no rate (e.g. opens recorded before an open counted as a delivery). */
 function rateText(funnel, key) {
   const rate = RATE_OF[key];
   if (!rate) return null;
@@ -61,7 +64,7 @@ function funnelList(funnel) {
 function funnelChart(funnel) {
   // Suppressions are labelled by their reason code alone (orange, with a legend entry), so
   // the labels stay short enough for a phone.
-  const rows = [["Eligible", funnel.eligible, COLOURS.stage, null]];
+  const rows = [["Candidates", funnel.candidates, COLOURS.stage, null]];
   for (const reason of REASONS) {
     const n = funnel.suppressed.by_reason[reason] || 0;
     if (n > 0) rows.push([`  ${reason}`, n, COLOURS.suppressed, reason]);

@@ -150,6 +150,27 @@ async def enqueue(conn: asyncpg.Connection, sends: Sequence[offers_store.Send]) 
     )
 
 
+async def delivered_in_app(
+    conn: asyncpg.Connection, sends: Sequence[offers_store.Send], at: dt.datetime
+) -> None:
+    """The coupons go back in the ping's answer: that is an in-app (inbox) delivery.
+
+    Recorded in the transaction that issued them, once per coupon whatever the
+    resends (the events are idempotent), so the funnel's delivered counts them.
+    """
+    if not sends:
+        return
+    n = len(sends)
+    await conn.execute(
+        _Q["record_events"],
+        [s.delivery_id for s in sends],
+        ["inbox"] * n,
+        ["delivered"] * n,
+        [None] * n,
+        [at] * n,
+    )
+
+
 async def record_event(
     conn: asyncpg.Connection,
     delivery_id: Any,

@@ -85,21 +85,33 @@ SELECT count(*) FROM outbox WHERE status = 'pending' AND leased_until < now();
 
 -- name: record_events
 -- Idempotent: a second open (or a redelivery) of the same delivery counts once.
--- At most one event per delivery in a call.
-WITH ev AS (
-    INSERT INTO delivery_events (delivery_id, channel, kind, detail, at)
+-- An open or a dismissal implies the delivery on that channel: it is recorded too
+-- when it was not, so the funnel's delivered never falls below its opened.
+WITH t AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
+        AS t(delivery_id, channel, kind, detail, at)
+), implied AS (
+    SELECT delivery_id, channel, kind, detail, at FROM t
+    UNION ALL
+    SELECT delivery_id, channel, 'delivered', NULL, at FROM t
+    WHERE kind IN ('opened', 'dismissed')
+), ev AS (
+    INSERT INTO delivery_events (delivery_id, channel, kind, detail, at)
+    SELECT delivery_id, channel, kind, detail, at FROM implied
     ON CONFLICT (delivery_id, channel, kind) DO NOTHING
     RETURNING delivery_id, kind, at
+), firsts AS (
+    SELECT delivery_id,
+           min(at) FILTER (WHERE kind = 'delivered') AS delivered_at,
+           min(at) FILTER (WHERE kind = 'opened') AS opened_at,
+           min(at) FILTER (WHERE kind = 'dismissed') AS dismissed_at
+    FROM ev GROUP BY delivery_id
 )
 UPDATE deliveries d SET
-    delivered_at = CASE WHEN ev.kind = 'delivered' THEN coalesce(d.delivered_at, ev.at)
-                        ELSE d.delivered_at END,
-    opened_at = CASE WHEN ev.kind = 'opened' THEN coalesce(d.opened_at, ev.at)
-                     ELSE d.opened_at END,
-    dismissed_at = CASE WHEN ev.kind = 'dismissed' THEN coalesce(d.dismissed_at, ev.at)
-                        ELSE d.dismissed_at END
-FROM ev WHERE d.id = ev.delivery_id;
+    delivered_at = coalesce(d.delivered_at, f.delivered_at),
+    opened_at = coalesce(d.opened_at, f.opened_at),
+    dismissed_at = coalesce(d.dismissed_at, f.dismissed_at)
+FROM firsts f WHERE d.id = f.delivery_id;
 
 -- name: add_subscription
 INSERT INTO push_subscriptions (merchant_id, shopper_id, endpoint, p256dh, auth)

@@ -10,6 +10,7 @@ import math
 import random
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from gateway import clock, db, migrate, settings
 from gateway.accounts import auth, tenancy
 from gateway.app import create_app
 from gateway.db import POOL
-from gateway.demo import city, localpush, report
+from gateway.demo import city, localpush, page, report
 from gateway.demo.city import PARIS, Store, metres, offset
 from gateway.pingpath.pings import PINGS
 
@@ -378,12 +379,16 @@ class Demo:
         self.summary.pushes_received = len(push.received)
         reviewer = self.tokens["reviewer"]
         for offer_id, name in self.offer_ids.items():
-            _, rep = await self.call("GET", f"/v1/reports/offers/{offer_id}", reviewer)
+            _, rep = await self.call("GET", f"/v1/reports/offers/{offer_id}?by=store", reviewer)
             funnel = rep["funnel"]
             self.summary.offers.append({"id": offer_id, "name": name, **funnel})
             for reason, n in funnel["suppressed"]["by_reason"].items():
                 if n:
                     self.summary.suppressed[reason] += n
+            for group in rep["breakdown"]:
+                shop = self.summary.shops.setdefault(group["key"], Counter())
+                for metric in ("candidates", "eligible", "sent", "redeemed"):
+                    shop[metric] += group[metric]
 
 
 async def _drain(pool: asyncpg.Pool, within: float = 60.0) -> None:
@@ -448,7 +453,7 @@ async def run(
             demo.summary.tokens = dict(demo.tokens)
             if demo.walkers:
                 demo.summary.tokens["shopper"] = demo.walkers[0].token
-            demo.summary.report = report.write_report(demo, options.out)
+            demo.summary.report = page.write_report(demo, options.out)
             if serve:
                 demo.clock.release()
                 demo.summary.tokens["url"] = demo.base

@@ -229,6 +229,7 @@ class OfferBooks:
             if exposures:
                 shopper = dataclasses.replace(shopper, history=shopper.history + exposures)
         await outbox.enqueue(conn, sends)
+        await outbox.delivered_in_app(conn, sends, now)
         return sent
 
 

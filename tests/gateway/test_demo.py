@@ -1,21 +1,30 @@
 """`gateway demo` on a small seed: its summary agrees with the database, the same seed
-plays the same morning, and the report file is written."""
+plays the same morning, the funnel obeys its definitions, every uplift carries the API's
+interval, and the HTML report renders at desktop and phone widths."""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections import Counter
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from gateway import demo
+from gateway.demo import report as text
+from offers import report as funnel
+from offers import store as offers_store
+from offers.models import REASONS
+from tests.support import browser
 from tests.support.pg import PgServer
 from tests.support.shop import make_settings
 
 
-async def _play(url: str, tmp_path: Path, seed: int) -> demo.Summary:
+async def _play(url: str, tmp_path: Path, seed: int, shoppers: int = 30) -> demo.Summary:
     options = demo.Options(
-        seed=seed, shoppers=30, stores=6, hours=7.0, out=tmp_path / f"report-{seed}.html"
+        seed=seed, shoppers=shoppers, stores=6, hours=7.0, out=tmp_path / f"report-{seed}.html"
     )
     return await demo.run(options, server_url=url, cfg=make_settings(tmp_path), fresh=False)
 
@@ -63,6 +72,103 @@ async def test_the_demo_summary_agrees_with_the_database(
     assert summary.report is not None
     page = summary.report.read_text()
     assert page.startswith("<!doctype html>") and "<svg" in page and "Cold mornings" in page
+    assert "<script" not in page  # one file that works offline, opened from disk
+
+
+async def test_the_funnel_obeys_its_definitions_after_the_demo(
+    database_url: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    summary = await _play(database_url, tmp_path, seed=3)
+    by_name = {o["name"]: o for o in summary.offers}
+    for o in summary.offers:
+        assert o["candidates"] >= o["eligible"] >= o["sent"], o["name"]
+        assert o["sent"] >= o["delivered"] >= o["opened"], o["name"]
+        assert o["eligible"] == o["candidates"] - o["suppressed"]["not_eligible"]
+    # Every coupon went back in a ping's answer: each one was delivered in the app.
+    assert sum(o["delivered"] for o in summary.offers) == summary.offers_received
+    # The simulated day is a Wednesday: the weekend offer was a candidate, never eligible.
+    brunch = by_name["Weekend brunch"]
+    assert brunch["candidates"] > 0 and brunch["eligible"] == 0
+    # Per shop, the figures add up to the offers'.
+    for metric in ("candidates", "eligible", "sent", "redeemed"):
+        assert sum(c[metric] for c in summary.shops.values()) == sum(
+            o[metric] for o in summary.offers
+        )
+    words = text.render_summary(summary)
+    assert all(r not in words for r in REASONS if "_" in r)  # reasons in words, not codes
+
+
+_SIGNED = r"([+\u2212-][\d.]+)"
+_INTERVAL = re.compile(rf"{_SIGNED} pt \(95 % interval {_SIGNED} to {_SIGNED} pt, p = ([\d.]+)\)")
+
+
+def _number(s: str) -> float:
+    return float(s.replace("\u2212", "-"))
+
+
+async def test_the_reports_uplift_interval_equals_the_apis(
+    database_url: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    # Enough shoppers for the Latte test's 20 % holdout to hold some out.
+    summary = await _play(database_url, tmp_path, seed=3, shoppers=100)
+    assert summary.report is not None
+    page = summary.report.read_text()
+    terminal = text.render_summary(summary)
+    checked = 0
+    for o in summary.offers:
+        # What GET /v1/reports/offers/{id} computes, straight from the database.
+        rows = await offers_store.funnel_rows(conn, int(o["id"]), dt.date.min, dt.date.max)
+        api = funnel.funnel(rows)[0]["holdout"]["uplift"]
+        if api["ci_low"] is None:
+            continue
+        checked += 1
+        figure = page.index(f'<figure class="uplift" data-offer="{o["id"]}"')
+        row = page.index(f'<tr data-offer="{o["id"]}"')
+        line = next(
+            line for line in terminal.splitlines() if line.strip().startswith(o["name"] + ":")
+        )
+        for found in (
+            _INTERVAL.search(page, figure),
+            _INTERVAL.search(page, row),
+            _INTERVAL.search(line),
+        ):
+            assert found is not None
+            estimate, low, high, p = found.groups()
+            assert _number(estimate) == pytest.approx(100 * api["absolute"], abs=0.05)
+            assert _number(low) == pytest.approx(100 * api["ci_low"], abs=0.05)
+            assert _number(high) == pytest.approx(100 * api["ci_high"], abs=0.05)
+            assert float(p) == pytest.approx(api["p_value"], abs=0.0005)
+        if api["ci_low"] <= 0 <= api["ci_high"]:
+            assert "not significant: the interval includes zero" in line
+    assert checked >= 1  # the Latte test's holdout
+
+
+@pytest.mark.parametrize("size", ["desktop", "phone"])
+async def test_the_report_renders_without_errors_or_sideways_scrolling(
+    database_url: str, tmp_path: Path, size: str
+) -> None:
+    browser.require()
+    summary = await _play(database_url, tmp_path, seed=3)
+    assert summary.report is not None
+    with browser.launch("file://", size) as b:
+        b.open(str(summary.report.resolve()))
+        b.testid("summary")
+        scroll, client = b.driver.execute_script(
+            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+        )
+        assert scroll <= client, f"{scroll - client} px of sideways scrolling at {size} width"
+        # Nothing sticks out of its card, and the map fits the page.
+        wider = b.driver.execute_script(
+            "const w = document.documentElement.clientWidth;"
+            "return [...document.querySelectorAll('section, table, .map, figure')]"
+            ".filter((e) => e.getBoundingClientRect().right > w).map((e) => e.className)"
+        )
+        assert wider == []
+        assert b.console_errors() == []
+        names = b.visible(".map .name")
+        assert (len(names) > 0) == (size == "desktop")  # names beside pins where they fit
+        assert len(b.visible(".map .pin")) == 6 and b.visible(".map .scale")
+        b.screenshot(f"demo-report-{size}", full=True)
 
 
 async def test_the_same_seed_plays_the_same_morning(pg: PgServer, tmp_path: Path) -> None:

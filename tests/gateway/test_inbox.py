@@ -141,6 +141,70 @@ class TestInbox:
         assert delivered == 1
 
 
+class TestDeliveredInApp:
+    async def test_the_readme_walkthrough_counts_the_coupon_in_the_answer_as_delivered(
+        self, shop: Shop, conn: asyncpg.Connection
+    ) -> None:
+        # The README's flow: an inbox + Web Push offer, a walk in, a redemption at the till.
+        oid, sent = await _sent_coupon(
+            shop, weather={"max_temp_c": 10}, caps=[{"max": 1, "hours": 24}]
+        )
+        assert (await shop.redeem(sent["coupon"]["code"], key="till-1-0001")).status == 201
+        reviewer = shop.token("reviewer")
+        f = (await shop.api.get(f"/v1/reports/offers/{oid}", token=reviewer)).json["funnel"]
+        assert (f["sent"], f["delivered"], f["opened"], f["redeemed"]) == (1, 1, 0, 1)
+        # Reading the inbox shows the same coupon again: still one delivery.
+        items = (await shop.api.get("/v1/inbox", token=shop.token("shopper"))).json["items"]
+        assert [i["delivery_id"] for i in items] == [sent["delivery_id"]]
+        r = await shop.api.get(f"/v1/reports/offers/{oid}?by=channel", token=reviewer)
+        assert r.json["funnel"]["delivered"] == 1
+        # The shopper has no push subscription: Web Push fails (when the worker gets to
+        # it), and the app had the coupon anyway.
+        by_channel = {g["key"]: g["delivered"] for g in r.json["breakdown"]}
+        assert by_channel.pop("inbox") == 1 and set(by_channel.values()) <= {0}
+        events = await conn.fetchval(
+            "SELECT count(*) FROM delivery_events WHERE kind = 'delivered' AND channel = 'inbox'"
+        )
+        assert events == 1
+
+    async def test_an_open_without_a_recorded_delivery_records_it(
+        self, shop: Shop, conn: asyncpg.Connection
+    ) -> None:
+        oid, sent = await _sent_coupon(shop, channels=["webpush"])
+        did = sent["delivery_id"]
+        # A push-only coupon opened from its notification before the push was recorded.
+        r = await shop.api.post(f"/v1/inbox/{did}/open", token=shop.token("shopper"))
+        assert r.status == 200
+        rows = await conn.fetch(
+            "SELECT channel, kind FROM delivery_events WHERE delivery_id = $1 "
+            "AND kind IN ('delivered', 'opened') ORDER BY channel, kind",
+            sent["delivery_id"],
+        )
+        assert ("webpush", "delivered") in [(e["channel"], e["kind"]) for e in rows]
+        assert ("webpush", "opened") in [(e["channel"], e["kind"]) for e in rows]
+        reviewer = shop.token("reviewer")
+        r = await shop.api.get(f"/v1/reports/offers/{oid}?by=channel", token=reviewer)
+        f = r.json["funnel"]
+        assert f["sent"] >= f["delivered"] >= f["opened"] == 1
+        for g in r.json["breakdown"]:
+            assert g["delivered"] >= g["opened"], g
+
+    async def test_events_in_one_batch_for_one_delivery_all_count(
+        self, shop: Shop, conn: asyncpg.Connection
+    ) -> None:
+        oid, sent = await _sent_coupon(shop)
+        now = shop.clock.now()
+        await outbox.record_event(conn, sent["delivery_id"], "webpush", "dismissed", now)
+        row = await conn.fetchrow(
+            "SELECT delivered_at, dismissed_at FROM deliveries WHERE id = $1",
+            sent["delivery_id"],
+        )
+        assert row["delivered_at"] is not None and row["dismissed_at"] == now
+        reviewer = shop.token("reviewer")
+        f = (await shop.api.get(f"/v1/reports/offers/{oid}", token=reviewer)).json["funnel"]
+        assert (f["sent"], f["delivered"], f["dismissed"]) == (1, 1, 1)
+
+
 class TestPushSubscriptions:
     async def test_subscribe_validates_and_is_idempotent(
         self, shop: Shop, conn: asyncpg.Connection
@@ -229,9 +293,14 @@ class TestOutbox:
             "done",
             "no push subscription",
         )
-        assert await conn.fetchval("SELECT detail FROM delivery_events") == "no push subscription"
+        detail = await conn.fetchval("SELECT detail FROM delivery_events WHERE kind = 'failed'")
+        assert detail == "no push subscription"
         r = await shop.api.get(f"/v1/reports/offers/{oid}?by=channel", token=shop.token("reviewer"))
-        assert [(g["key"], g["failed"]) for g in r.json["breakdown"]] == [("webpush", 1)]
+        # Web Push failed; the coupon reached the app in the ping's answer.
+        assert {g["key"]: (g["delivered"], g["failed"]) for g in r.json["breakdown"]} == {
+            "inbox": (1, 0),
+            "webpush": (0, 1),
+        }
 
     async def test_a_dead_workers_rows_are_taken_over_after_the_lease(
         self, database_url: str, conn: asyncpg.Connection, shop: Shop, tmp_path: Any

@@ -8,13 +8,15 @@ import csv
 import datetime as dt
 import io
 import tracemalloc
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
+from gateway.http.handlers import reports as rep_handlers
 from gateway.jobs import stats as gw_stats
-from offers import stats
+from offers import report, stats
 from offers import store as offers_store
 from tests.support.shop import Shop, enrol
 
@@ -81,7 +83,8 @@ class TestFunnel:
                 assert await conn.fetchval("SELECT count(*) FROM offer_stats_delta") == 0
             r = await shop.api.get(f"/v1/reports/offers/{oid}", token=shop.token("reviewer"))
             f = r.json["funnel"]
-            assert f["eligible"] == expected["eligible"] == 30
+            # Everyone passed the targeting: every candidate is eligible.
+            assert f["candidates"] == f["eligible"] == expected["eligible"] == 30
             assert f["sent"] == expected["sent"] == len(codes)
             assert f["suppressed"]["by_reason"]["holdout"] == expected["held"]
             assert f["redeemed"] == expected["redeemed"] == len(codes) // 2
@@ -137,6 +140,24 @@ class TestFunnel:
         bad = await shop.api.get(f"{base}?from=yesterday", token=shop.token("reviewer"))
         assert bad.status == 422
 
+    async def test_a_weekend_offer_on_a_weekday_is_a_candidate_but_not_eligible(
+        self, shop: Shop, conn: asyncpg.Connection
+    ) -> None:
+        # T0 is a Monday morning in Paris.
+        weekend = await shop.offer(schedule={"weekly": {"sat": ["08:00-14:00"]}})
+        daily = await shop.offer(name="Every day", priority=-1)
+        tokens = await _walkers(conn, shop, 4)
+        replies = await _walk_everyone_in(shop, tokens)
+        assert all(r.json["offers"] for r in replies)
+        reviewer = shop.token("reviewer")
+        w = (await shop.api.get(f"/v1/reports/offers/{weekend}", token=reviewer)).json["funnel"]
+        assert (w["candidates"], w["eligible"], w["sent"]) == (4, 0, 0)
+        assert w["suppressed"]["not_eligible"] == 4
+        assert w["suppressed"]["by_reason"]["outside_schedule"] == 4
+        d = (await shop.api.get(f"/v1/reports/offers/{daily}", token=reviewer)).json["funnel"]
+        assert (d["candidates"], d["eligible"], d["sent"]) == (4, 4, 4)
+        assert d["suppressed"]["eligible_not_sent"] == 0
+
     async def test_compaction_racing_new_events_loses_nothing(
         self, shop: Shop, conn: asyncpg.Connection, database_url: str
     ) -> None:
@@ -164,8 +185,10 @@ class TestFunnel:
         finally:
             await writer.close()
         r = await shop.api.get(f"/v1/reports/offers/{oid}", token=shop.token("reviewer"))
-        assert r.json["funnel"]["eligible"] == 2000
+        assert r.json["funnel"]["candidates"] == 2000
         assert r.json["funnel"]["suppressed"]["by_reason"]["weather_mismatch"] == 2000
+        # The weather did not match: none of them was eligible.
+        assert r.json["funnel"]["eligible"] == 0
 
 
 class TestLogs:
@@ -289,3 +312,17 @@ class TestLogs:
         # Everything held at once would be several times the CSV's size.
         assert size > 5_000_000
         assert peak < size / 4, (peak, size)
+
+
+def test_the_funnel_definitions_are_quoted_word_for_word() -> None:
+    """One set of definitions: the console's report screen, the README and the API's
+    description quote offers.report's STAGES, so none of them can drift."""
+    root = Path(__file__).resolve().parents[2]
+    console = (root / "gateway/console/report.js").read_text(encoding="utf-8")
+    readme = " ".join((root / "README.md").read_text(encoding="utf-8").split())
+    described = next(e for e in rep_handlers.ENDPOINTS if e.path.startswith("/v1/reports/"))
+    for key, label, text in report.STAGES:
+        assert f"**{label}**: {text}." in readme, key
+        assert text in (described.description or ""), key
+        if key not in ("conv_sent", "conv_holdout", "uplift"):
+            assert f'["{key}", "{label}", "{text}"]' in console, key

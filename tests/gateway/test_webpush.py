@@ -73,8 +73,12 @@ class TestDelivery:
         assert got.headers["Urgency"] == "high"
         assert got.headers["Topic"] == f"offer-{oid}"
         await _outbox(conn, "done")
-        events = await conn.fetch("SELECT channel, kind FROM delivery_events")
-        assert [(e["channel"], e["kind"]) for e in events] == [("webpush", "delivered")]
+        events = await conn.fetch("SELECT channel, kind FROM delivery_events ORDER BY channel")
+        # In the app (the ping's answer carried the coupon), then at the push service.
+        assert [(e["channel"], e["kind"]) for e in events] == [
+            ("inbox", "delivered"),
+            ("webpush", "delivered"),
+        ]
 
     async def test_the_vapid_jwt_is_signed_once_per_origin(
         self, shop: Shop, push: PushService, conn: asyncpg.Connection

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from offers import report
+from offers.models import REASONS, TARGETING_REASONS
 
 D1, D2 = dt.date(2026, 1, 12), dt.date(2026, 1, 13)
 
@@ -38,12 +39,17 @@ ROWS = [
 def test_totals_count_each_delivery_once() -> None:
     total, breakdown = report.funnel(ROWS)
     assert breakdown == []
-    assert (total["eligible"], total["sent"], total["redeemed"]) == (16, 6, 1)
+    # 16 candidates, 3 of them at quiet hours: 13 eligible.
+    assert (total["candidates"], total["eligible"]) == (16, 13)
+    assert (total["sent"], total["redeemed"]) == (6, 1)
     assert total["suppressed"]["total"] == 10
+    assert total["suppressed"]["not_eligible"] == 3
+    assert total["suppressed"]["eligible_not_sent"] == 7
     assert total["suppressed"]["by_reason"]["holdout"] == 3
     assert set(total["suppressed"]["by_reason"]) >= {"no_consent", "lower_priority"}
     assert (total["delivered"], total["opened"]) == (1, 1)
-    assert total["rates"]["sent_of_eligible"] == 6 / 16
+    assert total["rates"]["sent_of_eligible"] == 6 / 13
+    assert total["rates"]["eligible_of_candidates"] == 13 / 16
     assert total["rates"]["opened_of_delivered"] == 1.0
     assert total["holdout"]["treatment"] == {"decisions": 6, "converted": 3}
     assert total["holdout"]["holdout"] == {"decisions": 3, "converted": 1}
@@ -52,9 +58,9 @@ def test_totals_count_each_delivery_once() -> None:
 
 def test_breakdowns() -> None:
     _, by_day = report.funnel(ROWS, "day")
-    assert [(g["key"], g["eligible"], g["sent"]) for g in by_day] == [
-        ("2026-01-12", 10, 4),
-        ("2026-01-13", 6, 2),
+    assert [(g["key"], g["candidates"], g["eligible"], g["sent"]) for g in by_day] == [
+        ("2026-01-12", 10, 7, 4),
+        ("2026-01-13", 6, 6, 2),
     ]
     _, by_store = report.funnel(ROWS, "store")
     assert [g["key"] for g in by_store] == ["1", "2"]
@@ -72,3 +78,21 @@ def test_an_empty_funnel_has_no_rates() -> None:
     total, _ = report.funnel([])
     assert total["eligible"] == 0 and total["rates"]["sent_of_eligible"] is None
     assert total["holdout"]["uplift"]["absolute"] is None
+
+
+def test_eligible_leaves_out_exactly_the_targeting_reasons() -> None:
+    rows = [row("eligible", 10 * len(REASONS))] + [row(f"suppressed:{r}", 10) for r in REASONS]
+    total, _ = report.funnel(rows)
+    assert total["candidates"] == 100
+    # Failing targeting (consent, quiet hours, schedule, weather, audience) is not eligible;
+    # a budget, a cap, the holdout or another offer's priority come after eligibility.
+    assert total["eligible"] == 100 - 10 * len(TARGETING_REASONS) == 50
+    assert REASONS[: len(TARGETING_REASONS)] == TARGETING_REASONS  # checked first by decide
+
+
+def test_every_stage_and_reason_has_its_words() -> None:
+    total, _ = report.funnel([])
+    shown = [k for k, _, _ in report.STAGES if k not in ("conv_sent", "conv_holdout", "uplift")]
+    assert set(shown) <= set(total)
+    assert set(report.REASON_WORDS) == set(REASONS)
+    assert all("_" not in words for words in report.REASON_WORDS.values())

@@ -27,6 +27,7 @@ CSV_CHUNK = 64 * 1024
 
 
 class Counts(api.Out):
+    candidates: int
     eligible: int
     suppressed: dict[str, Any]
     sent: int
@@ -330,14 +331,13 @@ ENDPOINTS = [
         path="/v1/reports/offers/{offer_id}",
         handler=offer_report,
         tag="reports",
-        summary="An offer's funnel: eligible, suppressed by reason, sent, delivered, opened, "
-        "redeemed; the holdout comparison and uplift",
+        summary="An offer's funnel: candidates, eligible, suppressed by reason, sent, "
+        "delivered, opened, redeemed; the holdout comparison and uplift",
         description="Days are local to the store where things happened; from and to are "
-        "inclusive dates. by=store|channel|day adds one funnel per group. Uplift compares "
-        "the conversion rate of shoppers sent the offer with that of held-out shoppers (a "
-        "conversion is a transaction at one of the offer's stores within the coupon's "
-        "validity after the decision); its interval is Newcombe's hybrid score interval at "
-        "95%.",
+        "inclusive dates. by=store|channel|day adds one funnel per group. The stages:\n\n"
+        + "".join(f"- **{label}** (`{key}`): {text}.\n" for key, label, text in report.STAGES)
+        + "\n`suppressed.not_eligible` counts the targeting reasons (candidates minus "
+        "eligible), `suppressed.eligible_not_sent` the rest. sent ≥ delivered ≥ opened.",
         roles=READERS,
         replies={200: Reply(description="The funnel", model=FunnelOut)},
         errors=(404, 422),
