@@ -21,6 +21,7 @@ import orjson
 import psutil
 from aiohttp import web
 
+from gateway import secret
 from gateway import settings as settings_mod
 
 log = logging.getLogger(__name__)
@@ -308,7 +309,7 @@ async def drop_database(server_url: str, name: str) -> None:
 
 
 def describe(url: str) -> str:
-    return settings_mod.mask_url(url)
+    return secret.mask_url(url)
 
 
 POOL = web.AppKey("pool", asyncpg.Pool)

@@ -4,7 +4,8 @@ Each field of :class:`Settings` declares one setting: its name, type and default
 field's, and :func:`about` adds its environment variable, meaning and CLI flag. The
 environment parser, the CLI flags and their help, and the README's configuration table
 (:func:`markdown_table`) all come from these declarations. Secrets are wrapped in
-:class:`Secret` so that a settings object can be logged or printed without leaking them.
+:class:`gateway.secret.Secret` so that a settings object can be logged or printed without
+leaking them.
 """
 
 from __future__ import annotations
@@ -22,42 +23,8 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from gateway.secret import Secret, mask_url
 from geo import models as geo_models
-
-_URL_PASSWORD = re.compile(r"(?P<prefix>://[^:/@]*:)(?P<password>[^@]*)@")
-
-
-class Secret:
-    """A string that never shows itself in a repr, str or log line."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    def __str__(self) -> str:
-        return "**********"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-
-def mask_url(url: str) -> str:
-    """A database URL with its password replaced, fit for logs."""
-    return _URL_PASSWORD.sub(r"\g<prefix>***@", url)
-
 
 # How answered pings are kept until their batch is written (gateway/pingpath/pinglog.py).
 PingLogMode = Literal["spool", "sync", "memory"]

@@ -36,13 +36,14 @@ Reason = Literal[
 # The same reasons as a tuple, in that order, for checks and listings.
 REASONS: tuple[Reason, ...] = get_args(Reason)
 # The reasons that say the offer's targeting did not match the shopper or the moment
-# (consent, quiet hours, schedule, weather, audience). They come first in the checking
-# order, so a candidate recorded with any other reason, or sent, passed all of them: the
-# funnel counts it as eligible (offers.report).
+# (consent, quiet hours, schedule, opening hours, weather, audience). They come first in
+# the checking order, so a candidate recorded with any other reason, or sent, passed all
+# of them: the funnel counts it as eligible (offers.report).
 TARGETING_REASONS: tuple[Reason, ...] = (
     "no_consent",
     "quiet_hours",
     "outside_schedule",
+    "store_closed",
     "weather_mismatch",
     "audience_mismatch",
 )

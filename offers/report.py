@@ -32,7 +32,8 @@ STAGES: tuple[tuple[str, str, str], ...] = (
         "eligible",
         "Eligible",
         "candidates that passed the offer's targeting: consent, quiet hours, schedule, "
-        "weather and audience (a weekend-only offer is never eligible on a weekday)",
+        "opening hours, weather and audience (a weekend-only offer is never eligible on a "
+        "weekday)",
     ),
     (
         "suppressed",
@@ -78,6 +79,7 @@ REASON_WORDS: dict[str, str] = {
     "no_consent": "no marketing consent",
     "quiet_hours": "quiet hours",
     "outside_schedule": "outside the schedule",
+    "store_closed": "store closed",
     "weather_mismatch": "weather did not match",
     "audience_mismatch": "not in the audience",
     "budget_exhausted": "budget used up",

@@ -7,7 +7,7 @@ import asyncio
 import sys
 from typing import Any
 
-from gateway import db, migrate, settings
+from gateway import db, migrate, secret
 from gateway.cli import common
 
 
@@ -30,7 +30,7 @@ def cmd_db_url(args: argparse.Namespace) -> int:
         server = db.EmbeddedServer(cfg.data_dir, keep_running=True)
         sys.stdout.write(server.url() + "\n")
     else:
-        sys.stdout.write(settings.mask_url(cfg.database_url.reveal()) + "\n")
+        sys.stdout.write(secret.mask_url(cfg.database_url.reveal()) + "\n")
     return 0
 
 

@@ -10,7 +10,7 @@ import {
 // The definitions are offers/report.py's STAGES, word for word (a test checks).
 const STAGES = [
   ["candidates", "Candidates", "decisions: times a shopper entering or dwelling at one of the offer's geofences or stores made the offer a candidate"],
-  ["eligible", "Eligible", "candidates that passed the offer's targeting: consent, quiet hours, schedule, weather and audience (a weekend-only offer is never eligible on a weekday)"],
+  ["eligible", "Eligible", "candidates that passed the offer's targeting: consent, quiet hours, schedule, opening hours, weather and audience (a weekend-only offer is never eligible on a weekday)"],
   ["suppressed", "Suppressed", "candidates not sent, by reason: the targeting reasons (not eligible), then for eligible ones budget, caps, holdout or another offer's priority"],
   ["sent", "Sent", "coupons issued: eligible decisions that sent the offer"],
   ["delivered", "Delivered", "sent coupons that reached the shopper on at least one channel: in the app (the ping's answer or the inbox), by Web Push or on the wallet pass"],

@@ -11,7 +11,8 @@ import pytest
 
 from gateway import logs
 from gateway.accounts import auth
-from gateway.settings import Secret, Settings, SettingsError, default_data_dir, mask_url
+from gateway.secret import Secret, mask_url
+from gateway.settings import Settings, SettingsError, default_data_dir
 
 
 def test_settings_from_env() -> None:
