@@ -145,33 +145,55 @@ class TokenVerifier:
     or deleted key is announced by the database (NOTIFY) and dropped from every
     replica's cache at once; ``ttl`` only bounds how long a missed notification
     could matter (and the cache is cleared whenever the listener reconnects).
+
+    A token that verified is also remembered whole, in this process's memory only,
+    for as long as its key's entry: the next request with the very same string is
+    one dictionary lookup, without splitting it, hashing its secret and comparing.
     """
 
     def __init__(self, *, ttl: float = 300.0, max_entries: int = 1_000_000) -> None:
         self._ttl = ttl
         self._max = max_entries
         self._cache: dict[str, _Entry] = {}
+        # token -> (expiry, principal), and the one verified token of each public id.
+        self._verified: dict[str, tuple[float, Principal]] = {}
+        self._token_of: dict[str, str] = {}
         # Told (shopper id, the key's row) when a shopper key is read from the database;
         # the row also carries the shopper's geofence state (see get_api_key).
         self.on_shopper_row: Callable[[int, asyncpg.Record], None] | None = None
 
     def forget(self, public_id: str) -> None:
         self._cache.pop(public_id, None)
+        token = self._token_of.pop(public_id, None)
+        if token is not None:
+            self._verified.pop(token, None)
 
     def forget_all(self) -> None:
         self._cache.clear()
+        self._verified.clear()
+        self._token_of.clear()
 
     def attach(self, listener: Any) -> None:
         """Drop keys as soon as the database says they changed (see migration 0003)."""
         listener.subscribe(INVALIDATED_CHANNEL, self.forget)
         listener.on_lost(self.forget_all)
 
+    def cached(self, token: str) -> Principal | None:
+        """The principal of a token verified before and not expired nor forgotten since."""
+        known = self._verified.get(token)
+        if known is not None and known[0] >= time.monotonic():
+            return known[1]
+        return None
+
     async def verify(self, pool: asyncpg.Pool, token: str) -> Principal | None:
+        known = self.cached(token)
+        if known is not None:
+            return known
+        now = time.monotonic()
         parsed = split(token)
         if parsed is None:
             return None
         public_id, secret = parsed
-        now = time.monotonic()
         entry = self._cache.get(public_id)
         if entry is None or entry.expires < now:
             entry = await self._load(pool, public_id, now)
@@ -180,6 +202,9 @@ class TokenVerifier:
         stored = entry.secret_hash or b"\0" * 32
         if not hmac.compare_digest(presented, stored) or entry.principal is None:
             return None
+        if self._cache.get(public_id) is entry:  # not forgotten while it was loading
+            self._verified[token] = (entry.expires, entry.principal)
+            self._token_of[public_id] = token
         return entry.principal
 
     async def _load(self, pool: asyncpg.Pool, public_id: str, now: float) -> _Entry:
@@ -201,7 +226,7 @@ class TokenVerifier:
                 ),
             )
         if len(self._cache) >= self._max:
-            self._cache.clear()
+            self.forget_all()
         self._cache[public_id] = entry
         if row is not None and row["shopper_id"] is not None and self.on_shopper_row is not None:
             self.on_shopper_row(row["shopper_id"], row)

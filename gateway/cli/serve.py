@@ -28,16 +28,19 @@ class AccessLogger(abc.AbstractAccessLogger):
         return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        ms = round(time * 1000, 2)
+        rid = response.headers.get("X-Request-Id", "-")
+        remote = request.remote or "-"
+        if logs.ACCESS.add(
+            self.logger.name, request.method, request.path, response.status, ms, rid, remote
+        ):
+            return
         self.logger.info(
             "%s %s %s",
             request.method,
             request.path,
             response.status,
-            extra={
-                "ms": round(time * 1000, 2),
-                "rid": response.headers.get("X-Request-Id", "-"),
-                "remote": request.remote,
-            },
+            extra={"ms": ms, "rid": rid, "remote": remote},
         )
 
 

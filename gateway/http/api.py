@@ -51,10 +51,13 @@ def dumps(data: Any) -> bytes:
     return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
 
 
+_JSON_TYPE = {"Content-Type": "application/json"}
+
+
 def json(data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=dumps(data), status=status, content_type="application/json", headers=headers
-    )
+    # The header as a plain mapping: aiohttp's content_type= parses and rebuilds it.
+    both = _JSON_TYPE if headers is None else {**_JSON_TYPE, **headers}
+    return web.Response(body=dumps(data), status=status, headers=both)
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -91,7 +94,7 @@ async def read_body(
             f"send the body as {' or '.join(media_types)}, not {request.content_type or 'nothing'}"
         )
     raw = await read_limited(request, limit)
-    if not raw.strip():
+    if not raw or raw.isspace():
         raise errors.InvalidJson("the request body is empty; send a JSON object")
     if b"u0000" in raw and _NUL_ESCAPE.search(raw):
         # PostgreSQL text cannot hold U+0000: refuse it here, clearly, for every field.
@@ -106,6 +109,14 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None:
         if request.content_length > limit:
             raise errors.PayloadTooLarge(f"the body is larger than the {limit} bytes allowed")
+        payload = request.content
+        if payload.is_eof():
+            # All of it has arrived (a small body comes with its headers): take it as it
+            # is, without read()'s loop of awaits and copies.
+            raw = payload.read_nowait(-1)
+            if len(raw) > limit:  # a compressed body, inflated
+                raise errors.PayloadTooLarge(f"the body is larger than the {limit} bytes allowed")
+            return raw
         # Declared and within the limit (aiohttp also stops at client_max_size).
         return await request.read()
     chunks: list[bytes] = []

@@ -156,7 +156,9 @@ async def _authorised(request: web.Request, handler: api.Handler) -> web.StreamR
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise errors.Unauthorized("the Authorization header must be 'Bearer <token>'")
-    principal = await request.app[VERIFIER].verify(request.app[POOL], token)
+    verifier = request.app[VERIFIER]
+    # A token seen before needs no coroutine: the common case, by far.
+    principal = verifier.cached(token) or await verifier.verify(request.app[POOL], token)
     if principal is None:
         raise errors.Unauthorized("the token is unknown or revoked", code="invalid_token")
     if principal.role not in endpoint.roles:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Annotated, Any, Literal
 
+import msgspec
 import pydantic
 from aiohttp import web
 
@@ -17,6 +19,7 @@ from gateway.http.ratelimit import PING_LIMITER
 from gateway.pingpath import pings
 from gateway.pingpath.geoindex import GEO_INDEX
 from gateway.pingpath.pings import PINGS
+from gateway.settings import SETTINGS
 from geo.models import Transition
 
 MAX_BATCH = 500
@@ -37,6 +40,58 @@ class PingIn(api.Model):
     ts: pydantic.AwareDatetime = pydantic.Field(description="When the fix was taken (RFC 3339)")
     speed_mps: Annotated[float, pydantic.Field(ge=0, le=1000, allow_inf_nan=False)] | None = None
     weather: Weather | None = None
+    id: uuid.UUID | None = pydantic.Field(
+        default=None, description="The app's own id for this fix, a UUID"
+    )
+
+
+# The same body, decoded on the hot path by msgspec: C, straight from the bytes, about a
+# third of PingIn's cost. It accepts a subset of what PingIn accepts, with equal values
+# (tests/gateway/test_ping_body.py fuzzes the two against each other); whatever it refuses
+# goes through PingIn, whose verdict and field messages are the documented ones.
+class _FastWeather(msgspec.Struct, forbid_unknown_fields=True):
+    condition: api.WEATHER
+    temp_c: Annotated[float, msgspec.Meta(ge=-90, le=70)]
+
+
+# RFC 3339 with at most microseconds (PingIn truncates longer fractions; msgspec would
+# round them) and an offset within a day; the calendar is checked by fromisoformat.
+_RFC3339 = (
+    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d"
+    r"(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
+)
+
+
+class _FastPing(msgspec.Struct, forbid_unknown_fields=True):
+    lat: Annotated[float, msgspec.Meta(ge=-90, le=90)]
+    lon: Annotated[float, msgspec.Meta(ge=-180, le=180)]
+    accuracy_m: Annotated[float, msgspec.Meta(gt=0, le=100_000)]
+    ts: Annotated[str, msgspec.Meta(pattern=_RFC3339)]
+    speed_mps: Annotated[float, msgspec.Meta(ge=0, le=1000)] | None = None
+    weather: _FastWeather | None = None
+    id: uuid.UUID | None = None
+
+
+_FAST_PING = msgspec.json.Decoder(_FastPing)
+
+
+def decode_ping(raw: bytes) -> pings.Ping:
+    """A ping body as the service's Ping, or the documented 400/422."""
+    try:
+        fast = _FAST_PING.decode(raw)
+        ts = dt.datetime.fromisoformat(fast.ts)
+    except (msgspec.MsgspecError, ValueError):
+        return _ping(api.parse(raw, PingIn))
+    weather = fast.weather
+    return pings.Ping(
+        lat=fast.lat,
+        lon=fast.lon,
+        accuracy_m=fast.accuracy_m,
+        ts=ts,
+        speed_mps=fast.speed_mps,
+        weather_condition=weather.condition if weather else None,
+        temp_c=weather.temp_c if weather else None,
+    )
 
 
 class PingBatchIn(api.Model):
@@ -104,7 +159,7 @@ def _rate_limit(request: web.Request, shopper_id: int) -> None:
         )
 
 
-async def _run(request: web.Request, items: list[PingIn]) -> pings.Outcome:
+async def _run(request: web.Request, items: list[pings.Ping]) -> pings.Outcome:
     p = api.principal(request)
     assert p.shopper_id is not None
     app = request.app
@@ -113,7 +168,7 @@ async def _run(request: web.Request, items: list[PingIn]) -> pings.Outcome:
         app[GEO_INDEX].index,
         merchant_id=p.merchant_id,
         shopper_id=p.shopper_id,
-        pings=[_ping(i) for i in items],
+        pings=items,
         now=app[CLOCK].now(),
     )
 
@@ -134,8 +189,8 @@ async def post_ping(request: web.Request) -> web.Response:
     p = api.principal(request)
     assert p.shopper_id is not None
     _rate_limit(request, p.shopper_id)
-    item = await api.body(request, PingIn)
-    outcome = await _run(request, [item])
+    raw = await api.read_body(request, limit=request.app[SETTINGS].max_body_bytes)
+    outcome = await _run(request, [decode_ping(raw)])
     result = outcome.results[0]
     # Out-of-window timestamps are refused outright (nothing was recorded).
     if result.reason == "future":
@@ -165,7 +220,7 @@ async def post_ping_batch(request: web.Request) -> web.Response:
     assert p.shopper_id is not None
     _rate_limit(request, p.shopper_id)
     batch = await api.body(request, PingBatchIn)
-    outcome = await _run(request, list(batch.pings))
+    outcome = await _run(request, [_ping(i) for i in batch.pings])
     return api.json(
         {
             "results": [
