@@ -113,7 +113,7 @@ def _add_services(app: web.Application, settings: Settings) -> None:
         visit_cache=visit_cache,
     )
     # The auth read of a shopper's key also brings the shopper's visit state (one read,
-    # see get_api_key): it primes the ping path's cache.
+    # see get_api_keys): it primes the ping path's cache.
     app[VERIFIER].on_shopper_row = visit_cache.prime
     app[PING_LIMITER] = ratelimit.TokenBuckets(rate=settings.ping_rate, burst=settings.ping_burst)
     app[REDEEM_LIMITER] = ratelimit.TokenBuckets(

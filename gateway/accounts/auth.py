@@ -8,6 +8,7 @@ guess a preimage, and the fast hash keeps verification off the hot path's budget
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import hashlib
 import hmac
@@ -159,8 +160,11 @@ class TokenVerifier:
         self._verified: dict[str, tuple[float, Principal]] = {}
         self._token_of: dict[str, str] = {}
         # Told (shopper id, the key's row) when a shopper key is read from the database;
-        # the row also carries the shopper's geofence state (see get_api_key).
+        # the row also carries the shopper's geofence state (see get_api_keys).
         self.on_shopper_row: Callable[[int, asyncpg.Record], None] | None = None
+        # Keys to read, by public id, and the task reading them (see _load).
+        self._waiting: dict[str, asyncio.Future[_Entry]] = {}
+        self._reader: asyncio.Future[None] | None = None
 
     def forget(self, public_id: str) -> None:
         self._cache.pop(public_id, None)
@@ -196,7 +200,7 @@ class TokenVerifier:
         public_id, secret = parsed
         entry = self._cache.get(public_id)
         if entry is None or entry.expires < now:
-            entry = await self._load(pool, public_id, now)
+            entry = await self._load(pool, public_id)
         presented = hash_secret(secret)
         # Compare even when the key is unknown so timing says nothing about existence.
         stored = entry.secret_hash or b"\0" * 32
@@ -207,9 +211,41 @@ class TokenVerifier:
             self._token_of[public_id] = token
         return entry.principal
 
-    async def _load(self, pool: asyncpg.Pool, public_id: str, now: float) -> _Entry:
-        async with db.acquire(pool) as conn:
-            row = await conn.fetchrow(_Q["get_api_key"], public_id)
+    async def _load(self, pool: asyncpg.Pool, public_id: str) -> _Entry:
+        """The key's entry, read from the database.
+
+        Misses that arrive together share one query: a crowd of shoppers new to this
+        process (a restart, a cold cache) costs a read per batch, not one per request.
+        """
+        waiting = self._waiting.get(public_id)
+        if waiting is None:
+            waiting = self._waiting[public_id] = asyncio.get_running_loop().create_future()
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.ensure_future(self._read_waiting(pool))
+        # Shielded: one request giving up must not cancel the others' answer.
+        return await asyncio.shield(waiting)
+
+    async def _read_waiting(self, pool: asyncpg.Pool) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, {}
+            try:
+                async with db.acquire(pool) as conn:
+                    rows = await conn.fetch(_Q["get_api_keys"], list(batch))
+            except BaseException as exc:
+                for future in batch.values():
+                    if not future.done():
+                        future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            found = {row["public_id"]: row for row in rows}
+            now = time.monotonic()
+            for public_id, future in batch.items():
+                entry = self._keep(public_id, found.get(public_id), now)
+                if not future.done():
+                    future.set_result(entry)
+
+    def _keep(self, public_id: str, row: asyncpg.Record | None, now: float) -> _Entry:
         if row is None:
             entry = _Entry(expires=now + self._ttl, secret_hash=None, principal=None)
         else:

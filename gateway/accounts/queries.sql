@@ -19,17 +19,18 @@ RETURNING id;
 INSERT INTO api_key_stores (key_id, merchant_id, store_id)
 SELECT $1, $2, unnest($3::bigint[]);
 
--- name: get_api_key
+-- name: get_api_keys
+-- The keys of several public ids at once: concurrent first requests share one read.
 -- Revoked keys read as absent, so a revoked token is simply unknown. A shopper key
 -- brings the shopper's geofence state along: a shopper's first ping on this process
 -- then needs no second read.
-SELECT k.id, k.secret_hash, k.merchant_id, k.role, k.store_scoped, k.shopper_id,
+SELECT k.public_id, k.id, k.secret_hash, k.merchant_id, k.role, k.store_scoped, k.shopper_id,
        coalesce(array_agg(s.store_id) FILTER (WHERE s.store_id IS NOT NULL), '{}') AS store_ids,
        g.visits, g.version, g.last_lat, g.last_lon, g.last_ts, g.last_accuracy_m
 FROM api_keys k
 LEFT JOIN api_key_stores s ON s.key_id = k.id
 LEFT JOIN shopper_geo g ON g.shopper_id = k.shopper_id
-WHERE k.public_id = $1 AND k.revoked_at IS NULL
+WHERE k.public_id = ANY($1::text[]) AND k.revoked_at IS NULL
 GROUP BY k.id, g.shopper_id;
 
 -- name: list_api_keys

@@ -4,7 +4,7 @@ The ping path relies on it in one place (`PingService` reads a shopper's state h
 and from the database only when absent). Entries come from three sources:
 
 - the auth read: the query that loads a shopper's API key joins the shopper's state
-  (`get_api_key` in gateway/accounts/queries.sql), and the app wires the token verifier
+  (`get_api_keys` in gateway/accounts/queries.sql), and the app wires the token verifier
   to `prime`, so a shopper's first ping on this process costs no read of its own;
 - the ping path's own read, when a shopper has no entry;
 - the ping path's writes, which keep the state they wrote.

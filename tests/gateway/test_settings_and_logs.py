@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import io
+import json
 import logging
 from pathlib import Path
 
@@ -98,3 +100,38 @@ def test_log_lines_carry_request_ids_and_never_secrets(fmt: str) -> None:
     assert token.split("_", 3)[3] not in out  # the whole secret half
     assert "hunter2" not in out
     assert "abcdefghijklmnop123" not in out
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+async def test_access_lines_are_batched_in_order_and_scrubbed(fmt: str) -> None:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    logs.configure("INFO", fmt)
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stream)
+    token = auth.mint(auth.Role.SHOPPER).token
+    try:
+        assert logs.ACCESS.add("aiohttp.access", "POST", "/v1/pings", 200, 0.5, "r-1", "10.0.0.1")
+        assert stream.getvalue() == ""  # queued, not yet written
+        logging.getLogger("gateway.test").warning("later")  # the queue goes first
+        logs.ACCESS.add("aiohttp.access", "GET", f"/v1/x/{token}", 404, 1.25, "r-2", "10.0.0.2")
+        await asyncio.sleep(0.3)  # written within the delay
+        out = stream.getvalue()
+    finally:
+        logs.ACCESS.flush()
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        logs.ACCESS.handler = None
+    lines = out.splitlines()
+    assert len(lines) == 3 and "later" in lines[1], out
+    assert token not in out and token.split("_", 3)[3] not in out
+    if fmt == "json":
+        first, _, last = (json.loads(line) for line in lines)
+        assert first["msg"] == "POST /v1/pings 200" and first["request_id"] == "r-1"
+        assert first["level"] == "INFO" and first["logger"] == "aiohttp.access"
+        assert last["ms"] == 1.25 and last["remote"] == "10.0.0.2"
+    else:
+        assert "INFO aiohttp.access [r-1] POST /v1/pings 200 ms=0.5 remote=10.0.0.1" in lines[0]
+        assert "[r-2] GET /v1/x/gw_***" in lines[2]

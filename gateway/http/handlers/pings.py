@@ -54,8 +54,8 @@ class _FastWeather(msgspec.Struct, forbid_unknown_fields=True):
     temp_c: Annotated[float, msgspec.Meta(ge=-90, le=70)]
 
 
-# RFC 3339 with at most microseconds (PingIn truncates longer fractions; msgspec would
-# round them) and an offset within a day; the calendar is checked by fromisoformat.
+# RFC 3339 as apps write it: up to microseconds, an offset within a day. The calendar is
+# checked by fromisoformat; every other spelling takes PingIn's way.
 _RFC3339 = (
     r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d"
     r"(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
