@@ -67,7 +67,8 @@ def suite(
                 if remote
                 else ()
             ),
-            f"POST /v1/pings with {fences:,} geofences and {shoppers:,} shoppers, vs bare aiohttp"
+            f"POST /v1/pings with {fences:,} geofences and {shoppers:,} shoppers, and warm; "
+            "its floor part by part; serve --workers 2 against 1; vs bare aiohttp"
             + (f" (the gateway at {remote[0]})" if remote else ""),
         ),
         Step(

@@ -20,7 +20,11 @@ log = logging.getLogger("gateway")
 
 
 class AccessLogger(abc.AbstractAccessLogger):
-    """One line per request, carrying the request id the response was given."""
+    """One line per request, carrying the request id the response was given.
+
+    Lines go through ``logs.ACCESS`` (formatted directly, written in batches) once
+    logging is configured; before that, through ``logging`` as any other record.
+    """
 
     @property
     def enabled(self) -> bool:
@@ -61,6 +65,8 @@ def serve_one(cfg: settings.Settings, url: str, reuse_port: bool) -> None:
         shutdown_timeout=10,
         loop=common.new_loop(),
     )
+    # The last access lines: a spawned worker ends with os._exit, skipping atexit hooks.
+    logs.ACCESS.flush()
 
 
 async def _freeze_heap(app: web.Application) -> None:
