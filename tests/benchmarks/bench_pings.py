@@ -222,17 +222,23 @@ async def setup_api(
                     raise RuntimeError(f"{method} {path}: {r.status} {answer}")
                 return answer
 
-        store = await call(
-            "POST",
-            "/v1/stores",
-            manager,
-            {"name": "Bench HQ", "lat": CENTRE[1], "lon": CENTRE[0], "timezone": "Europe/Paris"},
-            "application/json",
-        )
+        # A 4 x 4 grid of stores 50 km apart, so every fence is within 36 km of its store
+        # (the gateway refuses a fence beyond GATEWAY_MAX_FENCE_DISTANCE_M, 50 km).
+        grid = (-75_000, -25_000, 25_000, 75_000)
+        stores = {}
+        for gx in grid:
+            for gy in grid:
+                slon, slat = (float(v) for v in offset(*CENTRE, gx, gy))
+                body = {"name": f"Bench {gx // 1000},{gy // 1000}", "lat": slat, "lon": slon}
+                body["timezone"] = "Europe/Paris"
+                made = await call("POST", "/v1/stores", manager, body, "application/json")
+                stores[gx, gy] = made["id"]
         features = []
         for i in range(n_fences):
-            lon, lat = (float(v) for v in offset(*CENTRE, *rng.uniform(-100_000, 100_000, 2)))
-            props: dict[str, Any] = {"store_id": store["id"], "name": f"f{i}"}
+            dx, dy = rng.uniform(-100_000, 100_000, 2)
+            lon, lat = (float(v) for v in offset(*CENTRE, dx, dy))
+            near = (min(grid, key=lambda g: abs(g - dx)), min(grid, key=lambda g: abs(g - dy)))
+            props: dict[str, Any] = {"store_id": stores[near], "name": f"f{i}"}
             if rng.random() < 0.8:
                 geometry: dict[str, Any] = {"type": "Point", "coordinates": [lon, lat]}
                 props["radius_m"] = float(rng.uniform(30, 300))
