@@ -394,7 +394,7 @@ async def test_the_preview_gives_the_same_reasons_as_a_real_ping(shop: Shop, b: 
     b.wait(lambda: "Fires" in b.text() and "Needs snow" in b.text(), what="the preview's offers")
     b.screenshot("preview-desktop")
     # The console marks each previewed offer (data-testid="preview-offer", with
-    # data-offer-id and data-reason: a hook beyond the list, see the README).
+    # data-offer-id and data-reason: a hook beyond the list, see gateway/README.md).
     previewed = {
         e.get_attribute("data-offer-id"): e.get_attribute("data-reason") or None
         for e in b.testids("preview-offer")

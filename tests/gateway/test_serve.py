@@ -47,7 +47,8 @@ async def test_two_replicas_racing_on_an_empty_database_migrate_once(
 
 @pytest.mark.timeout(180)
 async def test_serve_with_no_database_url_uses_embedded_postgres(tmp_path: Path) -> None:
-    """The README's first command: nothing configured, two replicas racing on a new data dir."""
+    """The README's walkthrough: `gateway serve` with nothing configured, two replicas
+    racing on a new data dir."""
     environ = proc.env(None, tmp_path / "data")
     servers = [proc.Served(proc.free_port(), environ) for _ in range(2)]
     try:

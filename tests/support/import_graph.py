@@ -1,7 +1,7 @@
 """The import graph between the gateway's folders and the domain packages, as text.
 
-`python -m tests.support.import_graph` prints it; the README's Architecture section
-carries the same lines, and tests/test_architecture.py checks that they agree.
+`python -m tests.support.import_graph` prints it; the Architecture section of
+gateway/README.md carries the same lines, and tests/test_architecture.py checks that they agree.
 """
 
 from __future__ import annotations
