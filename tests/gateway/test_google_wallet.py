@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from gateway.settings import SETTINGS
 from tests.support.google_peer import Call, GoogleStandIn
@@ -211,7 +213,10 @@ async def test_429_and_5xx_are_retried_with_backoff_and_a_refusal_is_dead_letter
         assert "400" in row["last_error"] and "invalidArgument" in row["last_error"]
 
 
-async def test_a_refused_token_is_refreshed_once(shop: Shop, conn: asyncpg.Connection) -> None:
+async def test_a_refused_token_is_refreshed_once(
+    shop: Shop, conn: asyncpg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     info = await configure(conn, shop.tenant.merchant_id)
     await _link(shop)
     async with google(shop, info) as (stand_in, pusher):
@@ -237,6 +242,12 @@ async def test_a_refused_token_is_refreshed_once(shop: Shop, conn: asyncpg.Conne
         assert stand_in.token_requests == 3
         row = await conn.fetchrow("SELECT done_at, last_error FROM pass_updates ORDER BY id DESC")
         assert row["done_at"] is not None and "token refused" in row["last_error"]
+    # Neither the key nor any access token reached a log line, even at DEBUG.
+    text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert "google wallet update dead-lettered" in text
+    key_body = "".join(info["private_key"].splitlines()[1:-1])
+    assert key_body[20:60] not in text
+    assert stand_in.issued and not any(t in text for t in stand_in.issued)
 
 
 async def test_past_three_notifications_a_day_updates_go_through_silently_and_are_recorded(

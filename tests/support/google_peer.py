@@ -89,6 +89,7 @@ class GoogleStandIn:
     )
     notifications: dict[str, list[float]] = field(default_factory=dict)
     tokens: dict[str, float] = field(default_factory=dict)  # token -> expiry
+    issued: list[str] = field(default_factory=list)  # every access token ever issued
     token_requests: int = 0
     faults: list[tuple[int, str, int | None]] = field(default_factory=list)
     base_url: str = ""
@@ -144,6 +145,7 @@ class GoogleStandIn:
             return _oauth_error("invalid_grant", str(exc))
         token = "ya29." + secrets.token_urlsafe(32)
         self.tokens[token] = time.time() + 3600
+        self.issued.append(token)
         return web.json_response(
             {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}
         )

@@ -43,6 +43,9 @@ SELECT c.id, c.offer_id, c.expires_at,
            AS redeemed
 FROM coupons c WHERE c.id = $1 AND c.shopper_id = $2 AND c.merchant_id = $3;
 
+-- name: coupon_is_shoppers
+SELECT EXISTS (SELECT 1 FROM coupons WHERE id = $1 AND shopper_id = $2 AND merchant_id = $3);
+
 -- name: delivery_coupon
 SELECT coupon_id FROM deliveries WHERE id = $1;
 

@@ -195,6 +195,12 @@ async def ensure_offer_card(
     return rows[0] if rows else None
 
 
+async def coupon_is_shoppers(
+    conn: asyncpg.Connection, merchant_id: int, shopper_id: int, coupon_id: int
+) -> bool:
+    return bool(await conn.fetchval(_Q["coupon_is_shoppers"], coupon_id, shopper_id, merchant_id))
+
+
 async def delivery_coupon(conn: asyncpg.Connection, delivery_id: object) -> int | None:
     found = await conn.fetchval(_Q["delivery_coupon"], delivery_id)
     return None if found is None else int(found)

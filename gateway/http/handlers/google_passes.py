@@ -73,6 +73,9 @@ async def coupon_link(request: web.Request) -> web.Response:
     coupon_id = api.path_id(request, "coupon_id")
     now = request.app[CLOCK].now()
     async with db.acquire(request.app[POOL]) as conn, conn.transaction():
+        # Someone else's coupon is as absent as one that does not exist, configured or not.
+        if not await google_store.coupon_is_shoppers(conn, p.merchant_id, p.shopper_id, coupon_id):
+            raise errors.NotFound("no such coupon")
         config = await google_store.required_config(conn, p.merchant_id)
         row = await google_store.ensure_offer_card(
             conn, config.program, p.shopper_id, coupon_id, now, live_only=True
