@@ -14,6 +14,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from gateway import db
+from gateway.jobs import upkeep
 from gateway.settings import SETTINGS
 from tests.support.google_peer import Call, GoogleStandIn
 from tests.support.gwallet import ISSUER, configure, google, read_link, run_due
@@ -312,3 +314,25 @@ async def test_a_card_deleted_from_google_wallet_gets_no_more_updates(
         )
         == 0
     )
+
+
+async def test_a_coupon_saved_only_to_google_expires_there_after_upkeep(
+    shop: Shop, conn: asyncpg.Connection
+) -> None:
+    info = await configure(conn, shop.tenant.merchant_id)
+    await shop.offer()  # inbox and Web Push only: the coupon reaches Google by its own link
+    coupon = (await shop.walk_in()).json["offers"][0]["coupon"]
+    url = await _link(shop, f"/v1/passes/google/coupons/{coupon['id']}")
+    offer_id = read_link(url, info)[1]["payload"]["offerObjects"][0]["id"]
+    async with google(shop, info) as (stand_in, pusher):
+        assert await pusher.run_once() == 1
+        assert stand_in.stored["offerObject"][offer_id]["state"] == "ACTIVE"
+        assert f"{ISSUER}.offer-" in stand_in.stored["offerObject"][offer_id]["classId"]
+        shop.clock.advance(hours=2)  # the coupon was valid for an hour
+        summary = await upkeep.run(shop.app[db.POOL], now=shop.clock.now())
+        assert summary is not None and summary.coupon_passes_expired == 1
+        assert await pusher.run_once() == 1
+        assert stand_in.stored["offerObject"][offer_id]["state"] == "EXPIRED"
+        # Upkeep does not queue it again once Google shows it expired.
+        summary = await upkeep.run(shop.app[db.POOL], now=shop.clock.now())
+        assert summary is not None and summary.coupon_passes_expired == 0
