@@ -390,7 +390,10 @@ class Settings:
     )
     pass_pusher: bool = field(
         default=True,
-        metadata=about("GATEWAY_PASS_PUSHER", "`0`: this process sends no APNs pass updates"),
+        metadata=about(
+            "GATEWAY_PASS_PUSHER",
+            "`0`: this process sends no wallet pass updates (APNs pushes, Google object updates)",
+        ),
     )
     apns_url: str = field(
         default="https://api.push.apple.com",
@@ -401,6 +404,18 @@ class Settings:
         metadata=about(
             "GATEWAY_APNS_CA_FILE",
             "a CA file to trust for APNs (a local stand-in)",
+            shown="unset",
+        ),
+    )
+    google_wallet_url: str = field(
+        default="https://walletobjects.googleapis.com/walletobjects/v1",
+        metadata=about("GATEWAY_GOOGLE_WALLET_URL", "the Google Wallet REST API's base URL"),
+    )
+    google_token_uri: str | None = field(
+        default=None,
+        metadata=about(
+            "GATEWAY_GOOGLE_TOKEN_URI",
+            "where Google OAuth tokens are asked for; unset: the service account's `token_uri`",
             shown="unset",
         ),
     )

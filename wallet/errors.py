@@ -5,7 +5,10 @@ WalletError
 ├── UnknownShopper          no such shopper in this program
 ├── InsufficientPoints      a spend larger than the balance
 ├── ActionLimitReached      the action's award limit is used up for now
-└── IdempotencyKeyReused    the key was used for a different request
+├── IdempotencyKeyReused    the key was used for a different request
+├── GoogleWalletNotConfigured  the merchant has no Google Wallet issuer
+├── ServiceAccountInvalid   a service-account file Google would not accept
+└── CouponNotLive           a redeemed or expired coupon asked for as a new pass
 """
 
 from __future__ import annotations
@@ -45,3 +48,24 @@ class IdempotencyKeyReused(WalletError):
 
     def __init__(self) -> None:
         super().__init__("this Idempotency-Key was already used for a different request")
+
+
+class GoogleWalletNotConfigured(WalletError):
+    code = "google_wallet_not_configured"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this program has no Google Wallet issuer yet; an operator sets one with "
+            "`gateway wallet google-configure`"
+        )
+
+
+class ServiceAccountInvalid(WalletError):
+    code = "service_account_invalid"
+
+
+class CouponNotLive(WalletError):
+    code = "coupon_not_live"
+
+    def __init__(self, state: str) -> None:
+        super().__init__(f"this coupon is {state}; only live coupons can be saved to a wallet")

@@ -81,6 +81,9 @@ MATRIX = [
     ("GET", "/v1/me/points", {"shopper"}, 200),
     ("GET", "/v1/passes/loyalty", {"shopper"}, 200),
     ("GET", "/v1/passes/coupons/{coupon_id}", {"shopper"}, 200),
+    # The tenant has no Google Wallet issuer: a clear 409, not a 500.
+    ("GET", "/v1/passes/google/loyalty", {"shopper"}, 409),
+    ("GET", "/v1/passes/google/coupons/{coupon_id}", {"shopper"}, 409),
 ]
 # Endpoints that answer with a stream that does not end: only the head is checked.
 STREAMS = {"/v1/inbox/stream"}
