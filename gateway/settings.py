@@ -404,6 +404,23 @@ class Settings:
             shown="unset",
         ),
     )
+    google_root_keys_url: str = field(
+        default="https://pay.google.com/gp/m/issuer/keys",
+        metadata=about(
+            "GATEWAY_GOOGLE_ROOT_KEYS_URL",
+            "where Google's root signing keys for Google Wallet callbacks are fetched (cached "
+            "for the answer's max-age, fetched again when a callback's key is not among them)",
+        ),
+    )
+    google_root_keys: str | None = field(
+        default=None,
+        metadata=about(
+            "GATEWAY_GOOGLE_ROOT_KEYS",
+            'a fixed list of those root keys, as Google\'s JSON (`{"keys": [...]}`) or the '
+            "path of a file holding it, used instead of the URL (tests, offline set-ups)",
+            shown="unset: fetched",
+        ),
+    )
     wallet_upkeep_seconds: float = field(
         default=3600.0,
         metadata=about(

@@ -5,7 +5,15 @@ WalletError
 ├── UnknownShopper          no such shopper in this program
 ├── InsufficientPoints      a spend larger than the balance
 ├── ActionLimitReached      the action's award limit is used up for now
-└── IdempotencyKeyReused    the key was used for a different request
+├── IdempotencyKeyReused    the key was used for a different request
+└── CallbackRefused         a Google Wallet callback we do not believe or cannot use
+    ├── CallbackMalformed       not an ECv2SigningOnly message
+    ├── CallbackUnsigned        a signature or the intermediate signing key is missing
+    ├── SignatureInvalid        a signature does not verify (root or intermediate key)
+    ├── SigningKeyExpired       the intermediate signing key has expired
+    ├── CallbackExpired         the signed message's expTimeMillis has passed
+    ├── GoogleWalletNotConfigured  the merchant has no Google Wallet issuer
+    └── RootKeysUnavailable     Google's root signing keys could not be fetched
 """
 
 from __future__ import annotations
@@ -45,3 +53,40 @@ class IdempotencyKeyReused(WalletError):
 
     def __init__(self) -> None:
         super().__init__("this Idempotency-Key was already used for a different request")
+
+
+class CallbackRefused(WalletError):
+    """A Google Wallet callback that changes nothing."""
+
+    code = "callback_refused"
+
+
+class CallbackMalformed(CallbackRefused):
+    code = "callback_malformed"
+
+
+class CallbackUnsigned(CallbackRefused):
+    code = "callback_unsigned"
+
+
+class SignatureInvalid(CallbackRefused):
+    code = "signature_invalid"
+
+
+class SigningKeyExpired(CallbackRefused):
+    code = "signing_key_expired"
+
+
+class CallbackExpired(CallbackRefused):
+    code = "callback_expired"
+
+
+class GoogleWalletNotConfigured(CallbackRefused):
+    code = "google_wallet_not_configured"
+
+    def __init__(self) -> None:
+        super().__init__("this merchant has no Google Wallet issuer configured")
+
+
+class RootKeysUnavailable(CallbackRefused):
+    code = "root_keys_unavailable"

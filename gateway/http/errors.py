@@ -201,6 +201,13 @@ DOMAIN: dict[type[Exception], Callable[[Any], ApiError]] = {
     wallet_errors.InsufficientPoints: _status(Conflict),
     wallet_errors.ActionLimitReached: _status(Conflict),
     wallet_errors.IdempotencyKeyReused: _status(ValidationFailed),
+    wallet_errors.CallbackUnsigned: _status(Unauthorized),
+    wallet_errors.SignatureInvalid: _status(Unauthorized),
+    wallet_errors.SigningKeyExpired: _status(Unauthorized),
+    wallet_errors.GoogleWalletNotConfigured: _status(NotFound),
+    wallet_errors.RootKeysUnavailable: lambda exc: Unavailable(
+        exc.message, code=exc.code, headers={"Retry-After": "60"}
+    ),
     wallet_errors.WalletError: _status(BadRequest),
     webpush.SubscriptionInvalid: _subscription,
     account_errors.InvalidKeyRequest: _with_fields(ValidationFailed),
