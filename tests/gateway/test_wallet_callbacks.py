@@ -260,3 +260,23 @@ async def test_two_devices_leaving_at_once_take_the_pass_out_once(
     funnel = await wallets.funnel()
     assert funnel["saved"]["by_wallet"]["apple"] == 1
     assert funnel["saved"]["removed"]["apple"] == 1
+
+
+def test_an_unreadable_fixed_key_list_stops_the_start(tmp_path: Path) -> None:
+    from gateway.http.handlers import wallet_callbacks
+    from gateway.settings import SettingsError
+
+    for setting in (str(tmp_path / "missing.json"), '{"keys": 3}'):
+        with pytest.raises(SettingsError, match="GATEWAY_GOOGLE_ROOT_KEYS"):
+            wallet_callbacks.key_ring(make_settings(tmp_path, google_root_keys=setting))
+
+
+async def test_objects_not_ours_are_logged_but_count_nowhere(
+    wallets: Wallets, conn: asyncpg.Connection, tenant_b: Tenant
+) -> None:
+    """Another merchant's coupon, or an object not named as ours: kept in the log (it is a
+    genuine message from Google), with no place in a wallet and no funnel figure."""
+    for object_id in (ids.coupon_object_id(ISSUER, tenant_b.coupon_id), f"{ISSUER}.promo-7"):
+        r = await wallets.send(wallets.google.callback(issuer_id=ISSUER, object_id=object_id))
+        assert r.json["status"] == "recorded"
+    assert await _written(conn) == (2, 0, 0)

@@ -17,7 +17,7 @@ from gateway.clock import CLOCK
 from gateway.db import POOL
 from gateway.http import api
 from gateway.http.api import Endpoint, Reply
-from gateway.settings import SETTINGS, Settings
+from gateway.settings import SETTINGS, Settings, SettingsError
 from wallet import errors as wallet_errors
 from wallet.google import rootkeys
 from wallet.store import saves
@@ -27,7 +27,12 @@ ROOT_KEYS = web.AppKey("google_root_keys", rootkeys.KeyRing)
 
 def key_ring(settings: Settings) -> rootkeys.KeyRing:
     """The process's root keys: the fixed list when one is set, else Google's URL."""
-    fixed = rootkeys.fixed_keys(settings.google_root_keys) if settings.google_root_keys else None
+    fixed = None
+    if settings.google_root_keys:
+        try:
+            fixed = rootkeys.fixed_keys(settings.google_root_keys)
+        except (OSError, ValueError) as exc:
+            raise SettingsError(f"GATEWAY_GOOGLE_ROOT_KEYS: {exc}") from None
     return rootkeys.KeyRing(url=settings.google_root_keys_url, fixed=fixed)
 
 
