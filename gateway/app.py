@@ -29,6 +29,7 @@ from gateway.http.handlers import (
     stores,
     system,
     tenancy,
+    wallet_callbacks,
 )
 from gateway.http.handlers import loyalty as loyalty_handlers
 from gateway.http.handlers import offers as offer_handlers
@@ -65,6 +66,7 @@ def all_endpoints() -> list[routing.Endpoint]:
         *pass_handlers.ENDPOINTS,
         *google_passes.ENDPOINTS,
         *passkit.ENDPOINTS,
+        *wallet_callbacks.ENDPOINTS,
     ]
 
 
@@ -103,6 +105,7 @@ def _add_services(app: web.Application, settings: Settings) -> None:
     app[INBOX_HUB] = inbox.Hub()
     app[SIGNERS] = {}
     app[google_passes.LINK_SIGNERS] = {}
+    app[wallet_callbacks.ROOT_KEYS] = wallet_callbacks.key_ring(settings)
     app[OFFERS] = offering.OfferBooks(max_delay_seconds=settings.offer_max_delay_seconds)
     app[GEO_INDEX] = geoindex.IndexHolder(poll_seconds=settings.index_poll_seconds)
     # Shoppers' visit state as this process last saw it; what fills it and what empties

@@ -204,6 +204,12 @@ DOMAIN: dict[type[Exception], Callable[[Any], ApiError]] = {
     wallet_errors.GoogleWalletNotConfigured: _status(Conflict),
     wallet_errors.ServiceAccountInvalid: _status(ValidationFailed),
     wallet_errors.CouponNotLive: _status(Conflict),
+    wallet_errors.CallbackUnsigned: _status(Unauthorized),
+    wallet_errors.SignatureInvalid: _status(Unauthorized),
+    wallet_errors.SigningKeyExpired: _status(Unauthorized),
+    wallet_errors.RootKeysUnavailable: lambda exc: Unavailable(
+        exc.message, code=exc.code, headers={"Retry-After": "60"}
+    ),
     wallet_errors.WalletError: _status(BadRequest),
     webpush.SubscriptionInvalid: _subscription,
     account_errors.InvalidKeyRequest: _with_fields(ValidationFailed),

@@ -446,6 +446,11 @@ async def test_a_reviewers_funnel_equals_the_api_report(shop: Shop, b: Browser) 
     numbers = b.wait(shown, what="the funnel's numbers")
     assert numbers == {m: report["funnel"][m] for m in metrics}
     assert numbers["sent"] >= 1 and numbers["redeemed"] >= 1
+    # Saved to wallet: the total, and under its share the figures by wallet.
+    saved = report["funnel"]["saved"]
+    assert b.css('[data-metric="saved"]', funnel)[0].text.strip() == str(saved["total"])
+    by_wallet = ", ".join(f"{w.title()} {n}" for w, n in saved["by_wallet"].items())
+    assert b.testid("saved-by-wallet").text.strip() == by_wallet
     b.screenshot("report-desktop")
 
 

@@ -1,0 +1,89 @@
+"""Google Wallet's save and delete callbacks, one URL per merchant.
+
+No API token: the ECv2SigningOnly signature authenticates the message, and it is signed for
+the merchant's issuer id (wallet/google/callback.py). Each callback is kept once by its
+nonce; a repeated nonce answers 200 `replayed` and changes nothing, since Google retries
+until it gets a 2xx.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from aiohttp import web
+
+from gateway import db
+from gateway.clock import CLOCK
+from gateway.db import POOL
+from gateway.http import api
+from gateway.http.api import Endpoint, Reply
+from gateway.settings import SETTINGS, Settings, SettingsError
+from wallet import errors as wallet_errors
+from wallet.google import rootkeys
+from wallet.store import saves
+
+ROOT_KEYS = web.AppKey("google_root_keys", rootkeys.KeyRing)
+
+
+def key_ring(settings: Settings) -> rootkeys.KeyRing:
+    """The process's root keys: the fixed list when one is set, else Google's URL."""
+    fixed = None
+    if settings.google_root_keys:
+        try:
+            fixed = rootkeys.fixed_keys(settings.google_root_keys)
+        except (OSError, ValueError) as exc:
+            raise SettingsError(f"GATEWAY_GOOGLE_ROOT_KEYS: {exc}") from None
+    return rootkeys.KeyRing(url=settings.google_root_keys_url, fixed=fixed)
+
+
+class CallbackOut(api.Out):
+    status: Literal["recorded", "replayed"]
+    event: Literal["save", "del"]
+    object_id: str
+
+
+async def google_callback(request: web.Request) -> web.Response:
+    merchant_id = api.as_id(request.match_info["merchant_id"])
+    raw = await api.read_body(request, limit=request.app[SETTINGS].max_body_bytes)
+    issuer_id = None
+    if merchant_id is not None:
+        async with db.acquire(request.app[POOL]) as conn:
+            issuer_id = await saves.google_issuer_id(conn, merchant_id)
+    if merchant_id is None or issuer_id is None:
+        # The same answer for an unknown merchant: nothing to probe merchant ids with.
+        raise wallet_errors.GoogleWalletNotConfigured()
+    now = request.app[CLOCK].now()
+    event = await request.app[ROOT_KEYS].verify(raw, recipient_id=issuer_id, now=now)
+    async with db.acquire(request.app[POOL]) as conn, conn.transaction():
+        outcome = await saves.record_google_event(
+            conn, merchant_id=merchant_id, issuer_id=issuer_id, event=event, at=now
+        )
+    return api.json({"status": outcome, "event": event.event_type, "object_id": event.object_id})
+
+
+ENDPOINTS = [
+    Endpoint(
+        method="POST",
+        path="/v1/wallet/google/callback/{merchant_id}",
+        handler=google_callback,
+        tag="wallet",
+        summary="Google Wallet: a shopper saved or deleted a pass (signed callback)",
+        description=(
+            "Set as the `callbackOptions.url` of the merchant's Google Wallet classes. No "
+            "token: the body is Google's ECv2SigningOnly message, checked against Google's "
+            "root signing keys (`GATEWAY_GOOGLE_ROOT_KEYS_URL`), with the intermediate key's "
+            "expiry, the message signature for the merchant's issuer id, and `expTimeMillis`. "
+            "Each message is kept once by its `nonce`: a repeat answers 200 `replayed` and "
+            "changes nothing. A refused message changes nothing: 400 `callback_malformed` or "
+            "`callback_expired`, 401 `callback_unsigned`, `signature_invalid` or "
+            "`signing_key_expired`; 404 `google_wallet_not_configured` when the merchant has "
+            "no Google Wallet issuer (or does not exist); 503 `root_keys_unavailable` while "
+            "Google's keys cannot be fetched. Saves and deletes of coupon objects "
+            "(`<issuerId>.coupon-<coupon id>`) feed the funnel's saved-to-wallet stage."
+        ),
+        roles=None,
+        body_schema={"type": "object", "description": "Google's signed callback message"},
+        replies={200: Reply(description="Kept, or a repeat of a kept one", model=CallbackOut)},
+        errors=(400, 401, 404),
+    ),
+]
