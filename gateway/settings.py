@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import sys
 import types
 import typing
 from collections.abc import Callable, Mapping

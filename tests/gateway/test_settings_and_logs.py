@@ -11,8 +11,8 @@ import pytest
 
 from gateway import logs
 from gateway.accounts import auth
-from gateway.secret import Secret, mask_url
 from gateway.datadir import default_data_dir
+from gateway.secret import Secret, mask_url
 from gateway.settings import Settings, SettingsError
 
 

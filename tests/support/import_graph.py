@@ -10,7 +10,9 @@ import grimp
 
 PACKAGES = ("gateway", "geo", "offers", "wallet")
 # gateway's top-level modules below every folder: one unit in the drawing.
-BASE = frozenset({"settings", "secret", "datadir", "db", "migrate", "migrations", "listen", "clock", "logs"})
+BASE = frozenset(
+    {"settings", "secret", "datadir", "db", "migrate", "migrations", "listen", "clock", "logs"}
+)
 # Top to bottom: every edge should point down this list.
 ORDER = (
     "gateway/__main__.py",
