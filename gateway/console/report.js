@@ -81,12 +81,12 @@ function funnelList(funnel) {
 }
 
 function funnelChart(funnel) {
-  // Suppressions are labelled by their reason code alone (orange, with a legend entry), so
-  // the labels stay short enough for a phone.
+  // Suppressions are labelled by their reason in words (orange, with a legend entry); the
+  // tooltip adds the code the logs and the CSV use.
   const rows = [["Candidates", funnel.candidates, COLOURS.stage, null]];
   for (const reason of REASONS) {
     const n = funnel.suppressed.by_reason[reason] || 0;
-    if (n > 0) rows.push([`  ${reason}`, n, COLOURS.suppressed, reason]);
+    if (n > 0) rows.push([`  ${REASON_TEXT[reason] || reason}`, n, COLOURS.suppressed, reason]);
   }
   for (const key of ["sent", "delivered", "opened", "redeemed"]) {
     rows.push([key[0].toUpperCase() + key.slice(1), funnel[key], COLOURS.stage, null]);
@@ -112,7 +112,7 @@ function funnelChart(funnel) {
                 const reason = rows[items[0].dataIndex][3];
                 return reason ? `Suppressed: ${reason}` : rows[items[0].dataIndex][0];
               },
-              afterLabel: (ctx) => REASON_TEXT[rows[ctx.dataIndex][3]] || "",
+              afterLabel: (ctx) => (rows[ctx.dataIndex][3] ? `reason code ${rows[ctx.dataIndex][3]}` : ""),
             },
           },
         },

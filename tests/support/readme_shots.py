@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -33,16 +34,18 @@ def _get(url: str, token: str) -> Any:
 
 
 def _tokens(demo: subprocess.Popen[str]) -> tuple[str, dict[str, str]]:
-    """The URL and tokens the demo prints once it serves, echoing its progress."""
-    assert demo.stdout is not None
+    """The URL and tokens the demo prints (on stderr) once it serves, echoing its progress;
+    what it writes after that is drained in the background."""
+    assert demo.stderr is not None
     url, tokens = "", {}
-    for line in demo.stdout:
+    for line in demo.stderr:
         sys.stderr.write(line)
         if found := re.search(r"keeps running at (\S+) ", line):
             url = found[1]
         if found := re.match(r"\s+(admin|manager|reviewer)\s+(gw_\S+)", line):
             tokens[found[1]] = found[2]
         if url and {"manager", "reviewer"} <= set(tokens):
+            threading.Thread(target=demo.stderr.read, daemon=True).start()
             return url, tokens
     raise SystemExit("the demo ended before printing its URL and tokens")
 
@@ -56,6 +59,7 @@ def _take(url: str, tokens: dict[str, str]) -> None:
         b.settle(1.5)
         b.driver.save_screenshot(str(SHOTS / "manager-map.png"))
         b.driver.execute_script("sessionStorage.clear()")
+        b.driver.set_window_size(1280, 2000)  # each report section whole in the viewport
         b.signed_in(tokens["reviewer"], route=f"#/offers/{latte}/report")
         funnel = b.testid("funnel", timeout=20)
         b.settle(1.5)  # the charts animate in
@@ -73,7 +77,9 @@ def main() -> None:
         environ = proc.env(None, Path(data), GATEWAY_LOG_LEVEL="WARNING")
         report = str(Path(data) / "demo-report.html")
         command = ["gateway", "demo", "--serve", "--port", str(port), "--out", report]
-        demo = subprocess.Popen(command, env=environ, stdout=subprocess.PIPE, text=True)
+        demo = subprocess.Popen(
+            command, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         try:
             url, tokens = _tokens(demo)
             time.sleep(1)  # the console's first request after the demo's last
