@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple, Protocol
 
 import asyncpg
+import numpy as np
 from aiohttp import web
 
 from gateway import db, listen
@@ -45,6 +47,26 @@ class Ping:
     temp_c: float | None = None
 
 
+class PingLike(Protocol):
+    """What the ping path reads of a ping: a `Ping`, or an upload decoded straight into
+    objects with the same attributes (a batch is mostly its pings' objects)."""
+
+    @property
+    def lat(self) -> float: ...
+    @property
+    def lon(self) -> float: ...
+    @property
+    def accuracy_m(self) -> float: ...
+    @property
+    def ts(self) -> dt.datetime: ...
+    @property
+    def speed_mps(self) -> float | None: ...
+    @property
+    def weather_condition(self) -> str | None: ...
+    @property
+    def temp_c(self) -> float | None: ...
+
+
 @dataclass(slots=True, kw_only=True)
 class PingResult:
     # accepted: matched; flagged: recorded but implausible; ignored: too inaccurate;
@@ -61,23 +83,48 @@ class Outcome:
     sent: list[offering.Sent] = field(default_factory=list)
 
 
+class _Request(NamedTuple):
+    merchant_id: int
+    shopper_id: int
+    pings: Sequence[PingLike]
+    now: dt.datetime
+
+
 @dataclass(slots=True, kw_only=True)
 class _Work:
     """What a request's unit of work needs: whose visits, and the pings that observe them.
 
-    `owners[k]` is the index in `pings` of the ping `observations[k]` comes from, so
-    each ping keeps its own answer, weather and decisions even when pings share a
-    timestamp.
+    `owners[k]` is the index in `request.pings` of the ping whose fences in reach are
+    `near[k]` (and, once built, whose observation is `observations[k]`), so each ping
+    keeps its own answer, weather and decisions even when pings share a timestamp.
     """
 
-    merchant_id: int
-    shopper_id: int
+    request: _Request
     index: FenceIndex
-    now: dt.datetime
-    pings: Sequence[Ping]
     owners: Sequence[int]
-    observations: Sequence[Observation]
+    near: Sequence[Mapping[int, float]]
+    observations: Sequence[Observation] = ()
 
+    @property
+    def merchant_id(self) -> int:
+        return self.request.merchant_id
+
+    @property
+    def shopper_id(self) -> int:
+        return self.request.shopper_id
+
+    @property
+    def pings(self) -> Sequence[PingLike]:
+        return self.request.pings
+
+    @property
+    def now(self) -> dt.datetime:
+        return self.request.now
+
+
+_Observer = Callable[
+    [FenceIndex, _Request, Sequence[int], list[PingResult], geo_store.ShopperGeo], _Work
+]
 
 _NO_STEP = StepResult(states={}, transitions=(), changed=False)
 
@@ -117,22 +164,53 @@ class PingService:
         *,
         merchant_id: int,
         shopper_id: int,
-        pings: Sequence[Ping],
+        pings: Sequence[PingLike],
         now: dt.datetime,
+        batched: bool = False,
     ) -> Outcome:
-        results = [self._window(ping, now) for ping in pings]
+        """The pings' answers: each checked and matched on its own, or `batched`.
+
+        Batched, the time window, the travel checks and the matching
+        (`FenceIndex.match_many`) each run over all the pings at once, for the same
+        answers ping for ping; the visits are stepped once either way.
+        """
+        request = _Request(merchant_id, shopper_id, pings, now)
+        if not batched:
+            results = [self._window(ping, now) for ping in pings]
+            return await self._process(pool, index, request, results, self._observe)
+        verdicts = spoofing.window_many([p.ts for p in pings], now, self.spoof_config)
+        results = [
+            PingResult(status="accepted")
+            if v is spoofing.Verdict.OK
+            else PingResult(status="rejected", reason=v.value)
+            for v in verdicts
+        ]
+        return await self._process(pool, index, request, results, self._observe_batch)
+
+    async def _process(
+        self,
+        pool: asyncpg.Pool,
+        index: FenceIndex,
+        request: _Request,
+        results: list[PingResult],
+        observe: _Observer,
+    ) -> Outcome:
+        """Screen and match the admitted pings, step the visits, log every recorded ping."""
+        pings, shopper_id = request.pings, request.shopper_id
         admitted = [i for i, r in enumerate(results) if r.status == "accepted"]
         step = _NO_STEP
         sent: list[offering.Sent] = []
         if admitted:
             admitted.sort(key=lambda i: pings[i].ts)
             state = await self._state(pool, shopper_id)
-            work = self._observe(
-                index, merchant_id, shopper_id, pings, admitted, results, state, now
-            )
+            work = observe(index, request, admitted, results, state)
             # With no open visit and no fence in reach, the visits cannot change: the
             # common ping, away from every fence, skips the state machine.
-            if state.visits or any(o.near for o in work.observations):
+            if state.visits or any(work.near):
+                work.observations = [
+                    Observation(at=pings[i].ts, accuracy_m=pings[i].accuracy_m, near=near)
+                    for i, near in zip(work.owners, work.near, strict=True)
+                ]
                 try:
                     step, sent = await self._settle(pool, work, state)
                 except BaseException:
@@ -140,16 +218,11 @@ class PingService:
                     raise
                 for i, caused in zip(work.owners, step.by_observation, strict=True):
                     results[i].transitions = list(caused)
-        records = [
-            _record(ping, result, merchant_id=merchant_id, shopper_id=shopper_id, now=now)
-            for ping, result in zip(pings, results, strict=True)
-            if result.status != "rejected"
-        ]
         # In sync mode this waits until the rows are committed: an answered ping is kept.
-        await self.log.record(records)
+        await self.log.record(_records(request, results))
         return Outcome(results=results, transitions=list(step.transitions), sent=sent)
 
-    def _window(self, ping: Ping, now: dt.datetime) -> PingResult:
+    def _window(self, ping: PingLike, now: dt.datetime) -> PingResult:
         """Refuse a ping outside the accepted time window before it goes any further."""
         verdict = spoofing.window(ping.ts, now, self.spoof_config)
         if verdict is spoofing.Verdict.OK:
@@ -165,7 +238,7 @@ class PingService:
         self._states.keep(shopper_id, state)
         return state
 
-    def near(self, index: FenceIndex, merchant_id: int, ping: Ping) -> dict[int, float]:
+    def near(self, index: FenceIndex, merchant_id: int, ping: PingLike) -> dict[int, float]:
         """The merchant's fences within the ping's reach, by id, with their distance (0 inside)."""
         reach = fences.reach_m(ping.accuracy_m, self.fence_config)
         return index.match(ping.lon, ping.lat, reach, merchant_id)
@@ -184,24 +257,19 @@ class PingService:
     def _observe(
         self,
         index: FenceIndex,
-        merchant_id: int,
-        shopper_id: int,
-        pings: Sequence[Ping],
+        request: _Request,
         order: Sequence[int],
         results: list[PingResult],
         state: geo_store.ShopperGeo,
-        now: dt.datetime,
     ) -> _Work:
         """Screen the pings in `order` (accuracy, travel) and look up the fences near each.
 
         Marks the ignored and flagged ones in `results` and moves the travel baseline.
         """
-        baseline = state.last_fix
-        cached = self._recent.get(shopper_id)
-        if cached is not None and (baseline is None or cached.at > baseline.at):
-            baseline = cached
+        pings = request.pings
+        baseline = self._baseline(request.shopper_id, state)
         owners: list[int] = []
-        observations: list[Observation] = []
+        near: list[dict[int, float]] = []
         for i in order:
             ping = pings[i]
             if not ping.accuracy_m <= self.fence_config.max_accuracy_m:
@@ -213,20 +281,66 @@ class PingService:
                 continue
             if baseline is None or fix.at >= baseline.at:
                 baseline = fix
-            near = self.near(index, merchant_id, ping)
             owners.append(i)
-            observations.append(Observation(at=ping.ts, accuracy_m=ping.accuracy_m, near=near))
-        if observations and baseline is not None:
-            self._remember(shopper_id, baseline)
-        return _Work(
-            merchant_id=merchant_id,
-            shopper_id=shopper_id,
-            index=index,
-            now=now,
-            pings=pings,
-            owners=owners,
-            observations=observations,
+            near.append(self.near(index, request.merchant_id, ping))
+        if owners and baseline is not None:
+            self._remember(request.shopper_id, baseline)
+        return _Work(request=request, index=index, owners=owners, near=near)
+
+    def _observe_batch(
+        self,
+        index: FenceIndex,
+        request: _Request,
+        order: Sequence[int],
+        results: list[PingResult],
+        state: geo_store.ShopperGeo,
+    ) -> _Work:
+        """`_observe` over the whole batch: one travel check and one index lookup for all."""
+        pings = request.pings
+        precise: list[int] = []
+        for i in order:
+            if pings[i].accuracy_m <= self.fence_config.max_accuracy_m:
+                precise.append(i)
+            else:
+                results[i] = PingResult(status="ignored", reason="poor_accuracy")
+        n = len(precise)
+        lon = np.fromiter((pings[i].lon for i in precise), np.float64, n)
+        lat = np.fromiter((pings[i].lat for i in precise), np.float64, n)
+        accuracy = np.fromiter((pings[i].accuracy_m for i in precise), np.float64, n)
+        plausible, baseline = spoofing.travel_many(
+            self._baseline(request.shopper_id, state),
+            lon,
+            lat,
+            [pings[i].ts for i in precise],
+            accuracy,
+            self.spoof_config,
         )
+        owners: list[int] = []
+        for i, ok in zip(precise, plausible, strict=True):
+            if ok:
+                owners.append(i)
+            else:
+                results[i] = PingResult(status="flagged", reason="impossible_travel")
+        near: list[dict[int, float]] = []
+        if owners:
+            if baseline is not None:
+                self._remember(request.shopper_id, baseline)
+            kept = np.asarray(plausible) if len(owners) < n else slice(None)
+            near = index.match_many(
+                lon[kept],
+                lat[kept],
+                fences.reach_m_array(accuracy[kept], self.fence_config),
+                request.merchant_id,
+            ).to_dicts()
+        return _Work(request=request, index=index, owners=owners, near=near)
+
+    def _baseline(self, shopper_id: int, state: geo_store.ShopperGeo) -> Fix | None:
+        """The newest accepted fix: the database's, or a newer one this process has seen."""
+        baseline = state.last_fix
+        cached = self._recent.get(shopper_id)
+        if cached is not None and (baseline is None or cached.at > baseline.at):
+            baseline = cached
+        return baseline
 
     async def _settle(
         self, pool: asyncpg.Pool, work: _Work, state: geo_store.ShopperGeo
@@ -372,7 +486,7 @@ class _Stores(Mapping[int, int]):
         return len(self._index)
 
 
-def context(ping: Ping, now: dt.datetime) -> Context:
+def context(ping: PingLike, now: dt.datetime) -> Context:
     """What a decision sees of the ping: the moment it is decided at, and its weather."""
     return Context(now=now, weather_condition=ping.weather_condition, temp_c=ping.temp_c)
 
@@ -384,23 +498,31 @@ def _transaction(
     return conn.transaction() if wanted else contextlib.nullcontext()
 
 
-def _record(
-    ping: Ping, result: PingResult, *, merchant_id: int, shopper_id: int, now: dt.datetime
-) -> geo_store.PingRecord:
-    return geo_store.PingRecord(
-        merchant_id=merchant_id,
-        shopper_id=shopper_id,
-        ts=ping.ts,
-        received_at=now,
-        lat=ping.lat,
-        lon=ping.lon,
-        accuracy_m=ping.accuracy_m,
-        speed_mps=ping.speed_mps,
-        weather_condition=ping.weather_condition,
-        temp_c=ping.temp_c,
-        verdict="ok" if result.status == "accepted" else str(result.reason),
-        transitions=len(result.transitions),
-    )
+def _records(request: _Request, results: Sequence[PingResult]) -> list[geo_store.PingRecord]:
+    """The ping log rows of the recorded pings (all but the rejected ones)."""
+    merchant_id, shopper_id, pings, now = request
+    new = tuple.__new__  # PingRecord's own constructor costs more than the row
+    return [
+        new(
+            geo_store.PingRecord,
+            (
+                merchant_id,
+                shopper_id,
+                ping.ts,
+                now,
+                ping.lat,
+                ping.lon,
+                ping.accuracy_m,
+                ping.speed_mps,
+                ping.weather_condition,
+                ping.temp_c,
+                "ok" if result.status == "accepted" else str(result.reason),
+                len(result.transitions),
+            ),
+        )
+        for ping, result in zip(pings, results, strict=True)
+        if result.status != "rejected"
+    ]
 
 
 PINGS = web.AppKey("pings", PingService)
