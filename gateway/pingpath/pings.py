@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import asyncpg
 import numpy as np
@@ -21,6 +22,7 @@ from aiohttp import web
 
 from gateway import db, listen
 from gateway.pingpath import offering, pinglog, visits
+from geo import errors as geo_errors
 from geo import fences, spoofing
 from geo import store as geo_store
 from geo.index import FenceIndex
@@ -45,6 +47,8 @@ class Ping:
     speed_mps: float | None = None
     weather_condition: str | None = None
     temp_c: float | None = None
+    # The app's own id of the fix: a resend with it is answered from the first attempt.
+    id: uuid.UUID | None = None
 
 
 class PingLike(Protocol):
@@ -65,6 +69,8 @@ class PingLike(Protocol):
     def weather_condition(self) -> str | None: ...
     @property
     def temp_c(self) -> float | None: ...
+    @property
+    def id(self) -> uuid.UUID | None: ...
 
 
 @dataclass(slots=True, kw_only=True)
@@ -74,6 +80,8 @@ class PingResult:
     status: str
     reason: str | None = None
     transitions: list[Transition] = field(default_factory=list)
+    # A resent ping's answer, as its first attempt got it (see `answer`).
+    replay: dict[str, Any] | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -81,6 +89,8 @@ class Outcome:
     results: list[PingResult]
     transitions: list[Transition]
     sent: list[offering.Sent] = field(default_factory=list)
+    # The decided moments, each with its ping and what it sent.
+    moments: list[offering.Moment] = field(default_factory=list)
 
 
 class _Request(NamedTuple):
@@ -88,6 +98,8 @@ class _Request(NamedTuple):
     shopper_id: int
     pings: Sequence[PingLike]
     now: dt.datetime
+    # Whether some pings carry a client id, whose answers are then recorded.
+    receipts: bool = False
 
 
 @dataclass(slots=True, kw_only=True)
@@ -103,7 +115,10 @@ class _Work:
     index: FenceIndex
     owners: Sequence[int]
     near: Sequence[Mapping[int, float]]
+    results: list[PingResult]
     observations: Sequence[Observation] = ()
+    # Set once the answers of the pings with a client id are recorded.
+    receipted: bool = False
 
     @property
     def merchant_id(self) -> int:
@@ -172,13 +187,63 @@ class PingService:
 
         Batched, the time window, the travel checks and the matching
         (`FenceIndex.match_many`) each run over all the pings at once, for the same
-        answers ping for ping; the visits are stepped once either way.
+        answers ping for ping; the visits are stepped once either way. A ping whose
+        client id the shopper already used is not processed again: it gets the answer
+        its first attempt got (`PingResult.replay`).
         """
         request = _Request(merchant_id, shopper_id, pings, now)
+        if all(p.id is None for p in pings):
+            return await self._screen(pool, index, request, batched)
+        for _ in range(_CAS_ATTEMPTS - 1):
+            with contextlib.suppress(geo_errors.DuplicatePing):
+                return await self._once(pool, index, request, batched)
+        return await self._once(pool, index, request, batched)
+
+    async def _once(
+        self, pool: asyncpg.Pool, index: FenceIndex, request: _Request, batched: bool
+    ) -> Outcome:
+        """Answer resent pings from their records, and process the others only."""
+        pings = request.pings
+        async with db.acquire(pool) as conn:
+            seen = await geo_store.seen_pings(
+                conn, request.shopper_id, [p.id for p in pings if p.id is not None]
+            )
+        fresh: list[int] = []
+        first: dict[uuid.UUID, int] = {}
+        for i, p in enumerate(pings):
+            if p.id is None or (p.id not in seen and p.id not in first):
+                fresh.append(i)
+                if p.id is not None:
+                    first[p.id] = i
+        sub = request._replace(pings=[pings[i] for i in fresh], receipts=True)
+        try:
+            done = await self._screen(pool, index, sub, batched)
+        except geo_errors.DuplicatePing:
+            self._states.drop(request.shopper_id)
+            raise
+        results: list[PingResult | None] = [None] * len(pings)
+        for i, result in zip(fresh, done.results, strict=True):
+            results[i] = result
+        answers = dict(seen)
+        answers.update(_answers(sub, done.results, done.moments))
+        for i, p in enumerate(pings):
+            if results[i] is None and p.id is not None:
+                replay = answers[p.id]
+                results[i] = PingResult(
+                    status=replay["status"], reason=replay["reason"], replay=replay
+                )
+        done.results = [r for r in results if r is not None]
+        return done
+
+    async def _screen(
+        self, pool: asyncpg.Pool, index: FenceIndex, request: _Request, batched: bool
+    ) -> Outcome:
         if not batched:
-            results = [self._window(ping, now) for ping in pings]
+            results = [self._window(ping, request.now) for ping in request.pings]
             return await self._process(pool, index, request, results, self._observe)
-        verdicts = spoofing.window_many([p.ts for p in pings], now, self.spoof_config)
+        verdicts = spoofing.window_many(
+            [p.ts for p in request.pings], request.now, self.spoof_config
+        )
         results = [
             PingResult(status="accepted")
             if v is spoofing.Verdict.OK
@@ -200,6 +265,8 @@ class PingService:
         admitted = [i for i, r in enumerate(results) if r.status == "accepted"]
         step = _NO_STEP
         sent: list[offering.Sent] = []
+        moments: list[offering.Moment] = []
+        receipted = False
         if admitted:
             admitted.sort(key=lambda i: pings[i].ts)
             state = await self._state(pool, shopper_id)
@@ -212,15 +279,24 @@ class PingService:
                     for i, near in zip(work.owners, work.near, strict=True)
                 ]
                 try:
-                    step, sent = await self._settle(pool, work, state)
+                    step, moments = await self._settle(pool, work, state)
                 except BaseException:
                     self._states.drop(shopper_id)
                     raise
+                sent = [s for m in moments for s in m.sent]
+                receipted = work.receipted
                 for i, caused in zip(work.owners, step.by_observation, strict=True):
                     results[i].transitions = list(caused)
+        if request.receipts and not receipted:
+            # No unit of work wrote anything: the answers go on their own, still before
+            # the answer, so a resend finds them on any replica.
+            async with db.acquire(pool) as conn:
+                await _record_answers(conn, request, results, moments)
         # In sync mode this waits until the rows are committed: an answered ping is kept.
         await self.log.record(_records(request, results))
-        return Outcome(results=results, transitions=list(step.transitions), sent=sent)
+        return Outcome(
+            results=results, transitions=list(step.transitions), sent=sent, moments=moments
+        )
 
     def _window(self, ping: PingLike, now: dt.datetime) -> PingResult:
         """Refuse a ping outside the accepted time window before it goes any further."""
@@ -285,7 +361,7 @@ class PingService:
             near.append(self.near(index, request.merchant_id, ping))
         if owners and baseline is not None:
             self._remember(request.shopper_id, baseline)
-        return _Work(request=request, index=index, owners=owners, near=near)
+        return _Work(request=request, index=index, owners=owners, near=near, results=results)
 
     def _observe_batch(
         self,
@@ -332,7 +408,7 @@ class PingService:
                 fences.reach_m_array(accuracy[kept], self.fence_config),
                 request.merchant_id,
             ).to_dicts()
-        return _Work(request=request, index=index, owners=owners, near=near)
+        return _Work(request=request, index=index, owners=owners, near=near, results=results)
 
     def _baseline(self, shopper_id: int, state: geo_store.ShopperGeo) -> Fix | None:
         """The newest accepted fix: the database's, or a newer one this process has seen."""
@@ -344,7 +420,7 @@ class PingService:
 
     async def _settle(
         self, pool: asyncpg.Pool, work: _Work, state: geo_store.ShopperGeo
-    ) -> tuple[StepResult, list[offering.Sent]]:
+    ) -> tuple[StepResult, list[offering.Moment]]:
         """Run the unit of work optimistically from `state`, then under the row lock.
 
         Losing the compare-and-set means another request or replica changed the visits
@@ -363,10 +439,11 @@ class PingService:
 
     async def _unit_of_work(
         self, pool: asyncpg.Pool, work: _Work, state: geo_store.ShopperGeo | None
-    ) -> tuple[StepResult, list[offering.Sent]] | None:
+    ) -> tuple[StepResult, list[offering.Moment]] | None:
         """Step the visits, decide the offers their transitions trigger, record both.
 
-        The visits and the decisions commit in one transaction, or not at all. From
+        The visits and the decisions (and the answers of pings with a client id) commit
+        in one transaction, or not at all. From
         `state`, the visits are written by compare-and-set: None when another request
         got there first (nothing is written). With `state` None, the state is read
         under the shopper's row lock, and the unit always completes.
@@ -382,8 +459,8 @@ class PingService:
             if any(t.event != "exit" for t in step.transitions):
                 book = await self.offers.book(pool, work.merchant_id)
                 moments = self._moments(book, step, work)
-        sent: list[offering.Sent] = []
-        async with db.acquire(pool) as conn, _transaction(conn, locked or bool(moments)):
+        wanted = locked or bool(moments) or work.request.receipts
+        async with db.acquire(pool) as conn, _transaction(conn, wanted):
             if state is None:
                 state = await geo_store.lock_shopper_geo(conn, work.shopper_id, work.merchant_id)
                 step = self._step(state, work)
@@ -395,7 +472,7 @@ class PingService:
             if version is None:
                 return None
             if moments and book is not None:
-                sent = await self.offers.commit(
+                await self.offers.commit(
                     conn,
                     book,
                     merchant_id=work.merchant_id,
@@ -403,10 +480,15 @@ class PingService:
                     moments=moments,
                     now=work.now,
                 )
+            if work.request.receipts:
+                for i, caused in zip(work.owners, step.by_observation, strict=True):
+                    work.results[i].transitions = list(caused)
+                await _record_answers(conn, work.request, work.results, moments)
+                work.receipted = True
         self._states.keep(
             work.shopper_id, replace(state, visits=dict(step.states), version=version)
         )
-        return step, sent
+        return step, moments
 
     def _step(self, state: geo_store.ShopperGeo, work: _Work) -> StepResult:
         return self.step(work.index, state.visits, work.observations)
@@ -427,7 +509,7 @@ class PingService:
     def _moments(self, book: offering.Book, step: StepResult, work: _Work) -> list[offering.Moment]:
         contexts = [context(work.pings[i], work.now) for i in work.owners]
         caused = zip(contexts, step.by_observation, strict=True)
-        return self.offers.moments(book, list(caused), work.now)
+        return self.offers.moments(book, list(caused), work.now, owners=work.owners)
 
     async def _write(
         self,
@@ -498,9 +580,58 @@ def _transaction(
     return conn.transaction() if wanted else contextlib.nullcontext()
 
 
+def transitions_json(transitions: Sequence[Transition]) -> list[dict[str, Any]]:
+    """Transitions as the API answers them."""
+    return [
+        {
+            "geofence_id": str(t.fence_id),
+            "store_id": str(t.store_id) if t.store_id is not None else None,
+            "event": t.event,
+            "at": t.at.isoformat(),
+        }
+        for t in transitions
+    ]
+
+
+def _answers(
+    request: _Request, results: Sequence[PingResult], moments: Sequence[offering.Moment]
+) -> dict[uuid.UUID, dict[str, Any]]:
+    """Each recorded ping with a client id: the answer a resend of it gets."""
+    offers: dict[int, list[dict[str, object]]] = {}
+    for m in moments:
+        offers.setdefault(m.owner, []).extend(s.as_json() for s in m.sent)
+    return {
+        ping.id: {
+            "status": result.status,
+            "reason": result.reason,
+            "transitions": transitions_json(result.transitions),
+            "offers": offers.get(i, []),
+        }
+        for i, (ping, result) in enumerate(zip(request.pings, results, strict=True))
+        if ping.id is not None and result.status != "rejected"
+    }
+
+
+async def _record_answers(
+    conn: asyncpg.Connection,
+    request: _Request,
+    results: Sequence[PingResult],
+    moments: Sequence[offering.Moment],
+) -> None:
+    answers = _answers(request, results, moments)
+    if answers:
+        await geo_store.record_receipts(
+            conn,
+            merchant_id=request.merchant_id,
+            shopper_id=request.shopper_id,
+            received_at=request.now,
+            answers=answers,
+        )
+
+
 def _records(request: _Request, results: Sequence[PingResult]) -> list[geo_store.PingRecord]:
     """The ping log rows of the recorded pings (all but the rejected ones)."""
-    merchant_id, shopper_id, pings, now = request
+    merchant_id, shopper_id, pings, now, _ = request
     new = tuple.__new__  # PingRecord's own constructor costs more than the row
     return [
         new(

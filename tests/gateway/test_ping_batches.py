@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import uuid
 from typing import Any
 
 import asyncpg
@@ -203,3 +204,72 @@ async def test_batches_answer_and_record_what_single_pings_do(
         assert logged == await rows(conn, third)
         alone = await rows(conn, one)
         assert (logged["pings"], logged["events"]) == (alone["pings"], alone["events"])
+
+
+# -- resends ------------------------------------------------------------------------------
+
+
+async def counts(conn: asyncpg.Connection, shopper_id: int) -> tuple[int, int, int, int]:
+    row = await conn.fetchrow(
+        "SELECT (SELECT count(*) FROM pings WHERE shopper_id = $1),"
+        " (SELECT count(*) FROM geofence_events WHERE shopper_id = $1),"
+        " (SELECT count(*) FROM decisions WHERE shopper_id = $1),"
+        " (SELECT count(*) FROM coupons WHERE shopper_id = $1)",
+        shopper_id,
+    )
+    assert row is not None
+    return tuple(row)  # type: ignore[return-value]
+
+
+async def test_a_resent_ping_gets_the_first_answer_and_is_done_once(
+    world: World, conn: asyncpg.Connection
+) -> None:
+    shopper, token = await enrol(world)
+    lat, lon = offset(0, 0)
+    enter = {
+        "lat": lat,
+        "lon": lon,
+        "accuracy_m": 10,
+        "ts": world.clock.now().isoformat(),
+        "id": str(uuid.uuid4()),
+    }
+    first = await world.api.post("/v1/pings", token=token, json=enter)
+    assert first.status == 200 and first.json["offers"], first.json
+    world.clock.advance(seconds=30)
+    again = await world.api.post("/v1/pings", token=token, json=enter)
+    assert again.json == first.json  # the coupon too
+    await world.app[PINGS].log.flush()
+    once = await counts(conn, shopper)
+    assert once == (1, 1, 1, 1)
+
+    # In a batch, with new pings: the resend repeats its answer and offers, the new ones run.
+    lat, lon = offset(20, 0)
+    inside = {**enter, "lat": lat, "lon": lon, "ts": world.clock.now().isoformat()}
+    fresh = [{**inside, "id": str(uuid.uuid4())}, {**inside, "id": None}]
+    r = await world.api.post("/v1/pings/batch", token=token, json={"pings": [enter, *fresh]})
+    assert r.status == 200, r.json
+    assert r.json["results"][0] == {k: first.json[k] for k in ("status", "reason", "transitions")}
+    assert r.json["offers"] == first.json["offers"]
+    await world.app[PINGS].log.flush()
+    assert await counts(conn, shopper) == (once[0] + 2, *once[1:])
+    # The same batch again: only the ping without an id is new.
+    again_batch = await world.api.post(
+        "/v1/pings/batch", token=token, json={"pings": [enter, *fresh]}
+    )
+    assert again_batch.json["results"] == r.json["results"]
+    await world.app[PINGS].log.flush()
+    assert await counts(conn, shopper) == (once[0] + 3, *once[1:])
+
+
+async def test_the_same_id_twice_in_one_batch_is_one_ping(
+    world: World, conn: asyncpg.Connection
+) -> None:
+    shopper, token = await enrol(world)
+    lat, lon = offset(0, 0)
+    ping = {"lat": lat, "lon": lon, "accuracy_m": 10, "ts": world.clock.now().isoformat()}
+    ping["id"] = str(uuid.uuid4())
+    r = await world.api.post("/v1/pings/batch", token=token, json={"pings": [ping, ping]})
+    assert r.status == 200, r.json
+    assert r.json["results"][0] == r.json["results"][1]
+    await world.app[PINGS].log.flush()
+    assert (await counts(conn, shopper))[:2] == (1, 1)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 import pydantic
@@ -21,7 +22,6 @@ from gateway.pingpath import pings
 from gateway.pingpath.geoindex import GEO_INDEX
 from gateway.pingpath.pings import PINGS
 from gateway.settings import SETTINGS
-from geo.models import Transition
 
 MAX_BATCH = 500
 
@@ -41,6 +41,12 @@ class PingIn(api.Model):
     ts: pydantic.AwareDatetime = pydantic.Field(description="When the fix was taken (RFC 3339)")
     speed_mps: Annotated[float, pydantic.Field(ge=0, le=1000, allow_inf_nan=False)] | None = None
     weather: Weather | None = None
+    id: uuid.UUID | None = pydantic.Field(
+        None,
+        description="The app's own id of this fix (a UUID). A ping whose id this shopper "
+        "already sent within GATEWAY_PING_RETENTION_DAYS is neither logged nor processed "
+        "again: it gets the answer the first attempt got, coupon included.",
+    )
 
 
 class PingBatchIn(api.Model):
@@ -61,6 +67,7 @@ class _WirePing(msgspec.Struct, forbid_unknown_fields=True):
     ts: Annotated[dt.datetime, msgspec.Meta(tz=True)]
     speed_mps: Annotated[float, msgspec.Meta(ge=0, le=1000)] | None = None
     weather: _WireWeather | None = None
+    id: uuid.UUID | None = None
 
     # What pings.PingLike reads: the service takes these objects as they come.
     @property
@@ -90,7 +97,8 @@ def _batch(raw: bytes) -> Sequence[pings.PingLike]:
         except msgspec.MsgspecError:
             pass
         else:
-            return wire.pings
+            found: Sequence[pings.PingLike] = wire.pings
+            return found
     return [_ping(p) for p in api.parse(raw, PingBatchIn).pings]
 
 
@@ -141,6 +149,7 @@ def _ping(p: PingIn) -> pings.Ping:
         speed_mps=p.speed_mps,
         weather_condition=p.weather.condition if p.weather else None,
         temp_c=p.weather.temp_c if p.weather else None,
+        id=p.id,
     )
 
 
@@ -176,18 +185,6 @@ async def _process(
     )
 
 
-def _transitions(items: list[Transition]) -> list[dict[str, Any]]:
-    return [
-        {
-            "geofence_id": str(t.fence_id),
-            "store_id": str(t.store_id) if t.store_id is not None else None,
-            "event": t.event,
-            "at": t.at.isoformat(),
-        }
-        for t in items
-    ]
-
-
 async def post_ping(request: web.Request) -> web.Response:
     p = api.principal(request)
     assert p.shopper_id is not None
@@ -207,12 +204,14 @@ async def post_ping(request: web.Request) -> web.Response:
             f"the ping is older than the accepted window of {limit:g} s",
             fields={"ts": "too old"},
         )
+    if result.replay is not None:
+        return api.json(result.replay)  # a resend: what the first attempt answered
     return api.json(
         {
             "status": result.status,
             "reason": result.reason,
             # All of them: a visit that timed out exits at its last sighting, not now.
-            "transitions": _transitions(outcome.transitions),
+            "transitions": pings.transitions_json(outcome.transitions),
             "offers": [s.as_json() for s in outcome.sent],
         }
     )
@@ -224,20 +223,27 @@ async def post_ping_batch(request: web.Request) -> web.Response:
     _rate_limit(request, p.shopper_id)
     raw = await api.read_body(request, limit=request.app[SETTINGS].max_body_bytes)
     outcome = await _process(request, _batch(raw), batch=True)
-    return api.json(
-        {
-            "results": [
+    transitions = pings.transitions_json(outcome.transitions)
+    offers = [s.as_json() for s in outcome.sent]
+    results = []
+    for r in outcome.results:
+        if r.replay is None:
+            results.append(
                 {
                     "status": r.status,
                     "reason": r.reason,
-                    "transitions": _transitions(r.transitions),
+                    "transitions": pings.transitions_json(r.transitions),
                 }
-                for r in outcome.results
-            ],
-            "transitions": _transitions(outcome.transitions),
-            "offers": [s.as_json() for s in outcome.sent],
-        }
-    )
+            )
+            continue
+        # A resend: its answer, transitions and offers as its first attempt got them.
+        replay = r.replay
+        results.append(
+            {k: replay[k] for k in ("status", "reason", "transitions")},
+        )
+        transitions += replay["transitions"]
+        offers += replay["offers"]
+    return api.json({"results": results, "transitions": transitions, "offers": offers})
 
 
 _LIMITS = (
