@@ -14,14 +14,14 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import asyncpg
 import numpy as np
 from aiohttp import web
 
 from gateway import db, listen
-from gateway.pingpath import offering, pinglog, visits
+from gateway.pingpath import answers, offering, pinglog, visits
 from geo import errors as geo_errors
 from geo import fences, spoofing
 from geo import store as geo_store
@@ -51,26 +51,7 @@ class Ping:
     id: uuid.UUID | None = None
 
 
-class PingLike(Protocol):
-    """What the ping path reads of a ping: a `Ping`, or an upload decoded straight into
-    objects with the same attributes (a batch is mostly its pings' objects)."""
-
-    @property
-    def lat(self) -> float: ...
-    @property
-    def lon(self) -> float: ...
-    @property
-    def accuracy_m(self) -> float: ...
-    @property
-    def ts(self) -> dt.datetime: ...
-    @property
-    def speed_mps(self) -> float | None: ...
-    @property
-    def weather_condition(self) -> str | None: ...
-    @property
-    def temp_c(self) -> float | None: ...
-    @property
-    def id(self) -> uuid.UUID | None: ...
+PingLike = answers.PingLike
 
 
 @dataclass(slots=True, kw_only=True)
@@ -224,11 +205,11 @@ class PingService:
         results: list[PingResult | None] = [None] * len(pings)
         for i, result in zip(fresh, done.results, strict=True):
             results[i] = result
-        answers = dict(seen)
-        answers.update(_answers(sub, done.results, done.moments))
+        given = dict(seen)
+        given.update(answers.of(sub.pings, done.results, done.moments))
         for i, p in enumerate(pings):
             if results[i] is None and p.id is not None:
-                replay = answers[p.id]
+                replay = given[p.id]
                 results[i] = PingResult(
                     status=replay["status"], reason=replay["reason"], replay=replay
                 )
@@ -291,9 +272,9 @@ class PingService:
             # No unit of work wrote anything: the answers go on their own, still before
             # the answer, so a resend finds them on any replica.
             async with db.acquire(pool) as conn:
-                await _record_answers(conn, request, results, moments)
+                await answers.record(conn, request, results, moments)
         # In sync mode this waits until the rows are committed: an answered ping is kept.
-        await self.log.record(_records(request, results))
+        await self.log.record(answers.log_rows(request, results))
         return Outcome(
             results=results, transitions=list(step.transitions), sent=sent, moments=moments
         )
@@ -483,7 +464,7 @@ class PingService:
             if work.request.receipts:
                 for i, caused in zip(work.owners, step.by_observation, strict=True):
                     work.results[i].transitions = list(caused)
-                await _record_answers(conn, work.request, work.results, moments)
+                await answers.record(conn, work.request, work.results, moments)
                 work.receipted = True
         self._states.keep(
             work.shopper_id, replace(state, visits=dict(step.states), version=version)
@@ -578,82 +559,6 @@ def _transaction(
 ) -> contextlib.AbstractAsyncContextManager[object]:
     # A lone compare-and-set is atomic by itself: skip BEGIN/COMMIT on the hot path.
     return conn.transaction() if wanted else contextlib.nullcontext()
-
-
-def transitions_json(transitions: Sequence[Transition]) -> list[dict[str, Any]]:
-    """Transitions as the API answers them."""
-    return [
-        {
-            "geofence_id": str(t.fence_id),
-            "store_id": str(t.store_id) if t.store_id is not None else None,
-            "event": t.event,
-            "at": t.at.isoformat(),
-        }
-        for t in transitions
-    ]
-
-
-def _answers(
-    request: _Request, results: Sequence[PingResult], moments: Sequence[offering.Moment]
-) -> dict[uuid.UUID, dict[str, Any]]:
-    """Each recorded ping with a client id: the answer a resend of it gets."""
-    offers: dict[int, list[dict[str, object]]] = {}
-    for m in moments:
-        offers.setdefault(m.owner, []).extend(s.as_json() for s in m.sent)
-    return {
-        ping.id: {
-            "status": result.status,
-            "reason": result.reason,
-            "transitions": transitions_json(result.transitions),
-            "offers": offers.get(i, []),
-        }
-        for i, (ping, result) in enumerate(zip(request.pings, results, strict=True))
-        if ping.id is not None and result.status != "rejected"
-    }
-
-
-async def _record_answers(
-    conn: asyncpg.Connection,
-    request: _Request,
-    results: Sequence[PingResult],
-    moments: Sequence[offering.Moment],
-) -> None:
-    answers = _answers(request, results, moments)
-    if answers:
-        await geo_store.record_receipts(
-            conn,
-            merchant_id=request.merchant_id,
-            shopper_id=request.shopper_id,
-            received_at=request.now,
-            answers=answers,
-        )
-
-
-def _records(request: _Request, results: Sequence[PingResult]) -> list[geo_store.PingRecord]:
-    """The ping log rows of the recorded pings (all but the rejected ones)."""
-    merchant_id, shopper_id, pings, now, _ = request
-    new = tuple.__new__  # PingRecord's own constructor costs more than the row
-    return [
-        new(
-            geo_store.PingRecord,
-            (
-                merchant_id,
-                shopper_id,
-                ping.ts,
-                now,
-                ping.lat,
-                ping.lon,
-                ping.accuracy_m,
-                ping.speed_mps,
-                ping.weather_condition,
-                ping.temp_c,
-                "ok" if result.status == "accepted" else str(result.reason),
-                len(result.transitions),
-            ),
-        )
-        for ping, result in zip(pings, results, strict=True)
-        if result.status != "rejected"
-    ]
 
 
 PINGS = web.AppKey("pings", PingService)

@@ -18,7 +18,7 @@ from gateway.db import POOL
 from gateway.http import api, errors
 from gateway.http.api import Endpoint, Reply
 from gateway.http.ratelimit import PING_LIMITER
-from gateway.pingpath import pings
+from gateway.pingpath import answers, pings
 from gateway.pingpath.geoindex import GEO_INDEX
 from gateway.pingpath.pings import PINGS
 from gateway.settings import SETTINGS
@@ -211,7 +211,7 @@ async def post_ping(request: web.Request) -> web.Response:
             "status": result.status,
             "reason": result.reason,
             # All of them: a visit that timed out exits at its last sighting, not now.
-            "transitions": pings.transitions_json(outcome.transitions),
+            "transitions": answers.transitions_json(outcome.transitions),
             "offers": [s.as_json() for s in outcome.sent],
         }
     )
@@ -223,7 +223,7 @@ async def post_ping_batch(request: web.Request) -> web.Response:
     _rate_limit(request, p.shopper_id)
     raw = await api.read_body(request, limit=request.app[SETTINGS].max_body_bytes)
     outcome = await _process(request, _batch(raw), batch=True)
-    transitions = pings.transitions_json(outcome.transitions)
+    transitions = answers.transitions_json(outcome.transitions)
     offers = [s.as_json() for s in outcome.sent]
     results = []
     for r in outcome.results:
@@ -232,7 +232,7 @@ async def post_ping_batch(request: web.Request) -> web.Response:
                 {
                     "status": r.status,
                     "reason": r.reason,
-                    "transitions": pings.transitions_json(r.transitions),
+                    "transitions": answers.transitions_json(r.transitions),
                 }
             )
             continue
