@@ -70,6 +70,7 @@ SELECT id FROM shoppers WHERE id = $1 AND merchant_id = $2 AND erased_at IS NULL
 WITH pings_gone AS (DELETE FROM pings WHERE shopper_id = $1 RETURNING 1),
      events_gone AS (DELETE FROM geofence_events WHERE shopper_id = $1 RETURNING 1),
      geo_gone AS (DELETE FROM shopper_geo WHERE shopper_id = $1 RETURNING 1),
+     receipts_gone AS (DELETE FROM ping_receipts WHERE shopper_id = $1 RETURNING 1),
      subs_gone AS (DELETE FROM push_subscriptions WHERE shopper_id = $1 RETURNING 1),
      regs AS (SELECT count(*) AS n FROM device_registrations
               WHERE pass_id IN (SELECT id FROM passes WHERE shopper_id = $1)),

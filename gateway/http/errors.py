@@ -215,6 +215,8 @@ DOMAIN: dict[type[Exception], Callable[[Any], ApiError]] = {
     account_errors.InvalidKeyRequest: _with_fields(ValidationFailed),
     account_errors.UnknownMerchant: _with_fields(NotFound),
     account_errors.EmailTaken: _with_fields(Conflict, "email_taken"),
+    # Only when three attempts at one ping keep racing: the app's next resend gets the answer.
+    geo_errors.DuplicatePing: _status(Conflict),
 }
 
 # What the middleware catches and translates.

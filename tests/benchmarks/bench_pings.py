@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ import shapely
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.benchmarks import figures  # noqa: E402
+from tests.benchmarks import batches, figures  # noqa: E402
 
 CENTRE = (2.3522, 48.8566)
 M_PER_DEG = 111_320.0
@@ -62,8 +63,18 @@ async def handler(request):
         content_type="application/json",
     )
 
+async def batch(request):
+    body = orjson.loads(await request.read())
+    assert request.headers.get("Authorization", "").startswith("Bearer ")
+    results = [{"status": "accepted", "reason": None, "transitions": []} for _ in body["pings"]]
+    return web.Response(
+        body=orjson.dumps({"results": results, "transitions": [], "offers": []}),
+        content_type="application/json",
+    )
+
 app = web.Application()
 app.router.add_post("/v1/pings", handler)
+app.router.add_post("/v1/pings/batch", batch)
 # The same event loop the gateway runs on, so the comparison is like for like.
 import uvloop
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None,
@@ -100,7 +111,7 @@ for line in io.lines("%s") do
   local sep = string.find(line, "|", 1, true)
   local token = string.sub(line, 1, sep - 1)
   local body = string.sub(line, sep + 1)
-  requests[#requests + 1] = wrk.format("POST", "/v1/pings",
+  requests[#requests + 1] = wrk.format("POST", "%s",
     {["Host"] = "127.0.0.1", ["Authorization"] = "Bearer " .. token,
      ["Content-Type"] = "application/json"}, body)
 end
@@ -275,20 +286,31 @@ async def setup_api(
         return sorted(shoppers, key=lambda s: s[1])
 
 
+def walker(n_shoppers: int, seed: int) -> Callable[[int, int, random.Random], tuple[float, float]]:
+    """Where shopper i is at its k-th ping: a few metres on from its home each time."""
+    rng = random.Random(seed)
+    homes = [
+        offset(*CENTRE, rng.uniform(-100_000, 100_000), rng.uniform(-100_000, 100_000))
+        for _ in range(n_shoppers)
+    ]
+
+    def walk(i: int, k: int, noise: random.Random) -> tuple[float, float]:
+        return offset(*homes[i], 3 * k + noise.gauss(0, 10), noise.gauss(0, 10))
+
+    return walk
+
+
 def build_requests(
     shoppers: list[tuple[str, int]], per_shopper: int, seed: int
 ) -> list[tuple[str, bytes]]:
     """Interleaved pings: each shopper walks a few metres between its pings."""
     rng = random.Random(seed)
+    walk = walker(len(shoppers), seed)
     t0 = time.time() - 600
-    homes = [
-        offset(*CENTRE, rng.uniform(-100_000, 100_000), rng.uniform(-100_000, 100_000))
-        for _ in shoppers
-    ]
     out = []
     for k in range(per_shopper):
-        for (token, i), (lon, lat) in zip(shoppers, homes, strict=True):
-            plon, plat = offset(lon, lat, 3 * k + rng.gauss(0, 10), rng.gauss(0, 10))
+        for token, i in shoppers:
+            plon, plat = walk(i, k, rng)
             ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0 + k))
             body = {"lat": plat, "lon": plon, "accuracy_m": 15, "ts": f"{ts}.{i % 1000:03d}Z"}
             out.append((token, orjson.dumps(body)))
@@ -344,13 +366,17 @@ def _ms(text: str) -> float:
 
 
 def run_wrk(
-    base: str, request_file: Path, duration: int, rate: float | None = None
+    base: str,
+    request_file: Path,
+    duration: int,
+    rate: float | None = None,
+    path: str = "/v1/pings",
 ) -> dict[str, float]:
     """wrk closed loop at full speed, or paced to about ``rate`` requests a second."""
     connections = 64 if rate is None else 32
     pacing = "" if rate is None else PACING % (1000.0 * connections / rate)
     script = request_file.with_suffix(".lua")
-    script.write_text(WRK_SCRIPT % (request_file, pacing))
+    script.write_text(WRK_SCRIPT % (request_file, path, pacing))
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), base],
         check=True,
@@ -483,6 +509,9 @@ async def workload_mix(url: str) -> dict[str, int]:
         await conn.close()
 
 
+BATCH = "/v1/pings/batch"
+
+
 # -- main ----------------------------------------------------------------------------------
 
 
@@ -493,6 +522,13 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds per load phase")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--batch-rounds",
+        type=int,
+        default=3,
+        help="alternated rounds of POST /v1/pings/batch and the bare handler (0: none)",
+    )
+    parser.add_argument("--batch-size", type=int, default=batches.SIZE, help="pings a batch")
     parser.add_argument(
         "--url",
         help="measure a running gateway instead of starting one (needs --manager-token and "
@@ -531,6 +567,7 @@ def main() -> int:
     floor_pid: int | None = None
     pg_cpu = 0.0
     mix: dict[str, int] = {}
+    batch_seen: dict[str, list[tuple[float, float | None]]] = {}
     try:
         if remote:
             shoppers = asyncio.run(
@@ -548,7 +585,17 @@ def main() -> int:
         per_shopper = max(2, min(20, 200_000 // max(args.shoppers, 1)))
         requests = build_requests(shoppers, per_shopper=per_shopper, seed=args.seed)
         request_file = work / "requests.txt"
-        request_file.write_text("\n".join(f"{t}|{b.decode()}" for t, b in requests) + "\n")
+        batches.write_requests(request_file, requests)
+        batch_file = work / "batches.txt"
+        batches.write_requests(
+            batch_file,
+            batches.build(
+                shoppers,
+                size=args.batch_size,
+                seed=args.seed,
+                walk=walker(len(shoppers), args.seed),
+            ),
+        )
         gw_port, bare_port = free_port(), free_port()
         bare_file = work / "bare.py"
         bare_file.write_text(BARE_APP)
@@ -646,6 +693,28 @@ def main() -> int:
         bare_lat = run_wrk(bare, request_file, args.duration, rate=rate)
         log(f"latency at {rate:.0f} req/s, open loop (Python client): gateway")
         gw_open = load_process(gw, request_file, rate, args.duration)
+        if args.batch_rounds:
+            log(f"batched pings, {args.batch_size} a request: {args.batch_rounds} rounds")
+            run_wrk(gw, batch_file, 2, path="/v1/pings/batch")
+            bare_pid = procs[0].pid
+
+            def measure(
+                base: str, file: Path, pid: int | None, path: str = "/v1/pings"
+            ) -> tuple[float, float | None]:
+                before = None if pid is None else cpu_seconds(pid)
+                run = run_wrk(base, file, args.duration, path=path)
+                if run["non_2xx"]:
+                    # Errors are cheaper than answers: the figure would flatter the server.
+                    raise RuntimeError(f"{base}{path} answered {run['non_2xx']:.0f} non-2xx")
+                cpu = None if before is None else cpu_seconds(pid) - before  # type: ignore[arg-type]
+                return run["rps"], None if cpu is None else cpu / (run["rps"] * args.duration)
+
+            batch_seen = batches.rounds(
+                rounds=args.batch_rounds,
+                single=lambda: measure(bare, request_file, bare_pid),
+                batched=lambda: measure(gw, batch_file, gw_pid, BATCH),
+                bare_batched=lambda: measure(bare, batch_file, bare_pid, BATCH),
+            )
         if not remote:
             mix = asyncio.run(workload_mix(url))
     finally:
@@ -755,6 +824,8 @@ def main() -> int:
             "check, rate limit and body validation; its ratio bounds what any ping "
             "pipeline can reach."
         )
+    if batch_seen:
+        extra_rows += batches.report(batch_seen, size=args.batch_size, log=log)
     scale = f"{args.fences:,} geofences, {args.shoppers:,} shoppers"
     if remote:
         scale += f", {remote}"

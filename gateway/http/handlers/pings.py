@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+import re
+import uuid
+from collections.abc import Sequence
+from typing import Annotated, Literal
 
+import msgspec
 import pydantic
 from aiohttp import web
 
@@ -14,10 +18,10 @@ from gateway.db import POOL
 from gateway.http import api, errors
 from gateway.http.api import Endpoint, Reply
 from gateway.http.ratelimit import PING_LIMITER
-from gateway.pingpath import pings
+from gateway.pingpath import answers, pings
 from gateway.pingpath.geoindex import GEO_INDEX
 from gateway.pingpath.pings import PINGS
-from geo.models import Transition
+from gateway.settings import SETTINGS
 
 MAX_BATCH = 500
 
@@ -37,10 +41,65 @@ class PingIn(api.Model):
     ts: pydantic.AwareDatetime = pydantic.Field(description="When the fix was taken (RFC 3339)")
     speed_mps: Annotated[float, pydantic.Field(ge=0, le=1000, allow_inf_nan=False)] | None = None
     weather: Weather | None = None
+    id: uuid.UUID | None = pydantic.Field(
+        None,
+        description="The app's own id of this fix (a UUID). A ping whose id this shopper "
+        "already sent within GATEWAY_PING_RETENTION_DAYS is neither logged nor processed "
+        "again: it gets the answer the first attempt got, coupon included.",
+    )
 
 
 class PingBatchIn(api.Model):
     pings: Annotated[list[PingIn], pydantic.Field(min_length=1, max_length=MAX_BATCH)]
+
+
+# The batch body decoded by msgspec, with the same limits as PingBatchIn (which stays the
+# documented schema and gives the error answers): a batch is mostly decoding.
+class _WireWeather(msgspec.Struct, forbid_unknown_fields=True):
+    condition: api.WEATHER
+    temp_c: Annotated[float, msgspec.Meta(ge=-90, le=70)]
+
+
+class _WirePing(msgspec.Struct, forbid_unknown_fields=True):
+    lat: Annotated[float, msgspec.Meta(ge=-90, le=90)]
+    lon: Annotated[float, msgspec.Meta(ge=-180, le=180)]
+    accuracy_m: Annotated[float, msgspec.Meta(gt=0, le=100_000)]
+    ts: Annotated[dt.datetime, msgspec.Meta(tz=True)]
+    speed_mps: Annotated[float, msgspec.Meta(ge=0, le=1000)] | None = None
+    weather: _WireWeather | None = None
+    id: uuid.UUID | None = None
+
+    # What pings.PingLike reads: the service takes these objects as they come.
+    @property
+    def weather_condition(self) -> str | None:
+        return None if self.weather is None else self.weather.condition
+
+    @property
+    def temp_c(self) -> float | None:
+        return None if self.weather is None else self.weather.temp_c
+
+
+class _WireBatch(msgspec.Struct, forbid_unknown_fields=True):
+    pings: Annotated[list[_WirePing], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
+
+
+_BATCH = msgspec.json.Decoder(_WireBatch)
+# A time with more than six digits of a second: msgspec rounds them, pydantic truncates.
+_SUB_MICROSECOND = re.compile(rb"\d:\d\d\.\d{7}")
+
+
+def _batch(raw: bytes) -> Sequence[pings.PingLike]:
+    """The pings of a batch body; anything msgspec refuses, or might read otherwise than
+    pydantic, goes through PingBatchIn, for the one documented answer."""
+    if not _SUB_MICROSECOND.search(raw):
+        try:
+            wire = _BATCH.decode(raw)
+        except msgspec.MsgspecError:
+            pass
+        else:
+            found: Sequence[pings.PingLike] = wire.pings
+            return found
+    return [_ping(p) for p in api.parse(raw, PingBatchIn).pings]
 
 
 class TransitionOut(api.Out):
@@ -90,6 +149,7 @@ def _ping(p: PingIn) -> pings.Ping:
         speed_mps=p.speed_mps,
         weather_condition=p.weather.condition if p.weather else None,
         temp_c=p.weather.temp_c if p.weather else None,
+        id=p.id,
     )
 
 
@@ -105,6 +165,12 @@ def _rate_limit(request: web.Request, shopper_id: int) -> None:
 
 
 async def _run(request: web.Request, items: list[PingIn]) -> pings.Outcome:
+    return await _process(request, [_ping(i) for i in items], batch=False)
+
+
+async def _process(
+    request: web.Request, items: Sequence[pings.PingLike], *, batch: bool
+) -> pings.Outcome:
     p = api.principal(request)
     assert p.shopper_id is not None
     app = request.app
@@ -113,21 +179,10 @@ async def _run(request: web.Request, items: list[PingIn]) -> pings.Outcome:
         app[GEO_INDEX].index,
         merchant_id=p.merchant_id,
         shopper_id=p.shopper_id,
-        pings=[_ping(i) for i in items],
+        pings=items,
         now=app[CLOCK].now(),
+        batched=batch,
     )
-
-
-def _transitions(items: list[Transition]) -> list[dict[str, Any]]:
-    return [
-        {
-            "geofence_id": str(t.fence_id),
-            "store_id": str(t.store_id) if t.store_id is not None else None,
-            "event": t.event,
-            "at": t.at.isoformat(),
-        }
-        for t in items
-    ]
 
 
 async def post_ping(request: web.Request) -> web.Response:
@@ -149,12 +204,14 @@ async def post_ping(request: web.Request) -> web.Response:
             f"the ping is older than the accepted window of {limit:g} s",
             fields={"ts": "too old"},
         )
+    if result.replay is not None:
+        return api.json(result.replay)  # a resend: what the first attempt answered
     return api.json(
         {
             "status": result.status,
             "reason": result.reason,
             # All of them: a visit that timed out exits at its last sighting, not now.
-            "transitions": _transitions(outcome.transitions),
+            "transitions": answers.transitions_json(outcome.transitions),
             "offers": [s.as_json() for s in outcome.sent],
         }
     )
@@ -164,22 +221,29 @@ async def post_ping_batch(request: web.Request) -> web.Response:
     p = api.principal(request)
     assert p.shopper_id is not None
     _rate_limit(request, p.shopper_id)
-    batch = await api.body(request, PingBatchIn)
-    outcome = await _run(request, list(batch.pings))
-    return api.json(
-        {
-            "results": [
+    raw = await api.read_body(request, limit=request.app[SETTINGS].max_body_bytes)
+    outcome = await _process(request, _batch(raw), batch=True)
+    transitions = answers.transitions_json(outcome.transitions)
+    offers = [s.as_json() for s in outcome.sent]
+    results = []
+    for r in outcome.results:
+        if r.replay is None:
+            results.append(
                 {
                     "status": r.status,
                     "reason": r.reason,
-                    "transitions": _transitions(r.transitions),
+                    "transitions": answers.transitions_json(r.transitions),
                 }
-                for r in outcome.results
-            ],
-            "transitions": _transitions(outcome.transitions),
-            "offers": [s.as_json() for s in outcome.sent],
-        }
-    )
+            )
+            continue
+        # A resend: its answer, transitions and offers as its first attempt got them.
+        replay = r.replay
+        results.append(
+            {k: replay[k] for k in ("status", "reason", "transitions")},
+        )
+        transitions += replay["transitions"]
+        offers += replay["offers"]
+    return api.json({"results": results, "transitions": transitions, "offers": offers})
 
 
 _LIMITS = (
