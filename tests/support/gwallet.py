@@ -21,11 +21,17 @@ from wallet.store import google as google_store
 ISSUER = "3388000000022123456"
 
 
-async def configure(conn: asyncpg.Connection, merchant_id: int) -> dict[str, str]:
-    """Give the merchant an issuer with a fresh development service account; its key file."""
-    info = account.dev_service_account()
+async def configure(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    issuer_id: str = ISSUER,
+    info: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Give the merchant an issuer with a development service account (`info`, else a fresh
+    one); its key file."""
+    info = info or account.dev_service_account()
     program = objects.Program(
-        issuer_id=ISSUER,
+        issuer_id=issuer_id,
         merchant_id=merchant_id,
         issuer_name="Corner Coffee",
         program_name="Corner Coffee Rewards",
