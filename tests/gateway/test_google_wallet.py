@@ -17,11 +17,12 @@ import asyncpg
 import pytest
 
 from gateway import db
+from gateway.delivery import googlepush
 from gateway.jobs import upkeep
 from gateway.settings import SETTINGS
 from tests.support.google_callbacks import GoogleSender
 from tests.support.google_peer import Call, GoogleStandIn
-from tests.support.gwallet import ISSUER, configure, google, read_link, run_due
+from tests.support.gwallet import ISSUER, PUBLIC_URL, configure, google, read_link, run_due
 from tests.support.shop import T0, Shop, enrol
 from tests.support.wallet import apns, pass_files, purchase, register
 
@@ -94,7 +95,11 @@ async def test_the_updater_inserts_the_class_and_card_then_follows_points_and_ti
     async with google(shop, info) as (stand_in, pusher):
         assert await pusher.run_once() == 1
         assert card_id in stand_in.stored["loyaltyObject"]
-        assert f"{ISSUER}.program-{shop.tenant.merchant_id}" in stand_in.stored["loyaltyClass"]
+        program = stand_in.stored["loyaltyClass"][f"{ISSUER}.program-{shop.tenant.merchant_id}"]
+        # Google posts the card's saves and deletes to the merchant's callback URL.
+        assert program["callbackOptions"] == {
+            "url": f"{PUBLIC_URL}/v1/wallet/google/callback/{shop.tenant.merchant_id}"
+        }
         await purchase(shop, 600, "g-up-1")  # 600 points: Silver
         assert await pusher.run_once() == 1
         stored = stand_in.stored["loyaltyObject"][card_id]
@@ -140,6 +145,7 @@ async def test_a_wallet_coupon_joins_the_card_and_a_redemption_marks_google_and_
 ) -> None:
     info = await configure(conn, shop.tenant.merchant_id)
     card_id = read_link(await _link(shop), info)[1]["payload"]["loyaltyObjects"][0]["id"]
+    card_class = f"{ISSUER}.program-{shop.tenant.merchant_id}"
     token = shop.token("shopper")
     async with google(shop, info) as (stand_in, pusher):
         assert await pusher.run_once() == 1  # the save link's first insert
@@ -147,6 +153,11 @@ async def test_a_wallet_coupon_joins_the_card_and_a_redemption_marks_google_and_
         assert await run_due(conn, pusher) == 1
         (offer_id, offer), *_ = stand_in.stored["offerObject"].items()
         assert offer["state"] == "ACTIVE"
+        callbacks = stand_in.stored["offerClass"][offer["classId"]]["callbackOptions"]
+        assert (
+            callbacks["url"]
+            == stand_in.stored["loyaltyClass"][card_class]["callbackOptions"]["url"]
+        )
         assert offer["barcode"]["value"] == coupon["code"].replace("-", "")
         assert stand_in.stored["loyaltyObject"][card_id]["linkedOfferIds"] == [offer_id]
         message = stand_in.stored["loyaltyObject"][card_id]["messages"][-1]
@@ -372,3 +383,12 @@ async def test_a_coupon_saved_only_to_google_expires_there_after_upkeep(
         # Upkeep does not queue it again once Google shows it expired.
         summary = await upkeep.run(shop.app[db.POOL], now=shop.clock.now())
         assert summary is not None and summary.coupon_passes_expired == 0
+
+
+def test_classes_name_a_callback_url_only_under_an_https_public_url() -> None:
+    """Google calls only HTTPS URLs: a plain-HTTP gateway (a laptop) leaves it out."""
+    assert googlepush.callback_url("https://gw.example.com/", 7) == (
+        "https://gw.example.com/v1/wallet/google/callback/7"
+    )
+    assert googlepush.callback_url("http://127.0.0.1:8080", 7) is None
+    assert googlepush.callback_url(None, 7) is None

@@ -19,6 +19,8 @@ from wallet.google import account, links, objects
 from wallet.store import google as google_store
 
 ISSUER = "3388000000022123456"
+# The gateway's public address as Google would reach it (classes name its callback URL).
+PUBLIC_URL = "https://gateway.example.com"
 
 
 async def configure(
@@ -60,6 +62,7 @@ async def google(
         shop.app[db.POOL],
         base_url=stand_in.wallet_url,
         token_uri=stand_in.token_uri,
+        public_url=PUBLIC_URL,
         clock_=shop.clock,
     )
     try:

@@ -15,6 +15,7 @@ from aiohttp import web
 from gateway import db
 from gateway.clock import CLOCK
 from gateway.db import POOL
+from gateway.delivery import googlepush
 from gateway.http import api
 from gateway.http.api import Endpoint, Reply
 from gateway.settings import SETTINGS, Settings, SettingsError
@@ -65,12 +66,13 @@ async def google_callback(request: web.Request) -> web.Response:
 ENDPOINTS = [
     Endpoint(
         method="POST",
-        path="/v1/wallet/google/callback/{merchant_id}",
+        path=googlepush.CALLBACK_PATH,
         handler=google_callback,
         tag="wallet",
         summary="Google Wallet: a shopper saved or deleted a pass (signed callback)",
         description=(
-            "Set as the `callbackOptions.url` of the merchant's Google Wallet classes. No "
+            "The `callbackOptions.url` of the merchant's Google Wallet classes, which the "
+            "gateway sets when `GATEWAY_PUBLIC_URL` is HTTPS. No "
             "token: the body is Google's ECv2SigningOnly message, checked against Google's "
             "root signing keys (`GATEWAY_GOOGLE_ROOT_KEYS_URL`), with the intermediate key's "
             "expiry, the message signature for the merchant's issuer id, and `expTimeMillis`. "
