@@ -17,7 +17,6 @@ through silently, and `google_wallet_notifications` says so.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -26,7 +25,7 @@ import asyncpg
 from aiohttp import web
 
 from gateway import clock, db
-from gateway.delivery import googleapi, outbox
+from gateway.delivery import drain, googleapi, outbox
 from wallet.google import objects, quota
 from wallet.store import google as google_store
 from wallet.store import passes as pass_store
@@ -77,30 +76,17 @@ class GooglePusher:
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self._issuers: dict[int, _Issuer] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._loop = drain.Loop("google-pusher", self)
         self.sent = 0
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="google-pusher")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._loop.stop()
         for issuer in self._issuers.values():
             await issuer.client.close()
         self._issuers.clear()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                claimed = await self.run_once()
-            except Exception:
-                log.warning("google pusher: round failed; retrying", exc_info=True)
-                claimed = 0
-            if claimed < self.batch:
-                await asyncio.sleep(self.poll_seconds)
 
     async def run_once(self) -> int:
         async with db.acquire(self.pool) as conn:
