@@ -1,12 +1,5 @@
 -- Where shoppers keep their passes: Google Wallet callbacks and Apple registrations.
 
--- name: google_issuer_id
-SELECT issuer_id FROM google_wallet_configs WHERE merchant_id = $1;
-
--- name: put_google_issuer
-INSERT INTO google_wallet_configs (merchant_id, issuer_id) VALUES ($1, $2)
-ON CONFLICT (merchant_id) DO UPDATE SET issuer_id = excluded.issuer_id, updated_at = now();
-
 -- name: record_google_event
 -- No row: the nonce was seen before (a retry, or two deliveries at once: the unique
 -- index makes the second wait for the first and then insert nothing).
@@ -15,12 +8,6 @@ INSERT INTO google_wallet_events (merchant_id, nonce, event, class_id, object_id
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (nonce) DO NOTHING
 RETURNING id;
-
--- name: merchant_coupon
-SELECT id FROM coupons WHERE merchant_id = $1 AND id = $2;
-
--- name: merchant_shopper
-SELECT id FROM shoppers WHERE merchant_id = $1 AND id = $2;
 
 -- name: lock_pass
 -- Serialises the registrations of one pass, so that of two devices leaving at once the

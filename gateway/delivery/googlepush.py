@@ -17,7 +17,6 @@ through silently, and `google_wallet_notifications` says so.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -26,7 +25,7 @@ import asyncpg
 from aiohttp import web
 
 from gateway import clock, db
-from gateway.delivery import googleapi, outbox
+from gateway.delivery import drain, googleapi, outbox
 from wallet.google import objects, quota
 from wallet.store import google as google_store
 from wallet.store import passes as pass_store
@@ -35,6 +34,17 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 10
 DEV_SKIPPED = "not sent: a development service account, which Google does not know"
+# Where Google posts a merchant's save and delete callbacks (gateway/http/handlers/
+# wallet_callbacks.py); classes name it as their callbackOptions.url.
+CALLBACK_PATH = "/v1/wallet/google/callback/{merchant_id}"
+
+
+def callback_url(public_url: str | None, merchant_id: int) -> str | None:
+    """The merchant's callback URL under the gateway's public URL; None unless it is HTTPS,
+    the only kind Google calls."""
+    if public_url is None or not public_url.startswith("https://"):
+        return None
+    return public_url.rstrip("/") + CALLBACK_PATH.format(merchant_id=merchant_id)
 
 
 @dataclasses.dataclass(slots=True)
@@ -51,6 +61,7 @@ class GooglePusher:
         *,
         base_url: str = googleapi.PRODUCTION,
         token_uri: str | None = None,
+        public_url: str | None = None,
         clock_: clock.Clock | None = None,
         batch: int = 50,
         lease_seconds: float = 60.0,
@@ -59,35 +70,23 @@ class GooglePusher:
         self.pool = pool
         self.base_url = base_url
         self.token_uri = token_uri
+        self.public_url = public_url
         self.clock = clock_ or clock.SystemClock()
         self.batch = batch
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self._issuers: dict[int, _Issuer] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._loop = drain.Loop("google-pusher", self)
         self.sent = 0
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="google-pusher")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._loop.stop()
         for issuer in self._issuers.values():
             await issuer.client.close()
         self._issuers.clear()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                claimed = await self.run_once()
-            except Exception:
-                log.warning("google pusher: round failed; retrying", exc_info=True)
-                claimed = 0
-            if claimed < self.batch:
-                await asyncio.sleep(self.poll_seconds)
 
     async def run_once(self) -> int:
         async with db.acquire(self.pool) as conn:
@@ -173,6 +172,7 @@ class Sync:
         self.pusher = pusher
         self.issuer = issuer
         self.program = config.program
+        self.callback_url = callback_url(pusher.public_url, config.program.merchant_id)
         self.shopper_id: int = row["shopper_id"]
         self.reason: str = row["reason"]
         self.now = pusher.clock.now()
@@ -197,7 +197,11 @@ class Sync:
         await self._class(
             "offerClass",
             objects.offer_class(
-                self.program, offer_id=offer.offer_id, title=offer.title, details=offer.details
+                self.program,
+                offer_id=offer.offer_id,
+                title=offer.title,
+                details=offer.details,
+                callback_url=self.callback_url,
             ),
         )
         body = objects.offer_object(offer.card, self.now)
@@ -213,7 +217,7 @@ class Sync:
     async def _loyalty(
         self, card: google_store.LoyaltyRow, new: list[google_store.OfferRow]
     ) -> None:
-        await self._class("loyaltyClass", objects.loyalty_class(self.program))
+        await self._class("loyaltyClass", objects.loyalty_class(self.program, self.callback_url))
         body = objects.loyalty_object(card.card)
         digest = objects.digest(body)
         if digest == card.synced_hash:

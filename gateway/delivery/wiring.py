@@ -52,7 +52,11 @@ async def running(
     )
     pusher = passpush.PassPusher(pool, base_url=cfg.apns_url, ca_file=cfg.apns_ca_file)
     google = googlepush.GooglePusher(
-        pool, base_url=cfg.google_wallet_url, token_uri=cfg.google_token_uri, clock_=clock_
+        pool,
+        base_url=cfg.google_wallet_url,
+        token_uri=cfg.google_token_uri,
+        public_url=cfg.base_url,
+        clock_=clock_,
     )
     try:
         if outbox_worker:

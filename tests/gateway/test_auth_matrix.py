@@ -562,9 +562,9 @@ async def test_google_wallet_callbacks_take_no_token_only_a_signature(
 ) -> None:
     """POST /v1/wallet/google/callback/{merchant_id} is Google's: no role may call it, and a
     token neither is needed nor helps. The message's signature is what is checked."""
-    from wallet.store import saves
+    from tests.support import gwallet
 
-    await saves.put_google_issuer(conn, tenant_a.merchant_id, "3388000000022211111")
+    await gwallet.configure(conn, tenant_a.merchant_id)
     url = f"/v1/wallet/google/callback/{tenant_a.merchant_id}"
     unsigned = {"protocolVersion": "ECv2SigningOnly", "signedMessage": "{}"}
     for token in (None, tenant_a.tokens["admin"]):

@@ -1,7 +1,8 @@
 """Google Wallet over HTTP and against the local Google stand-in: save links whose JWT
 verifies with the service account's key, objects inserted and kept in step with points,
 tier and coupon state, retries, token refresh, the notification quota, dead letters, a
-deleted card, and a merchant without Google configuration."""
+card deleted and saved again (told by signed callbacks), and a merchant without Google
+configuration."""
 
 from __future__ import annotations
 
@@ -10,16 +11,19 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
 from gateway import db
+from gateway.delivery import googlepush
 from gateway.jobs import upkeep
 from gateway.settings import SETTINGS
+from tests.support.google_callbacks import GoogleSender
 from tests.support.google_peer import Call, GoogleStandIn
-from tests.support.gwallet import ISSUER, configure, google, read_link, run_due
-from tests.support.shop import Shop, enrol
+from tests.support.gwallet import ISSUER, PUBLIC_URL, configure, google, read_link, run_due
+from tests.support.shop import T0, Shop, enrol
 from tests.support.wallet import apns, pass_files, purchase, register
 
 LOYALTY = "/v1/passes/google/loyalty"
@@ -91,7 +95,11 @@ async def test_the_updater_inserts_the_class_and_card_then_follows_points_and_ti
     async with google(shop, info) as (stand_in, pusher):
         assert await pusher.run_once() == 1
         assert card_id in stand_in.stored["loyaltyObject"]
-        assert f"{ISSUER}.program-{shop.tenant.merchant_id}" in stand_in.stored["loyaltyClass"]
+        program = stand_in.stored["loyaltyClass"][f"{ISSUER}.program-{shop.tenant.merchant_id}"]
+        # Google posts the card's saves and deletes to the merchant's callback URL.
+        assert program["callbackOptions"] == {
+            "url": f"{PUBLIC_URL}/v1/wallet/google/callback/{shop.tenant.merchant_id}"
+        }
         await purchase(shop, 600, "g-up-1")  # 600 points: Silver
         assert await pusher.run_once() == 1
         stored = stand_in.stored["loyaltyObject"][card_id]
@@ -137,6 +145,7 @@ async def test_a_wallet_coupon_joins_the_card_and_a_redemption_marks_google_and_
 ) -> None:
     info = await configure(conn, shop.tenant.merchant_id)
     card_id = read_link(await _link(shop), info)[1]["payload"]["loyaltyObjects"][0]["id"]
+    card_class = f"{ISSUER}.program-{shop.tenant.merchant_id}"
     token = shop.token("shopper")
     async with google(shop, info) as (stand_in, pusher):
         assert await pusher.run_once() == 1  # the save link's first insert
@@ -144,6 +153,11 @@ async def test_a_wallet_coupon_joins_the_card_and_a_redemption_marks_google_and_
         assert await run_due(conn, pusher) == 1
         (offer_id, offer), *_ = stand_in.stored["offerObject"].items()
         assert offer["state"] == "ACTIVE"
+        callbacks = stand_in.stored["offerClass"][offer["classId"]]["callbackOptions"]
+        assert (
+            callbacks["url"]
+            == stand_in.stored["loyaltyClass"][card_class]["callbackOptions"]["url"]
+        )
         assert offer["barcode"]["value"] == coupon["code"].replace("-", "")
         assert stand_in.stored["loyaltyObject"][card_id]["linkedOfferIds"] == [offer_id]
         message = stand_in.stored["loyaltyObject"][card_id]["messages"][-1]
@@ -290,24 +304,57 @@ async def test_past_three_notifications_a_day_updates_go_through_silently_and_ar
         assert (last["notified"], last["silent_reason"]) == (False, "google_quota")
 
 
-async def test_a_card_deleted_from_google_wallet_gets_no_more_updates(
-    shop: Shop, conn: asyncpg.Connection
+@pytest.fixture
+def sender() -> GoogleSender:
+    """Google's side of callbacks: the shop believes its root key."""
+    return GoogleSender(now=T0)
+
+
+@pytest.fixture
+def shop_settings(sender: GoogleSender) -> dict[str, Any]:
+    return {"google_root_keys": sender.root_keys()}
+
+
+async def test_a_card_deleted_from_google_wallet_gets_no_updates_until_saved_again(
+    shop: Shop, conn: asyncpg.Connection, sender: GoogleSender
 ) -> None:
     info = await configure(conn, shop.tenant.merchant_id)
-    await _link(shop)
+    card_id = read_link(await _link(shop), info)[1]["payload"]["loyaltyObjects"][0]["id"]
+    url = f"/v1/wallet/google/callback/{shop.tenant.merchant_id}"
+
+    async def callback(event: str) -> None:
+        """The shopper saves or deletes the card: Google tells the gateway, signed."""
+        sender.now = shop.clock.now()
+        body = sender.callback(issuer_id=ISSUER, object_id=card_id, event=event)
+        r = await shop.api.post(url, json=body)
+        assert (r.status, r.json["status"]) == (200, "recorded"), r.body
+
+    def balance() -> Any:
+        return stand_in.stored["loyaltyObject"][card_id]["loyaltyPoints"]["balance"]
+
     async with google(shop, info) as (stand_in, pusher):
-        assert await pusher.run_once() == 1
-        writes = len(stand_in.writes("loyaltyObject"))
+        assert await pusher.run_once() == 1  # the save link's insert
+        await callback("save")
         await purchase(shop, 9, "g-del-0")
         assert await pusher.run_once() == 1
-        assert len(stand_in.writes("loyaltyObject")) == writes + 1
-        # The callback marks the card deleted; an update queued before still sends nothing.
+        assert balance() == {"int": 9}
+        writes = len(stand_in.writes("loyaltyObject"))
+        # Deleted: an update queued before the callback sends nothing, and later changes
+        # queue nothing for Google at all.
         await purchase(shop, 9, "g-del-1")
-        await conn.execute("UPDATE google_wallet_objects SET deleted_at = now()")
+        await callback("del")
         assert await pusher.run_once() == 1
         await purchase(shop, 9, "g-del-2")
-        await pusher.run_once()
+        assert await pusher.run_once() == 0
+        assert len(stand_in.writes("loyaltyObject")) == writes
+        assert balance() == {"int": 9}
+        # Saved again: one update brings the card up to date, without a notification.
+        shop.clock.advance(seconds=60)
+        await callback("save")
+        assert await pusher.run_once() == 1
+        assert balance() == {"int": 27}
         assert len(stand_in.writes("loyaltyObject")) == writes + 1
+        assert _patches(stand_in, "loyaltyObject")[-1].notified is False
     assert (
         await conn.fetchval(
             "SELECT count(*) FROM pass_updates WHERE done_at IS NULL AND target = 'google'"
@@ -336,3 +383,12 @@ async def test_a_coupon_saved_only_to_google_expires_there_after_upkeep(
         # Upkeep does not queue it again once Google shows it expired.
         summary = await upkeep.run(shop.app[db.POOL], now=shop.clock.now())
         assert summary is not None and summary.coupon_passes_expired == 0
+
+
+def test_classes_name_a_callback_url_only_under_an_https_public_url() -> None:
+    """Google calls only HTTPS URLs: a plain-HTTP gateway (a laptop) leaves it out."""
+    assert googlepush.callback_url("https://gw.example.com/", 7) == (
+        "https://gw.example.com/v1/wallet/google/callback/7"
+    )
+    assert googlepush.callback_url("http://127.0.0.1:8080", 7) is None
+    assert googlepush.callback_url(None, 7) is None

@@ -1,7 +1,8 @@
 """Google Wallet callbacks over HTTP, from a sender that signs as Google does, and Apple
 Wallet registrations: both show in the funnel's saved-to-wallet stage, by wallet.
-Forged, expired, unsigned and replayed callbacks change nothing; a merchant without Google
-Wallet answers a clear 404."""
+Callbacks name the objects the gateway issued (looked up, not parsed); forged, expired,
+unsigned and replayed callbacks change nothing; a merchant without Google Wallet answers
+409, as its save links do."""
 
 from __future__ import annotations
 
@@ -20,16 +21,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway import app as app_mod
 from gateway import clock
+from tests.support import gwallet
 from tests.support.client import ApiClient, Reply
 from tests.support.google_callbacks import GoogleSender
 from tests.support.openapi_check import SpecChecker
 from tests.support.shop import make_settings
 from tests.support.tenants import Tenant
 from tests.support.wallet import pass_files, register
-from wallet.google import ids
 from wallet.store import saves
 
-ISSUER = "3388000000022211111"
+ISSUER = gwallet.ISSUER
 
 
 @dataclass
@@ -38,6 +39,19 @@ class Wallets:
     google: GoogleSender
     tenant: Tenant
     url: str
+    info: dict[str, str]  # the merchant's (development) service account
+
+    async def object_id(self, what: str, tenant: Tenant | None = None) -> str:
+        """The object a save link names: `loyalty`, or `coupons/<id>`."""
+        r = await self.api.get(
+            f"/v1/passes/google/{what}", token=(tenant or self.tenant).tokens["shopper"]
+        )
+        assert r.status == 200, r.body
+        payload = gwallet.read_link(r.json["save_url"], self.info)[1]["payload"]
+        return str(next(iter(payload.values()))[0]["id"])
+
+    async def coupon(self) -> str:
+        return await self.object_id(f"coupons/{self.tenant.coupon_id}")
 
     async def send(self, body: Any, path: str | None = None) -> Reply:
         return await self.api.post(path or self.url, json=body)
@@ -56,7 +70,7 @@ async def wallets(
 ) -> AsyncIterator[Wallets]:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     google = GoogleSender(now=now)
-    await saves.put_google_issuer(conn, tenant_a.merchant_id, ISSUER)
+    info = await gwallet.configure(conn, tenant_a.merchant_id)
     settings = make_settings(tmp_path, google_root_keys=google.root_keys())
     application = app_mod.create_app(settings, db_url=database_url, clock_=clock.FixedClock(now))
     async with test_utils.TestClient(test_utils.TestServer(application)) as client:
@@ -65,6 +79,7 @@ async def wallets(
             google=google,
             tenant=tenant_a,
             url=f"/v1/wallet/google/callback/{tenant_a.merchant_id}",
+            info=info,
         )
 
 
@@ -82,7 +97,7 @@ async def _written(conn: asyncpg.Connection) -> tuple[int, ...]:
 async def test_saves_and_deletes_show_in_the_funnel_by_wallet(
     wallets: Wallets, conn: asyncpg.Connection
 ) -> None:
-    coupon = ids.coupon_object_id(ISSUER, wallets.tenant.coupon_id)
+    coupon = await wallets.coupon()
     assert (await wallets.funnel())["saved"] == {
         "total": 0,
         "by_wallet": {"apple": 0, "google": 0},
@@ -94,30 +109,35 @@ async def test_saves_and_deletes_show_in_the_funnel_by_wallet(
     assert funnel["saved"]["by_wallet"] == {"apple": 0, "google": 1}
     assert funnel["rates"]["saved_of_sent"] == 1 / funnel["sent"]
     # The shopper deletes it: still saved once, now removed; updates to it stop.
+    deleted = "SELECT deleted_at FROM google_wallet_objects WHERE object_id = $1"
+    assert await conn.fetchval(deleted, coupon) is None
     r = await wallets.send(wallets.google.callback(issuer_id=ISSUER, object_id=coupon, event="del"))
     assert r.json["status"] == "recorded"
     funnel = await wallets.funnel()
     assert funnel["saved"]["by_wallet"]["google"] == 1
     assert funnel["saved"]["removed"] == {"apple": 0, "google": 1}
     assert await saves.out_of_wallet(conn, "google", [coupon, "other"]) == {coupon}
+    assert await conn.fetchval(deleted, coupon) == wallets.google.now
     # Saved again: counted once still, no longer removed, updates resume.
     await wallets.send(wallets.google.callback(issuer_id=ISSUER, object_id=coupon))
     funnel = await wallets.funnel()
     assert funnel["saved"]["total"] == 1
     assert funnel["saved"]["removed"]["google"] == 0
     assert await saves.out_of_wallet(conn, "google", [coupon]) == set()
+    assert await conn.fetchval(deleted, coupon) is None
     events = await conn.fetch("SELECT event, object_id, merchant_id FROM google_wallet_events")
     assert [e["event"] for e in events] == ["save", "del", "save"]
     # The loyalty card is tracked too; it is no coupon, so the funnel does not change.
-    card = ids.loyalty_object_id(ISSUER, wallets.tenant.shopper_id or 0)
+    card = await wallets.object_id("loyalty")
     await wallets.send(wallets.google.callback(issuer_id=ISSUER, object_id=card, event="del"))
     assert await saves.out_of_wallet(conn, "google", [card]) == {card}
+    assert await conn.fetchval(deleted, card) is not None
     assert (await wallets.funnel())["saved"]["total"] == 1
 
 
 async def test_refused_callbacks_change_nothing(wallets: Wallets, conn: asyncpg.Connection) -> None:
     g = wallets.google
-    coupon = ids.coupon_object_id(ISSUER, wallets.tenant.coupon_id)
+    coupon = await wallets.coupon()
     message = g.message(issuer_id=ISSUER, object_id=coupon)
     stranger = ec.generate_private_key(ec.SECP256R1())
     cases = [
@@ -152,19 +172,20 @@ async def test_refused_callbacks_change_nothing(wallets: Wallets, conn: asyncpg.
     assert (await wallets.funnel())["saved"]["total"] == 0
 
 
-async def test_a_merchant_without_google_wallet_answers_404(
+async def test_a_merchant_without_google_wallet_answers_409(
     wallets: Wallets, conn: asyncpg.Connection, tenant_b: Tenant
 ) -> None:
-    body = wallets.google.callback(issuer_id=ISSUER, object_id=f"{ISSUER}.coupon-1")
+    body = wallets.google.callback(issuer_id=ISSUER, object_id=await wallets.coupon())
     for path in (
         f"/v1/wallet/google/callback/{tenant_b.merchant_id}",  # no issuer configured
         "/v1/wallet/google/callback/999999999",  # no such merchant
         "/v1/wallet/google/callback/abc",
     ):
         r = await wallets.send(body, path)
-        assert (r.status, r.error_code) == (404, "google_wallet_not_configured"), r.body
+        assert (r.status, r.error_code) == (409, "google_wallet_not_configured"), r.body
+        assert "google-configure" in r.json["error"]["message"]
     # A callback signed for merchant A's issuer sent to merchant B's URL is refused too.
-    await saves.put_google_issuer(conn, tenant_b.merchant_id, "4444")
+    await gwallet.configure(conn, tenant_b.merchant_id, issuer_id="4444")
     r = await wallets.send(body, f"/v1/wallet/google/callback/{tenant_b.merchant_id}")
     assert (r.status, r.error_code) == (401, "signature_invalid")
     assert await _written(conn) == (0, 0, 0)
@@ -173,7 +194,7 @@ async def test_a_merchant_without_google_wallet_answers_404(
 async def test_replays_and_concurrent_duplicates_are_kept_once(
     wallets: Wallets, conn: asyncpg.Connection
 ) -> None:
-    coupon = ids.coupon_object_id(ISSUER, wallets.tenant.coupon_id)
+    coupon = await wallets.coupon()
     body = wallets.google.callback(issuer_id=ISSUER, object_id=coupon, nonce="dup-1")
     answers = await asyncio.gather(*(wallets.send(body) for _ in range(8)))
     assert sorted(r.json["status"] for r in answers) == ["recorded"] + ["replayed"] * 7
@@ -274,9 +295,24 @@ def test_an_unreadable_fixed_key_list_stops_the_start(tmp_path: Path) -> None:
 async def test_objects_not_ours_are_logged_but_count_nowhere(
     wallets: Wallets, conn: asyncpg.Connection, tenant_b: Tenant
 ) -> None:
-    """Another merchant's coupon, or an object not named as ours: kept in the log (it is a
-    genuine message from Google), with no place in a wallet and no funnel figure."""
-    for object_id in (ids.coupon_object_id(ISSUER, tenant_b.coupon_id), f"{ISSUER}.promo-7"):
+    """Another merchant's object, or an id the merchant never issued (the ids are random:
+    one made of a coupon's number names nothing): kept in the log (it is a genuine message
+    from Google), with no place in a wallet and no funnel figure."""
+    await gwallet.configure(conn, tenant_b.merchant_id, info=wallets.info)
+    theirs = await wallets.object_id(f"coupons/{tenant_b.coupon_id}", tenant_b)
+    guessed = f"{ISSUER}.coupon-{wallets.tenant.coupon_id}"
+    for object_id in (theirs, guessed, f"{ISSUER}.promo-7"):
         r = await wallets.send(wallets.google.callback(issuer_id=ISSUER, object_id=object_id))
         assert r.json["status"] == "recorded"
-    assert await _written(conn) == (2, 0, 0)
+        r = await wallets.send(
+            wallets.google.callback(issuer_id=ISSUER, object_id=object_id, event="del")
+        )
+        assert r.json["status"] == "recorded"
+    assert await _written(conn) == (6, 0, 0)
+    assert await conn.fetchval("SELECT count(*) FROM google_wallet_objects") == 1
+    assert (
+        await conn.fetchval(
+            "SELECT deleted_at FROM google_wallet_objects WHERE object_id = $1", theirs
+        )
+        is None
+    )

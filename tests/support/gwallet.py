@@ -19,13 +19,21 @@ from wallet.google import account, links, objects
 from wallet.store import google as google_store
 
 ISSUER = "3388000000022123456"
+# The gateway's public address as Google would reach it (classes name its callback URL).
+PUBLIC_URL = "https://gateway.example.com"
 
 
-async def configure(conn: asyncpg.Connection, merchant_id: int) -> dict[str, str]:
-    """Give the merchant an issuer with a fresh development service account; its key file."""
-    info = account.dev_service_account()
+async def configure(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    issuer_id: str = ISSUER,
+    info: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Give the merchant an issuer with a development service account (`info`, else a fresh
+    one); its key file."""
+    info = info or account.dev_service_account()
     program = objects.Program(
-        issuer_id=ISSUER,
+        issuer_id=issuer_id,
         merchant_id=merchant_id,
         issuer_name="Corner Coffee",
         program_name="Corner Coffee Rewards",
@@ -54,6 +62,7 @@ async def google(
         shop.app[db.POOL],
         base_url=stand_in.wallet_url,
         token_uri=stand_in.token_uri,
+        public_url=PUBLIC_URL,
         clock_=shop.clock,
     )
     try:

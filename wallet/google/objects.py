@@ -57,7 +57,12 @@ def _branding(program: Program) -> dict[str, Any]:
     return out
 
 
-def loyalty_class(program: Program) -> dict[str, Any]:
+def _callbacks(callback_url: str | None) -> dict[str, Any]:
+    """Where Google posts the signed save and delete callbacks of the class's objects."""
+    return {} if callback_url is None else {"callbackOptions": {"url": callback_url}}
+
+
+def loyalty_class(program: Program, callback_url: str | None = None) -> dict[str, Any]:
     return {
         "id": loyalty_class_id(program),
         "programName": program.program_name,
@@ -65,10 +70,18 @@ def loyalty_class(program: Program) -> dict[str, Any]:
         "accountIdLabel": "Member number",
         "accountNameLabel": "Member",
         **_branding(program),
+        **_callbacks(callback_url),
     }
 
 
-def offer_class(program: Program, *, offer_id: int, title: str, details: str) -> dict[str, Any]:
+def offer_class(
+    program: Program,
+    *,
+    offer_id: int,
+    title: str,
+    details: str,
+    callback_url: str | None = None,
+) -> dict[str, Any]:
     return {
         "id": offer_class_id(program, offer_id),
         "title": title,
@@ -76,6 +89,7 @@ def offer_class(program: Program, *, offer_id: int, title: str, details: str) ->
         "provider": program.program_name,
         "redemptionChannel": "INSTORE",
         **_branding(program),
+        **_callbacks(callback_url),
     }
 
 

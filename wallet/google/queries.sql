@@ -69,6 +69,17 @@ JOIN offers f ON f.id = c.offer_id
 WHERE o.shopper_id = $1 AND o.kind = 'offer' AND ($2::bigint IS NULL OR o.coupon_id = $2)
 ORDER BY o.id;
 
+-- name: callback_object
+-- The object a callback names, if it is this merchant's. Locked: two callbacks for one
+-- object (a delete and a save a moment apart) apply one after the other.
+SELECT id, shopper_id, coupon_id, deleted_at FROM google_wallet_objects
+WHERE merchant_id = $1 AND object_id = $2
+FOR UPDATE;
+
+-- name: set_deleted
+-- $2: when the shopper deleted the pass from Google Wallet, or NULL when saved again.
+UPDATE google_wallet_objects SET deleted_at = $2 WHERE id = $1;
+
 -- name: mark_synced
 UPDATE google_wallet_objects SET synced_hash = $2, state = $3, updated_at = $4 WHERE id = $1;
 

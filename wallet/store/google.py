@@ -206,6 +206,41 @@ async def delivery_coupon(conn: asyncpg.Connection, delivery_id: object) -> int 
     return None if found is None else int(found)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackObject:
+    """The object a Google Wallet callback is about."""
+
+    id: int
+    shopper_id: int
+    # The coupon of an OfferObject; None for the loyalty card.
+    coupon_id: int | None
+    deleted: bool
+
+
+async def callback_object(
+    conn: asyncpg.Connection, merchant_id: int, object_id: str
+) -> CallbackObject | None:
+    """The merchant's object of this id, locked until the caller's transaction ends; None
+    if it issued none by that id."""
+    row = await conn.fetchrow(_Q["callback_object"], merchant_id, object_id)
+    if row is None:
+        return None
+    return CallbackObject(
+        id=row["id"],
+        shopper_id=row["shopper_id"],
+        coupon_id=row["coupon_id"],
+        deleted=row["deleted_at"] is not None,
+    )
+
+
+async def set_deleted(
+    conn: asyncpg.Connection, object_row_id: int, deleted_at: dt.datetime | None
+) -> None:
+    """Mark the object deleted from the shopper's wallet (no updates go to it), or saved
+    again (``None``)."""
+    await conn.execute(_Q["set_deleted"], object_row_id, deleted_at)
+
+
 async def mark_synced(
     conn: asyncpg.Connection, object_row_id: int, digest: str, state: str, at: dt.datetime
 ) -> None:

@@ -12,23 +12,13 @@ from typing import Literal
 import asyncpg
 
 from geo import sql
-from wallet.google import callback, ids
+from wallet.google import callback
+from wallet.store import google as google_store
 
 _Q = sql.load("wallet", "saves.sql")
 
 Wallet = Literal["apple", "google"]
 Outcome = Literal["recorded", "replayed"]
-
-
-async def google_issuer_id(conn: asyncpg.Connection, merchant_id: int) -> str | None:
-    """The merchant's Google Wallet issuer id, the recipient of its callbacks; None if it has
-    none. The one place that reads it."""
-    value = await conn.fetchval(_Q["google_issuer_id"], merchant_id)
-    return None if value is None else str(value)
-
-
-async def put_google_issuer(conn: asyncpg.Connection, merchant_id: int, issuer_id: str) -> None:
-    await conn.execute(_Q["put_google_issuer"], merchant_id, issuer_id)
 
 
 async def _set_in_wallet(
@@ -48,13 +38,15 @@ async def record_google_event(
     conn: asyncpg.Connection,
     *,
     merchant_id: int,
-    issuer_id: str,
     event: callback.CallbackEvent,
     at: dt.datetime,
 ) -> Outcome:
-    """Keep a verified callback once per nonce and apply it to the object's place; a nonce
-    seen before changes nothing. Objects not named as ours (`wallet.google.ids`) or not of
-    this merchant are kept in the log only."""
+    """Keep a verified callback once per nonce and apply it to the object it names; a nonce
+    seen before changes nothing. The object is looked up among those the merchant issued
+    (`google_wallet_objects`): an id it did not issue is kept in the log only.
+
+    A delete takes the pass out of the wallet and stops its updates; a save after that
+    puts it back and queues an update, so the pass catches up with what it missed."""
     row = await conn.fetchrow(
         _Q["record_google_event"],
         merchant_id,
@@ -67,21 +59,24 @@ async def record_google_event(
     )
     if row is None:
         return "replayed"
-    ref = ids.parse(issuer_id, event.object_id)
-    if ref is None:
+    found = await google_store.callback_object(conn, merchant_id, event.object_id)
+    if found is None:
         return "recorded"
-    query = "merchant_coupon" if ref.kind == "coupon" else "merchant_shopper"
-    if await conn.fetchval(_Q[query], merchant_id, ref.id) is None:
-        return "recorded"
+    saved = event.event_type == "save"
     await _set_in_wallet(
         conn,
         wallet="google",
         object_id=event.object_id,
         merchant_id=merchant_id,
-        coupon_id=ref.id if ref.kind == "coupon" else None,
-        in_wallet=event.event_type == "save",
+        coupon_id=found.coupon_id,
+        in_wallet=saved,
         at=at,
     )
+    if saved and found.deleted:
+        await google_store.set_deleted(conn, found.id, None)
+        await google_store.queue_update(conn, merchant_id, found.shopper_id, "wallet_saved")
+    elif not saved and not found.deleted:
+        await google_store.set_deleted(conn, found.id, at)
     return "recorded"
 
 
@@ -108,7 +103,7 @@ async def apple_registrations_changed(
 async def out_of_wallet(
     conn: asyncpg.Connection, wallet: Wallet, object_ids: Sequence[str]
 ) -> set[str]:
-    """Which of these passes the shopper has taken out of the wallet: updates to them are
-    not sent (a deleted Google Wallet card stops receiving updates)."""
+    """Which of these passes the shopper has taken out of the wallet and not put back.
+    (What stops updates to a deleted Google object is its `deleted_at`, set beside this.)"""
     rows = await conn.fetch(_Q["out_of_wallet"], wallet, list(object_ids))
     return {r["object_id"] for r in rows}
