@@ -12,7 +12,7 @@ from gateway.accounts import auth
 from gateway.accounts.auth import VERIFIER
 from gateway.clock import CLOCK
 from gateway.db import DB_URL, POOL
-from gateway.delivery import inbox, passpush, wiring
+from gateway.delivery import googlepush, inbox, passpush, wiring
 from gateway.delivery.inbox import INBOX_HUB
 from gateway.delivery.outbox import WORKER
 from gateway.delivery.webpush import VAPID
@@ -20,6 +20,7 @@ from gateway.http import middleware, ratelimit, routing
 from gateway.http.handlers import delivery as delivery_handlers
 from gateway.http.handlers import (
     geofences,
+    google_passes,
     pages,
     passkit,
     program,
@@ -28,6 +29,7 @@ from gateway.http.handlers import (
     stores,
     system,
     tenancy,
+    wallet_callbacks,
 )
 from gateway.http.handlers import loyalty as loyalty_handlers
 from gateway.http.handlers import offers as offer_handlers
@@ -62,7 +64,9 @@ def all_endpoints() -> list[routing.Endpoint]:
         *delivery_handlers.ENDPOINTS,
         *loyalty_handlers.ENDPOINTS,
         *pass_handlers.ENDPOINTS,
+        *google_passes.ENDPOINTS,
         *passkit.ENDPOINTS,
+        *wallet_callbacks.ENDPOINTS,
     ]
 
 
@@ -100,6 +104,8 @@ def _add_services(app: web.Application, settings: Settings) -> None:
     )
     app[INBOX_HUB] = inbox.Hub()
     app[SIGNERS] = {}
+    app[google_passes.LINK_SIGNERS] = {}
+    app[wallet_callbacks.ROOT_KEYS] = wallet_callbacks.key_ring(settings)
     app[OFFERS] = offering.OfferBooks(max_delay_seconds=settings.offer_max_delay_seconds)
     app[GEO_INDEX] = geoindex.IndexHolder(poll_seconds=settings.index_poll_seconds)
     # Shoppers' visit state as this process last saw it; what fills it and what empties
@@ -200,4 +206,5 @@ async def _delivery_ctx(app: web.Application) -> AsyncIterator[None]:
         app[VAPID] = delivery.key
         app[WORKER] = delivery.worker
         app[passpush.PASS_PUSHER] = delivery.pusher
+        app[googlepush.GOOGLE_PUSHER] = delivery.google
         yield

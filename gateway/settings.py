@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import sys
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -23,6 +22,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from gateway.datadir import default_data_dir
 from gateway.secret import Secret, mask_url
 from geo import models as geo_models
 
@@ -38,25 +38,6 @@ FALSE_WORDS = ("0", "false", "no", "off")
 
 class SettingsError(ValueError):
     """An environment variable or flag has a value we cannot use."""
-
-
-def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """The per-user data directory, the same whatever the current directory is.
-
-    Linux and other Unixes follow the XDG base directories (``$XDG_DATA_HOME/gateway``,
-    else ``~/.local/share/gateway``); macOS and Windows use their usual places.
-    """
-    env = os.environ if environ is None else environ
-    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
-    if sys.platform == "win32":
-        local = env.get("LOCALAPPDATA")
-        return (Path(local) if local else home / "AppData" / "Local") / "gateway"
-    if sys.platform == "darwin":
-        return home / "Library" / "Application Support" / "gateway"
-    xdg = env.get("XDG_DATA_HOME", "")
-    # The XDG spec says a relative value is invalid and is to be ignored.
-    base = Path(xdg) if os.path.isabs(xdg) else home / ".local" / "share"
-    return base / "gateway"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -390,7 +371,10 @@ class Settings:
     )
     pass_pusher: bool = field(
         default=True,
-        metadata=about("GATEWAY_PASS_PUSHER", "`0`: this process sends no APNs pass updates"),
+        metadata=about(
+            "GATEWAY_PASS_PUSHER",
+            "`0`: this process sends no wallet pass updates (APNs pushes, Google object updates)",
+        ),
     )
     apns_url: str = field(
         default="https://api.push.apple.com",
@@ -402,6 +386,35 @@ class Settings:
             "GATEWAY_APNS_CA_FILE",
             "a CA file to trust for APNs (a local stand-in)",
             shown="unset",
+        ),
+    )
+    google_wallet_url: str = field(
+        default="https://walletobjects.googleapis.com/walletobjects/v1",
+        metadata=about("GATEWAY_GOOGLE_WALLET_URL", "the Google Wallet REST API's base URL"),
+    )
+    google_token_uri: str | None = field(
+        default=None,
+        metadata=about(
+            "GATEWAY_GOOGLE_TOKEN_URI",
+            "where Google OAuth tokens are asked for; unset: the service account's `token_uri`",
+            shown="unset",
+        ),
+    )
+    google_root_keys_url: str = field(
+        default="https://pay.google.com/gp/m/issuer/keys",
+        metadata=about(
+            "GATEWAY_GOOGLE_ROOT_KEYS_URL",
+            "where Google's root signing keys for Google Wallet callbacks are fetched (cached "
+            "for the answer's max-age, fetched again when a callback's key is not among them)",
+        ),
+    )
+    google_root_keys: str | None = field(
+        default=None,
+        metadata=about(
+            "GATEWAY_GOOGLE_ROOT_KEYS",
+            'a fixed list of those root keys, as Google\'s JSON (`{"keys": [...]}`) or the '
+            "path of a file holding it, used instead of the URL (tests, offline set-ups)",
+            shown="unset: fetched",
         ),
     )
     wallet_upkeep_seconds: float = field(

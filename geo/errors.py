@@ -2,7 +2,8 @@
 
 GeoError
  ├── GeometryInvalid   (submitted GeoJSON is unusable; carries every `Problem` found)
- └── FenceTooFar       (a geofence would lie too far from its store; carries the `Problem`s)
+ ├── FenceTooFar       (a geofence would lie too far from its store; carries the `Problem`s)
+ └── DuplicatePing     (a ping's client id was recorded by another attempt meanwhile)
 """
 
 from __future__ import annotations
@@ -39,3 +40,8 @@ class FenceTooFar(GeoError):
         more = len({p.message for p in self.problems}) - 1
         self.message = first + (f" (and {more} more)" if more > 0 else "")
         super().__init__(self.message)
+
+
+class DuplicatePing(GeoError):
+    """Another attempt at the same ping (same shopper, same client id) was recorded first;
+    the ping path answers from that record instead."""

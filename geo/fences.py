@@ -13,9 +13,13 @@ from dataclasses import replace
 from datetime import datetime
 from types import MappingProxyType
 
+import numpy as np
+import numpy.typing as npt
+
 from geo.models import EventKind, FenceConfig, FenceState, Observation, StepResult, Transition
 
 DEFAULT_CONFIG = FenceConfig()
+FloatArray = npt.NDArray[np.float64]
 
 
 def effective_accuracy_m(accuracy_m: float, config: FenceConfig = DEFAULT_CONFIG) -> float:
@@ -31,6 +35,13 @@ def reach_m(accuracy_m: float, config: FenceConfig = DEFAULT_CONFIG) -> float:
     """
     acc = effective_accuracy_m(accuracy_m, config)
     return acc + config.exit_buffer_m + config.exit_buffer_ratio * acc
+
+
+def reach_m_array(accuracy_m: FloatArray, config: FenceConfig = DEFAULT_CONFIG) -> FloatArray:
+    """`reach_m` of each accuracy, with the same arithmetic, so the same floats."""
+    acc = np.maximum(accuracy_m, config.min_accuracy_m)
+    out: FloatArray = acc + config.exit_buffer_m + config.exit_buffer_ratio * acc
+    return out
 
 
 NO_STORES: Mapping[int, int] = MappingProxyType({})

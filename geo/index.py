@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import shapely
 
-from geo import distance
+from geo import distance, layout
 from geo.models import Fence
 
 IntArray = npt.NDArray[np.int64]
@@ -23,8 +23,9 @@ FloatArray = npt.NDArray[np.float64]
 
 _DEG = math.pi / 180.0
 _M_PER_DEG = distance.M_PER_DEG
-# Below this many candidates a plain Python loop beats numpy's per-call overhead.
-_SCALAR_CANDIDATES = 16
+_TWO_R = 2.0 * distance.EARTH_RADIUS_M
+# Up to this many candidates a plain Python loop beats the fixed cost of the array path.
+_SCALAR_CANDIDATES = 4
 # shapely.box's argument-checking wrapper costs more than making the box; the
 # ufunc underneath is the same call without it.
 _LIB_BOX: Any = getattr(shapely.lib, "box", None)
@@ -36,8 +37,15 @@ def _box(xmin: float, ymin: float, xmax: float, ymax: float) -> Any:
     return _LIB_BOX(xmin, ymin, xmax, ymax, True)  # True: counter-clockwise, as box() makes
 
 
-# shapely.get_type_id codes.
-_POINT, _POLYGON, _MULTIPOLYGON = 0, 3, 6
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """One merchant's slice of the arrays: its fences from `start`, circles first and
+    polygons from `polygons` on, its tree, and its polygons' edge rows (None: too long)."""
+
+    tree: shapely.STRtree
+    start: int
+    polygons: int
+    edge_rows: npt.NDArray[np.int32] | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +86,9 @@ class FenceIndex:
         "_clat_list",
         "_clon",
         "_clon_list",
+        "_cx",
+        "_cy",
+        "_cz",
         "_fences",
         "_geoms",
         "_groups",
@@ -105,19 +116,19 @@ class FenceIndex:
         self._by_id = {f.id: f for f in fences}
         if len(self._by_id) != n:
             raise ValueError("fence ids must be unique")
-        merchants, ids, circle, radius, geoms = _columns(fences)
-        _check(ids, circle, radius, geoms)
-        clon, clat, radius, west, south, east, north = _extents(geoms, circle, radius)
+        merchants, ids, circle, radius, geoms = layout.columns(fences)
+        layout.check(ids, circle, radius, geoms)
+        clon, clat, radius, west, south, east, north = layout.extents(geoms, circle, radius)
         self._box = np.column_stack([west, south, east, north])
         self._ref_lon = (west + east) * 0.5
-        seg_lon, seg_lat, seg_dlon, seg_dlat_m, self._seg_start, self._seg_count = _segments(
-            geoms, np.flatnonzero(~circle), n
-        )
         # One row per edge, so that one polygon's edges are one slice; the columns are
         # views of it for the batched path.
-        self._seg = np.column_stack([seg_lon, seg_lat, seg_dlon, seg_dlat_m])
-        self._seg_lon, self._seg_lat = self._seg[:, 0], self._seg[:, 1]
-        self._seg_dlon, self._seg_dlat_m = self._seg[:, 2], self._seg[:, 3]
+        self._seg, self._seg_start, self._seg_count = layout.segments(
+            geoms, np.flatnonzero(~circle), n
+        )
+        self._seg_lon, self._seg_lat = self._seg[:, layout.LON], self._seg[:, layout.LAT]
+        self._seg_dlon, self._seg_dlat_m = self._seg[:, layout.DLON], self._seg[:, layout.DLAT_M]
+        self._cx, self._cy, self._cz = layout.sphere(clon, clat)
 
         # The tree only needs envelopes: a polygon is its own, a circle gets its box.
         envelopes = geoms.copy()
@@ -125,16 +136,21 @@ class FenceIndex:
         envelopes[circles] = shapely.box(
             west[circles], south[circles], east[circles], north[circles]
         )
-        self._groups: dict[int, tuple[shapely.STRtree, int]] = {}
+        self._groups: dict[int, _Group] = {}
         if n:
             keys, starts = np.unique(merchants, return_index=True)
             ends = [*starts[1:].tolist(), n]
             for key, start, end in zip(keys.tolist(), starts.tolist(), ends, strict=True):
-                self._groups[key] = (shapely.STRtree(envelopes[start:end]), start)
+                polygons = start + int(np.count_nonzero(circle[start:end]))
+                rows = layout.edge_rows(
+                    self._seg_start[polygons:end], self._seg_count[polygons:end]
+                )
+                tree = shapely.STRtree(envelopes[start:end])
+                self._groups[key] = _Group(tree, start, polygons, rows)
 
         self._ids, self._is_circle, self._geoms = ids, circle, geoms
         self._clon, self._clat, self._radius = clon, clat, radius
-        # Plain lists: the single-ping path reads a few items, where numpy scalars are slow.
+        # Plain lists: the few-candidate path reads a few items, where numpy scalars are slow.
         self._ids_list: list[int] = ids.tolist()
         self._circle_list: list[bool] = circle.tolist()
         self._clon_list: list[float] = clon.tolist()
@@ -144,9 +160,7 @@ class FenceIndex:
         self._seg_count_list: list[int] = self._seg_count.tolist()
         for array in (ids, circle, geoms, clon, clat, radius, self._box, self._ref_lon):
             array.flags.writeable = False
-        for array in (self._seg, self._seg_lon, self._seg_lat, self._seg_dlon, self._seg_dlat_m):
-            array.flags.writeable = False
-        for array in (self._seg_start, self._seg_count):
+        for array in (self._seg, self._seg_start, self._seg_count, self._cx, self._cy, self._cz):
             array.flags.writeable = False
 
     @classmethod
@@ -180,48 +194,129 @@ class FenceIndex:
 
         Returns fence id -> distance in metres from the point to the fence (0 inside).
         """
+        reach = accuracy_m + margin_m
+        found = self._lookup(lon, lat, reach, merchant_id)
+        if found is None:
+            return {}
+        group, hits, shifted = found
+        if len(hits) > _SCALAR_CANDIDATES:
+            dist = self._distances(group, hits, lon, lat, shifted)
+            keep = dist <= reach
+            return dict(zip(self._ids[hits[keep]].tolist(), dist[keep].tolist(), strict=True))
+        out: dict[int, float] = {}
+        polygons = []
+        for k in hits.tolist():
+            if self._circle_list[k]:
+                d_k = distance.haversine_m(lon, lat, self._clon_list[k], self._clat_list[k])
+                d_k -= self._radius_list[k]
+                if d_k <= reach:
+                    out[self._ids_list[k]] = d_k if d_k > 0.0 else 0.0
+            else:
+                polygons.append(k)
+        if polygons:
+            self._polygons_near(polygons, lon, lat, reach, shifted, out)
+        return out
+
+    def _lookup(
+        self, lon: float, lat: float, reach: float, merchant_id: int
+    ) -> tuple[_Group, IntArray, bool] | None:
+        """The merchant's group, the positions of the fences whose envelopes meet the box
+        of `reach` metres around the point (None if there are none), and whether that box
+        touches ±180°, where polygons must be measured on their copy nearest the point."""
         group = self._groups.get(merchant_id)
         if group is None:
-            return {}
-        tree, offset = group
-        reach = accuracy_m + margin_m
+            return None
         west, south, east, north = distance.bbox_around(lon, lat, reach)
         wrapped = west > east
         # A one-element array of boxes: shapely's scalar query path costs more than the search.
         boxes = np.empty(2 if wrapped else 1, dtype=object)
         if not wrapped:
             boxes[0] = _box(west, south, east, north)
-            hits = tree.query(boxes)[1]
+            hits = group.tree.query(boxes)[1]
         else:
             boxes[0] = _box(west, south, 180.0, north)
             boxes[1] = _box(-180.0, south, east, north)
-            hits = np.unique(tree.query(boxes)[1])
+            hits = np.unique(group.tree.query(boxes)[1])
         if not len(hits):
-            return {}
-        hits += offset
-        out: dict[int, float] = {}
-        if len(hits) > _SCALAR_CANDIDATES:
-            circle = self._is_circle[hits]
-            cf = hits[circle]
-            d = distance.haversine_m_array(lon, lat, self._clon[cf], self._clat[cf])
-            d -= self._radius[cf]
-            keep = d <= reach
+            return None
+        hits += group.start
+        return group, hits, wrapped or west <= -180.0 or east >= 180.0
+
+    def _distances(
+        self, group: _Group, hits: IntArray, lon: float, lat: float, shifted: bool
+    ) -> FloatArray:
+        """Metres from one point to each of its candidates, in a few array operations
+        whatever their number. Sorts `hits` in place; the result follows that order.
+
+        Circles: the chord to their centres on the sphere gives the haversine distance.
+        Polygons: GEOS tells which contain the point; the others are measured to their
+        edges in the equirectangular frame centred on the point, as
+        `distance.polygon_distance_m` does one polygon at a time.
+        """
+        hits.sort()
+        split = int(hits.searchsorted(group.polygons))
+        dist = np.empty(hits.size)
+        if split:
+            c = hits[:split]
+            p_lat, p_lon = lat * _DEG, lon * _DEG
+            half_cos = 0.5 * math.cos(p_lat)
+            x = self._cx[c]
+            x -= half_cos * math.cos(p_lon)
+            x *= x
+            y = self._cy[c]
+            y -= half_cos * math.sin(p_lon)
+            y *= y
+            x += y
+            y = self._cz[c]
+            y -= 0.5 * math.sin(p_lat)
+            y *= y
+            x += y
+            np.sqrt(x, out=x)
+            np.minimum(x, 1.0, out=x)  # rounding, for antipodes
+            d = np.arcsin(x, out=dist[:split])
+            d *= _TWO_R
+            d -= self._radius[c]
             np.maximum(d, 0.0, out=d)
-            out.update(zip(self._ids[cf[keep]].tolist(), d[keep].tolist(), strict=True))
-            polygons: list[int] = hits[~circle].tolist()
-        else:
-            polygons = []
-            for k in hits.tolist():
-                if self._circle_list[k]:
-                    d_k = distance.haversine_m(lon, lat, self._clon_list[k], self._clat_list[k])
-                    d_k -= self._radius_list[k]
-                    if d_k <= reach:
-                        out[self._ids_list[k]] = d_k if d_k > 0.0 else 0.0
-                else:
-                    polygons.append(k)
-        if polygons:
-            self._polygons_near(polygons, lon, lat, reach, wrapped, out)
-        return out
+        if split < hits.size:
+            self._polygons_from(group, hits[split:], lon, lat, shifted, dist[split:])
+        return dist
+
+    def _polygons_from(
+        self, group: _Group, p: IntArray, lon: float, lat: float, shifted: bool, out: FloatArray
+    ) -> None:
+        """Write to `out` the metres from one point to each polygon in `p` (0 inside)."""
+        if group.edge_rows is None:
+            n = p.size
+            out[:] = self._polygon_distances(
+                p, np.full(n, lon), np.full(n, lat), np.full(n, np.inf), wrapped=shifted
+            )
+            return
+        # Every polygon's edges as one padded row: (polygons, edges, columns).
+        e = self._seg[group.edge_rows[p - group.polygons]]
+        origin: float | FloatArray = lon
+        if shifted:
+            origin = (lon - 360.0 * np.round((lon - self._ref_lon[p]) / 360.0))[:, None]
+        x_scale = _M_PER_DEG * math.cos(lat * _DEG)
+        x = e[..., layout.LON] - origin
+        x *= x_scale
+        y = e[..., layout.LAT_M] - lat * _M_PER_DEG
+        dx = e[..., layout.DLON] * x_scale
+        dy = e[..., layout.DLAT_M]
+        # -t, where x + t dx, y + t dy is the edge's nearest point to the origin.
+        t = x * dx
+        t += y * dy
+        length2 = dx * dx
+        length2 += e[..., layout.DLAT_M2]
+        t /= length2
+        np.maximum(t, -1.0, out=t)
+        np.minimum(t, 0.0, out=t)
+        dx *= t
+        x -= dx
+        t *= dy
+        y -= t
+        np.minimum.reduce(np.hypot(x, y), axis=1, out=out)
+        inside = shapely.intersects_xy(self._geoms[p], lon, lat)
+        np.copyto(out, 0.0, where=inside)
 
     def match_many(
         self,
@@ -300,11 +395,10 @@ class FenceIndex:
             group = self._groups.get(key)
             if group is None:
                 continue
-            tree, offset = group
             rows = order[start:end]
-            found = tree.query(boxes[rows])
+            found = group.tree.query(boxes[rows])
             ping_parts.append(q_ping[rows[found[0]]])
-            fence_parts.append(found[1] + offset)
+            fence_parts.append(found[1] + group.start)
         pair_ping = np.concatenate(ping_parts) if ping_parts else np.empty(0, dtype=np.int64)
         pair_fence = np.concatenate(fence_parts) if fence_parts else np.empty(0, dtype=np.int64)
         if wraps.size and pair_ping.size:
@@ -373,7 +467,7 @@ class FenceIndex:
                 continue
             start = self._seg_start_list[k]
             end = start + self._seg_count_list[k]
-            d = _point_polygon_m(self._seg[start:end].tolist(), origin, lat, x_scale)
+            d = _point_polygon_m(self._seg[start:end, :4].tolist(), origin, lat, x_scale)
             if d <= reach:
                 out[self._ids_list[k]] = d
 
@@ -442,99 +536,3 @@ def _point_polygon_m(edges: list[list[float]], origin: float, lat: float, x_scal
         if d2 < best:
             best = d2
     return 0.0 if inside else math.sqrt(best)
-
-
-def _columns(
-    fences: Sequence[Fence],
-) -> tuple[IntArray, IntArray, npt.NDArray[np.bool_], FloatArray, npt.NDArray[np.object_]]:
-    """Merchant, id, is-circle, radius (NaN for polygons) and geometry, sorted by merchant."""
-    n = len(fences)
-    merchants = np.fromiter((f.merchant_id for f in fences), dtype=np.int64, count=n)
-    order = np.argsort(merchants, kind="stable")
-    ids = np.fromiter((f.id for f in fences), dtype=np.int64, count=n)[order]
-    circle = np.fromiter((f.kind == "circle" for f in fences), dtype=bool, count=n)[order]
-    radius = np.fromiter(
-        (math.nan if f.radius_m is None else f.radius_m for f in fences),
-        dtype=np.float64,
-        count=n,
-    )[order]
-    geoms = np.empty(n, dtype=object)
-    geoms[:] = [f.geometry for f in fences]
-    return merchants[order], ids, circle, radius, geoms[order]
-
-
-def _extents(
-    geoms: npt.NDArray[np.object_], circle: npt.NDArray[np.bool_], radius: FloatArray
-) -> tuple[FloatArray, ...]:
-    """Circle centres and radii (NaN and 0 for polygons), and every fence's lon/lat box:
-    (clon, clat, radius, west, south, east, north)."""
-    centres = geoms.copy()
-    centres[~circle] = None
-    clon = np.where(circle, shapely.get_x(centres), np.nan)
-    clat = np.where(circle, shapely.get_y(centres), np.nan)
-    radius = np.where(circle, radius, 0.0)
-    west, south, east, north = distance.bbox_around_array(clon, clat, radius)
-    # A circle straddling ±180° gets every longitude: rare, and still correct.
-    wraps = west > east
-    west[wraps], east[wraps] = -180.0, 180.0
-    polygons = np.flatnonzero(~circle)
-    if polygons.size:
-        # Prepared now, so that lookups never modify the shared snapshot.
-        shapely.prepare(geoms[polygons])
-        bounds = shapely.bounds(geoms[polygons])
-        west[polygons], south[polygons] = bounds[:, 0], bounds[:, 1]
-        east[polygons], north[polygons] = bounds[:, 2], bounds[:, 3]
-    return clon, clat, radius, west, south, east, north
-
-
-def _check(ids: IntArray, circle: Any, radius: FloatArray, geoms: Any) -> None:
-    """Refuse fences the index cannot measure; the API validates, but the index must not lie."""
-    try:
-        kinds = shapely.get_type_id(geoms)
-        empty = shapely.is_empty(geoms)
-    except TypeError as exc:
-        raise ValueError("every fence geometry must be a shapely geometry") from exc
-    bad_circle = circle & ((kinds != _POINT) | ~(radius > 0) | ~np.isfinite(radius))
-    bad_polygon = ~circle & (kinds != _POLYGON) & (kinds != _MULTIPOLYGON)
-    bad = np.flatnonzero(bad_circle | bad_polygon | empty)
-    if bad.size:
-        raise ValueError(
-            f"fence {ids[bad[0]]}: a circle needs a Point and a positive radius_m, "
-            "a polygon a non-empty Polygon or MultiPolygon"
-        )
-
-
-def _segments(
-    geoms: Any, polygons: IntArray, n: int
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, IntArray, IntArray]:
-    """Every ring edge of every polygon, grouped by fence position.
-
-    Returns each edge's start lon and lat, its lon span in degrees and lat span in metres,
-    and per fence where its edges start and how many there are.
-    """
-    starts = np.zeros(n, dtype=np.int64)
-    counts = np.zeros(n, dtype=np.int64)
-    if not polygons.size:
-        empty = np.empty(0)
-        return empty, empty, empty, empty, starts, counts
-    parts, part_owner = shapely.get_parts(geoms[polygons], return_index=True)
-    rings, ring_part = shapely.get_rings(parts, return_index=True)
-    coords, coord_ring = shapely.get_coordinates(rings, return_index=True)
-    a, b = coords[:-1], coords[1:]
-    # An edge joins consecutive coordinates of one ring; repeated points add nothing.
-    edge = (coord_ring[:-1] == coord_ring[1:]) & np.any(a != b, axis=1)
-    a, b = a[edge], b[edge]
-    owner = polygons[part_owner[ring_part[coord_ring[:-1][edge]]]]
-    # get_parts, get_rings and get_coordinates keep input order, so owners ascend.
-    counts[:] = np.bincount(owner, minlength=n)
-    starts[:] = np.cumsum(counts) - counts
-    if np.any(counts[polygons] == 0):
-        raise ValueError("a polygon fence has no edges")
-    return (
-        np.ascontiguousarray(a[:, 0]),
-        np.ascontiguousarray(a[:, 1]),
-        b[:, 0] - a[:, 0],
-        (b[:, 1] - a[:, 1]) * _M_PER_DEG,
-        starts,
-        counts,
-    )

@@ -241,3 +241,19 @@ DELETE FROM ping_spools WHERE updated_at < $1;
 DELETE FROM pings WHERE id IN (
     SELECT id FROM pings WHERE received_at < $1 ORDER BY received_at LIMIT $2
 );
+
+-- name: seen_pings
+-- The answers already given to these client ids of the shopper (resends).
+SELECT client_id, answer FROM ping_receipts WHERE shopper_id = $1 AND client_id = ANY($2::uuid[]);
+
+-- name: insert_receipts
+-- A plain insert: a client id recorded meanwhile (a resend on another replica, at the
+-- same moment) fails the whole unit of work, which then answers from that record.
+INSERT INTO ping_receipts (shopper_id, merchant_id, received_at, client_id, answer)
+SELECT $1, $2, $3, c, a FROM unnest($4::uuid[], $5::jsonb[]) AS t(c, a);
+
+-- name: purge_receipts
+DELETE FROM ping_receipts WHERE (shopper_id, client_id) IN (
+    SELECT shopper_id, client_id FROM ping_receipts WHERE received_at < $1
+    ORDER BY received_at LIMIT $2
+);

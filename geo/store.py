@@ -7,6 +7,7 @@ owns the transaction.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -15,7 +16,7 @@ import asyncpg
 import shapely
 from asyncpg.types import Box, Point
 
-from geo import distance, geojson, locks, sql
+from geo import distance, errors, geojson, locks, sql
 from geo.models import Fence, FenceFeature, FenceState, Fix, Transition
 from geo.places import Store
 
@@ -511,4 +512,45 @@ async def purge_pings(
 ) -> int:
     """Delete one slice of pings received before ``older_than``; returns how many."""
     status: str = await conn.execute(_Q["purge_pings"], older_than, batch)
+    return int(status.split()[-1])
+
+
+# -- resends ----------------------------------------------------------------------------
+
+
+async def seen_pings(
+    conn: asyncpg.Connection, shopper_id: int, client_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Any]:
+    """The recorded answer of each of these client ids the shopper's pings already used."""
+    rows = await conn.fetch(_Q["seen_pings"], shopper_id, list(client_ids))
+    return {r["client_id"]: r["answer"] for r in rows}
+
+
+async def record_receipts(
+    conn: asyncpg.Connection,
+    *,
+    merchant_id: int,
+    shopper_id: int,
+    received_at: dt.datetime,
+    answers: Mapping[uuid.UUID, Any],
+) -> None:
+    """Record each client id with its answer; `DuplicatePing` if one is recorded already."""
+    try:
+        await conn.execute(
+            _Q["insert_receipts"],
+            shopper_id,
+            merchant_id,
+            received_at,
+            list(answers),
+            list(answers.values()),
+        )
+    except asyncpg.UniqueViolationError as exc:
+        raise errors.DuplicatePing(str(exc)) from None
+
+
+async def purge_receipts(
+    conn: asyncpg.Connection, older_than: dt.datetime, batch: int = 10_000
+) -> int:
+    """Delete one slice of receipts older than ``older_than``; returns how many."""
+    status: str = await conn.execute(_Q["purge_receipts"], older_than, batch)
     return int(status.split()[-1])

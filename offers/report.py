@@ -1,5 +1,6 @@
 """The funnel of an offer from its rollup rows: candidates, eligible, suppressed by
-reason, sent, delivered, opened, redeemed, and the holdout comparison with its uplift.
+reason, sent, delivered, opened, saved to wallet (by wallet), redeemed, and the holdout
+comparison with its uplift.
 
 The stages are defined once, in `STAGES`: the API's description, the demo's report and
 the README quote these words. Pure: the rows come from `store.funnel_rows`, one per
@@ -18,6 +19,7 @@ from offers.models import REASONS, TARGETING_REASONS
 
 Breakdown = Literal["store", "channel", "day"]
 DELIVERY_METRICS = ("delivered", "opened", "dismissed", "failed")
+WALLETS = ("apple", "google")
 
 # (key in the report, label, definition). sent >= delivered >= opened holds by
 # construction: an open records the delivery it implies.
@@ -52,6 +54,14 @@ STAGES: tuple[tuple[str, str, str], ...] = (
         "opened",
         "Opened",
         "delivered coupons the shopper opened (an open counts as a delivery too)",
+    ),
+    (
+        "saved",
+        "Saved to wallet",
+        "sent coupons the shopper added to a wallet, by wallet: Apple Wallet when a device "
+        "registered the coupon's pass, Google Wallet when Google's signed callback reported "
+        "the save; each coupon counts once per wallet, and removed counts those taken out of "
+        "that wallet since",
     ),
     ("redeemed", "Redeemed", "coupons redeemed at the till, voided redemptions excluded"),
     (
@@ -94,6 +104,16 @@ def _rate(part: int, whole: int) -> float | None:
     return None if whole == 0 else part / whole
 
 
+def _saved(counts: Mapping[str, int]) -> dict[str, Any]:
+    """Coupons saved to each wallet, and of those the ones out of it now."""
+    by_wallet = {w: counts.get(f"saved:{w}", 0) for w in WALLETS}
+    return {
+        "total": sum(by_wallet.values()),
+        "by_wallet": by_wallet,
+        "removed": {w: counts.get(f"removed:{w}", 0) for w in WALLETS},
+    }
+
+
 def summarize(counts: Mapping[str, int]) -> dict[str, Any]:
     """One funnel from metric totals."""
     # The rollups' "eligible" metric counts every decision: the candidates. (Its name
@@ -106,6 +126,7 @@ def summarize(counts: Mapping[str, int]) -> dict[str, Any]:
     delivered = counts.get("delivered", 0)
     opened = counts.get("opened", 0)
     redeemed = counts.get("redeemed", 0)
+    saved = _saved(counts)
     held_out = by_reason["holdout"]
     treated_conv = counts.get("converted:sent", 0)
     holdout_conv = counts.get("converted:holdout", 0)
@@ -124,12 +145,14 @@ def summarize(counts: Mapping[str, int]) -> dict[str, Any]:
         "opened": opened,
         "dismissed": counts.get("dismissed", 0),
         "failed": counts.get("failed", 0),
+        "saved": saved,
         "redeemed": redeemed,
         "rates": {
             "eligible_of_candidates": _rate(eligible, candidates),
             "sent_of_eligible": _rate(sent, eligible),
             "delivered_of_sent": _rate(delivered, sent),
             "opened_of_delivered": _rate(opened, delivered),
+            "saved_of_sent": _rate(saved["total"], sent),
             "redeemed_of_sent": _rate(redeemed, sent),
         },
         "holdout": {

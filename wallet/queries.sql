@@ -152,9 +152,10 @@ WHERE p.coupon_id = $1 AND p.shopper_id = $2 AND p.kind = 'coupon';
 SELECT name, lat, lon FROM stores WHERE id = ANY ($1::bigint[]) ORDER BY id LIMIT 10;
 
 -- name: claim_pass_updates
+-- One queue, two targets: APNs pushes ('apple') and Google object updates ('google').
 WITH c AS (
     SELECT id FROM pass_updates
-    WHERE done_at IS NULL AND available_at <= now()
+    WHERE done_at IS NULL AND available_at <= now() AND target = $3
       AND (leased_until IS NULL OR leased_until < now())
     ORDER BY id
     LIMIT $1
@@ -163,7 +164,7 @@ WITH c AS (
 UPDATE pass_updates u SET leased_until = now() + make_interval(secs => $2),
     attempts = u.attempts + 1
 FROM c WHERE u.id = c.id
-RETURNING u.id, u.merchant_id, u.shopper_id, u.attempts;
+RETURNING u.id, u.merchant_id, u.shopper_id, u.attempts, u.reason, u.delivery_id;
 
 -- name: shopper_registrations
 SELECT r.device_library_id, r.push_token, r.pass_id
@@ -175,6 +176,11 @@ DELETE FROM device_registrations WHERE push_token = ANY ($1::text[]);
 
 -- name: pass_update_done
 UPDATE pass_updates SET done_at = now(), leased_until = NULL, last_error = $3
+WHERE id = $1 AND attempts = $2;
+
+-- name: pass_update_dead
+-- Given up: out of the queue, with the reason, for an operator to read.
+UPDATE pass_updates SET done_at = now(), dead_at = now(), leased_until = NULL, last_error = $3
 WHERE id = $1 AND attempts = $2;
 
 -- name: pass_update_retry

@@ -51,7 +51,10 @@ SELECT json_build_object(
             SELECT p.kind, p.serial, p.created_at,
                    (SELECT count(*) FROM device_registrations r WHERE r.pass_id = p.id)
                        AS registered_devices
-            FROM passes p WHERE p.shopper_id = $1) w)),
+            FROM passes p WHERE p.shopper_id = $1) w),
+        'google_wallet_objects', (SELECT coalesce(json_agg(g ORDER BY g.created_at), '[]') FROM (
+            SELECT kind, object_id, state, created_at, deleted_at
+            FROM google_wallet_objects WHERE shopper_id = $1) g)),
     'api_keys', (SELECT coalesce(json_agg(k ORDER BY k.created_at), '[]') FROM (
         SELECT id::text, created_at, revoked_at FROM api_keys WHERE shopper_id = $1) k)
 )::text
@@ -67,11 +70,14 @@ SELECT id FROM shoppers WHERE id = $1 AND merchant_id = $2 AND erased_at IS NULL
 WITH pings_gone AS (DELETE FROM pings WHERE shopper_id = $1 RETURNING 1),
      events_gone AS (DELETE FROM geofence_events WHERE shopper_id = $1 RETURNING 1),
      geo_gone AS (DELETE FROM shopper_geo WHERE shopper_id = $1 RETURNING 1),
+     receipts_gone AS (DELETE FROM ping_receipts WHERE shopper_id = $1 RETURNING 1),
      subs_gone AS (DELETE FROM push_subscriptions WHERE shopper_id = $1 RETURNING 1),
      regs AS (SELECT count(*) AS n FROM device_registrations
               WHERE pass_id IN (SELECT id FROM passes WHERE shopper_id = $1)),
      -- Its registrations go with it (ON DELETE CASCADE).
      passes_gone AS (DELETE FROM passes WHERE shopper_id = $1 RETURNING 1),
+     -- Our record of the shopper's Google objects (and their notification log).
+     google_gone AS (DELETE FROM google_wallet_objects WHERE shopper_id = $1 RETURNING 1),
      updates_gone AS (DELETE FROM pass_updates WHERE shopper_id = $1 RETURNING 1),
      pending_gone AS (DELETE FROM outbox WHERE status = 'pending' AND delivery_id IN
                         (SELECT id FROM deliveries WHERE shopper_id = $1) RETURNING 1),
@@ -85,5 +91,6 @@ SELECT (SELECT count(*) FROM pings_gone) AS pings,
        (SELECT count(*) FROM subs_gone) AS push_subscriptions,
        (SELECT n FROM regs) AS device_registrations,
        (SELECT count(*) FROM passes_gone) AS wallet_passes,
+       (SELECT count(*) FROM google_gone) AS google_wallet_objects,
        (SELECT count(*) FROM pending_gone) AS pending_deliveries,
        (SELECT count(*) FROM keys_revoked) AS api_keys_revoked;

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway import logs, settings
+from gateway import datadir, logs, settings
 from gateway.cli import (
     bench,
     common,
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Geo-triggered offer and mobile-wallet gateway. With DATABASE_URL unset, "
         "an embedded PostgreSQL is kept in the data directory: GATEWAY_DATA_DIR or --data-dir, "
         "else a per-user directory that is the same whatever the current directory "
-        f"(here {settings.default_data_dir()}).",
+        f"(here {datadir.default_data_dir()}).",
     )
     common.add_setting_flags(parser, "log_level", "log_format", "data_dir")
     # Not required: plain `gateway` lists the commands (see main).

@@ -93,6 +93,13 @@ def suite(
             "signed Apple Wallet passes vs plain py-pkpass",
         ),
         Step(
+            "google",
+            "bench_google_links.py",
+            ("--links", "200" if quick else "2000", "--fresh", "10" if quick else "100")
+            + (("--rounds", "2") if quick else ()),
+            "Save to Google Wallet links vs google.auth.jwt.encode with a fresh signer",
+        ),
+        Step(
             "offers",
             "bench_offers.py",
             ("--events", str(events), "--duration", d, "--coupons", "8000" if quick else "40000"),
@@ -259,13 +266,15 @@ def add_parser(sub: Any) -> None:
         description="Run the benchmark scripts of the source tree (tests/benchmarks/) one "
         "after another: geofence matching, POST /v1/pings throughput and latency (wrk "
         "against a gateway and a bare aiohttp handler it starts), Web Push fan-out and "
-        "ping-to-push latency, signed passes, redemptions under concurrency and the funnel "
-        "report. Each starts its own gateway on a fresh database (DATABASE_URL's server, "
-        "else embedded). Shows progress, prints a table and writes JSON. Needs wrk "
-        "(apt-get install wrk) and a source checkout.",
+        "ping-to-push latency, signed passes, Google Wallet save links, redemptions under "
+        "concurrency and the funnel report. Each starts its own gateway on a fresh database "
+        "(DATABASE_URL's server, else embedded). Shows progress, prints a table and writes "
+        "JSON. Needs wrk (apt-get install wrk) and a source checkout.",
     )
     bn.add_argument("--out", default="bench.json", help="JSON results (./bench.json)")
-    bn.add_argument("--only", nargs="+", metavar="STEP", help="matching pings push passes offers")
+    bn.add_argument(
+        "--only", nargs="+", metavar="STEP", help="matching pings push passes google offers"
+    )
     bn.add_argument("--quick", action="store_true", help="small sizes: a smoke run in ~2 min")
     bn.add_argument("--fences", type=int, default=100_000, help="geofences (100,000)")
     bn.add_argument("--shoppers", type=int, default=100_000, help="shoppers pinging (100,000)")

@@ -1,5 +1,6 @@
 """``gateway wallet``: Apple Wallet helpers: development certificates, a merchant's
-certificates and APNs key, and one upkeep pass."""
+certificates and APNs key, and one upkeep pass; the Google Wallet commands are added from
+gateway/cli/google_wallet.py."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import asyncpg
 
 from gateway import clock, db
 from gateway.accounts import tenancy
-from gateway.cli import common
+from gateway.cli import common, google_wallet
 from gateway.http import errors
 from gateway.jobs import upkeep
 
@@ -126,7 +127,11 @@ def cmd_wallet_upkeep(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    wal = sub.add_parser("wallet", help="Apple Wallet helpers", description="Apple Wallet helpers.")
+    wal = sub.add_parser(
+        "wallet",
+        help="Apple and Google Wallet helpers",
+        description="Apple and Google Wallet helpers.",
+    )
     wsub = wal.add_subparsers(dest="action", required=True, metavar="ACTION")
     dc = wsub.add_parser(
         "dev-certs",
@@ -139,6 +144,7 @@ def add_parser(sub: Any) -> None:
     dc.add_argument("--team-id", default="DEVTEAM000", help="team identifier")
     dc.set_defaults(func=cmd_wallet_dev_certs)
     _add_configure(wsub)
+    google_wallet.add_parsers(wsub)
     up = wsub.add_parser(
         "upkeep",
         help="expire points, recompute tiers, refresh expired coupon passes",

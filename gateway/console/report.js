@@ -15,6 +15,7 @@ const STAGES = [
   ["sent", "Sent", "coupons issued: eligible decisions that sent the offer"],
   ["delivered", "Delivered", "sent coupons that reached the shopper on at least one channel: in the app (the ping's answer or the inbox), by Web Push or on the wallet pass"],
   ["opened", "Opened", "delivered coupons the shopper opened (an open counts as a delivery too)"],
+  ["saved", "Saved to wallet", "sent coupons the shopper added to a wallet, by wallet: Apple Wallet when a device registered the coupon's pass, Google Wallet when Google's signed callback reported the save; each coupon counts once per wallet, and removed counts those taken out of that wallet since"],
   ["redeemed", "Redeemed", "coupons redeemed at the till, voided redemptions excluded"],
 ];
 
@@ -24,6 +25,7 @@ const RATE_OF = {
   sent: ["sent_of_eligible", "of eligible", "eligible"],
   delivered: ["delivered_of_sent", "of sent", "sent"],
   opened: ["opened_of_delivered", "of delivered", "delivered"],
+  saved: ["saved_of_sent", "of sent", "sent"],
   redeemed: ["redeemed_of_sent", "of sent", "sent"],
 };
 
@@ -33,8 +35,8 @@ function rateText(funnel, key) {
   const rate = RATE_OF[key];
   if (!rate) return null;
   const [name, wording, base] = rate;
-  if (funnel[key] > funnel[base]) {
-    const more = { sent: "sent", delivered: "deliveries", opened: "opens", redeemed: "redemptions" }[key];
+  if (stageValue(funnel, key) > stageValue(funnel, base)) {
+    const more = { sent: "sent", delivered: "deliveries", opened: "opens", saved: "saves", redeemed: "redemptions" }[key];
     const fewer = { eligible: "eligible decisions", sent: "coupons sent", delivered: "recorded deliveries" }[base];
     return [`more ${more} than ${fewer}: see the definitions`, true];
   }
@@ -44,7 +46,20 @@ function rateText(funnel, key) {
 const COLOURS = { stage: "#2f6f9f", suppressed: "#c77c1b", interval: "#2f6f9f", point: "#111" };
 
 function stageValue(funnel, key) {
-  return key === "suppressed" ? funnel.suppressed.total : funnel[key];
+  if (key === "suppressed") return funnel.suppressed.total;
+  if (key === "saved") return funnel.saved.total;
+  return funnel[key];
+}
+
+/** Saves by wallet, e.g. "Apple 3 (1 removed), Google 2". */
+function savedText(saved) {
+  return Object.entries(saved.by_wallet)
+    .map(([wallet, n]) => {
+      const removed = saved.removed[wallet] || 0;
+      const name = wallet[0].toUpperCase() + wallet.slice(1);
+      return removed ? `${name} ${n} (${removed} removed)` : `${name} ${n}`;
+    })
+    .join(", ");
 }
 
 /** The funnel as labelled numbers: <dt> label and definition, <dd data-metric> the number. */
@@ -55,19 +70,23 @@ function funnelList(funnel) {
     list.append(
       el("dt", {}, el("span", { class: "rv-stage" }, name), el("span", { class: "rv-def" }, definition)),
       el("dd", { "data-metric": key }, String(stageValue(funnel, key))),
-      el("dd", { class: odd ? "rv-rate rv-rate-note" : "rv-rate" }, share || "\u00a0"),
+      el(
+        "dd", { class: odd ? "rv-rate rv-rate-note" : "rv-rate" }, share || "\u00a0",
+        // Saves by wallet, under their share: the grid keeps three cells a stage.
+        key === "saved" ? el("div", { class: "rv-def", "data-testid": "saved-by-wallet" }, savedText(funnel.saved)) : null,
+      ),
     );
   }
   return list;
 }
 
 function funnelChart(funnel) {
-  // Suppressions are labelled by their reason code alone (orange, with a legend entry), so
-  // the labels stay short enough for a phone.
+  // Suppressions are labelled by their reason in words (orange, with a legend entry); the
+  // tooltip adds the code the logs and the CSV use.
   const rows = [["Candidates", funnel.candidates, COLOURS.stage, null]];
   for (const reason of REASONS) {
     const n = funnel.suppressed.by_reason[reason] || 0;
-    if (n > 0) rows.push([`  ${reason}`, n, COLOURS.suppressed, reason]);
+    if (n > 0) rows.push([`  ${REASON_TEXT[reason] || reason}`, n, COLOURS.suppressed, reason]);
   }
   for (const key of ["sent", "delivered", "opened", "redeemed"]) {
     rows.push([key[0].toUpperCase() + key.slice(1), funnel[key], COLOURS.stage, null]);
@@ -93,7 +112,7 @@ function funnelChart(funnel) {
                 const reason = rows[items[0].dataIndex][3];
                 return reason ? `Suppressed: ${reason}` : rows[items[0].dataIndex][0];
               },
-              afterLabel: (ctx) => REASON_TEXT[rows[ctx.dataIndex][3]] || "",
+              afterLabel: (ctx) => (rows[ctx.dataIndex][3] ? `reason code ${rows[ctx.dataIndex][3]}` : ""),
             },
           },
         },

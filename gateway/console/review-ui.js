@@ -92,18 +92,18 @@ export const REASONS = [
   "lower_priority",
 ];
 
-// What each reason code means, for labels and tooltips.
+// Each reason code in words, as offers/report.py REASON_WORDS says them (a test compares).
 export const REASON_TEXT = {
-  no_consent: "shopper has not consented to offers",
-  quiet_hours: "inside the shopper's quiet hours",
-  outside_schedule: "outside the offer's schedule",
-  store_closed: "the store was closed",
+  no_consent: "no marketing consent",
+  quiet_hours: "quiet hours",
+  outside_schedule: "outside the schedule",
+  store_closed: "store closed",
   weather_mismatch: "weather did not match",
-  audience_mismatch: "shopper not in the audience",
-  budget_exhausted: "offer budget used up",
+  audience_mismatch: "not in the audience",
+  budget_exhausted: "budget used up",
   frequency_capped: "per-shopper cap reached",
-  fatigue_capped: "shopper received too many offers",
-  holdout: "held out for the uplift comparison",
+  fatigue_capped: "daily offer limit reached",
+  holdout: "held out (control group)",
   lower_priority: "another offer had priority",
 };
 

@@ -54,3 +54,20 @@ END
 $$;
 CREATE OR REPLACE TRIGGER redemptions_pass_update AFTER INSERT OR UPDATE OF voided_at ON redemptions
     FOR EACH ROW EXECUTE FUNCTION redemptions_pass_update();
+
+-- One queue feeds both wallets: every Apple pass update (points, tier, a coupon issued,
+-- redeemed, voided or expired) also queues the same update for the shopper's Google
+-- objects, in the same transaction, when the shopper holds a Google card or coupon that
+-- was not deleted. The WHEN clause keeps the Google row from queueing itself again.
+CREATE OR REPLACE FUNCTION pass_updates_google() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM google_wallet_objects g
+               WHERE g.shopper_id = NEW.shopper_id AND g.deleted_at IS NULL) THEN
+        INSERT INTO pass_updates (merchant_id, shopper_id, reason, delivery_id, target)
+        VALUES (NEW.merchant_id, NEW.shopper_id, NEW.reason, NEW.delivery_id, 'google');
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE OR REPLACE TRIGGER pass_updates_google AFTER INSERT ON pass_updates
+    FOR EACH ROW WHEN (NEW.target = 'apple') EXECUTE FUNCTION pass_updates_google();

@@ -9,8 +9,6 @@ drop the registration; 429, 5xx and no answer retry with backoff.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import tempfile
 from pathlib import Path
 
@@ -18,11 +16,9 @@ import asyncpg
 from aiohttp import web
 
 from gateway import db
-from gateway.delivery import outbox
+from gateway.delivery import drain, outbox
 from wallet import apns
 from wallet.store import passes as pass_store
-
-log = logging.getLogger(__name__)
 
 
 class PassPusher:
@@ -43,31 +39,18 @@ class PassPusher:
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self._clients: dict[int, tuple[object, apns.Client]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._loop = drain.Loop("pass-pusher", self)
         self._tmp = tempfile.TemporaryDirectory(prefix="gateway-apns-")
         self.pushed = 0
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="pass-pusher")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._loop.stop()
         for _, client in self._clients.values():
             await client.close()
         self._tmp.cleanup()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                claimed = await self.run_once()
-            except Exception:
-                log.warning("pass pusher: round failed; retrying", exc_info=True)
-                claimed = 0
-            if claimed < self.batch:
-                await asyncio.sleep(self.poll_seconds)
 
     async def _client(self, conn: asyncpg.Connection, merchant_id: int) -> tuple[apns.Client, str]:
         config = await pass_store.wallet_config(conn, merchant_id)

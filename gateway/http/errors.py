@@ -201,11 +201,22 @@ DOMAIN: dict[type[Exception], Callable[[Any], ApiError]] = {
     wallet_errors.InsufficientPoints: _status(Conflict),
     wallet_errors.ActionLimitReached: _status(Conflict),
     wallet_errors.IdempotencyKeyReused: _status(ValidationFailed),
+    wallet_errors.GoogleWalletNotConfigured: _status(Conflict),
+    wallet_errors.ServiceAccountInvalid: _status(ValidationFailed),
+    wallet_errors.CouponNotLive: _status(Conflict),
+    wallet_errors.CallbackUnsigned: _status(Unauthorized),
+    wallet_errors.SignatureInvalid: _status(Unauthorized),
+    wallet_errors.SigningKeyExpired: _status(Unauthorized),
+    wallet_errors.RootKeysUnavailable: lambda exc: Unavailable(
+        exc.message, code=exc.code, headers={"Retry-After": "60"}
+    ),
     wallet_errors.WalletError: _status(BadRequest),
     webpush.SubscriptionInvalid: _subscription,
     account_errors.InvalidKeyRequest: _with_fields(ValidationFailed),
     account_errors.UnknownMerchant: _with_fields(NotFound),
     account_errors.EmailTaken: _with_fields(Conflict, "email_taken"),
+    # Only when three attempts at one ping keep racing: the app's next resend gets the answer.
+    geo_errors.DuplicatePing: _status(Conflict),
 }
 
 # What the middleware catches and translates.

@@ -1,5 +1,5 @@
 """Raw-ping retention: pings older than the retention period are deleted (and stale
-ping spool marks with them).
+ping spool marks, and the records of client ping ids that answer resends, with them).
 
 ``gateway serve`` runs :func:`job` in the background (one replica at a time does the
 work, under its advisory lock); ``gateway pings purge`` runs :func:`purge` once.
@@ -66,4 +66,7 @@ async def _purge(
             # Spool marks untouched for as long belong to files that are gone (a
             # live spool is rotated every few minutes, a dead one replayed).
             await geo_store.purge_spool_marks(conn, older_than)
+            # A resend older than the pings kept is answered as a new ping.
+            while await geo_store.purge_receipts(conn, older_than, batch) == batch:
+                pass
             return total

@@ -108,10 +108,13 @@ class Sent:
 
 @dataclass(slots=True, kw_only=True)
 class Moment:
-    """One ping's triggers: its decision context and the offers its transitions made candidates."""
+    """One ping's triggers: its decision context and the offers its transitions made
+    candidates; once committed, what was sent (the ping is `owner`, as the caller counts)."""
 
     context: Context
     candidates: list[Candidate] = field(default_factory=list)
+    owner: int = -1
+    sent: list[Sent] = field(default_factory=list)
 
 
 class OfferBooks:
@@ -158,6 +161,7 @@ class OfferBooks:
         book: Book,
         caused: Sequence[tuple[Context, Sequence[Transition]]],
         now: dt.datetime,
+        owners: Sequence[int] = (),
     ) -> list[Moment]:
         """The candidate offers of each ping (its context and the transitions it caused).
 
@@ -165,8 +169,8 @@ class OfferBooks:
         timestamp keep their own weather and decisions.
         """
         moments = []
-        for context, transitions in caused:
-            moment = Moment(context=context)
+        for k, (context, transitions) in enumerate(caused):
+            moment = Moment(context=context, owner=owners[k] if owners else k)
             for t in transitions:
                 if t.event == "exit" or t.store_id is None or now - t.at > self.max_delay:
                     continue
@@ -221,6 +225,7 @@ class OfferBooks:
             if send is not None and coupon is not None:
                 sends.append(send)
                 sent.append(Sent.of(send, coupon.code))
+                moment.sent.append(sent[-1])
             exposures = tuple(
                 Exposure(offer_id=d.offer_id, at=now, held_out=d.held_out)
                 for d in decisions

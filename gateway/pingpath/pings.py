@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
 
 import asyncpg
+import numpy as np
 from aiohttp import web
 
 from gateway import db, listen
-from gateway.pingpath import offering, pinglog, visits
+from gateway.pingpath import answers, offering, pinglog, visits
+from geo import errors as geo_errors
 from geo import fences, spoofing
 from geo import store as geo_store
 from geo.index import FenceIndex
@@ -43,6 +47,11 @@ class Ping:
     speed_mps: float | None = None
     weather_condition: str | None = None
     temp_c: float | None = None
+    # The app's own id of the fix: a resend with it is answered from the first attempt.
+    id: uuid.UUID | None = None
+
+
+PingLike = answers.PingLike
 
 
 @dataclass(slots=True, kw_only=True)
@@ -52,6 +61,8 @@ class PingResult:
     status: str
     reason: str | None = None
     transitions: list[Transition] = field(default_factory=list)
+    # A resent ping's answer, as its first attempt got it (see `answer`).
+    replay: dict[str, Any] | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -59,25 +70,57 @@ class Outcome:
     results: list[PingResult]
     transitions: list[Transition]
     sent: list[offering.Sent] = field(default_factory=list)
+    # The decided moments, each with its ping and what it sent.
+    moments: list[offering.Moment] = field(default_factory=list)
+
+
+class _Request(NamedTuple):
+    merchant_id: int
+    shopper_id: int
+    pings: Sequence[PingLike]
+    now: dt.datetime
+    # Whether some pings carry a client id, whose answers are then recorded.
+    receipts: bool = False
 
 
 @dataclass(slots=True, kw_only=True)
 class _Work:
     """What a request's unit of work needs: whose visits, and the pings that observe them.
 
-    `owners[k]` is the index in `pings` of the ping `observations[k]` comes from, so
-    each ping keeps its own answer, weather and decisions even when pings share a
-    timestamp.
+    `owners[k]` is the index in `request.pings` of the ping whose fences in reach are
+    `near[k]` (and, once built, whose observation is `observations[k]`), so each ping
+    keeps its own answer, weather and decisions even when pings share a timestamp.
     """
 
-    merchant_id: int
-    shopper_id: int
+    request: _Request
     index: FenceIndex
-    now: dt.datetime
-    pings: Sequence[Ping]
     owners: Sequence[int]
-    observations: Sequence[Observation]
+    near: Sequence[Mapping[int, float]]
+    results: list[PingResult]
+    observations: Sequence[Observation] = ()
+    # Set once the answers of the pings with a client id are recorded.
+    receipted: bool = False
 
+    @property
+    def merchant_id(self) -> int:
+        return self.request.merchant_id
+
+    @property
+    def shopper_id(self) -> int:
+        return self.request.shopper_id
+
+    @property
+    def pings(self) -> Sequence[PingLike]:
+        return self.request.pings
+
+    @property
+    def now(self) -> dt.datetime:
+        return self.request.now
+
+
+_Observer = Callable[
+    [FenceIndex, _Request, Sequence[int], list[PingResult], geo_store.ShopperGeo], _Work
+]
 
 _NO_STEP = StepResult(states={}, transitions=(), changed=False)
 
@@ -117,39 +160,126 @@ class PingService:
         *,
         merchant_id: int,
         shopper_id: int,
-        pings: Sequence[Ping],
+        pings: Sequence[PingLike],
         now: dt.datetime,
+        batched: bool = False,
     ) -> Outcome:
-        results = [self._window(ping, now) for ping in pings]
+        """The pings' answers: each checked and matched on its own, or `batched`.
+
+        Batched, the time window, the travel checks and the matching
+        (`FenceIndex.match_many`) each run over all the pings at once, for the same
+        answers ping for ping; the visits are stepped once either way. A ping whose
+        client id the shopper already used is not processed again: it gets the answer
+        its first attempt got (`PingResult.replay`).
+        """
+        request = _Request(merchant_id, shopper_id, pings, now)
+        if all(p.id is None for p in pings):
+            return await self._screen(pool, index, request, batched)
+        for _ in range(_CAS_ATTEMPTS - 1):
+            with contextlib.suppress(geo_errors.DuplicatePing):
+                return await self._once(pool, index, request, batched)
+        return await self._once(pool, index, request, batched)
+
+    async def _once(
+        self, pool: asyncpg.Pool, index: FenceIndex, request: _Request, batched: bool
+    ) -> Outcome:
+        """Answer resent pings from their records, and process the others only."""
+        pings = request.pings
+        async with db.acquire(pool) as conn:
+            seen = await geo_store.seen_pings(
+                conn, request.shopper_id, [p.id for p in pings if p.id is not None]
+            )
+        fresh: list[int] = []
+        first: dict[uuid.UUID, int] = {}
+        for i, p in enumerate(pings):
+            if p.id is None or (p.id not in seen and p.id not in first):
+                fresh.append(i)
+                if p.id is not None:
+                    first[p.id] = i
+        sub = request._replace(pings=[pings[i] for i in fresh], receipts=True)
+        try:
+            done = await self._screen(pool, index, sub, batched)
+        except geo_errors.DuplicatePing:
+            self._states.drop(request.shopper_id)
+            raise
+        results: list[PingResult | None] = [None] * len(pings)
+        for i, result in zip(fresh, done.results, strict=True):
+            results[i] = result
+        given = dict(seen)
+        given.update(answers.of(sub.pings, done.results, done.moments))
+        for i, p in enumerate(pings):
+            if results[i] is None and p.id is not None:
+                replay = given[p.id]
+                results[i] = PingResult(
+                    status=replay["status"], reason=replay["reason"], replay=replay
+                )
+        done.results = [r for r in results if r is not None]
+        return done
+
+    async def _screen(
+        self, pool: asyncpg.Pool, index: FenceIndex, request: _Request, batched: bool
+    ) -> Outcome:
+        if not batched:
+            results = [self._window(ping, request.now) for ping in request.pings]
+            return await self._process(pool, index, request, results, self._observe)
+        verdicts = spoofing.window_many(
+            [p.ts for p in request.pings], request.now, self.spoof_config
+        )
+        results = [
+            PingResult(status="accepted")
+            if v is spoofing.Verdict.OK
+            else PingResult(status="rejected", reason=v.value)
+            for v in verdicts
+        ]
+        return await self._process(pool, index, request, results, self._observe_batch)
+
+    async def _process(
+        self,
+        pool: asyncpg.Pool,
+        index: FenceIndex,
+        request: _Request,
+        results: list[PingResult],
+        observe: _Observer,
+    ) -> Outcome:
+        """Screen and match the admitted pings, step the visits, log every recorded ping."""
+        pings, shopper_id = request.pings, request.shopper_id
         admitted = [i for i, r in enumerate(results) if r.status == "accepted"]
         step = _NO_STEP
         sent: list[offering.Sent] = []
+        moments: list[offering.Moment] = []
+        receipted = False
         if admitted:
             admitted.sort(key=lambda i: pings[i].ts)
             state = await self._state(pool, shopper_id)
-            work = self._observe(
-                index, merchant_id, shopper_id, pings, admitted, results, state, now
-            )
+            work = observe(index, request, admitted, results, state)
             # With no open visit and no fence in reach, the visits cannot change: the
             # common ping, away from every fence, skips the state machine.
-            if state.visits or any(o.near for o in work.observations):
+            if state.visits or any(work.near):
+                work.observations = [
+                    Observation(at=pings[i].ts, accuracy_m=pings[i].accuracy_m, near=near)
+                    for i, near in zip(work.owners, work.near, strict=True)
+                ]
                 try:
-                    step, sent = await self._settle(pool, work, state)
+                    step, moments = await self._settle(pool, work, state)
                 except BaseException:
                     self._states.drop(shopper_id)
                     raise
+                sent = [s for m in moments for s in m.sent]
+                receipted = work.receipted
                 for i, caused in zip(work.owners, step.by_observation, strict=True):
                     results[i].transitions = list(caused)
-        records = [
-            _record(ping, result, merchant_id=merchant_id, shopper_id=shopper_id, now=now)
-            for ping, result in zip(pings, results, strict=True)
-            if result.status != "rejected"
-        ]
+        if request.receipts and not receipted:
+            # No unit of work wrote anything: the answers go on their own, still before
+            # the answer, so a resend finds them on any replica.
+            async with db.acquire(pool) as conn:
+                await answers.record(conn, request, results, moments)
         # In sync mode this waits until the rows are committed: an answered ping is kept.
-        await self.log.record(records)
-        return Outcome(results=results, transitions=list(step.transitions), sent=sent)
+        await self.log.record(answers.log_rows(request, results))
+        return Outcome(
+            results=results, transitions=list(step.transitions), sent=sent, moments=moments
+        )
 
-    def _window(self, ping: Ping, now: dt.datetime) -> PingResult:
+    def _window(self, ping: PingLike, now: dt.datetime) -> PingResult:
         """Refuse a ping outside the accepted time window before it goes any further."""
         verdict = spoofing.window(ping.ts, now, self.spoof_config)
         if verdict is spoofing.Verdict.OK:
@@ -165,7 +295,7 @@ class PingService:
         self._states.keep(shopper_id, state)
         return state
 
-    def near(self, index: FenceIndex, merchant_id: int, ping: Ping) -> dict[int, float]:
+    def near(self, index: FenceIndex, merchant_id: int, ping: PingLike) -> dict[int, float]:
         """The merchant's fences within the ping's reach, by id, with their distance (0 inside)."""
         reach = fences.reach_m(ping.accuracy_m, self.fence_config)
         return index.match(ping.lon, ping.lat, reach, merchant_id)
@@ -184,24 +314,19 @@ class PingService:
     def _observe(
         self,
         index: FenceIndex,
-        merchant_id: int,
-        shopper_id: int,
-        pings: Sequence[Ping],
+        request: _Request,
         order: Sequence[int],
         results: list[PingResult],
         state: geo_store.ShopperGeo,
-        now: dt.datetime,
     ) -> _Work:
         """Screen the pings in `order` (accuracy, travel) and look up the fences near each.
 
         Marks the ignored and flagged ones in `results` and moves the travel baseline.
         """
-        baseline = state.last_fix
-        cached = self._recent.get(shopper_id)
-        if cached is not None and (baseline is None or cached.at > baseline.at):
-            baseline = cached
+        pings = request.pings
+        baseline = self._baseline(request.shopper_id, state)
         owners: list[int] = []
-        observations: list[Observation] = []
+        near: list[dict[int, float]] = []
         for i in order:
             ping = pings[i]
             if not ping.accuracy_m <= self.fence_config.max_accuracy_m:
@@ -213,24 +338,70 @@ class PingService:
                 continue
             if baseline is None or fix.at >= baseline.at:
                 baseline = fix
-            near = self.near(index, merchant_id, ping)
             owners.append(i)
-            observations.append(Observation(at=ping.ts, accuracy_m=ping.accuracy_m, near=near))
-        if observations and baseline is not None:
-            self._remember(shopper_id, baseline)
-        return _Work(
-            merchant_id=merchant_id,
-            shopper_id=shopper_id,
-            index=index,
-            now=now,
-            pings=pings,
-            owners=owners,
-            observations=observations,
+            near.append(self.near(index, request.merchant_id, ping))
+        if owners and baseline is not None:
+            self._remember(request.shopper_id, baseline)
+        return _Work(request=request, index=index, owners=owners, near=near, results=results)
+
+    def _observe_batch(
+        self,
+        index: FenceIndex,
+        request: _Request,
+        order: Sequence[int],
+        results: list[PingResult],
+        state: geo_store.ShopperGeo,
+    ) -> _Work:
+        """`_observe` over the whole batch: one travel check and one index lookup for all."""
+        pings = request.pings
+        precise: list[int] = []
+        for i in order:
+            if pings[i].accuracy_m <= self.fence_config.max_accuracy_m:
+                precise.append(i)
+            else:
+                results[i] = PingResult(status="ignored", reason="poor_accuracy")
+        n = len(precise)
+        lon = np.fromiter((pings[i].lon for i in precise), np.float64, n)
+        lat = np.fromiter((pings[i].lat for i in precise), np.float64, n)
+        accuracy = np.fromiter((pings[i].accuracy_m for i in precise), np.float64, n)
+        plausible, baseline = spoofing.travel_many(
+            self._baseline(request.shopper_id, state),
+            lon,
+            lat,
+            [pings[i].ts for i in precise],
+            accuracy,
+            self.spoof_config,
         )
+        owners: list[int] = []
+        for i, ok in zip(precise, plausible, strict=True):
+            if ok:
+                owners.append(i)
+            else:
+                results[i] = PingResult(status="flagged", reason="impossible_travel")
+        near: list[dict[int, float]] = []
+        if owners:
+            if baseline is not None:
+                self._remember(request.shopper_id, baseline)
+            kept = np.asarray(plausible) if len(owners) < n else slice(None)
+            near = index.match_many(
+                lon[kept],
+                lat[kept],
+                fences.reach_m_array(accuracy[kept], self.fence_config),
+                request.merchant_id,
+            ).to_dicts()
+        return _Work(request=request, index=index, owners=owners, near=near, results=results)
+
+    def _baseline(self, shopper_id: int, state: geo_store.ShopperGeo) -> Fix | None:
+        """The newest accepted fix: the database's, or a newer one this process has seen."""
+        baseline = state.last_fix
+        cached = self._recent.get(shopper_id)
+        if cached is not None and (baseline is None or cached.at > baseline.at):
+            baseline = cached
+        return baseline
 
     async def _settle(
         self, pool: asyncpg.Pool, work: _Work, state: geo_store.ShopperGeo
-    ) -> tuple[StepResult, list[offering.Sent]]:
+    ) -> tuple[StepResult, list[offering.Moment]]:
         """Run the unit of work optimistically from `state`, then under the row lock.
 
         Losing the compare-and-set means another request or replica changed the visits
@@ -249,10 +420,11 @@ class PingService:
 
     async def _unit_of_work(
         self, pool: asyncpg.Pool, work: _Work, state: geo_store.ShopperGeo | None
-    ) -> tuple[StepResult, list[offering.Sent]] | None:
+    ) -> tuple[StepResult, list[offering.Moment]] | None:
         """Step the visits, decide the offers their transitions trigger, record both.
 
-        The visits and the decisions commit in one transaction, or not at all. From
+        The visits and the decisions (and the answers of pings with a client id) commit
+        in one transaction, or not at all. From
         `state`, the visits are written by compare-and-set: None when another request
         got there first (nothing is written). With `state` None, the state is read
         under the shopper's row lock, and the unit always completes.
@@ -268,8 +440,8 @@ class PingService:
             if any(t.event != "exit" for t in step.transitions):
                 book = await self.offers.book(pool, work.merchant_id)
                 moments = self._moments(book, step, work)
-        sent: list[offering.Sent] = []
-        async with db.acquire(pool) as conn, _transaction(conn, locked or bool(moments)):
+        wanted = locked or bool(moments) or work.request.receipts
+        async with db.acquire(pool) as conn, _transaction(conn, wanted):
             if state is None:
                 state = await geo_store.lock_shopper_geo(conn, work.shopper_id, work.merchant_id)
                 step = self._step(state, work)
@@ -281,7 +453,7 @@ class PingService:
             if version is None:
                 return None
             if moments and book is not None:
-                sent = await self.offers.commit(
+                await self.offers.commit(
                     conn,
                     book,
                     merchant_id=work.merchant_id,
@@ -289,10 +461,15 @@ class PingService:
                     moments=moments,
                     now=work.now,
                 )
+            if work.request.receipts:
+                for i, caused in zip(work.owners, step.by_observation, strict=True):
+                    work.results[i].transitions = list(caused)
+                await answers.record(conn, work.request, work.results, moments)
+                work.receipted = True
         self._states.keep(
             work.shopper_id, replace(state, visits=dict(step.states), version=version)
         )
-        return step, sent
+        return step, moments
 
     def _step(self, state: geo_store.ShopperGeo, work: _Work) -> StepResult:
         return self.step(work.index, state.visits, work.observations)
@@ -313,7 +490,7 @@ class PingService:
     def _moments(self, book: offering.Book, step: StepResult, work: _Work) -> list[offering.Moment]:
         contexts = [context(work.pings[i], work.now) for i in work.owners]
         caused = zip(contexts, step.by_observation, strict=True)
-        return self.offers.moments(book, list(caused), work.now)
+        return self.offers.moments(book, list(caused), work.now, owners=work.owners)
 
     async def _write(
         self,
@@ -372,7 +549,7 @@ class _Stores(Mapping[int, int]):
         return len(self._index)
 
 
-def context(ping: Ping, now: dt.datetime) -> Context:
+def context(ping: PingLike, now: dt.datetime) -> Context:
     """What a decision sees of the ping: the moment it is decided at, and its weather."""
     return Context(now=now, weather_condition=ping.weather_condition, temp_c=ping.temp_c)
 
@@ -382,25 +559,6 @@ def _transaction(
 ) -> contextlib.AbstractAsyncContextManager[object]:
     # A lone compare-and-set is atomic by itself: skip BEGIN/COMMIT on the hot path.
     return conn.transaction() if wanted else contextlib.nullcontext()
-
-
-def _record(
-    ping: Ping, result: PingResult, *, merchant_id: int, shopper_id: int, now: dt.datetime
-) -> geo_store.PingRecord:
-    return geo_store.PingRecord(
-        merchant_id=merchant_id,
-        shopper_id=shopper_id,
-        ts=ping.ts,
-        received_at=now,
-        lat=ping.lat,
-        lon=ping.lon,
-        accuracy_m=ping.accuracy_m,
-        speed_mps=ping.speed_mps,
-        weather_condition=ping.weather_condition,
-        temp_c=ping.temp_c,
-        verdict="ok" if result.status == "accepted" else str(result.reason),
-        transitions=len(result.transitions),
-    )
 
 
 PINGS = web.AppKey("pings", PingService)

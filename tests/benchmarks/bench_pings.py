@@ -19,7 +19,9 @@ What it does:
 5. measures p50/p99 latency at 70 % of the gateway's maximum with wrk paced, and with an
    open-loop generator (requests are sent on a fixed schedule and latency is counted
    from the scheduled time, so a stall is not hidden by the client waiting), every
-   shopper and warm.
+   shopper and warm;
+6. runs alternated rounds of POST /v1/pings/batch against the bare handler on the same
+   bodies (--batch-rounds; see batches.py).
 
 The load runs in separate processes from the servers. Figures are printed as a table.
 """
@@ -38,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +51,7 @@ import shapely
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.benchmarks import figures  # noqa: E402
+from tests.benchmarks import batches, figures  # noqa: E402
 
 CENTRE = (2.3522, 48.8566)
 M_PER_DEG = 111_320.0
@@ -67,8 +70,18 @@ async def handler(request):
         content_type="application/json",
     )
 
+async def batch(request):
+    body = orjson.loads(await request.read())
+    assert request.headers.get("Authorization", "").startswith("Bearer ")
+    results = [{"status": "accepted", "reason": None, "transitions": []} for _ in body["pings"]]
+    return web.Response(
+        body=orjson.dumps({"results": results, "transitions": [], "offers": []}),
+        content_type="application/json",
+    )
+
 app = web.Application()
 app.router.add_post("/v1/pings", handler)
+app.router.add_post("/v1/pings/batch", batch)
 # The same event loop the gateway runs on, so the comparison is like for like.
 import uvloop
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None,
@@ -107,7 +120,7 @@ for line in io.lines("%s") do
   local sep = string.find(line, "|", 1, true)
   local token = string.sub(line, 1, sep - 1)
   local body = string.sub(line, sep + 1)
-  requests[#requests + 1] = wrk.format("POST", "/v1/pings",
+  requests[#requests + 1] = wrk.format("POST", "%s",
     {["Host"] = "127.0.0.1", ["Authorization"] = "Bearer " .. token,
      ["Content-Type"] = "application/json"}, body)
 end
@@ -229,17 +242,23 @@ async def setup_api(
                     raise RuntimeError(f"{method} {path}: {r.status} {answer}")
                 return answer
 
-        store = await call(
-            "POST",
-            "/v1/stores",
-            manager,
-            {"name": "Bench HQ", "lat": CENTRE[1], "lon": CENTRE[0], "timezone": "Europe/Paris"},
-            "application/json",
-        )
+        # A 4 x 4 grid of stores 50 km apart, so every fence is within 36 km of its store
+        # (the gateway refuses a fence beyond GATEWAY_MAX_FENCE_DISTANCE_M, 50 km).
+        grid = (-75_000, -25_000, 25_000, 75_000)
+        stores = {}
+        for gx in grid:
+            for gy in grid:
+                slon, slat = (float(v) for v in offset(*CENTRE, gx, gy))
+                body = {"name": f"Bench {gx // 1000},{gy // 1000}", "lat": slat, "lon": slon}
+                body["timezone"] = "Europe/Paris"
+                made = await call("POST", "/v1/stores", manager, body, "application/json")
+                stores[gx, gy] = made["id"]
         features = []
         for i in range(n_fences):
-            lon, lat = (float(v) for v in offset(*CENTRE, *rng.uniform(-100_000, 100_000, 2)))
-            props: dict[str, Any] = {"store_id": store["id"], "name": f"f{i}"}
+            dx, dy = rng.uniform(-100_000, 100_000, 2)
+            lon, lat = (float(v) for v in offset(*CENTRE, dx, dy))
+            near = (min(grid, key=lambda g: abs(g - dx)), min(grid, key=lambda g: abs(g - dy)))
+            props: dict[str, Any] = {"store_id": stores[near], "name": f"f{i}"}
             if rng.random() < 0.8:
                 geometry: dict[str, Any] = {"type": "Point", "coordinates": [lon, lat]}
                 props["radius_m"] = float(rng.uniform(30, 300))
@@ -276,20 +295,31 @@ async def setup_api(
         return sorted(shoppers, key=lambda s: s[1])
 
 
+def walker(n_shoppers: int, seed: int) -> Callable[[int, int, random.Random], tuple[float, float]]:
+    """Where shopper i is at its k-th ping: a few metres on from its home each time."""
+    rng = random.Random(seed)
+    homes = [
+        offset(*CENTRE, rng.uniform(-100_000, 100_000), rng.uniform(-100_000, 100_000))
+        for _ in range(n_shoppers)
+    ]
+
+    def walk(i: int, k: int, noise: random.Random) -> tuple[float, float]:
+        return offset(*homes[i], 3 * k + noise.gauss(0, 10), noise.gauss(0, 10))
+
+    return walk
+
+
 def build_requests(
     shoppers: list[tuple[str, int]], per_shopper: int, seed: int
 ) -> list[tuple[str, bytes]]:
     """Interleaved pings: each shopper walks a few metres between its pings."""
     rng = random.Random(seed)
+    walk = walker(len(shoppers), seed)
     t0 = time.time() - 600
-    homes = [
-        offset(*CENTRE, rng.uniform(-100_000, 100_000), rng.uniform(-100_000, 100_000))
-        for _ in shoppers
-    ]
     out = []
     for k in range(per_shopper):
-        for (token, i), (lon, lat) in zip(shoppers, homes, strict=True):
-            plon, plat = offset(lon, lat, 3 * k + rng.gauss(0, 10), rng.gauss(0, 10))
+        for token, i in shoppers:
+            plon, plat = walk(i, k, rng)
             ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0 + k))
             body = {"lat": plat, "lon": plon, "accuracy_m": 15, "ts": f"{ts}.{i % 1000:03d}Z"}
             out.append((token, orjson.dumps(body)))
@@ -345,13 +375,17 @@ def _ms(text: str) -> float:
 
 
 def run_wrk(
-    base: str, request_file: Path, duration: int, rate: float | None = None
+    base: str,
+    request_file: Path,
+    duration: int,
+    rate: float | None = None,
+    path: str = "/v1/pings",
 ) -> dict[str, float]:
     """wrk closed loop at full speed, or paced to about ``rate`` requests a second."""
     connections = 64 if rate is None else 32
     pacing = "" if rate is None else PACING % (1000.0 * connections / rate)
     script = request_file.with_suffix(".lua")
-    script.write_text(WRK_SCRIPT % (request_file, pacing))
+    script.write_text(WRK_SCRIPT % (request_file, path, pacing))
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), base],
         check=True,
@@ -505,6 +539,9 @@ async def workload_mix(url: str) -> dict[str, int]:
         await conn.close()
 
 
+BATCH = "/v1/pings/batch"
+
+
 # -- main ----------------------------------------------------------------------------------
 
 
@@ -521,6 +558,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=int, default=10, help="seconds per load phase")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--batch-rounds",
+        type=int,
+        default=3,
+        help="alternated rounds of POST /v1/pings/batch and the bare handler (0: none)",
+    )
+    parser.add_argument("--batch-size", type=int, default=batches.SIZE, help="pings a batch")
     parser.add_argument(
         "--url",
         help="measure a running gateway instead of starting one (needs --manager-token and "
@@ -658,11 +702,21 @@ def run(args: argparse.Namespace, remote: str | None) -> dict[str, Any]:
             floor_parts.show(out["parts"])
         per_shopper = max(2, min(20, 200_000 // max(args.shoppers, 1)))
         request_file = work / "requests.txt"
-        write_requests(request_file, build_requests(shoppers, per_shopper, args.seed))
+        batches.write_requests(request_file, build_requests(shoppers, per_shopper, args.seed))
         warm = shoppers[: args.warm_shoppers]
         warm_file = work / "warm.txt"
-        write_requests(warm_file, build_requests(warm, 20, args.seed + 1))
+        batches.write_requests(warm_file, build_requests(warm, 20, args.seed + 1))
         out["warm_shoppers"] = len(warm)
+        batch_file = work / "batches.txt"
+        batches.write_requests(
+            batch_file,
+            batches.build(
+                shoppers,
+                size=args.batch_size,
+                seed=args.seed,
+                walk=walker(len(shoppers), args.seed),
+            ),
+        )
         bare_file = work / "bare.py"
         bare_file.write_text(BARE_APP)
         bare, bare_pid = servers.start([str(bare_file)])
@@ -690,6 +744,8 @@ def run(args: argparse.Namespace, remote: str | None) -> dict[str, Any]:
         took = time.perf_counter() - started
         log(f"servers ready (index of {args.fences} built) after {took:.1f}s")
         phases(args, remote, urls, request_file, warm_file, out)
+        if args.batch_rounds:
+            out["batch_seen"] = batch_phase(args, urls, request_file, batch_file)
         if not remote:
             out["mix"] = asyncio.run(workload_mix(url))
     finally:
@@ -698,10 +754,6 @@ def run(args: argparse.Namespace, remote: str | None) -> dict[str, Any]:
             scratch.drop()
         shutil.rmtree(work, ignore_errors=True)
     return out
-
-
-def write_requests(path: Path, requests: list[tuple[str, bytes]]) -> None:
-    path.write_text("\n".join(f"{t}|{b.decode()}" for t, b in requests) + "\n")
 
 
 def phases(
@@ -753,6 +805,34 @@ def phases(
     warm_rate = 0.7 * out["gw_warm"][0]["rps"]
     log(f"latency at {warm_rate:.0f} req/s (70 % of the warm max), open loop: gateway, warm")
     out["gw_open_warm"] = load_process(gw, warm_file, warm_rate, d)
+
+
+def batch_phase(
+    args: argparse.Namespace, urls: dict[str, tuple[str, int]], request_file: Path, batch_file: Path
+) -> dict[str, list[tuple[float, float | None]]]:
+    """Alternated rounds of POST /v1/pings/batch and the bare handler (see batches.py)."""
+    (gw, gw_pid), (bare, bare_pid) = urls["gw"], urls["bare"]
+    log(f"batched pings, {args.batch_size} a request: {args.batch_rounds} rounds")
+    run_wrk(gw, batch_file, 2, path=BATCH)
+
+    def measure(
+        base: str, file: Path, pid: int | None, path: str = "/v1/pings"
+    ) -> tuple[float, float | None]:
+        before = None if pid is None else cpu_seconds(pid)
+        run = run_wrk(base, file, args.duration, path=path)
+        if run["non_2xx"]:
+            # Errors are cheaper than answers: the figure would flatter the server.
+            raise RuntimeError(f"{base}{path} answered {run['non_2xx']:.0f} non-2xx")
+        cpu = None if before is None else cpu_seconds(pid) - before  # type: ignore[arg-type]
+        return run["rps"], None if cpu is None else cpu / (run["rps"] * args.duration)
+
+    remote_pid = gw_pid or None
+    return batches.rounds(
+        rounds=args.batch_rounds,
+        single=lambda: measure(bare, request_file, bare_pid),
+        batched=lambda: measure(gw, batch_file, remote_pid, BATCH),
+        bare_batched=lambda: measure(bare, batch_file, bare_pid, BATCH),
+    )
 
 
 def profile(path: str | None, pid: int | None, duration: int) -> subprocess.Popen[bytes] | None:
@@ -878,6 +958,8 @@ def report(args: argparse.Namespace, remote: str | None, out: dict[str, Any]) ->
             for k, key in (("every shopper", "gw_open"), ("warm", "gw_open_warm"))
         )
     )
+    if out.get("batch_seen"):
+        rows += batches.report(out["batch_seen"], size=args.batch_size, log=log)
     figures.write(args.json, rows, workload=mix)
 
 

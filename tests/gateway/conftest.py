@@ -19,8 +19,19 @@ from tests.support.tenants import Tenant
 
 
 @pytest.fixture
+def shop_settings() -> dict[str, Any]:
+    """Settings of the shop's app beyond the tests' defaults; a test module may override it."""
+    return {}
+
+
+@pytest.fixture
 async def shop(
-    database_url: str, conn: asyncpg.Connection, tenant_a: Tenant, tmp_path: Any, spec: SpecChecker
+    database_url: str,
+    conn: asyncpg.Connection,
+    tenant_a: Tenant,
+    tmp_path: Any,
+    spec: SpecChecker,
+    shop_settings: dict[str, Any],
 ) -> AsyncIterator[Shop]:
     fence = await add_fence(conn, tenant_a, circle_feature(LAT, LON, 100))
     # The tenant's own offer covers store 0 too; these tests make their own.
@@ -31,7 +42,8 @@ async def shop(
     # them out of every cap window so they do not count against the shopper.
     await conn.execute("UPDATE decisions SET decided_at = decided_at - interval '2 years'")
     fixed = clock.FixedClock(T0)
-    application = app_mod.create_app(make_settings(tmp_path), db_url=database_url, clock_=fixed)
+    settings = make_settings(tmp_path, **shop_settings)
+    application = app_mod.create_app(settings, db_url=database_url, clock_=fixed)
     async with test_utils.TestClient(test_utils.TestServer(application)) as client:
         yield Shop(
             api=ApiClient(client, spec), app=application, clock=fixed, tenant=tenant_a, fence=fence

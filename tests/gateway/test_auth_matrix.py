@@ -81,6 +81,9 @@ MATRIX = [
     ("GET", "/v1/me/points", {"shopper"}, 200),
     ("GET", "/v1/passes/loyalty", {"shopper"}, 200),
     ("GET", "/v1/passes/coupons/{coupon_id}", {"shopper"}, 200),
+    # The tenant has no Google Wallet issuer: a clear 409, not a 500.
+    ("GET", "/v1/passes/google/loyalty", {"shopper"}, 409),
+    ("GET", "/v1/passes/google/coupons/{coupon_id}", {"shopper"}, 409),
 ]
 # Endpoints that answer with a stream that does not end: only the head is checked.
 STREAMS = {"/v1/inbox/stream"}
@@ -552,3 +555,19 @@ async def test_a_refusal_names_the_role_with_its_article(
     assert (r.status, r.error_code) == (403, "wrong_role"), r.body
     message = r.json["error"]["message"]
     assert message.startswith(f"{named} cannot call this endpoint"), message
+
+
+async def test_google_wallet_callbacks_take_no_token_only_a_signature(
+    api: ApiClient, conn: asyncpg.Connection, tenant_a: Tenant
+) -> None:
+    """POST /v1/wallet/google/callback/{merchant_id} is Google's: no role may call it, and a
+    token neither is needed nor helps. The message's signature is what is checked."""
+    from tests.support import gwallet
+
+    await gwallet.configure(conn, tenant_a.merchant_id)
+    url = f"/v1/wallet/google/callback/{tenant_a.merchant_id}"
+    unsigned = {"protocolVersion": "ECv2SigningOnly", "signedMessage": "{}"}
+    for token in (None, tenant_a.tokens["admin"]):
+        r = await api.post(url, token=token, json=unsigned)
+        assert (r.status, r.error_code) == (401, "callback_unsigned"), r.body
+    assert await conn.fetchval("SELECT count(*) FROM google_wallet_events") == 0

@@ -37,6 +37,20 @@ async def test_bench_runs_a_step_and_writes_figures_with_baselines(tmp_path: Pat
     assert "| signed passes per second |" in out.with_suffix(".md").read_text()
 
 
+async def test_bench_measures_google_save_links_against_a_fresh_signer(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    code, stdout, stderr = await proc.run(
+        "bench", "--quick", "--only", "google", "--out", str(out),
+        environ=proc.env(None, tmp_path), timeout=300,
+    )  # fmt: skip
+    assert code == 0, stderr
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["figure"] == "Google Wallet save links per second" and row["step"] == "google"
+    assert row["value"] > 0 and row["baseline"] > 0
+    assert "fresh RSASigner" in row["baseline_name"]
+    assert "save links per second" in stdout
+
+
 async def test_bench_refuses_an_unknown_step(tmp_path: Path) -> None:
     code, _, stderr = await proc.run("bench", "--only", "nosuch", environ=proc.env(None, tmp_path))
     assert code == 2 and "no step nosuch" in stderr

@@ -35,6 +35,8 @@ COMMANDS = [
     ["wallet", "dev-certs"],
     ["wallet", "upkeep"],
     ["wallet", "configure"],
+    ["wallet", "google-configure"],
+    ["wallet", "google-dev-account"],
     ["demo"],
     ["bench"],
 ]
@@ -262,4 +264,47 @@ async def test_wallet_configure_stores_checked_certificates(
         "pass.com.example.loyalty",
         False,
         "KEY1234567",
+    )
+
+
+async def test_wallet_google_configure_checks_the_service_account_before_storing_it(
+    database_url: str, conn: asyncpg.Connection, tenant_a: Tenant, tmp_path: Path
+) -> None:
+    environ = proc.env(database_url, tmp_path)
+    sa = tmp_path / "sa.json"
+    code, out, err = await proc.run(
+        "wallet", "google-dev-account", "--out", str(sa), environ=environ
+    )
+    assert code == 0, err
+    assert "NOT VALID AT GOOGLE" in json.loads(out)["warning"]
+    assert sa.stat().st_mode & 0o077 == 0
+    info = json.loads(sa.read_text())
+    assert {"type", "client_email", "private_key_id", "private_key", "token_uri"} <= set(info)
+    base = ["wallet", "google-configure", "--merchant", str(tenant_a.merchant_id)]
+    # A file that is not a service account: refused with what is wrong, nothing stored.
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({**info, "private_key": "not a key"}))
+    code, out, err = await proc.run(
+        *base, "--issuer-id", "3388000000022000001", "--service-account", str(broken),
+        environ=environ,
+    )  # fmt: skip
+    assert code != 0 and "private_key is not an unencrypted PEM key" in err
+    code, out, err = await proc.run(
+        *base, "--issuer-id", "not-digits", "--service-account", str(sa), environ=environ
+    )
+    assert code != 0 and "--issuer-id" in err
+    assert await conn.fetchval("SELECT count(*) FROM google_wallet_configs") == 0
+    code, out, err = await proc.run(
+        *base, "--issuer-id", "3388000000022000001", "--service-account", str(sa),
+        "--program-name", "Alpha Rewards", environ=environ,
+    )  # fmt: skip
+    assert code == 0, err
+    shown = json.loads(out)
+    assert shown["client_email"] == info["client_email"] and "warning" in shown
+    assert info["private_key"] not in out + err
+    row = await conn.fetchrow("SELECT issuer_id, program_name, dev FROM google_wallet_configs")
+    assert (row["issuer_id"], row["program_name"], row["dev"]) == (
+        "3388000000022000001",
+        "Alpha Rewards",
+        True,
     )

@@ -394,7 +394,7 @@ async def test_the_preview_gives_the_same_reasons_as_a_real_ping(shop: Shop, b: 
     b.wait(lambda: "Fires" in b.text() and "Needs snow" in b.text(), what="the preview's offers")
     b.screenshot("preview-desktop")
     # The console marks each previewed offer (data-testid="preview-offer", with
-    # data-offer-id and data-reason: a hook beyond the list, see the README).
+    # data-offer-id and data-reason: a hook beyond the list, see gateway/README.md).
     previewed = {
         e.get_attribute("data-offer-id"): e.get_attribute("data-reason") or None
         for e in b.testids("preview-offer")
@@ -446,6 +446,11 @@ async def test_a_reviewers_funnel_equals_the_api_report(shop: Shop, b: Browser) 
     numbers = b.wait(shown, what="the funnel's numbers")
     assert numbers == {m: report["funnel"][m] for m in metrics}
     assert numbers["sent"] >= 1 and numbers["redeemed"] >= 1
+    # Saved to wallet: the total, and under its share the figures by wallet.
+    saved = report["funnel"]["saved"]
+    assert b.css('[data-metric="saved"]', funnel)[0].text.strip() == str(saved["total"])
+    by_wallet = ", ".join(f"{w.title()} {n}" for w, n in saved["by_wallet"].items())
+    assert b.testid("saved-by-wallet").text.strip() == by_wallet
     b.screenshot("report-desktop")
 
 

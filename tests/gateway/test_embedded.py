@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from gateway import settings
+from gateway import datadir, settings
 from tests.support import proc
 
 pytestmark = pytest.mark.timeout(240)
@@ -81,7 +81,7 @@ async def _end(child: asyncio.subprocess.Process, signum: int) -> int:
 def test_the_default_data_dir_is_per_user_not_per_directory(
     environ: dict[str, str], expected: str
 ) -> None:
-    assert settings.default_data_dir(environ) == Path(expected)
+    assert datadir.default_data_dir(environ) == Path(expected)
     assert settings.Settings.from_env(environ).data_dir == Path(expected)
     flagged = {**environ, "GATEWAY_DATA_DIR": "/srv/gw"}
     assert settings.Settings.from_env(flagged).data_dir == Path("/srv/gw")

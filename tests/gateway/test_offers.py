@@ -330,7 +330,8 @@ class TestCoffeeShop:
         assert [d["reason"] for d in log.json["items"]] == ["store_closed"]
         report = await shop.api.get(f"/v1/reports/offers/{usual}", token=shop.token("reviewer"))
         funnel = report.json["funnel"]
-        assert (funnel["eligible"], funnel["sent"]) == (2, 1)
+        # A closed store is targeting: a candidate, not eligible.
+        assert (funnel["candidates"], funnel["eligible"], funnel["sent"]) == (2, 1, 1)
         assert funnel["suppressed"]["by_reason"]["store_closed"] == 1
         # The opt-out can be switched off again.
         r = await shop.api.patch(

@@ -11,6 +11,7 @@ import asyncpg
 
 from gateway.demo.localpush import PushService
 from gateway.pingpath.pings import PINGS
+from tests.support.gwallet import configure
 from tests.support.shop import Shop, enrol
 from tests.support.wallet import purchase
 
@@ -25,8 +26,9 @@ def _keys(value: Any) -> set[str]:
     return set()
 
 
-async def _activity(shop: Shop) -> dict[str, Any]:
-    """A shopper who pinged into an offer, redeemed it, bought, subscribed and got a pass."""
+async def _activity(shop: Shop, conn: asyncpg.Connection) -> dict[str, Any]:
+    """A shopper who pinged into an offer, redeemed it, bought, subscribed and got a pass
+    (Apple's, and a Google save link)."""
     await shop.offer()
     sent = (await shop.walk_in()).json["offers"][0]
     assert (await shop.redeem(sent["coupon"]["code"], key="priv-1")).status == 201
@@ -38,13 +40,16 @@ async def _activity(shop: Shop) -> dict[str, Any]:
         )
         assert r.status == 201
     assert (await shop.api.get("/v1/passes/loyalty", token=shop.token("shopper"))).status == 200
+    await configure(conn, shop.tenant.merchant_id)
+    r = await shop.api.get("/v1/passes/google/loyalty", token=shop.token("shopper"))
+    assert r.status == 200
     return dict(sent)
 
 
 async def test_the_export_holds_everything_about_the_shopper_and_no_secrets(
     shop: Shop, conn: asyncpg.Connection
 ) -> None:
-    sent = await _activity(shop)
+    sent = await _activity(shop, conn)
     other = await enrol(conn, shop.tenant, "other")
     await shop.walk_in(token=other)
 
@@ -64,6 +69,7 @@ async def test_the_export_holds_everything_about_the_shopper_and_no_secrets(
     assert [e["points"] for e in data["loyalty"]["ledger"]] == [12]
     assert len(data["devices"]["push_subscriptions"]) == 1
     assert [p["kind"] for p in data["devices"]["wallet_passes"]] == ["loyalty"]
+    assert [g["kind"] for g in data["devices"]["google_wallet_objects"]] == ["loyalty"]
     assert not _keys(data) & SECRET_KEYS, _keys(data) & SECRET_KEYS
     # The other shopper's walk-in is not in it.
     assert len(data["location"]["geofence_events"]) == 1
@@ -73,7 +79,7 @@ async def test_the_export_holds_everything_about_the_shopper_and_no_secrets(
 async def test_erasure_removes_personal_data_and_keeps_the_aggregates(
     shop: Shop, conn: asyncpg.Connection
 ) -> None:
-    sent = await _activity(shop)
+    sent = await _activity(shop, conn)
     other = await enrol(conn, shop.tenant, "other")
     await shop.walk_in(token=other)
     await shop.app[PINGS].log.flush()
@@ -95,9 +101,11 @@ async def test_erasure_removes_personal_data_and_keeps_the_aggregates(
     removed = r.json["removed"]
     assert removed["pings"] > 0 and removed["geofence_events"] >= 1
     assert removed["push_subscriptions"] == 1 and removed["wallet_passes"] == 1
+    assert removed["google_wallet_objects"] == 1
     assert removed["api_keys_revoked"] == 1
 
-    for table in ("pings", "geofence_events", "shopper_geo", "push_subscriptions", "passes"):
+    tables = ("pings", "geofence_events", "shopper_geo", "push_subscriptions", "passes")
+    for table in (*tables, "google_wallet_objects", "pass_updates"):
         n = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE shopper_id = $1", sid)
         assert n == 0, table
     row = await conn.fetchrow(

@@ -11,6 +11,7 @@ import datetime as dt
 import math
 import shutil
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -512,3 +513,54 @@ async def test_replicas_ride_out_a_database_restart_and_lose_nothing(tmp_path: P
     finally:
         await conn.close()
         server.stop()
+
+
+async def test_a_resent_ping_is_answered_once_across_replicas_and_after_kill_9(
+    database_url: str, conn: asyncpg.Connection, tenant_a: Tenant, tmp_path: Path
+) -> None:
+    # A slow ping log: the first attempt's row is still only in the killed replica's spool.
+    environ = _environ(database_url, tmp_path, GATEWAY_PING_LOG_FLUSH_SECONDS="30")
+    async with cluster(environ, tmp_path / "nginx") as cl, aiohttp.ClientSession() as http:
+        urls = [r.url for r in cl.replicas]
+        c = Client(http, cl.url)
+        await _place(c, tenant_a, indexed=lambda f: _indexed(http, urls, conn, tenant_a, f))
+        first_token, racing_token = await _shoppers(conn, tenant_a, 2)
+        lat, lon = _at(0)
+        ts = dt.datetime.now(dt.UTC).isoformat()
+        ping = {"lat": lat, "lon": lon, "accuracy_m": 10, "ts": ts, "id": str(uuid.uuid4())}
+
+        # Answered by replica 0, which dies before its ping log batch is written.
+        status, first = await Client(http, urls[0]).call("POST", "/v1/pings", first_token, ping)
+        assert status == 200 and first["offers"], first
+        cl.kill(0)
+        for url in (urls[1], urls[2], cl.url):
+            status, again = await Client(http, url).call("POST", "/v1/pings", first_token, ping)
+            assert (status, again) == (200, first)  # the same coupon, from any replica
+
+        # The same new ping sent to two replicas at once: one of them does it.
+        ping = {**ping, "id": str(uuid.uuid4())}
+        answers = await asyncio.gather(
+            *(Client(http, u).call("POST", "/v1/pings", racing_token, ping) for u in urls[1:])
+        )
+        assert answers[0] == answers[1] and answers[0][0] == 200
+        assert answers[0][1]["offers"]
+
+        keys = await conn.fetch("SELECT public_id, shopper_id FROM api_keys")
+        shopper_of = {r["public_id"]: r["shopper_id"] for r in keys}
+        shoppers = [shopper_of[t.split("_")[2]] for t in (first_token, racing_token)]
+        for shopper in shoppers:
+            row = await conn.fetchrow(
+                "SELECT (SELECT count(*) FROM geofence_events WHERE shopper_id = $1) AS events,"
+                " (SELECT count(*) FROM decisions WHERE shopper_id = $1) AS decisions,"
+                " (SELECT count(*) FROM coupons WHERE shopper_id = $1) AS coupons",
+                shopper,
+            )
+            assert row is not None and tuple(row) == (1, 1, 1)
+        # Each ping is logged once: the killed replica's row comes from its spool, which a
+        # survivor replays (it scans for orphans every few seconds); no resend adds one.
+        deadline = time.monotonic() + 30
+        query = "SELECT count(*) FROM pings WHERE shopper_id = $1"
+        while await conn.fetchval(query, shoppers[0]) == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+    # The survivors write the rest as they stop.
+    assert [await conn.fetchval(query, s) for s in shoppers] == [1, 1]

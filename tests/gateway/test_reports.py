@@ -326,3 +326,6 @@ def test_the_funnel_definitions_are_quoted_word_for_word() -> None:
         assert text in (described.description or ""), key
         if key not in ("conv_sent", "conv_holdout", "uplift"):
             assert f'["{key}", "{label}", "{text}"]' in console, key
+    reasons = (root / "gateway/console/review-ui.js").read_text(encoding="utf-8")
+    for code, words in report.REASON_WORDS.items():
+        assert f'  {code}: "{words}",' in reasons, code

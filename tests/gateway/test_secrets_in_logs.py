@@ -1,5 +1,7 @@
 """Secrets never reach the logs: a full flow against `gateway serve` at DEBUG level, then
-the log is searched for every token, key, password and code the flow used."""
+the log is searched for every token, key, password and code the flow used (the Google
+service-account key included; the Google updater's own logs are checked in
+tests/gateway/test_google_wallet.py)."""
 
 from __future__ import annotations
 
@@ -46,6 +48,21 @@ async def test_a_full_flow_logs_no_secret(
     for role, token in tenant_a.tokens.items():
         secrets[f"{role} token"] = token
         secrets[f"{role} token secret"] = token.split("_", 3)[3]
+    # A Google Wallet issuer, configured from the command line with a service-account file.
+    sa_file = tmp_path / "service-account.json"
+    code, out, err = await proc.run(
+        "wallet", "google-dev-account", "--out", str(sa_file), environ=environ
+    )
+    assert code == 0, err
+    sa = json.loads(sa_file.read_text())
+    secrets["Google service-account key"] = "".join(sa["private_key"].splitlines()[1:-1])[20:60]
+    code, out, err = await proc.run(
+        "wallet", "google-configure", "--merchant", str(tenant_a.merchant_id),
+        "--issuer-id", "3388000000022000001", "--service-account", str(sa_file),
+        environ=environ,
+    )  # fmt: skip
+    assert code == 0, err
+    assert secrets["Google service-account key"] not in out + err
     await served.start()
     try:
         await served.wait_ready()
@@ -68,6 +85,8 @@ async def test_a_full_flow_logs_no_secret(
             sub = push.subscribe()
             secrets["push auth secret"] = sub.auth
             await call("POST", "/v1/push-subscriptions", shopper, sub.subscription_info())
+            link = await call("GET", "/v1/passes/google/loyalty", shopper)
+            assert isinstance(link, dict) and link["save_url"].startswith("https://pay.google.com/")
             pass_bytes = await call("GET", "/v1/passes/loyalty", shopper)
             assert isinstance(pass_bytes, bytes)
             with zipfile.ZipFile(io.BytesIO(pass_bytes)) as zf:
@@ -96,6 +115,7 @@ async def test_a_full_flow_logs_no_secret(
     log = log_file.read_text(errors="replace")
     # It did log, in detail: start-up settings, and every request with its path.
     assert "/v1/redemptions" in log and "/v1/passes/loyalty" in log and "database" in log
+    assert "/v1/passes/google/loyalty" in log
     pem_body = "".join(vapid.decode().splitlines()[1:-1])
     secrets["VAPID private key"] = pem_body[20:60]
     leaked = {name for name, value in secrets.items() if value and value in log}

@@ -47,7 +47,8 @@ async def test_two_replicas_racing_on_an_empty_database_migrate_once(
 
 @pytest.mark.timeout(180)
 async def test_serve_with_no_database_url_uses_embedded_postgres(tmp_path: Path) -> None:
-    """The README's first command: nothing configured, two replicas racing on a new data dir."""
+    """The README's walkthrough: `gateway serve` with nothing configured, two replicas
+    racing on a new data dir."""
     environ = proc.env(None, tmp_path / "data")
     servers = [proc.Served(proc.free_port(), environ) for _ in range(2)]
     try:
@@ -95,8 +96,9 @@ async def test_two_processes_stay_in_sync_after_a_geofence_edit(
         a, b = servers
         feature = {
             "type": "Feature",
-            "geometry": {"type": "Point", "coordinates": [13.405, 52.52]},
-            "properties": {"store_id": str(tenant.store_ids[0]), "name": "Berlin", "radius_m": 80},
+            # 2 km from the fixture's stores and their door fences.
+            "geometry": {"type": "Point", "coordinates": [2.33, 48.87]},
+            "properties": {"store_id": str(tenant.store_ids[0]), "name": "Opera", "radius_m": 80},
         }
         manager = {"Authorization": f"Bearer {tenant.tokens['manager']}"}
         shopper = {"Authorization": f"Bearer {tenant.tokens['shopper']}"}
@@ -108,8 +110,8 @@ async def test_two_processes_stay_in_sync_after_a_geofence_edit(
             entered_after = None
             while time.monotonic() - created < 10:
                 ping = {
-                    "lat": 52.52,
-                    "lon": 13.405,
+                    "lat": 48.87,
+                    "lon": 2.33,
                     "accuracy_m": 10,
                     "ts": dt.datetime.now(dt.UTC).isoformat(),
                 }
@@ -126,7 +128,7 @@ async def test_two_processes_stay_in_sync_after_a_geofence_edit(
             async with session.delete(f"{b.url}/v1/geofences/{fence_id}", headers=manager) as r:
                 assert r.status == 204
             await asyncio.sleep(1.0)
-            far = {"lat": 52.53, "lon": 13.405, "accuracy_m": 10}
+            far = {"lat": 48.88, "lon": 2.33, "accuracy_m": 10}
             for _ in range(2):
                 far["ts"] = dt.datetime.now(dt.UTC).isoformat()
                 async with session.post(f"{a.url}/v1/pings", json=far, headers=shopper) as r:

@@ -13,8 +13,9 @@ import pytest
 
 from gateway import logs
 from gateway.accounts import auth
+from gateway.datadir import default_data_dir
 from gateway.secret import Secret, mask_url
-from gateway.settings import Settings, SettingsError, default_data_dir
+from gateway.settings import Settings, SettingsError
 
 
 def test_settings_from_env() -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from geo import spoofing
 from geo.models import Fix, SpoofingConfig
@@ -91,3 +95,91 @@ def test_too_old() -> None:
 def test_clock_checks_come_before_travel() -> None:
     verdict = spoofing.check(fix(*PARIS, 0), fix(*LONDON, 3_600), now=at(0))
     assert verdict is Verdict.FUTURE
+
+
+# -- the batch checks give the one-ping verdicts -----------------------------------------
+
+
+def _travel_one_by_one(
+    previous: Fix | None, fixes: list[Fix], config: SpoofingConfig
+) -> tuple[list[bool], Fix | None]:
+    """The reference: one `travel` call a fix, the baseline moving as the ping path moves it."""
+    out = []
+    for f in fixes:
+        ok = spoofing.travel(previous, f, config) is Verdict.OK
+        out.append(ok)
+        if ok and (previous is None or f.at >= previous.at):
+            previous = f
+    return out, previous
+
+
+def _travel_batched(
+    previous: Fix | None, fixes: list[Fix], config: SpoofingConfig
+) -> tuple[list[bool], Fix | None]:
+    return spoofing.travel_many(
+        previous,
+        np.array([f.lon for f in fixes], dtype=np.float64),
+        np.array([f.lat for f in fixes], dtype=np.float64),
+        [f.at for f in fixes],
+        np.array([f.accuracy_m for f in fixes], dtype=np.float64),
+        config,
+    )
+
+
+_step = st.tuples(
+    st.floats(-300, 300),  # metres east of the last fix
+    st.floats(-300, 300),  # metres north
+    st.sampled_from([0.0, 0.000001, 0.5, 1.0, 3.0, 60.0]),  # seconds after the last fix
+    st.sampled_from([0.0, 5.0, 10.0, 50.0]),  # accuracy
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(_step, min_size=1, max_size=40),
+    previous=st.none() | st.tuples(st.floats(-500, 500), st.floats(-100, 100)),
+    max_speed=st.sampled_from([0.0, 1.0, 10.0, 70.0]),
+)
+def test_travel_many_equals_travel_one_by_one(
+    steps: list[tuple[float, float, float, float]],
+    previous: tuple[float, float] | None,
+    max_speed: float,
+) -> None:
+    config = SpoofingConfig(max_speed_mps=max_speed)
+    lon, lat, t = PARIS[0], PARIS[1], 1000.0
+    fixes = []
+    for east, north, dt_s, acc in steps:
+        lon, lat = offset_ellipsoid(lon, lat, east, north)
+        t += dt_s
+        fixes.append(fix(lon, lat, t, acc))
+    before = None if previous is None else fix(*PARIS, 1000.0 + previous[1], previous[0] / 10)
+    assert _travel_batched(before, fixes, config) == _travel_one_by_one(before, fixes, config)
+
+
+def test_travel_many_at_exactly_the_speed_limit() -> None:
+    # 70 m/s exactly (net of accuracy), then a hair over it: the batch gives the same verdicts.
+    config = SpoofingConfig(max_speed_mps=70.0)
+    start = fix(*PARIS, 0, 0.0)
+    fixes = [start]
+    for k in range(1, 6):
+        lon, lat = fixes[-1].lon, fixes[-1].lat
+        metres = spoofing.implied_speed_mps(start, fix(*offset_ellipsoid(lon, lat, 70.0, 0), 1, 0))
+        step = 70.0 * 70.0 / metres if k % 2 else 70.0 * 70.0 / metres * (1 + 1e-12)
+        fixes.append(fix(*offset_ellipsoid(lon, lat, step, 0.0), k, 0.0))
+    assert _travel_batched(None, fixes, config) == _travel_one_by_one(None, fixes, config)
+    assert _travel_batched(start, fixes[1:], config) == _travel_one_by_one(start, fixes[1:], config)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    offsets=st.lists(
+        st.sampled_from([-86_400.000001, -86_400.0, -86_399.999999, -5.0, 0.0, 29.999999, 30.0])
+        | st.floats(-90_000, 60),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_window_many_equals_window(offsets: list[float]) -> None:
+    now = at(1_000_000.0)
+    ats = [now + dt.timedelta(seconds=o) for o in offsets]
+    assert spoofing.window_many(ats, now) == [spoofing.window(a, now) for a in ats]

@@ -221,9 +221,10 @@ async def queue_pass_update(
 
 
 async def claim_pass_updates(
-    conn: asyncpg.Connection, batch: int, lease_seconds: float
+    conn: asyncpg.Connection, batch: int, lease_seconds: float, target: str = "apple"
 ) -> list[asyncpg.Record]:
-    return list(await conn.fetch(_Q["claim_pass_updates"], batch, lease_seconds))
+    """Claim due updates for one target: 'apple' (APNs) or 'google' (Wallet REST API)."""
+    return list(await conn.fetch(_Q["claim_pass_updates"], batch, lease_seconds, target))
 
 
 async def shopper_registrations(conn: asyncpg.Connection, shopper_id: int) -> list[str]:
@@ -239,6 +240,12 @@ async def pass_update_done(
     conn: asyncpg.Connection, update_id: int, attempts: int, error: str | None
 ) -> None:
     await conn.execute(_Q["pass_update_done"], update_id, attempts, error)
+
+
+async def pass_update_dead(
+    conn: asyncpg.Connection, update_id: int, attempts: int, error: str
+) -> None:
+    await conn.execute(_Q["pass_update_dead"], update_id, attempts, error)
 
 
 async def pass_update_retry(

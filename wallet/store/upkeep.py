@@ -10,7 +10,7 @@ import asyncpg
 
 from geo import sql
 from wallet import loyalty
-from wallet.store import ledger, passes
+from wallet.store import google, ledger, passes
 
 _Q = sql.load("wallet")
 
@@ -81,5 +81,8 @@ async def recompute_tier(
 
 
 async def expire_coupon_passes(conn: asyncpg.Connection, at: dt.datetime) -> int:
-    """Mark coupon passes whose coupon expired unredeemed; queue their pass updates."""
-    return int(await conn.fetchval(_Q["expire_coupon_passes"], at))
+    """Mark coupon passes whose coupon expired unredeemed; queue their pass updates, and
+    the Google updates of shoppers whose Google coupons expired (those without an Apple
+    coupon pass too). The count is of both."""
+    apple = int(await conn.fetchval(_Q["expire_coupon_passes"], at))
+    return apple + await google.expire_offers(conn, at)

@@ -16,11 +16,13 @@ import pydantic
 from aiohttp import web
 
 from gateway import db
+from gateway.clock import CLOCK
 from gateway.db import POOL
 from gateway.http import api, errors
 from gateway.http.api import Endpoint, Reply
 from gateway.http.handlers import passes
 from wallet.store import passes as pass_store
+from wallet.store import saves
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _device_log = logging.getLogger("gateway.passkit")
@@ -58,17 +60,20 @@ class RegistrationIn(api.Model):
 async def register(request: web.Request) -> web.Response:
     found = await _authenticated(request)
     req = await api.body(request, RegistrationIn)
-    async with db.acquire(request.app[POOL]) as conn:
+    # A registered device holds the pass: it is saved to Apple Wallet (the funnel counts it).
+    async with db.acquire(request.app[POOL]) as conn, conn.transaction():
         created = await pass_store.register_device(
             conn, request.match_info["device_id"], found.id, req.pushToken
         )
+        await saves.apple_registrations_changed(conn, found.id, request.app[CLOCK].now())
     return web.Response(status=201 if created else 200)
 
 
 async def unregister(request: web.Request) -> web.Response:
     found = await _authenticated(request)
-    async with db.acquire(request.app[POOL]) as conn:
+    async with db.acquire(request.app[POOL]) as conn, conn.transaction():
         await pass_store.unregister_device(conn, request.match_info["device_id"], found.id)
+        await saves.apple_registrations_changed(conn, found.id, request.app[CLOCK].now())
     return web.Response(status=200)
 
 

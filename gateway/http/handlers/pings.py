@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
-from typing import Annotated, Any, Literal
+from collections.abc import Sequence
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
 import pydantic
@@ -16,11 +18,10 @@ from gateway.db import POOL
 from gateway.http import api, errors
 from gateway.http.api import Endpoint, Reply
 from gateway.http.ratelimit import PING_LIMITER
-from gateway.pingpath import pings
+from gateway.pingpath import answers, pings
 from gateway.pingpath.geoindex import GEO_INDEX
 from gateway.pingpath.pings import PINGS
 from gateway.settings import SETTINGS
-from geo.models import Transition
 
 MAX_BATCH = 500
 
@@ -41,61 +42,80 @@ class PingIn(api.Model):
     speed_mps: Annotated[float, pydantic.Field(ge=0, le=1000, allow_inf_nan=False)] | None = None
     weather: Weather | None = None
     id: uuid.UUID | None = pydantic.Field(
-        default=None, description="The app's own id for this fix, a UUID"
-    )
-
-
-# The same body, decoded on the hot path by msgspec: C, straight from the bytes, about a
-# third of PingIn's cost. It accepts a subset of what PingIn accepts, with equal values
-# (tests/gateway/test_ping_body.py fuzzes the two against each other); whatever it refuses
-# goes through PingIn, whose verdict and field messages are the documented ones.
-class _FastWeather(msgspec.Struct, forbid_unknown_fields=True):
-    condition: api.WEATHER
-    temp_c: Annotated[float, msgspec.Meta(ge=-90, le=70)]
-
-
-# RFC 3339 as apps write it: up to microseconds, an offset within a day. The calendar is
-# checked by fromisoformat; every other spelling takes PingIn's way.
-_RFC3339 = (
-    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d"
-    r"(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
-)
-
-
-class _FastPing(msgspec.Struct, forbid_unknown_fields=True):
-    lat: Annotated[float, msgspec.Meta(ge=-90, le=90)]
-    lon: Annotated[float, msgspec.Meta(ge=-180, le=180)]
-    accuracy_m: Annotated[float, msgspec.Meta(gt=0, le=100_000)]
-    ts: Annotated[str, msgspec.Meta(pattern=_RFC3339)]
-    speed_mps: Annotated[float, msgspec.Meta(ge=0, le=1000)] | None = None
-    weather: _FastWeather | None = None
-    id: uuid.UUID | None = None
-
-
-_FAST_PING = msgspec.json.Decoder(_FastPing)
-
-
-def decode_ping(raw: bytes) -> pings.Ping:
-    """A ping body as the service's Ping, or the documented 400/422."""
-    try:
-        fast = _FAST_PING.decode(raw)
-        ts = dt.datetime.fromisoformat(fast.ts)
-    except (msgspec.MsgspecError, ValueError):
-        return _ping(api.parse(raw, PingIn))
-    weather = fast.weather
-    return pings.Ping(
-        lat=fast.lat,
-        lon=fast.lon,
-        accuracy_m=fast.accuracy_m,
-        ts=ts,
-        speed_mps=fast.speed_mps,
-        weather_condition=weather.condition if weather else None,
-        temp_c=weather.temp_c if weather else None,
+        None,
+        description="The app's own id of this fix (a UUID). A ping whose id this shopper "
+        "already sent within GATEWAY_PING_RETENTION_DAYS is neither logged nor processed "
+        "again: it gets the answer the first attempt got, coupon included.",
     )
 
 
 class PingBatchIn(api.Model):
     pings: Annotated[list[PingIn], pydantic.Field(min_length=1, max_length=MAX_BATCH)]
+
+
+# The batch body decoded by msgspec, with the same limits as PingBatchIn (which stays the
+# documented schema and gives the error answers): a batch is mostly decoding.
+class _WireWeather(msgspec.Struct, forbid_unknown_fields=True):
+    condition: api.WEATHER
+    temp_c: Annotated[float, msgspec.Meta(ge=-90, le=70)]
+
+
+class _WirePing(msgspec.Struct, forbid_unknown_fields=True):
+    lat: Annotated[float, msgspec.Meta(ge=-90, le=90)]
+    lon: Annotated[float, msgspec.Meta(ge=-180, le=180)]
+    accuracy_m: Annotated[float, msgspec.Meta(gt=0, le=100_000)]
+    ts: Annotated[dt.datetime, msgspec.Meta(tz=True)]
+    speed_mps: Annotated[float, msgspec.Meta(ge=0, le=1000)] | None = None
+    weather: _WireWeather | None = None
+    id: uuid.UUID | None = None
+
+    # What pings.PingLike reads: the service takes these objects as they come.
+    @property
+    def weather_condition(self) -> str | None:
+        return None if self.weather is None else self.weather.condition
+
+    @property
+    def temp_c(self) -> float | None:
+        return None if self.weather is None else self.weather.temp_c
+
+
+class _WireBatch(msgspec.Struct, forbid_unknown_fields=True):
+    pings: Annotated[list[_WirePing], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
+
+
+_BATCH = msgspec.json.Decoder(_WireBatch)
+_ONE = msgspec.json.Decoder(_WirePing)
+# A time with more than six digits of a second: msgspec rounds them, pydantic truncates.
+_SUB_MICROSECOND = re.compile(rb"\d:\d\d\.\d{7}")
+W = TypeVar("W", _WireBatch, _WirePing)
+
+
+def _wire(raw: bytes, decoder: msgspec.json.Decoder[W]) -> W | None:
+    """msgspec's reading of a body; None when it refuses it or might read it otherwise
+    than pydantic: the documented model then reads it, and gives the one error answer.
+    tests/gateway/test_ping_body.py fuzzes the single ping's two readings against each
+    other."""
+    if _SUB_MICROSECOND.search(raw):
+        return None
+    try:
+        return decoder.decode(raw)
+    except msgspec.MsgspecError:
+        return None
+
+
+def _batch(raw: bytes) -> Sequence[pings.PingLike]:
+    """The pings of a batch body."""
+    wire = _wire(raw, _BATCH)
+    if wire is not None:
+        found: Sequence[pings.PingLike] = wire.pings
+        return found
+    return [_ping(p) for p in api.parse(raw, PingBatchIn).pings]
+
+
+def decode_ping(raw: bytes) -> pings.PingLike:
+    """The ping of a POST /v1/pings body: on the hot path, straight from the bytes."""
+    wire = _wire(raw, _ONE)
+    return wire if wire is not None else _ping(api.parse(raw, PingIn))
 
 
 class TransitionOut(api.Out):
@@ -145,6 +165,7 @@ def _ping(p: PingIn) -> pings.Ping:
         speed_mps=p.speed_mps,
         weather_condition=p.weather.condition if p.weather else None,
         temp_c=p.weather.temp_c if p.weather else None,
+        id=p.id,
     )
 
 
@@ -159,7 +180,9 @@ def _rate_limit(request: web.Request, shopper_id: int) -> None:
         )
 
 
-async def _run(request: web.Request, items: list[pings.Ping]) -> pings.Outcome:
+async def _process(
+    request: web.Request, items: Sequence[pings.PingLike], *, batch: bool
+) -> pings.Outcome:
     p = api.principal(request)
     assert p.shopper_id is not None
     app = request.app
@@ -170,19 +193,8 @@ async def _run(request: web.Request, items: list[pings.Ping]) -> pings.Outcome:
         shopper_id=p.shopper_id,
         pings=items,
         now=app[CLOCK].now(),
+        batched=batch,
     )
-
-
-def _transitions(items: list[Transition]) -> list[dict[str, Any]]:
-    return [
-        {
-            "geofence_id": str(t.fence_id),
-            "store_id": str(t.store_id) if t.store_id is not None else None,
-            "event": t.event,
-            "at": t.at.isoformat(),
-        }
-        for t in items
-    ]
 
 
 async def post_ping(request: web.Request) -> web.Response:
@@ -190,7 +202,7 @@ async def post_ping(request: web.Request) -> web.Response:
     assert p.shopper_id is not None
     _rate_limit(request, p.shopper_id)
     raw = await api.read_body(request, limit=request.app[SETTINGS].max_body_bytes)
-    outcome = await _run(request, [decode_ping(raw)])
+    outcome = await _process(request, [decode_ping(raw)], batch=False)
     result = outcome.results[0]
     # Out-of-window timestamps are refused outright (nothing was recorded).
     if result.reason == "future":
@@ -204,12 +216,14 @@ async def post_ping(request: web.Request) -> web.Response:
             f"the ping is older than the accepted window of {limit:g} s",
             fields={"ts": "too old"},
         )
+    if result.replay is not None:
+        return api.json(result.replay)  # a resend: what the first attempt answered
     return api.json(
         {
             "status": result.status,
             "reason": result.reason,
             # All of them: a visit that timed out exits at its last sighting, not now.
-            "transitions": _transitions(outcome.transitions),
+            "transitions": answers.transitions_json(outcome.transitions),
             "offers": [s.as_json() for s in outcome.sent],
         }
     )
@@ -219,22 +233,29 @@ async def post_ping_batch(request: web.Request) -> web.Response:
     p = api.principal(request)
     assert p.shopper_id is not None
     _rate_limit(request, p.shopper_id)
-    batch = await api.body(request, PingBatchIn)
-    outcome = await _run(request, [_ping(i) for i in batch.pings])
-    return api.json(
-        {
-            "results": [
+    raw = await api.read_body(request, limit=request.app[SETTINGS].max_body_bytes)
+    outcome = await _process(request, _batch(raw), batch=True)
+    transitions = answers.transitions_json(outcome.transitions)
+    offers = [s.as_json() for s in outcome.sent]
+    results = []
+    for r in outcome.results:
+        if r.replay is None:
+            results.append(
                 {
                     "status": r.status,
                     "reason": r.reason,
-                    "transitions": _transitions(r.transitions),
+                    "transitions": answers.transitions_json(r.transitions),
                 }
-                for r in outcome.results
-            ],
-            "transitions": _transitions(outcome.transitions),
-            "offers": [s.as_json() for s in outcome.sent],
-        }
-    )
+            )
+            continue
+        # A resend: its answer, transitions and offers as its first attempt got them.
+        replay = r.replay
+        results.append(
+            {k: replay[k] for k in ("status", "reason", "transitions")},
+        )
+        transitions += replay["transitions"]
+        offers += replay["offers"]
+    return api.json({"results": results, "transitions": transitions, "offers": offers})
 
 
 _LIMITS = (

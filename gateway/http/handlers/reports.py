@@ -35,6 +35,8 @@ class Counts(api.Out):
     opened: int
     dismissed: int
     failed: int
+    # {"total", "by_wallet": {"apple", "google"}, "removed": {"apple", "google"}}
+    saved: dict[str, Any]
     redeemed: int
     rates: dict[str, float | None]
     holdout: dict[str, Any]
@@ -332,12 +334,13 @@ ENDPOINTS = [
         handler=offer_report,
         tag="reports",
         summary="An offer's funnel: candidates, eligible, suppressed by reason, sent, "
-        "delivered, opened, redeemed; the holdout comparison and uplift",
+        "delivered, opened, saved to wallet, redeemed; the holdout comparison and uplift",
         description="Days are local to the store where things happened; from and to are "
         "inclusive dates. by=store|channel|day adds one funnel per group. The stages:\n\n"
         + "".join(f"- **{label}** (`{key}`): {text}.\n" for key, label, text in report.STAGES)
         + "\n`suppressed.not_eligible` counts the targeting reasons (candidates minus "
-        "eligible), `suppressed.eligible_not_sent` the rest. sent ≥ delivered ≥ opened.",
+        "eligible), `suppressed.eligible_not_sent` the rest. sent ≥ delivered ≥ opened. "
+        "`saved` gives `total`, `by_wallet` (`apple`, `google`) and `removed` by wallet.",
         roles=READERS,
         replies={200: Reply(description="The funnel", model=FunnelOut)},
         errors=(404, 422),
