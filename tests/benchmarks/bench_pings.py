@@ -966,52 +966,50 @@ def report(args: argparse.Namespace, remote: str | None, out: dict[str, Any]) ->
 def floor_rows(
     out: dict[str, Any], bare_max: dict[str, float], bare_us: float | None, us: Any, line: Any
 ) -> list[dict[str, Any]]:
+    """The floor, and the floor with the access log on, each next to the bare handler."""
     rows: list[dict[str, Any]] = []
-    if "floor" not in out:
-        return rows
-    floor_max, floor_cpu = out["floor"]
-    floor_us = us(floor_cpu, floor_max)
-    line("floor: gateway without the ping pipeline", floor_max["rps"], bare_max["rps"])
-    line("  its CPU per request (us)", floor_us, bare_us, ".1f")
-    rows += [
-        figures.row(
+    off_us = None
+    for key, name, figure, cpu_figure in (
+        (
+            "floor",
+            "floor: gateway without the ping pipeline",
             "ping floor: auth, rate limit and body only (wrk -c64)",
-            floor_max["rps"],
-            "req/s",
-            baseline=bare_max["rps"],
-            baseline_name="bare aiohttp handler",
-        ),
-        figures.row(
             "server CPU per ping floor",
-            floor_us,
-            "us",
-            baseline=bare_us,
-            baseline_name="bare aiohttp handler",
-            higher_is_better=False,
         ),
-    ]
-    if "floor_log" in out:
-        logged_max, logged_cpu = out["floor_log"]
-        logged_us = us(logged_cpu, logged_max)
-        line("floor with the access log on (INFO)", logged_max["rps"], bare_max["rps"])
-        line("  its CPU per request (us)", logged_us, bare_us, ".1f")
-        rows += [
+        (
+            "floor_log",
+            "floor with the access log on (INFO)",
+            "ping floor with the access log on (INFO, to a file; wrk -c64)",
+            "server CPU per ping floor, access log on",
+        ),
+    ):
+        if key not in out:
+            continue
+        result, cpu = out[key]
+        cpu_us = us(cpu, result)
+        line(name, result["rps"], bare_max["rps"])
+        line("  its CPU per request (us)", cpu_us, bare_us, ".1f")
+        rows.append(
             figures.row(
-                "ping floor with the access log on (INFO, to a file; wrk -c64)",
-                logged_max["rps"],
+                figure,
+                result["rps"],
                 "req/s",
                 baseline=bare_max["rps"],
                 baseline_name="bare aiohttp handler",
-            ),
+            )
+        )
+        # The logged floor's CPU is shown against the unlogged one: the log's own cost.
+        rows.append(
             figures.row(
-                "server CPU per ping floor, access log on",
-                logged_us,
+                cpu_figure,
+                cpu_us,
                 "us",
-                baseline=floor_us,
-                baseline_name="the floor, access log off",
+                baseline=bare_us if off_us is None else off_us,
+                baseline_name="bare aiohttp handler" if off_us is None else "the floor, log off",
                 higher_is_better=False,
-            ),
-        ]
+            )
+        )
+        off_us = cpu_us
     return rows
 
 
