@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import re
 import sys
+import threading
 import time
 from typing import Any
 
@@ -140,6 +141,7 @@ class AccessLines:
         self._delay = delay
         self._batch = batch
         self._pending: list[str] = []
+        self._lock = threading.Lock()
 
     def add(
         self, logger: str, method: str, path: str, status: int, ms: float, rid: str, remote: str
@@ -163,18 +165,22 @@ class AccessLines:
         else:
             line = f"{_asctime(created)} INFO {logger} [{rid}] {method} {path} {status} ms={ms}"
             line += f" remote={remote}"
-        self._pending.append(scrub(line) + "\n")
-        if len(self._pending) == 1:
+        line = scrub(line) + "\n"
+        with self._lock:  # another thread's record may be flushing the queue
+            self._pending.append(line)
+            queued = len(self._pending)
+        if queued == 1:
             try:
                 asyncio.get_running_loop().call_later(self._delay, self.flush)
             except RuntimeError:  # no loop: write it now
                 self.flush()
-        elif len(self._pending) >= self._batch:
+        elif queued >= self._batch:
             self.flush()
         return True
 
     def flush(self) -> None:
-        lines, self._pending = self._pending, []
+        with self._lock:
+            lines, self._pending = self._pending, []
         handler = self.handler
         if not lines or handler is None:
             return
