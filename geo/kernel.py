@@ -193,7 +193,11 @@ def _compile() -> Measure:
 
     # cache=True keeps the machine code beside this module (or in numba's user cache),
     # so that only the first process after an install pays for the compilation.
-    measure = cast(Measure, numba.njit(cache=True, nogil=True)(_measure))
+    try:
+        measure = cast(Measure, numba.njit(cache=True, nogil=True)(_measure))
+    except RuntimeError:  # nowhere writable to cache (a read-only image, no home)
+        log.warning("numba has nowhere to cache the match kernel: it compiles in each process")
+        measure = cast(Measure, numba.njit(nogil=True)(_measure))
     # Compile now, for the argument types the index passes (read-only tables).
     empty = tables(
         np.zeros(1, dtype=np.int64),

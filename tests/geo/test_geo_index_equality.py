@@ -10,6 +10,10 @@ with a very long polygon. Each must give the reference's distances (haversine fo
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,3 +157,27 @@ def test_the_kernel_is_chosen_once_and_checked() -> None:
     assert FenceIndex.build([], "numba").match_kernel == "numpy"  # nothing to measure
     with pytest.raises(ValueError, match="auto/numba/numpy"):
         FenceIndex.build(fences, "cuda")  # type: ignore[arg-type]
+
+
+def test_without_numba_auto_takes_the_numpy_path() -> None:
+    """A machine where numba cannot be imported: "auto" falls back, "numba" says why."""
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["numba"] = None  # what an interpreter without numba does on import
+        import pytest
+        from geo.index import FenceIndex
+        from tests.geo.test_geo_index_equality import layout_near
+        fences = layout_near(41, 2.35, 48.85)
+        assert FenceIndex.build(fences).match_kernel == "numpy"
+        with pytest.raises(ImportError):
+            FenceIndex.build(fences, "numba")
+        print("fell back")
+        """
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "fell back"
