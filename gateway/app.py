@@ -107,7 +107,9 @@ def _add_services(app: web.Application, settings: Settings) -> None:
     app[google_passes.LINK_SIGNERS] = {}
     app[wallet_callbacks.ROOT_KEYS] = wallet_callbacks.key_ring(settings)
     app[OFFERS] = offering.OfferBooks(max_delay_seconds=settings.offer_max_delay_seconds)
-    app[GEO_INDEX] = geoindex.IndexHolder(poll_seconds=settings.index_poll_seconds)
+    app[GEO_INDEX] = geoindex.IndexHolder(
+        poll_seconds=settings.index_poll_seconds, match_kernel=settings.match_kernel
+    )
     # Shoppers' visit state as this process last saw it; what fills it and what empties
     # it is all in gateway/pingpath/visits.py.
     visit_cache = visits.VisitCache()

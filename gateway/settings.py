@@ -299,6 +299,14 @@ class Settings:
             "fallback check of the geofence change counter (LISTEN/NOTIFY is the fast path)",
         ),
     )
+    match_kernel: geo_models.MatchKernel = field(
+        default="auto",
+        metadata=about(
+            "GATEWAY_MATCH_KERNEL",
+            "how one ping's nearby geofences are measured: `numba` (compiled when the index "
+            "is first built), `numpy`, or `auto` (numba if it can be imported); same answers",
+        ),
+    )
     offer_max_delay_seconds: float = field(
         default=300.0,
         metadata=about(
@@ -505,6 +513,10 @@ def _check(s: Settings) -> None:
     if s.ping_log not in PING_LOG_MODES:
         raise SettingsError(
             f"GATEWAY_PING_LOG must be one of {', '.join(PING_LOG_MODES)}, not {s.ping_log!r}"
+        )
+    if s.match_kernel not in geo_models.MATCH_KERNELS:
+        raise SettingsError(
+            f"GATEWAY_MATCH_KERNEL must be auto, numba or numpy, not {s.match_kernel!r}"
         )
     if not 0 < s.ping_log_flush_seconds <= 3600:
         raise SettingsError("GATEWAY_PING_LOG_FLUSH_SECONDS must be in (0, 3600]")

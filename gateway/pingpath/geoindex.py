@@ -19,6 +19,7 @@ from aiohttp import web
 from gateway import db, listen
 from geo import store as geo_store
 from geo.index import FenceIndex
+from geo.models import MatchKernel
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,9 @@ CHANNEL = "geofences_changed"
 
 
 class IndexHolder:
-    def __init__(self, *, poll_seconds: float = 5.0) -> None:
+    def __init__(self, *, poll_seconds: float = 5.0, match_kernel: MatchKernel = "auto") -> None:
         self.index: FenceIndex = FenceIndex.build([])
+        self._match_kernel: MatchKernel = match_kernel
         self.version = -1
         self.rebuilds = 0
         self._poll_seconds = poll_seconds
@@ -64,7 +66,8 @@ class IndexHolder:
         started = time.perf_counter()
         async with db.acquire(self._pool) as conn:
             version, fences = await geo_store.index_rows(conn)
-        index = await asyncio.to_thread(FenceIndex.build, fences)
+        # In a thread: the first build also compiles (or loads) the match kernel.
+        index = await asyncio.to_thread(FenceIndex.build, fences, self._match_kernel)
         # The swap: one reference assignment, atomic for every reader on this loop.
         self.index = index
         self.version = version
@@ -74,6 +77,7 @@ class IndexHolder:
             extra={
                 "fences": len(index),
                 "version": version,
+                "match_kernel": index.match_kernel,
                 "seconds": round(time.perf_counter() - started, 3),
             },
         )
