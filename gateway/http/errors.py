@@ -215,6 +215,7 @@ DOMAIN: dict[type[Exception], Callable[[Any], ApiError]] = {
     account_errors.InvalidKeyRequest: _with_fields(ValidationFailed),
     account_errors.UnknownMerchant: _with_fields(NotFound),
     account_errors.EmailTaken: _with_fields(Conflict, "email_taken"),
+    account_errors.InvalidOrigin: _with_fields(ValidationFailed),
 }
 
 # What the middleware catches and translates.
