@@ -5,11 +5,11 @@
 
 CREATE FUNCTION pg_temp.ring_wound(ring jsonb, ccw boolean) RETURNS jsonb
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN (
+    SELECT CASE WHEN ((
         SELECT sum((ring -> i ->> 0)::float8 * (ring -> (i + 1) ->> 1)::float8
                    - (ring -> (i + 1) ->> 0)::float8 * (ring -> i ->> 1)::float8)
         FROM generate_series(0, jsonb_array_length(ring) - 2) AS i
-    ) > 0 = ccw THEN ring
+    ) > 0) = ccw THEN ring
     ELSE (SELECT jsonb_agg(ring -> i ORDER BY i DESC)
           FROM generate_series(0, jsonb_array_length(ring) - 1) AS i)
     END
