@@ -82,6 +82,8 @@ export function route() {
   if (leave) leave();
   leave = null;
   if (!store.shopper()) return enrolScreen();
+  // The worker shows notifications and reports opens; register it once enrolled.
+  registration().catch(() => {});
   const coupon = /^#\/coupon\/([^/]+)$/.exec(window.location.hash);
   if (coupon) leave = couponScreen(decodeURIComponent(coupon[1]));
   else leave = homeScreen();
@@ -107,7 +109,6 @@ window.addEventListener("offline", network);
 takeAppKey();
 network();
 route();
-if (store.shopper()) registration().catch(() => {});
 // Keep the worker's copy of the token current (a copied app upgraded in place).
 if (store.shopper()) store.setShopper(store.shopper()).catch(() => {});
 

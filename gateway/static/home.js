@@ -141,17 +141,28 @@ export function homeScreen() {
   const feed = h("ul", { class: "feed", testid: "feed", "aria-label": "Just arrived" });
   const message = status("inbox-status");
   const items = new Map();
+  // Each coupon is announced once, whichever brings it first: the feed or a ping's answer.
+  const announced = new Set();
+  const arrived = (item) => {
+    if (announced.has(item.delivery_id)) return;
+    announced.add(item.delivery_id);
+    announce(`New offer: ${item.title}`);
+  };
 
   const draw = () => {
     const sorted = [...items.values()].sort((a, b) => b.created_at.localeCompare(a.created_at));
     list.replaceChildren(...sorted.map((item) => couponCard(item, dismiss)));
     empty.hidden = sorted.length > 0;
   };
-  const load = async () => {
+  const load = async (fresh = false) => {
     try {
       const page = await call("/v1/inbox?limit=50");
       items.clear();
-      for (const item of page.items) items.set(item.delivery_id, item);
+      for (const item of page.items) {
+        items.set(item.delivery_id, item);
+        if (fresh) arrived(item);
+        else announced.add(item.delivery_id);
+      }
       draw();
     } catch (err) {
       if (!signedOut(err)) message.textContent = errorText(err);
@@ -175,11 +186,10 @@ export function homeScreen() {
         await stream("/v1/inbox/stream", (name, data) => {
           if (name !== "coupon") return;
           const item = JSON.parse(data);
-          const fresh = !items.has(item.delivery_id);
           items.set(item.delivery_id, item);
           draw();
           feed.prepend(h("li", { testid: "feed-item", "data-id": item.delivery_id }, `New: ${item.title}`));
-          if (fresh) announce(`New offer: ${item.title}`);
+          arrived(item);
         }, live.signal);
       } catch (err) {
         if (live.signal.aborted || signedOut(err)) return;
@@ -190,7 +200,7 @@ export function homeScreen() {
 
   show(
     locationCard((answers) => {
-      if (answers.some((a) => a.offers && a.offers.length)) load();
+      if (answers.some((a) => a.offers && a.offers.length)) load(true);
     }),
     h(
       "section",

@@ -21,7 +21,8 @@ W, S, E, N = 2.3690, 48.8530, 2.3700, 48.8540
 CW_SQUARE = [[W, S], [W, N], [E, N], [E, S], [W, S]]
 CCW_HOLE = [[2.3694, 48.8534], [2.3696, 48.8534], [2.3696, 48.8536], [2.3694, 48.8536]]
 CCW_HOLE.append(CCW_HOLE[0])
-MIGRATION = Path(__file__).parents[2] / "gateway/migrations/0017_geofence_winding.sql"
+# By name: its number is whatever is next when it is merged.
+[MIGRATION] = (Path(__file__).parents[2] / "gateway/migrations").glob("*_geofence_winding.sql")
 
 
 def _polygon(store_id: int, rings: list[Any]) -> dict[str, Any]:
