@@ -17,6 +17,7 @@ import pytest
 from aiohttp import test_utils
 
 from gateway import app as app_mod
+from gateway.accounts.origins import ORIGINS
 from gateway.db import POOL
 from gateway.settings import Settings
 from tests.support import proc
@@ -44,8 +45,25 @@ def ping() -> dict[str, Any]:
     return {"lat": 48.85, "lon": 2.35, "accuracy_m": 10, "ts": dt.datetime.now(dt.UTC).isoformat()}
 
 
+async def _knows(client: ApiClient, *tenants: Tenant) -> None:
+    """Wait until the app's lists have the tenants' origins: the fixtures may write them
+    after the app loaded its lists, and they then arrive by NOTIFY."""
+    lists = client.raw.server.app[ORIGINS]
+
+    async def loaded() -> bool:
+        return all(t.merchant_id in lists.merchants(origin_of(t)) for t in tenants)
+
+    await _until(loaded, "the tenants' origins in the app's lists")
+
+
+@pytest.fixture
+async def ready(api: ApiClient, tenant_a: Tenant, tenant_b: Tenant) -> ApiClient:
+    await _knows(api, tenant_a, tenant_b)
+    return api
+
+
 async def test_a_preflight_from_an_allowed_origin_allows_post_and_its_headers(
-    api: ApiClient, tenant_a: Tenant
+    api: ApiClient, ready: ApiClient, tenant_a: Tenant
 ) -> None:
     origin = origin_of(tenant_a)
     r = await preflight(
@@ -62,7 +80,9 @@ async def test_a_preflight_from_an_allowed_origin_allows_post_and_its_headers(
     assert "Origin" in r.headers["Vary"]
 
 
-async def test_a_foreign_origin_gets_no_cors_headers(api: ApiClient, tenant_a: Tenant) -> None:
+async def test_a_foreign_origin_gets_no_cors_headers(
+    api: ApiClient, ready: ApiClient, tenant_a: Tenant
+) -> None:
     foreign = "https://evil.example"
     r = await preflight(api, "/v1/push-subscriptions", foreign)
     assert ACAO not in r.headers
@@ -73,7 +93,7 @@ async def test_a_foreign_origin_gets_no_cors_headers(api: ApiClient, tenant_a: T
 
 
 async def test_a_merchants_origin_with_another_merchants_token_gets_no_cors_headers(
-    api: ApiClient, tenant_a: Tenant, tenant_b: Tenant
+    api: ApiClient, ready: ApiClient, tenant_a: Tenant, tenant_b: Tenant
 ) -> None:
     # A's page may ask (the preflight names no merchant) ...
     r = await preflight(api, "/v1/inbox", origin_of(tenant_a), method="GET")
@@ -100,7 +120,7 @@ async def test_a_merchants_origin_with_another_merchants_token_gets_no_cors_head
 
 
 async def test_staff_endpoints_and_tokens_get_no_cors_headers(
-    api: ApiClient, tenant_a: Tenant
+    api: ApiClient, ready: ApiClient, tenant_a: Tenant
 ) -> None:
     origin = origin_of(tenant_a)
     r = await preflight(api, "/v1/offers", origin)
@@ -116,7 +136,9 @@ async def test_staff_endpoints_and_tokens_get_no_cors_headers(
     assert ACAO not in no_origin.headers
 
 
-async def test_error_answers_carry_the_cors_headers(api: ApiClient, tenant_a: Tenant) -> None:
+async def test_error_answers_carry_the_cors_headers(
+    api: ApiClient, ready: ApiClient, tenant_a: Tenant
+) -> None:
     origin = origin_of(tenant_a)
     headers = {"Origin": origin}
     unauthorised = await api.post("/v1/pings", json=ping(), headers=headers)
@@ -141,6 +163,7 @@ async def strict(database_url: str, tmp_path: Path, spec: SpecChecker) -> AsyncI
 async def test_a_429_carries_the_cors_headers_and_exposes_retry_after(
     strict: ApiClient, tenant_a: Tenant
 ) -> None:
+    await _knows(strict, tenant_a)
     origin = origin_of(tenant_a)
     token = tenant_a.tokens["shopper"]
     first = await strict.post("/v1/pings", token=token, json=ping(), headers={"Origin": origin})
@@ -154,6 +177,7 @@ async def test_a_429_carries_the_cors_headers_and_exposes_retry_after(
 
 async def test_a_preflight_needs_no_database(strict: ApiClient, tenant_a: Tenant) -> None:
     """With every pooled connection taken, a preflight is still answered (from memory)."""
+    await _knows(strict, tenant_a)
     pool = strict.raw.server.app[POOL]
     held = [await pool.acquire() for _ in range(pool.get_max_size())]
     try:
@@ -175,7 +199,7 @@ async def _until(check: Any, what: str) -> None:
 
 
 async def test_admins_manage_origins_and_every_process_follows_at_once(
-    api: ApiClient, tenant_a: Tenant
+    api: ApiClient, ready: ApiClient, tenant_a: Tenant
 ) -> None:
     admin = tenant_a.tokens["admin"]
     new = "https://Shop.Example.COM:443/"
@@ -222,14 +246,21 @@ async def test_admins_manage_origins_and_every_process_follows_at_once(
         "https://",
     ],
 )
-async def test_a_bad_origin_is_422(api: ApiClient, tenant_a: Tenant, bad: str) -> None:
+async def test_a_bad_origin_is_422(
+    api: ApiClient, ready: ApiClient, tenant_a: Tenant, bad: str
+) -> None:
     r = await api.post("/v1/origins", token=tenant_a.tokens["admin"], json={"origin": bad})
     assert (r.status, r.error_code) == (422, "validation_failed"), r.body
     assert "origin" in r.json["error"]["fields"]
 
 
 async def test_origins_from_the_command_line_reach_a_running_gateway(
-    api: ApiClient, conn: asyncpg.Connection, tenant_a: Tenant, database_url: str, tmp_path: Path
+    api: ApiClient,
+    ready: ApiClient,
+    conn: asyncpg.Connection,
+    tenant_a: Tenant,
+    database_url: str,
+    tmp_path: Path,
 ) -> None:
     environ = proc.env(database_url, tmp_path)
     merchant = str(tenant_a.merchant_id)
