@@ -114,6 +114,7 @@ def push_payload(c: Claim, public_url: str) -> bytes:
             "offer_id": str(c.offer_id),
             "title": c.title,
             "body": c.body,
+            "image_url": c.image_url,
             "coupon": {"code": codes.display(c.code), "expires_at": c.expires_at.isoformat()},
             "open_url": f"{public_url}/v1/inbox/{c.delivery_id}/open",
         }

@@ -36,6 +36,12 @@ class IndexHolder:
         self._wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: asyncpg.Pool | None = None
+        # One rebuild at a time, so a newer snapshot is never replaced by an older one
+        # that was loading alongside it. Rebuilds are numbered as they begin; `_built` is
+        # the number of the last one that succeeded.
+        self._lock = asyncio.Lock()
+        self._started = 0
+        self._built = 0
 
     @property
     def ready(self) -> bool:
@@ -61,8 +67,33 @@ class IndexHolder:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def refresh(self) -> None:
+        """Bring this process's index up to every change committed before the call.
+
+        A write's handler awaits this before answering, so whoever changed a geofence
+        sees the change in their next ping through this replica (read your own writes);
+        other replicas follow by NOTIFY as before. A rebuild that began after the call
+        (its load then saw the commit) is as good as one of our own.
+        """
+        asked = self._started
+        async with self._lock:
+            if self._built > asked:
+                return
+            try:
+                await self._rebuild_locked()
+            except Exception:
+                # The write is committed: answer it, and let the loop catch up as before.
+                log.warning("geofence index refresh failed; will retry", exc_info=True)
+                self._wanted.set()
+
     async def rebuild(self) -> None:
+        async with self._lock:
+            await self._rebuild_locked()
+
+    async def _rebuild_locked(self) -> None:
         assert self._pool is not None
+        self._started += 1
+        number = self._started
         started = time.perf_counter()
         async with db.acquire(self._pool) as conn:
             version, fences = await geo_store.index_rows(conn)
@@ -72,6 +103,7 @@ class IndexHolder:
         self.index = index
         self.version = version
         self.rebuilds += 1
+        self._built = number
         log.info(
             "geofence index built",
             extra={
