@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 import asyncpg
 from aiohttp import web
 
-from gateway import db, listen
+from gateway import db, listen, metrics
 from gateway.pingpath import offering, pinglog, visits
 from geo import fences, spoofing
 from geo import store as geo_store
@@ -147,6 +147,7 @@ class PingService:
         ]
         # In sync mode this waits until the rows are committed: an answered ping is kept.
         await self.log.record(records)
+        metrics.pings_counted([r.status for r in results], step.transitions)
         return Outcome(results=results, transitions=list(step.transitions), sent=sent)
 
     def _window(self, ping: Ping, now: dt.datetime) -> PingResult:

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 from aiohttp import web
 
+from gateway import metrics
 from gateway.accounts.auth import Role
 from gateway.clock import CLOCK
 from gateway.db import POOL
@@ -165,6 +166,7 @@ async def post_ping_batch(request: web.Request) -> web.Response:
     assert p.shopper_id is not None
     _rate_limit(request, p.shopper_id)
     batch = await api.body(request, PingBatchIn)
+    metrics.batch_received(len(batch.pings))
     outcome = await _run(request, list(batch.pings))
     return api.json(
         {
