@@ -108,6 +108,9 @@ def _metrics_dir() -> str | None:
     given = metrics.multiprocess_dir()
     if given is not None:
         metrics.reset_multiprocess_dir(given, keep=os.getpid())
+        # This process serves nothing: its (empty) live gauges must not count, a 0 of
+        # its own would be the least of every livemin gauge.
+        metrics.worker_gone(os.getpid(), given)
         return None
     made = tempfile.mkdtemp(prefix="gateway-metrics-")
     os.environ[metrics.MULTIPROC_ENV] = made
