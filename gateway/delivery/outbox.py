@@ -18,6 +18,7 @@ import contextlib
 import datetime as dt
 import logging
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -349,7 +350,9 @@ class Worker:
         if len(out.done) > len(c.done_targets):
             out.event = "delivered"
             if not c.done_targets and c.created_at is not None:  # the first acceptance
-                metrics.DELIVERY_LATENCY.observe(max(0.0, (now - c.created_at).total_seconds()))
+                # Wall time against the database's: elapsed for real, whatever the clock.
+                elapsed = time.time() - c.created_at.timestamp()
+                metrics.DELIVERY_LATENCY.observe(max(0.0, elapsed))
         if retryable:
             delay = retry_after if retry_after is not None else backoff(c.attempts)
             if now + dt.timedelta(seconds=delay) < c.expires_at:

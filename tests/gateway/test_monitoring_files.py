@@ -16,7 +16,7 @@ import pytest
 import yaml
 from prometheus_client import parser
 
-from gateway import metrics
+from gateway import cli, metrics
 from tests.support.client import ApiClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,6 +102,10 @@ async def test_every_metric_the_rules_and_the_dashboard_ask_for_is_served(
         assert part in titles, part
 
 
+def _parses(args: list[str]) -> None:
+    cli.build_parser().parse_args(args)
+
+
 def _names(family: str, kind: str) -> set[str]:
     suffixes = {
         "counter": ("_total",),
@@ -119,10 +123,15 @@ def test_the_compose_profile_scrapes_the_replicas_with_the_rules() -> None:
             source = volume.split(":")[0]
             assert (DEPLOY / source).exists(), source
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
-    [job] = config["scrape_configs"]
-    [sd] = job["dns_sd_configs"]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    [sd] = jobs["gateway"]["dns_sd_configs"]
     assert sd["names"] == ["gateway"] and sd["port"] == 8080
-    assert "gateway" in services and job["metrics_path"] == "/metrics"
+    assert "gateway" in services and jobs["gateway"]["metrics_path"] == "/metrics"
+    # The demo profile's `gateway demo --serve`, scraped where it listens.
+    demo = services["demo"]
+    assert demo["profiles"] == ["demo"] and demo["command"][:2] == ["demo", "--serve"]
+    _parses(demo["command"])
+    assert jobs["gateway-demo"]["static_configs"] == [{"targets": ["demo:8080"]}]
     assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
     # The public proxy does not hand one replica's metrics to the world.
     assert re.search(r"location = /metrics \{\s*return 404;", (DEPLOY / "nginx.conf").read_text())
