@@ -119,7 +119,7 @@ def main() -> int:
     scratch = ScratchDatabase(work)
     procs: dict[bool, subprocess.Popen[bytes]] = {}
     best: dict[bool, dict[str, float]] = {}
-    cpu: dict[bool, list[float]] = {True: [], False: []}
+    per_round: dict[bool, list[float]] = {True: [], False: []}
     try:
         shoppers = asyncio.run(
             bench_pings.setup(scratch.url, args.fences, args.shoppers, args.seed)
@@ -151,7 +151,7 @@ def main() -> int:
                     f"round {k + 1}, metrics {'on ' if on else 'off'}: "
                     f"{result['rps']:,.0f} req/s, {us:.1f} us CPU per ping"
                 )
-                cpu[on].append(us)
+                per_round[on].append(us)
                 if on not in best or result["rps"] > best[on]["rps"]:
                     best[on] = {"rps": result["rps"], "us": us}
     finally:
@@ -174,7 +174,7 @@ def main() -> int:
     print(f"{'figure':<44}{'metrics on':>12}{'off':>12}")
     print(f"{'max throughput (req/s, wrk -c64)':<44}{on['rps']:>12.0f}{off['rps']:>12.0f}")
     print(f"{'server CPU per ping (us), in that round':<44}{on['us']:>12.1f}{off['us']:>12.1f}")
-    medians = {k: statistics.median(v) for k, v in cpu.items()}
+    medians = {k: statistics.median(v) for k, v in per_round.items()}
     label = "CPU per ping (us), median of the rounds"
     print(f"{label:<44}{medians[True]:>12.1f}{medians[False]:>12.1f}")
     print(f"{'metrics per ping, timed in-process (us)':<44}{added_us:>12.2f}")
@@ -212,7 +212,7 @@ def main() -> int:
         ],
         cost_pct=cost_pct,
         in_process_pct=added_pct,
-        cpu_per_ping_rounds={"on": cpu[True], "off": cpu[False]},
+        cpu_per_ping_rounds={"on": per_round[True], "off": per_round[False]},
         measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     return 0
