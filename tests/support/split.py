@@ -28,6 +28,9 @@ SERVER: dict[str, str] = {
     G + "test_bench.py::test_bench_pings_measures_the_gateway_its_floor_and_the_bare_handler": (
         "the bench makes and drops its own database on DATABASE_URL's server"
     ),
+    G + "test_bench.py::test_bench_measures_what_the_metrics_cost_on_a_ping": (
+        "the bench makes and drops its own database on DATABASE_URL's server"
+    ),
     G + "test_cli.py::test_migrate_command_reports_what_it_applied": "migrate in a subprocess",
     G + "test_cli.py::test_merchants_and_keys_from_the_command_line": "CLI in subprocesses",
     G + "test_webpush.py::TestWorkerCrash": "gateway worker processes, kill -9 mid batch",
