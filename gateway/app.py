@@ -17,11 +17,12 @@ from gateway.delivery import googlepush, inbox, passpush, wiring
 from gateway.delivery.inbox import INBOX_HUB
 from gateway.delivery.outbox import WORKER
 from gateway.delivery.webpush import VAPID
-from gateway.http import cors, middleware, ratelimit, routing
+from gateway.http import cors, instrument, middleware, ratelimit, routing
 from gateway.http.handlers import delivery as delivery_handlers
 from gateway.http.handlers import (
     geofences,
     google_passes,
+    metrics,
     pages,
     passkit,
     program,
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 def all_endpoints() -> list[routing.Endpoint]:
     return [
         *system.ENDPOINTS,
+        *metrics.ENDPOINTS,
         *tenancy.ENDPOINTS,
         *origin_handlers.ENDPOINTS,
         *stores.ENDPOINTS,
@@ -81,8 +83,13 @@ def create_app(
         # Per-endpoint limits are enforced while reading (api.read_limited); this
         # is only aiohttp's own ceiling, the largest of them.
         client_max_size=settings.max_import_bytes,
-        # CORS outermost: it answers preflights, and its headers go on error answers too.
-        middlewares=[cors.cors_middleware, middleware.gateway_middleware],
+        # The metrics' middleware goes first, so it times the answer the client gets; then
+        # CORS: it answers preflights, and its headers go on error answers too.
+        middlewares=[
+            *([instrument.middleware()] if settings.metrics else []),
+            cors.cors_middleware,
+            middleware.gateway_middleware,
+        ],
     )
     app[SETTINGS] = settings
     app[DB_URL] = db_url or db.resolve_url(settings)
@@ -95,6 +102,9 @@ def create_app(
     app.cleanup_ctx.append(_geo_ctx)
     app.cleanup_ctx.append(_jobs_ctx)
     app.cleanup_ctx.append(_delivery_ctx)
+    if settings.metrics:
+        app.cleanup_ctx.append(instrument.sampler_ctx)
+        app.cleanup_ctx.append(metrics.port_ctx)
     return app
 
 

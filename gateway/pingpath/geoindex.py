@@ -16,7 +16,7 @@ import time
 import asyncpg
 from aiohttp import web
 
-from gateway import db, listen
+from gateway import db, listen, metrics
 from geo import store as geo_store
 from geo.index import FenceIndex
 from geo.models import MatchKernel
@@ -104,6 +104,7 @@ class IndexHolder:
         self.version = version
         self.rebuilds += 1
         self._built = number
+        metrics.index_rebuilt(len(index), version, time.perf_counter() - started, time.time())
         log.info(
             "geofence index built",
             extra={
