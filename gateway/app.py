@@ -8,19 +8,21 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway import clock, db, listen
-from gateway.accounts import auth
+from gateway.accounts import auth, origins
 from gateway.accounts.auth import VERIFIER
+from gateway.accounts.origins import ORIGINS
 from gateway.clock import CLOCK
 from gateway.db import DB_URL, POOL
 from gateway.delivery import googlepush, inbox, passpush, wiring
 from gateway.delivery.inbox import INBOX_HUB
 from gateway.delivery.outbox import WORKER
 from gateway.delivery.webpush import VAPID
-from gateway.http import middleware, ratelimit, routing
+from gateway.http import cors, instrument, middleware, ratelimit, routing
 from gateway.http.handlers import delivery as delivery_handlers
 from gateway.http.handlers import (
     geofences,
     google_passes,
+    metrics,
     pages,
     passkit,
     program,
@@ -33,6 +35,7 @@ from gateway.http.handlers import (
 )
 from gateway.http.handlers import loyalty as loyalty_handlers
 from gateway.http.handlers import offers as offer_handlers
+from gateway.http.handlers import origins as origin_handlers
 from gateway.http.handlers import passes as pass_handlers
 from gateway.http.handlers import pings as ping_handlers
 from gateway.http.handlers import preview as preview_handlers
@@ -52,7 +55,9 @@ log = logging.getLogger(__name__)
 def all_endpoints() -> list[routing.Endpoint]:
     return [
         *system.ENDPOINTS,
+        *metrics.ENDPOINTS,
         *tenancy.ENDPOINTS,
+        *origin_handlers.ENDPOINTS,
         *stores.ENDPOINTS,
         *geofences.ENDPOINTS,
         *ping_handlers.ENDPOINTS,
@@ -78,7 +83,13 @@ def create_app(
         # Per-endpoint limits are enforced while reading (api.read_limited); this
         # is only aiohttp's own ceiling, the largest of them.
         client_max_size=settings.max_import_bytes,
-        middlewares=[middleware.gateway_middleware],
+        # The metrics' middleware goes first, so it times the answer the client gets; then
+        # CORS: it answers preflights, and its headers go on error answers too.
+        middlewares=[
+            *([instrument.middleware()] if settings.metrics else []),
+            cors.cors_middleware,
+            middleware.gateway_middleware,
+        ],
     )
     app[SETTINGS] = settings
     app[DB_URL] = db_url or db.resolve_url(settings)
@@ -91,12 +102,16 @@ def create_app(
     app.cleanup_ctx.append(_geo_ctx)
     app.cleanup_ctx.append(_jobs_ctx)
     app.cleanup_ctx.append(_delivery_ctx)
+    if settings.metrics:
+        app.cleanup_ctx.append(instrument.sampler_ctx)
+        app.cleanup_ctx.append(metrics.port_ctx)
     return app
 
 
 def _add_services(app: web.Application, settings: Settings) -> None:
     """The per-process services the handlers reach through their app keys."""
     app[VERIFIER] = auth.TokenVerifier(ttl=settings.token_cache_seconds)
+    app[ORIGINS] = origins.OriginLists(max_age=settings.token_cache_seconds)
     log_ = pinglog.PingLog(
         mode=settings.ping_log,
         spool_dir=spool.directory(settings.data_dir, db.describe(app[DB_URL])),
@@ -107,7 +122,9 @@ def _add_services(app: web.Application, settings: Settings) -> None:
     app[google_passes.LINK_SIGNERS] = {}
     app[wallet_callbacks.ROOT_KEYS] = wallet_callbacks.key_ring(settings)
     app[OFFERS] = offering.OfferBooks(max_delay_seconds=settings.offer_max_delay_seconds)
-    app[GEO_INDEX] = geoindex.IndexHolder(poll_seconds=settings.index_poll_seconds)
+    app[GEO_INDEX] = geoindex.IndexHolder(
+        poll_seconds=settings.index_poll_seconds, match_kernel=settings.match_kernel
+    )
     # Shoppers' visit state as this process last saw it; what fills it and what empties
     # it is all in gateway/pingpath/visits.py.
     visit_cache = visits.VisitCache()
@@ -134,6 +151,10 @@ def _mount(app: web.Application, endpoints: list[routing.Endpoint]) -> None:
             raise RuntimeError(f"handler {ep.operation_id} is mounted twice")
         mounted[ep.handler] = ep
         app.router.add_route(ep.method, ep.path, ep.handler, name=ep.operation_id)
+        if ep.method == "GET":
+            # HEAD answers as GET does, without the body (aiohttp leaves it out): uptime
+            # checkers and load balancers probe with it.
+            app.router.add_route("HEAD", ep.path, ep.handler)
     app[MOUNTED] = mounted
 
 
@@ -165,11 +186,13 @@ async def _geo_ctx(app: web.Application) -> AsyncIterator[None]:
     holder.attach(listener)
     app[PINGS].attach(listener)
     app[VERIFIER].attach(listener)
+    app[ORIGINS].attach(listener)
     app[OFFERS].attach(listener)
     app[INBOX_HUB].attach(listener)
     app[listen.LISTENER] = listener
     await listener.start(app[SETTINGS].index_poll_seconds)
     await holder.start(pool)
+    await app[ORIGINS].start(pool)
     ping_log = app[PINGS].log
     # Its own connection: log batches never wait for a request's, nor requests for them.
     log_pool = await db.create_pool(app[DB_URL], min_size=1, max_size=1)
@@ -177,6 +200,7 @@ async def _geo_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app[ORIGINS].stop()
         await ping_log.stop()
         await log_pool.close()
         await holder.stop()

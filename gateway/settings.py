@@ -11,11 +11,11 @@ leaking them.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
-import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +23,9 @@ from typing import Any, Literal
 from aiohttp import web
 
 from gateway.datadir import default_data_dir
+from gateway.declare import Declared as Declared  # the CLI builds its flags from these
+from gateway.declare import SettingsError as SettingsError
+from gateway.declare import about
 from gateway.secret import Secret, mask_url
 from geo import models as geo_models
 
@@ -30,99 +33,6 @@ from geo import models as geo_models
 PingLogMode = Literal["spool", "sync", "memory"]
 PING_LOG_MODES: tuple[PingLogMode, ...] = ("spool", "sync", "memory")
 LogFormat = Literal["text", "json"]
-
-# The one spelling of booleans, in the environment and on the command line.
-TRUE_WORDS = ("1", "true", "yes", "on")
-FALSE_WORDS = ("0", "false", "no", "off")
-
-
-class SettingsError(ValueError):
-    """An environment variable or flag has a value we cannot use."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Declared:
-    """One setting: its field, type, default and meaning, and where it is read from.
-
-    `shown` is the default as the README states it, where the value alone would not say
-    it (an unset secret, a default computed from other settings); `clean` normalises the
-    raw text before it is parsed; `flag` is the CLI flag that overrides it, if any.
-    """
-
-    name: str
-    env: str
-    kind: Any
-    default: Any
-    meaning: str
-    flag: str | None = None
-    shown: str | None = None
-    clean: Callable[[str], str] | None = None
-
-    def parse(self, raw: str, source: str | None = None) -> Any:
-        """The value of the text `raw` given in `source` (the variable or flag)."""
-        where = source or self.env
-        text = self.clean(raw) if self.clean else raw
-        return _parse(self.kind, text, where)
-
-    def choices(self) -> tuple[str, ...] | None:
-        """The values a Literal setting may take (checked in ``Settings.__post_init__``)."""
-        return typing.get_args(self.kind) if typing.get_origin(self.kind) is Literal else None
-
-    def default_text(self) -> str:
-        """The default as plain text, e.g. for a flag's help."""
-        value = self.default
-        if isinstance(value, bool):
-            return "1" if value else "0"
-        if isinstance(value, float):
-            return f"{value:g}"
-        return "unset" if value is None else str(value)
-
-    def default_cell(self) -> str:
-        """The default as the README's table shows it."""
-        return self.shown if self.shown is not None else f"`{self.default_text()}`"
-
-
-def parse_bool(raw: str, where: str) -> bool:
-    word = raw.strip().lower()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    raise SettingsError(f"{where} must be one of {'/'.join(TRUE_WORDS + FALSE_WORDS)}, got {raw!r}")
-
-
-def _parse(kind: Any, raw: str, where: str) -> Any:
-    if isinstance(kind, types.UnionType):  # X | None: the optional values
-        (kind,) = (arg for arg in typing.get_args(kind) if arg is not type(None))
-    if kind is bool:
-        return parse_bool(raw, where)
-    if kind is int:
-        try:
-            return int(raw)
-        except ValueError:
-            raise SettingsError(f"{where} must be an integer, got {raw!r}") from None
-    if kind is float:
-        try:
-            return float(raw)
-        except ValueError:
-            raise SettingsError(f"{where} must be a number, got {raw!r}") from None
-    if kind in (Path, Secret):
-        return kind(raw)
-    # str and the Literal modes: their values are checked in Settings.__post_init__.
-    return raw
-
-
-def about(
-    env: str,
-    meaning: str,
-    *,
-    flag: str | None = None,
-    shown: str | None = None,
-    clean: Callable[[str], str] | None = None,
-) -> dict[str, Any]:
-    """The declaration of one field of :class:`Settings`, as that field's metadata."""
-    spec = {"env": env, "meaning": meaning, "flag": flag, "shown": shown, "clean": clean}
-    return {"setting": spec}
 
 
 def _geo(config: type[Any], name: str) -> Any:
@@ -180,6 +90,40 @@ class Settings:
             "GATEWAY_LOG_FORMAT",
             "log line format: `text`, or `json` for one JSON object per line",
             flag="--log-format",
+        ),
+    )
+    metrics: bool = field(
+        default=True,
+        metadata=about(
+            "GATEWAY_METRICS",
+            "collect Prometheus metrics and serve them at `GET /metrics` (no API token); `0` "
+            "collects none and `/metrics` answers 404",
+        ),
+    )
+    metrics_port: int | None = field(
+        default=None,
+        metadata=about(
+            "GATEWAY_METRICS_PORT",
+            "serve `/metrics` on this port of `GATEWAY_HOST` instead of the main port (which "
+            "then answers 404 there)",
+            shown="unset: the main port",
+        ),
+    )
+    metrics_allow: str = field(
+        default="",
+        metadata=about(
+            "GATEWAY_METRICS_ALLOW",
+            "comma-separated addresses or CIDR blocks allowed to read `/metrics` (the peer's "
+            "address: a proxy in front is the peer); others get 403",
+            shown="unset: any address",
+        ),
+    )
+    metrics_token: Secret | None = field(
+        default=None,
+        metadata=about(
+            "GATEWAY_METRICS_TOKEN",
+            "if set, `/metrics` needs `Authorization: Bearer <this>` (401 without it)",
+            shown="unset: no token",
         ),
     )
     max_body_bytes: int = field(
@@ -297,6 +241,14 @@ class Settings:
         metadata=about(
             "GATEWAY_INDEX_POLL_SECONDS",
             "fallback check of the geofence change counter (LISTEN/NOTIFY is the fast path)",
+        ),
+    )
+    match_kernel: geo_models.MatchKernel = field(
+        default="auto",
+        metadata=about(
+            "GATEWAY_MATCH_KERNEL",
+            "how one ping's nearby geofences are measured: `numba` (compiled when the index "
+            "is first built), `numpy`, or `auto` (numba if it can be imported); same answers",
         ),
     )
     offer_max_delay_seconds: float = field(
@@ -492,6 +444,11 @@ def _check(s: Settings) -> None:
         raise SettingsError(f"workers must be >= 1, got {s.workers}")
     if s.log_format not in ("text", "json"):
         raise SettingsError(f"log format must be 'text' or 'json', got {s.log_format!r}")
+    if s.metrics_port is not None and not 0 < s.metrics_port < 65536:
+        raise SettingsError(f"GATEWAY_METRICS_PORT must be 1-65535, got {s.metrics_port}")
+    if s.metrics_port == s.port:
+        raise SettingsError("GATEWAY_METRICS_PORT must differ from GATEWAY_PORT")
+    allowed_networks(s.metrics_allow)  # refuses what is no address or CIDR block
     if s.max_body_bytes < 1024:
         raise SettingsError("max body bytes must be at least 1024")
     if not 1 <= s.db_pool_min <= s.db_pool_max:
@@ -505,6 +462,10 @@ def _check(s: Settings) -> None:
     if s.ping_log not in PING_LOG_MODES:
         raise SettingsError(
             f"GATEWAY_PING_LOG must be one of {', '.join(PING_LOG_MODES)}, not {s.ping_log!r}"
+        )
+    if s.match_kernel not in geo_models.MATCH_KERNELS:
+        raise SettingsError(
+            f"GATEWAY_MATCH_KERNEL must be auto, numba or numpy, not {s.match_kernel!r}"
         )
     if not 0 < s.ping_log_flush_seconds <= 3600:
         raise SettingsError("GATEWAY_PING_LOG_FLUSH_SECONDS must be in (0, 3600]")
@@ -527,6 +488,14 @@ def _check(s: Settings) -> None:
             "GATEWAY_MAP_TILES must be an http(s) URL template whose host has no placeholder "
             f"but in its first label, got {s.map_tiles!r}"
         )
+
+
+def allowed_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """The networks of GATEWAY_METRICS_ALLOW (a single address is a /32 or /128)."""
+    try:
+        return tuple(ipaddress.ip_network(p.strip()) for p in text.split(",") if p.strip())
+    except ValueError as exc:
+        raise SettingsError(f"GATEWAY_METRICS_ALLOW: {exc}") from None
 
 
 _TILE_URL = re.compile(

@@ -87,8 +87,14 @@ def parse_feature_collection(data: object) -> list[FenceFeature]:
 
 
 def geometry_to_geojson(geometry: Any) -> dict[str, Any]:
-    """A shapely Point, Polygon or MultiPolygon as a GeoJSON geometry object of plain lists."""
+    """A shapely Point, Polygon or MultiPolygon as a GeoJSON geometry object of plain lists.
+
+    Polygons follow RFC 7946's right-hand rule (exterior counterclockwise, holes clockwise),
+    also those stored before input was normalised.
+    """
     kind = geometry.geom_type
+    if kind != "Point":
+        geometry = shapely.orient_polygons(geometry)
     if kind == "Point":
         return {"type": "Point", "coordinates": [float(geometry.x), float(geometry.y)]}
     if kind == "Polygon":

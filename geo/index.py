@@ -15,8 +15,8 @@ import numpy as np
 import numpy.typing as npt
 import shapely
 
-from geo import distance, layout
-from geo.models import Fence
+from geo import distance, kernel, layout
+from geo.models import Fence, MatchKernel
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -95,6 +95,7 @@ class FenceIndex:
         "_ids",
         "_ids_list",
         "_is_circle",
+        "_measure",
         "_radius",
         "_radius_list",
         "_ref_lon",
@@ -107,9 +108,10 @@ class FenceIndex:
         "_seg_lon",
         "_seg_start",
         "_seg_start_list",
+        "_tables",
     )
 
-    def __init__(self, fences: Sequence[Fence]) -> None:
+    def __init__(self, fences: Sequence[Fence], match_kernel: MatchKernel = "auto") -> None:
         """Prefer `FenceIndex.build`; this does the same."""
         n = len(fences)
         self._fences = tuple(fences)
@@ -162,11 +164,32 @@ class FenceIndex:
             array.flags.writeable = False
         for array in (self._seg, self._seg_start, self._seg_count, self._cx, self._cy, self._cz):
             array.flags.writeable = False
+        # Compiled (or loaded) here, while the snapshot is built off the serving path.
+        self._measure = kernel.compiled(match_kernel, wanted=n > 0)
+        self._tables: kernel.Tables | None = None
+        if self._measure is not None:
+            self._tables = kernel.tables(
+                ids,
+                circle,
+                (self._cx, self._cy, self._cz),
+                radius,
+                self._box,
+                (self._seg, self._seg_start, self._seg_count),
+            )
 
     @classmethod
-    def build(cls, fences: Iterable[Fence]) -> FenceIndex:
-        """Index these fences (any order); ValueError on duplicate ids or malformed fences."""
-        return cls(fences if isinstance(fences, Sequence) else list(fences))
+    def build(cls, fences: Iterable[Fence], match_kernel: MatchKernel = "auto") -> FenceIndex:
+        """Index these fences (any order); ValueError on duplicate ids or malformed fences.
+
+        `match_kernel` picks how `match` measures a ping's candidates: "numba" (compiled),
+        "numpy", or "auto" (numba when it can be imported). Both give the same answers.
+        """
+        return cls(fences if isinstance(fences, Sequence) else list(fences), match_kernel)
+
+    @property
+    def match_kernel(self) -> str:
+        """ "numba" or "numpy": how `match` measures candidates in this snapshot."""
+        return "numpy" if self._measure is None else "numba"
 
     def __len__(self) -> int:
         return len(self._fences)
@@ -199,6 +222,12 @@ class FenceIndex:
         if found is None:
             return {}
         group, hits, shifted = found
+        measure, t = self._measure, self._tables
+        if measure is not None and t is not None:
+            dist = np.empty(hits.size)
+            args = (t.circle, t.fence, t.seg, t.seg_start, t.seg_count, t.ids, dist)
+            n = measure(hits, lon, lat, reach, shifted, *args)
+            return dict(zip(hits[:n].tolist(), dist[:n].tolist(), strict=True))
         if len(hits) > _SCALAR_CANDIDATES:
             dist = self._distances(group, hits, lon, lat, shifted)
             keep = dist <= reach

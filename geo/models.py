@@ -107,6 +107,12 @@ class StepResult:
     by_observation: tuple[tuple[Transition, ...], ...] = ()
 
 
+# How the index measures one ping's candidates (`geo.kernel`): numba's compiled loop, the
+# numpy path, or "auto", numba when it can be imported. Both give the same answers.
+MatchKernel = Literal["auto", "numba", "numpy"]
+MATCH_KERNELS: tuple[MatchKernel, ...] = ("auto", "numba", "numpy")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FenceConfig:
     """Tuning of enter/dwell/exit.

@@ -249,7 +249,9 @@ def _check_polygon_topology(rings: list[Ring], poly_path: str, problems: list[Pr
             )
         )
         return None
-    return polygon
+    # RFC 7946's right-hand rule: the exterior counterclockwise, holes clockwise. Stored
+    # this way, so every export and every consumer sees one winding whatever was drawn.
+    return shapely.orient_polygons(polygon)
 
 
 def _report_self_intersections(ring: Ring, ring_path: str, problems: list[Problem]) -> None:

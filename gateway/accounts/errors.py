@@ -5,6 +5,7 @@ AccountsError
  |                       foreign store scope)
  +-- UnknownMerchant     no merchant has this id
  +-- EmailTaken          a shopper with this e-mail address is already enrolled
+ +-- InvalidOrigin       not a web origin a merchant can allow (scheme://host[:port])
 """
 
 from __future__ import annotations
@@ -30,4 +31,8 @@ class UnknownMerchant(AccountsError):
 
 
 class EmailTaken(AccountsError):
+    pass
+
+
+class InvalidOrigin(AccountsError):
     pass

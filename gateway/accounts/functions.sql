@@ -29,3 +29,16 @@ $$;
 
 CREATE OR REPLACE TRIGGER api_key_stores_changed AFTER DELETE ON api_key_stores
     FOR EACH ROW EXECUTE FUNCTION api_key_stores_changed();
+
+-- A merchant's allowed web origins changed (or the merchant went): every process reloads
+-- its copy of the lists (gateway/accounts/origins.py).
+CREATE OR REPLACE FUNCTION merchant_origins_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('merchant_origins_changed', '');
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER merchant_origins_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON merchant_origins
+    FOR EACH STATEMENT EXECUTE FUNCTION merchant_origins_changed();

@@ -24,6 +24,7 @@ from gateway.cli import (
     demo,
     keys,
     merchants,
+    origins,
     outbox,
     pings,
     serve,
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     database.add_migrate_parser(sub)
     merchants.add_parser(sub)
     keys.add_parser(sub)
+    origins.add_parser(sub)
     pings.add_parser(sub)
     database.add_db_parser(sub)
     config.add_parser(sub)

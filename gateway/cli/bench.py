@@ -28,7 +28,7 @@ from gateway.http import errors
 # Where this package was loaded from: a source checkout's root, or site-packages.
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = Path("tests", "benchmarks")
-REMOTE_SKIPS = ("push", "offers")
+REMOTE_SKIPS = ("metrics", "push", "offers")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +70,16 @@ def suite(
             f"POST /v1/pings with {fences:,} geofences and {shoppers:,} shoppers, and warm; "
             "its floor part by part; serve --workers 2 against 1; vs bare aiohttp"
             + (f" (the gateway at {remote[0]})" if remote else ""),
+        ),
+        Step(
+            "metrics",
+            "bench_metrics.py",
+            (
+                ("--fences", "2000", "--shoppers", "200", "--duration", "2", "--rounds", "2")
+                if quick
+                else ("--fences", "10000", "--shoppers", "1000", "--duration", d, "--rounds", "4")
+            ),
+            "what the metrics cost on POST /v1/pings: on vs off, best of alternated rounds",
         ),
         Step(
             "push",
@@ -266,14 +276,18 @@ def add_parser(sub: Any) -> None:
         description="Run the benchmark scripts of the source tree (tests/benchmarks/) one "
         "after another: geofence matching, POST /v1/pings throughput and latency (wrk "
         "against a gateway and a bare aiohttp handler it starts), Web Push fan-out and "
-        "ping-to-push latency, signed passes, Google Wallet save links, redemptions under "
+        "ping-to-push latency, what the metrics cost on a ping, signed passes, Google Wallet "
+        "save links, redemptions under "
         "concurrency and the funnel report. Each starts its own gateway on a fresh database "
         "(DATABASE_URL's server, else embedded). Shows progress, prints a table and writes "
         "JSON. Needs wrk (apt-get install wrk) and a source checkout.",
     )
     bn.add_argument("--out", default="bench.json", help="JSON results (./bench.json)")
     bn.add_argument(
-        "--only", nargs="+", metavar="STEP", help="matching pings push passes google offers"
+        "--only",
+        nargs="+",
+        metavar="STEP",
+        help="matching pings metrics push passes google offers",
     )
     bn.add_argument("--quick", action="store_true", help="small sizes: a smoke run in ~2 min")
     bn.add_argument("--fences", type=int, default=100_000, help="geofences (100,000)")

@@ -7,13 +7,17 @@ import asyncio
 import gc
 import logging
 import multiprocessing
+import multiprocessing.connection
+import os
+import shutil
 import signal
 import sys
+import tempfile
 from typing import Any
 
 from aiohttp import abc, web
 
-from gateway import db, logs, settings
+from gateway import db, logs, metrics, settings
 from gateway.cli import common
 
 log = logging.getLogger("gateway")
@@ -53,6 +57,8 @@ def serve_one(cfg: settings.Settings, url: str, reuse_port: bool) -> None:
 
     if reuse_port:  # a spawned worker: set up its own logging
         logs.configure(cfg.log_level, cfg.log_format)
+    if not cfg.metrics:
+        metrics.switch_off()
     app = create_app(cfg, db_url=url)
     app.on_startup.append(_freeze_heap)
     web.run_app(
@@ -90,8 +96,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"gateway listening on http://{cfg.host}:{cfg.port} ({cfg.workers} worker(s))\n"
     )
     if cfg.workers == 1:
+        if metrics.multiprocess_dir():  # the operator's choice; stale values must go
+            metrics.reset_multiprocess_dir(metrics.multiprocess_dir() or "", keep=os.getpid())
         serve_one(cfg, url, reuse_port=False)
         return 0
+    own_dir = _metrics_dir() if cfg.metrics else None
+    try:
+        return _serve_workers(cfg, url)
+    finally:
+        if own_dir is not None:
+            shutil.rmtree(own_dir, ignore_errors=True)
+
+
+def _metrics_dir() -> str | None:
+    """The multiprocess mode's directory, emptied, in the environment the workers inherit.
+
+    PROMETHEUS_MULTIPROC_DIR if the operator set one (returns None: theirs to keep), else
+    a new temporary directory (returned, to be removed at the end).
+    """
+    given = metrics.multiprocess_dir()
+    if given is not None:
+        metrics.reset_multiprocess_dir(given, keep=os.getpid())
+        # This process serves nothing: its (empty) live gauges must not count, a 0 of
+        # its own would be the least of every livemin gauge.
+        metrics.worker_gone(os.getpid(), given)
+        return None
+    made = tempfile.mkdtemp(prefix="gateway-metrics-")
+    os.environ[metrics.MULTIPROC_ENV] = made
+    return made
+
+
+def _serve_workers(cfg: settings.Settings, url: str) -> int:
     # Several processes share the port through SO_REUSEPORT; the kernel spreads connections.
     ctx = multiprocessing.get_context("spawn")
     procs = [
@@ -108,9 +143,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    for p in procs:
-        p.join()
+    running = {p.sentinel: p for p in procs}
+    while running:
+        for sentinel in multiprocess_wait(list(running)):
+            gone = running.pop(sentinel)
+            gone.join()
+            directory = metrics.multiprocess_dir()
+            if directory is not None and gone.pid is not None:
+                metrics.worker_gone(gone.pid, directory)
     return max((p.exitcode or 0) for p in procs)
+
+
+def multiprocess_wait(sentinels: list[int]) -> list[int]:
+    """The sentinels of the workers that have exited, once at least one has."""
+    return [s for s in multiprocessing.connection.wait(sentinels) if isinstance(s, int)]
 
 
 def add_parser(sub: Any) -> None:

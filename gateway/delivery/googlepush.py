@@ -24,7 +24,7 @@ import logging
 import asyncpg
 from aiohttp import web
 
-from gateway import clock, db
+from gateway import clock, db, metrics
 from gateway.delivery import drain, googleapi, outbox
 from wallet.google import objects, quota
 from wallet.store import google as google_store
@@ -118,6 +118,7 @@ class GooglePusher:
             if config is None or (config.dev and self.base_url == googleapi.PRODUCTION):
                 why = "no Google Wallet configuration" if config is None else DEV_SKIPPED
                 await pass_store.pass_update_done(conn, update_id, attempts, why)
+                metrics.WALLET_UPDATES["google", "skipped"].inc()
                 return
             if row["delivery_id"] is not None:
                 await self._adopt_coupon(conn, config, row)
@@ -129,6 +130,7 @@ class GooglePusher:
             return
         async with db.acquire(self.pool) as conn:
             await pass_store.pass_update_done(conn, update_id, attempts, None)
+        metrics.WALLET_UPDATES["google", "ok"].inc()
 
     async def _adopt_coupon(
         self, conn: asyncpg.Connection, config: google_store.GoogleConfig, row: asyncpg.Record
@@ -152,11 +154,13 @@ class GooglePusher:
             if exc.retry and attempts < MAX_ATTEMPTS:
                 delay = max(exc.retry_after or 0.0, outbox.backoff(attempts))
                 await pass_store.pass_update_retry(conn, row["id"], attempts, error, delay)
+                metrics.WALLET_UPDATES["google", "retry"].inc()
                 return
             if exc.retry:
                 error = f"gave up after {attempts} attempts: {error}"
             log.warning("google wallet update dead-lettered", extra={"pass_update_id": row["id"]})
             await pass_store.pass_update_dead(conn, row["id"], attempts, error)
+        metrics.WALLET_UPDATES["google", "dead"].inc()
 
 
 class Sync:

@@ -18,6 +18,7 @@ import contextlib
 import datetime as dt
 import logging
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,7 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-from gateway import clock, db, listen
+from gateway import clock, db, listen, metrics
 from gateway.delivery import webpush
 from geo import sql
 from offers import codes
@@ -63,6 +64,7 @@ class Claim:
     body: str
     image_url: str | None
     valid_minutes: int
+    created_at: dt.datetime | None = None  # when the decision queued it
     # (subscription id, target) of the shopper's push subscriptions.
     subscriptions: tuple[tuple[int, webpush.Target], ...] = ()
 
@@ -84,6 +86,7 @@ class Claim:
             body=r["body"],
             image_url=r["image_url"],
             valid_minutes=int(r["coupon_spec"]["valid_minutes"]),
+            created_at=r["created_at"],
             subscriptions=tuple(
                 (sid, webpush.Target(endpoint=e, p256dh=k, auth=a))
                 for sid, e, k, a in r["subscriptions"]
@@ -114,6 +117,7 @@ def push_payload(c: Claim, public_url: str) -> bytes:
             "offer_id": str(c.offer_id),
             "title": c.title,
             "body": c.body,
+            "image_url": c.image_url,
             "coupon": {"code": codes.display(c.code), "expires_at": c.expires_at.isoformat()},
             "open_url": f"{public_url}/v1/inbox/{c.delivery_id}/open",
         }
@@ -315,6 +319,7 @@ class Worker:
         retryable = False
         problems: list[str] = []
         for (sub_id, target), result in zip(targets, results, strict=True):
+            metrics.WEBPUSH[_answer_class(result)].inc()
             if isinstance(result, webpush.PayloadTooLarge):
                 problems.append(str(result))
             elif isinstance(result, webpush.BadSubscription):
@@ -345,6 +350,10 @@ class Worker:
         out.error = "; ".join(problems) or None
         if len(out.done) > len(c.done_targets):
             out.event = "delivered"
+            if not c.done_targets and c.created_at is not None:  # the first acceptance
+                # Wall time against the database's: elapsed for real, whatever the clock.
+                elapsed = time.time() - c.created_at.timestamp()
+                metrics.DELIVERY_LATENCY.observe(max(0.0, elapsed))
         if retryable:
             delay = retry_after if retry_after is not None else backoff(c.attempts)
             if now + dt.timedelta(seconds=delay) < c.expires_at:
@@ -401,6 +410,16 @@ class Worker:
                     self.sent += 1
                 elif o.status == "dead":
                     self.failed += 1
+                    metrics.DEAD_LETTERS.inc()
+
+
+def _answer_class(result: webpush.Result | BaseException) -> str:
+    """The push service's answer, in the classes gateway_webpush_attempts_total counts."""
+    if isinstance(result, webpush.PayloadTooLarge | webpush.BadSubscription):
+        return "unusable"
+    if isinstance(result, BaseException):
+        return "no_answer"
+    return metrics.webpush_result(result.status)
 
 
 WORKER = web.AppKey("worker", Worker)

@@ -15,7 +15,7 @@ from pathlib import Path
 import asyncpg
 from aiohttp import web
 
-from gateway import db
+from gateway import db, metrics
 from gateway.delivery import drain, outbox
 from wallet import apns
 from wallet.store import passes as pass_store
@@ -89,6 +89,7 @@ class PassPusher:
                 return
             client, topic = await self._client(conn, row["merchant_id"])
         outcomes = await client.push_all(tokens, topic)
+        metrics.apns_pushed(outcomes)
         gone = [o.push_token for o in outcomes if o.drop_registration]
         retry = [o for o in outcomes if o.retry]
         problems = [f"{o.status} {o.reason or ''}".strip() for o in outcomes if o.status != 200]

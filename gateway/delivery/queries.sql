@@ -47,7 +47,7 @@ WITH c AS (
 UPDATE outbox o SET leased_until = now() + make_interval(secs => $2), attempts = o.attempts + 1
 FROM c, deliveries dl, coupons cp, offers f
 WHERE o.id = c.id AND dl.id = o.delivery_id AND cp.id = dl.coupon_id AND f.id = dl.offer_id
-RETURNING o.id, o.delivery_id, o.channel, o.attempts, o.expires_at, o.done_targets,
+RETURNING o.id, o.delivery_id, o.channel, o.attempts, o.expires_at, o.done_targets, o.created_at,
           dl.merchant_id, dl.shopper_id, dl.offer_id, dl.coupon_id, cp.code,
           f.title, f.body, f.image_url, f.coupon AS coupon_spec,
           -- The shopper's subscriptions come with the claim: no query per row.
@@ -166,3 +166,20 @@ SELECT id, shopper_id, channels FROM deliveries WHERE id = $1 AND shopper_id = $
 
 -- name: delivery_times
 SELECT opened_at, dismissed_at FROM deliveries WHERE id = $1;
+
+-- name: backlog
+-- What waits to be delivered, for /metrics: each queue's depth, and how long its oldest
+-- due row has waited since it became due (a row backing off after a 429 or a 5xx is
+-- pending but not yet due). Every filter matches a partial index (ix__outbox__pending,
+-- ix__outbox__dead, ix__pass_updates__pending).
+SELECT 'outbox' AS queue, channel AS kind, count(*) AS pending,
+       coalesce(extract(epoch FROM now() - min(available_at) FILTER (WHERE available_at <= now())), 0)
+           AS oldest_due_seconds
+FROM outbox WHERE status = 'pending' GROUP BY channel
+UNION ALL
+SELECT 'pass_updates', target, count(*),
+       coalesce(extract(epoch FROM now() - min(available_at) FILTER (WHERE available_at <= now())), 0)
+FROM pass_updates WHERE done_at IS NULL GROUP BY target;
+
+-- name: dead_rows
+SELECT count(*) FROM outbox WHERE status = 'dead';

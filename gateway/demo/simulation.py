@@ -432,10 +432,13 @@ async def run(
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
+    # On GATEWAY_HOST, so that a Prometheus beside it can scrape the demo's /metrics (the
+    # compose file's demo profile); the demo itself calls it on the loopback address.
+    site = web.TCPSite(runner, cfg.host, port)
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    demo.base = f"http://127.0.0.1:{bound}"
+    local = cfg.host if cfg.host not in ("0.0.0.0", "::", "") else "127.0.0.1"  # noqa: S104
+    demo.base = f"http://{local}:{bound}"
     push = localpush.PushService()
     await push.start()
 

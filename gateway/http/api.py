@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
@@ -26,6 +26,10 @@ WEATHER = Literal[
 ]
 
 PRINCIPAL = web.RequestKey("principal", Principal)
+# Set by a middleware that adds headers to the answer (CORS): a streamed answer sends its
+# headers before the handler returns, so it calls this first (see prepare_stream).
+StreamHook = Callable[[web.StreamResponse], None]
+BEFORE_STREAM: web.RequestKey[StreamHook] = web.RequestKey("before_stream")
 
 
 class Model(pydantic.BaseModel):
@@ -56,6 +60,18 @@ def json(data: Any, *, status: int = 200, headers: Mapping[str, str] | None = No
     return web.Response(
         body=dumps(data), status=status, content_type="application/json", headers=headers
     )
+
+
+async def prepare_stream(request: web.Request, response: web.StreamResponse) -> bool:
+    """Send a streamed answer's headers; False for HEAD, whose answer ends with them."""
+    hook = request.get(BEFORE_STREAM)
+    if hook is not None:
+        hook(response)
+    await response.prepare(request)
+    if request.method == "HEAD":
+        await response.write_eof()
+        return False
+    return True
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -20,6 +20,8 @@ from gateway import settings as settings_mod
 from gateway.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent / "console"
+# The reference shopper app, served at /app/.
+APP_ROOT = Path(__file__).resolve().parent.parent / "static"
 
 # ES modules must come as JavaScript; licence, version and notice files are text.
 _TYPES = {
@@ -28,6 +30,7 @@ _TYPES = {
     ".css": "text/css",
     ".html": "text/html",
     ".json": "application/json",
+    ".webmanifest": "application/manifest+json",
     ".svg": "image/svg+xml",
     ".png": "image/png",
     ".md": "text/plain",
@@ -152,11 +155,30 @@ def content_security_policy(cfg: Settings) -> str:
     )
 
 
-def html_page(body: str, cfg: Settings) -> web.Response:
-    """An HTML page, revalidated on every load, under the pages' CSP."""
+# The shopper app: no inline script either; offer images come from the merchants' https
+# sites; its service worker and manifest are its own files.
+APP_CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data: blob: https:",
+        "connect-src 'self'",
+        "worker-src 'self'",
+        "manifest-src 'self'",
+        "object-src 'none'",
+        "frame-ancestors 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+    )
+)
+
+
+def html_page(body: str, cfg: Settings, *, policy: str | None = None) -> web.Response:
+    """An HTML page, revalidated on every load, under the pages' CSP (or ``policy``)."""
     response = web.Response(text=body, content_type="text/html", charset="utf-8")
     response.headers["Cache-Control"] = NO_CACHE
-    response.headers["Content-Security-Policy"] = content_security_policy(cfg)
+    response.headers["Content-Security-Policy"] = policy or content_security_policy(cfg)
     response.headers.update(SECURITY_HEADERS)
     return response
 

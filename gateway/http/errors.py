@@ -217,6 +217,7 @@ DOMAIN: dict[type[Exception], Callable[[Any], ApiError]] = {
     account_errors.EmailTaken: _with_fields(Conflict, "email_taken"),
     # Only when three attempts at one ping keep racing: the app's next resend gets the answer.
     geo_errors.DuplicatePing: _status(Conflict),
+    account_errors.InvalidOrigin: _with_fields(ValidationFailed),
 }
 
 # What the middleware catches and translates.

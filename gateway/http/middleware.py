@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from gateway import db, logs
+from gateway import db, logs, metrics
 from gateway.accounts.auth import VERIFIER
 from gateway.db import POOL
 from gateway.http import api, errors
@@ -86,6 +86,7 @@ async def gateway_middleware(request: web.Request, handler: api.Handler) -> web.
                 log.debug("client went away", extra={"path": request.path})
                 response = web.Response(status=499)
             elif db.is_unavailable(exc):
+                metrics.DB_UNAVAILABLE.inc()
                 log.warning(
                     "database unavailable",
                     extra={"error": type(exc).__name__, "detail": str(exc)[:200]},

@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 import asyncpg
 
-from gateway import clock, db
+from gateway import clock, db, metrics
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +73,26 @@ class Runner:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
-    async def _round(self, job: Job) -> None:
-        """One round of ``job`` now, unless another process holds its lock."""
+    async def _round(self, job: Job) -> str:
+        """One round of ``job`` now, unless another process holds its lock ("skipped")."""
         async with db.acquire(self._pool) as conn:
             round_ = Round(pool=self._pool, conn=conn, now=self._clock.now())
-            await once(conn, job.lock, lambda: job.round(round_))
+            ran = await once(conn, job.lock, lambda: _ran(job.round(round_)))
+        return "ok" if ran else "skipped"
 
     async def _loop(self, job: Job) -> None:
         while True:
             await asyncio.sleep(job.every_seconds)
             try:
-                await self._round(job)
+                outcome = await self._round(job)
             except Exception:
+                outcome = "failed"
                 log.warning(
                     "periodic job failed; will retry", extra={"job": job.name}, exc_info=True
                 )
+            metrics.job_ran(job.name, outcome, time.time())
+
+
+async def _ran(work: Awaitable[None]) -> bool:
+    await work
+    return True

@@ -16,9 +16,10 @@ import time
 import asyncpg
 from aiohttp import web
 
-from gateway import db, listen
+from gateway import db, listen, metrics
 from geo import store as geo_store
 from geo.index import FenceIndex
+from geo.models import MatchKernel
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +27,21 @@ CHANNEL = "geofences_changed"
 
 
 class IndexHolder:
-    def __init__(self, *, poll_seconds: float = 5.0) -> None:
+    def __init__(self, *, poll_seconds: float = 5.0, match_kernel: MatchKernel = "auto") -> None:
         self.index: FenceIndex = FenceIndex.build([])
+        self._match_kernel: MatchKernel = match_kernel
         self.version = -1
         self.rebuilds = 0
         self._poll_seconds = poll_seconds
         self._wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: asyncpg.Pool | None = None
+        # One rebuild at a time, so a newer snapshot is never replaced by an older one
+        # that was loading alongside it. Rebuilds are numbered as they begin; `_built` is
+        # the number of the last one that succeeded.
+        self._lock = asyncio.Lock()
+        self._started = 0
+        self._built = 0
 
     @property
     def ready(self) -> bool:
@@ -59,21 +67,50 @@ class IndexHolder:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def refresh(self) -> None:
+        """Bring this process's index up to every change committed before the call.
+
+        A write's handler awaits this before answering, so whoever changed a geofence
+        sees the change in their next ping through this replica (read your own writes);
+        other replicas follow by NOTIFY as before. A rebuild that began after the call
+        (its load then saw the commit) is as good as one of our own.
+        """
+        asked = self._started
+        async with self._lock:
+            if self._built > asked:
+                return
+            try:
+                await self._rebuild_locked()
+            except Exception:
+                # The write is committed: answer it, and let the loop catch up as before.
+                log.warning("geofence index refresh failed; will retry", exc_info=True)
+                self._wanted.set()
+
     async def rebuild(self) -> None:
+        async with self._lock:
+            await self._rebuild_locked()
+
+    async def _rebuild_locked(self) -> None:
         assert self._pool is not None
+        self._started += 1
+        number = self._started
         started = time.perf_counter()
         async with db.acquire(self._pool) as conn:
             version, fences = await geo_store.index_rows(conn)
-        index = await asyncio.to_thread(FenceIndex.build, fences)
+        # In a thread: the first build also compiles (or loads) the match kernel.
+        index = await asyncio.to_thread(FenceIndex.build, fences, self._match_kernel)
         # The swap: one reference assignment, atomic for every reader on this loop.
         self.index = index
         self.version = version
         self.rebuilds += 1
+        self._built = number
+        metrics.index_rebuilt(len(index), version, time.perf_counter() - started, time.time())
         log.info(
             "geofence index built",
             extra={
                 "fences": len(index),
                 "version": version,
+                "match_kernel": index.match_kernel,
                 "seconds": round(time.perf_counter() - started, 3),
             },
         )

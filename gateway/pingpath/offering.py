@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import asyncpg
 from aiohttp import web
 
-from gateway import db, listen
+from gateway import db, listen, metrics
 from gateway.delivery import outbox
 from geo.models import Transition
 from offers import codes, decide
@@ -222,6 +222,7 @@ class OfferBooks:
                 rows=[_row(d, offers_by_id[d.offer_id], now) for d in decisions],
                 coupon=coupon,
             )
+            metrics.decided([d.reason for d in decisions], send.channels if send else ())
             if send is not None and coupon is not None:
                 sends.append(send)
                 sent.append(Sent.of(send, coupon.code))

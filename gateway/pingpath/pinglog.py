@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import time
 from collections.abc import Sequence
@@ -153,6 +154,15 @@ class PingLog:
     @property
     def pending(self) -> int:
         return len(self._buffer)
+
+    @property
+    def oldest_pending_at(self) -> dt.datetime | None:
+        """When the oldest ping not yet written was received (None: all written)."""
+        return self._buffer[0].received_at if self._buffer else None
+
+    @property
+    def spool_bytes(self) -> int:
+        return self._spool.size if self._spool is not None else 0
 
     # --- running -------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ import asyncpg
 import numpy as np
 from aiohttp import web
 
-from gateway import db, listen
+from gateway import db, listen, metrics
 from gateway.pingpath import answers, offering, pinglog, visits
 from geo import errors as geo_errors
 from geo import fences, spoofing
@@ -275,6 +275,7 @@ class PingService:
                 await answers.record(conn, request, results, moments)
         # In sync mode this waits until the rows are committed: an answered ping is kept.
         await self.log.record(answers.log_rows(request, results))
+        metrics.pings_counted([r.status for r in results], step.transitions)
         return Outcome(
             results=results, transitions=list(step.transitions), sent=sent, moments=moments
         )

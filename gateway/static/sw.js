@@ -1,60 +1,79 @@
-// Example service worker for the gateway's Web Push messages.
+// The shopper app's service worker: shows each Web Push message as a notification and,
+// when the shopper taps it, reports the open and opens the coupon in the app.
 //
-// The app subscribes with the gateway's VAPID key:
-//   const { public_key } = await (await fetch("/v1/push/vapid-public-key")).json();
-//   const sub = await registration.pushManager.subscribe({
-//     userVisibleOnly: true, applicationServerKey: public_key });
-//   await fetch("/v1/push-subscriptions", { method: "POST", body: JSON.stringify(sub),
-//     headers: { "Content-Type": "application/json", Authorization: "Bearer " + token } });
-// and stores the shopper's token where this worker can read it (here: the Cache API
-// under "/__gateway_token"), so it can report opens.
-//
-// Each message is JSON: {delivery_id, offer_id, title, body, coupon: {code, expires_at},
-// open_url}. The delivery id is the notification's tag: a message delivered twice
-// (push is at least once) replaces itself instead of showing twice.
+// A message is the gateway's JSON: {delivery_id, offer_id, title, body, image_url,
+// coupon: {code, expires_at}, open_url}. The delivery id is the notification's tag, so a
+// message delivered twice (push is at least once) replaces itself instead of showing twice.
+// The page keeps the shopper's token and the API's base in the Cache API, where this
+// worker can read them (it cannot read localStorage).
+
+const SCOPE = new URL("./", self.location.href).href;
+
+self.addEventListener("install", () => self.skipWaiting());
+self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
 
 self.addEventListener("push", (event) => {
   if (!event.data) return;
-  const msg = event.data.json();
-  event.waitUntil(
-    self.registration.showNotification(msg.title, {
-      body: `${msg.body}\nCode ${msg.coupon.code}`,
-      tag: msg.delivery_id,
-      data: msg,
-      timestamp: Date.now(),
-      requireInteraction: false,
-    }),
-  );
+  let msg;
+  try {
+    msg = event.data.json();
+  } catch {
+    return;
+  }
+  const lines = [msg.body, msg.coupon && msg.coupon.code ? `Code ${msg.coupon.code}` : ""];
+  const options = {
+    body: lines.filter(Boolean).join("\n"),
+    tag: String(msg.delivery_id),
+    data: msg,
+    icon: new URL("icon.svg", SCOPE).href,
+    timestamp: Date.now(),
+  };
+  if (msg.image_url) options.image = msg.image_url;
+  event.waitUntil(self.registration.showNotification(String(msg.title || "A new offer"), options));
 });
 
-async function shopperToken() {
+async function stored(key) {
   const cache = await caches.open("gateway");
-  const stored = await cache.match("/__gateway_token");
-  return stored ? stored.text() : null;
+  const found = await cache.match(key);
+  return found ? found.text() : null;
+}
+
+async function apiBase() {
+  const named = new URL(self.location.href).searchParams.get("api");
+  return (named || (await stored("/__gateway_api")) || self.location.origin).replace(/\/+$/, "");
+}
+
+/** Where a click goes: the app's screen of that coupon. */
+function couponUrl(deliveryId) {
+  return `${SCOPE}#/coupon/${encodeURIComponent(deliveryId)}`;
+}
+
+async function reportOpened(deliveryId) {
+  const token = await stored("/__gateway_token");
+  if (!token) return;
+  // Idempotent: a second open records nothing more. The page reports it too on opening.
+  await fetch(`${await apiBase()}/v1/inbox/${encodeURIComponent(deliveryId)}/open`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token}` },
+    credentials: "omit",
+  }).catch(() => {});
+}
+
+async function openCoupon(deliveryId) {
+  const url = couponUrl(deliveryId);
+  const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
+  for (const w of windows) {
+    if (w.url.startsWith(SCOPE) && "focus" in w) {
+      await w.navigate(url);
+      return w.focus();
+    }
+  }
+  return self.clients.openWindow(url);
 }
 
 self.addEventListener("notificationclick", (event) => {
-  const msg = event.notification.data;
+  const msg = event.notification.data || {};
   event.notification.close();
-  event.waitUntil(
-    (async () => {
-      const token = await shopperToken();
-      if (token) {
-        // Idempotent: opening twice records one open.
-        await fetch(msg.open_url, {
-          method: "POST",
-          headers: { Authorization: `Bearer ${token}` },
-        }).catch(() => {});
-      }
-      const windows = await clients.matchAll({ type: "window", includeUncontrolled: true });
-      const url = `/coupons/${encodeURIComponent(msg.delivery_id)}`;
-      for (const w of windows) {
-        if ("focus" in w) {
-          w.navigate(url);
-          return w.focus();
-        }
-      }
-      return clients.openWindow(url);
-    })(),
-  );
+  if (!msg.delivery_id) return;
+  event.waitUntil(Promise.all([reportOpened(msg.delivery_id), openCoupon(msg.delivery_id)]));
 });

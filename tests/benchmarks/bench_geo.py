@@ -4,8 +4,9 @@ Run: python tests/benchmarks/bench_geo.py --fences 100000 --pings 20000
 Fences: ~80 % metre circles (30-300 m) and ~20 % small polygons (5-40 vertices); 80 % of
 them spread over a 30 x 30 km city, the rest over five other cities. Pings: half anywhere in
 the main city, half within 400 m of one of the asking merchant's fences. With --merchants 1
-(the dense layout) every fence is the asking merchant's: one-ping matching is timed whole
-and in its parts (candidate lookup, distances, building the result).
+(the dense layout) every fence is the asking merchant's. One-ping matching is timed on the
+numba kernel and on the numpy path (the fallback, also in its parts: candidate lookup,
+distances, building the result) in alternated rounds, and the two are checked to agree.
 """
 
 from __future__ import annotations
@@ -154,17 +155,63 @@ def timed(fn: Callable[[], object], repeat: int) -> float:
 
 
 LAST: dict[str, float] = {}
+ROUNDS = 7
+
+
+def one_ping(
+    fast: FenceIndex, slow: FenceIndex, pings: list[list[Any]]
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """CPU µs a ping of `match` on the compiled kernel (`fast`) and on the numpy path
+    (`slow`), and the numpy path's parts: best of ROUNDS rounds that alternate all five,
+    so that load on the machine weighs on them alike; and every round's figures."""
+    lon_l, lat_l, reach_l, merchant_l = pings
+    n = len(lon_l)
+
+    def whole(index: FenceIndex) -> Callable[[], None]:
+        def go() -> None:
+            for k in range(n):
+                index.match(lon_l[k], lat_l[k], reach_l[k], merchant_l[k])
+
+        return go
+
+    def lookup() -> None:
+        for k in range(n):
+            slow._lookup(lon_l[k], lat_l[k], reach_l[k], merchant_l[k])
+
+    def lookup_and_measure() -> None:
+        for k in range(n):
+            found = slow._lookup(lon_l[k], lat_l[k], reach_l[k], merchant_l[k])
+            if found is not None:
+                slow._distances(found[0], found[1], lon_l[k], lat_l[k], found[2])
+
+    steps = {
+        "kernel": whole(fast),
+        "numpy": whole(slow),
+        "lookup": lookup,
+        "measure": lookup_and_measure,
+    }
+    rounds: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(ROUNDS):
+        for name, fn in steps.items():
+            rounds[name].append(timed(fn, 1) * 1e6 / n)
+    best = {name: min(values) for name, values in rounds.items()}
+    return {
+        "kernel_us": best["kernel"],
+        "numpy_us": best["numpy"],
+        "lookup_us": best["lookup"],
+        "measure_us": best["measure"] - best["lookup"],
+        "results_us": best["numpy"] - best["measure"],
+    }, rounds
 
 
 def run(n_fences: int, n_pings: int, merchants: int, seed: int) -> list[tuple[str, str]]:
     fence_list = make_fences(n_fences, merchants, seed)
     build_times = [timed(lambda: FenceIndex.build(fence_list), 1) for _ in range(3)]
-    index = FenceIndex.build(fence_list)
+    index = FenceIndex.build(fence_list, "numba")
+    numpy_path = FenceIndex.build(fence_list, "numpy")
     lons, lats, reach, merchant = make_pings(fence_list, n_pings, seed + 1)
-    lon_l, lat_l, reach_l, merchant_l = (a.tolist() for a in (lons, lats, reach, merchant))
-
-    def single() -> list[dict[int, float]]:
-        return [index.match(lon_l[k], lat_l[k], reach_l[k], merchant_l[k]) for k in range(n_pings)]
+    pings = [a.tolist() for a in (lons, lats, reach, merchant)]
+    lon_l, lat_l, reach_l, merchant_l = pings
 
     def batched(size: int) -> Callable[[], None]:
         def go() -> None:
@@ -176,25 +223,14 @@ def run(n_fences: int, n_pings: int, merchants: int, seed: int) -> list[tuple[st
 
         return go
 
-    def lookup() -> None:
-        for k in range(n_pings):
-            index._lookup(lon_l[k], lat_l[k], reach_l[k], merchant_l[k])
-
-    def lookup_and_measure() -> None:
-        for k in range(n_pings):
-            found = index._lookup(lon_l[k], lat_l[k], reach_l[k], merchant_l[k])
-            if found is not None:
-                index._distances(found[0], found[1], lon_l[k], lat_l[k], found[2])
-
-    singles = single()
+    singles = [index.match(*(column[k] for column in pings)) for k in range(n_pings)]
+    fallback = [numpy_path.match(*(column[k] for column in pings)) for k in range(n_pings)]
+    same = all(
+        a.keys() == b.keys() and all(abs(a[f] - b[f]) <= 1e-6 for f in a)
+        for a, b in zip(singles, fallback, strict=True)
+    )
     hits = sum(len(m) for m in singles) / n_pings
-    # The parts and the whole alternate, best of seven each, so that load on the machine
-    # weighs on them alike.
-    t_single = t_lookup = t_measure = math.inf
-    for _ in range(7):
-        t_single = min(t_single, timed(single, 1))
-        t_lookup = min(t_lookup, timed(lookup, 1))
-        t_measure = min(t_measure, timed(lookup_and_measure, 1))
+    best, rounds = one_ping(index, numpy_path, pings)
     t_batch_all = timed(batched(n_pings), 3)
     t_batch_256 = timed(batched(256), 3)
     brute = BruteForce(fence_list)
@@ -211,23 +247,27 @@ def run(n_fences: int, n_pings: int, merchants: int, seed: int) -> list[tuple[st
     )
     per = 1e6 / n_pings
     LAST.update(
+        best,
         build_ms=statistics.median(build_times) * 1e3,
-        single_us=t_single * per,
-        lookup_us=t_lookup * per,
-        measure_us=(t_measure - t_lookup) * per,
-        results_us=(t_single - t_measure) * per,
         batched_us=t_batch_256 * per,
         brute_us=t_brute * 1e6 / n_brute,
         hits=hits,
     )
+    every = {name: " ".join(f"{v:.1f}" for v in values) for name, values in rounds.items()}
     return [
         ("merchants", f"{merchants} ({n_fences // merchants} fences each)"),
         ("build index, median of 3", f"{statistics.median(build_times) * 1e3:.0f} ms"),
         ("fences matched per ping (mean)", f"{hits:.2f}"),
-        ("match(), one ping per call", f"{t_single * per:.2f} µs/ping"),
-        ("  of which candidate lookup (box, STRtree)", f"{t_lookup * per:.2f} µs/ping"),
-        ("  of which distances", f"{(t_measure - t_lookup) * per:.2f} µs/ping"),
-        ("  of which building the result", f"{(t_single - t_measure) * per:.2f} µs/ping"),
+        ("match(), one ping per call, numba kernel", f"{best['kernel_us']:.2f} µs/ping"),
+        ("match(), one ping per call, numpy path", f"{best['numpy_us']:.2f} µs/ping"),
+        ("  of which candidate lookup (box, STRtree)", f"{best['lookup_us']:.2f} µs/ping"),
+        ("  of which distances", f"{best['measure_us']:.2f} µs/ping"),
+        ("  of which building the result", f"{best['results_us']:.2f} µs/ping"),
+        ("numba and numpy paths give the same matches", "yes" if same else "NO"),
+        (
+            f"every round, µs/ping ({ROUNDS}, alternated)",
+            "; ".join(f"{k} {v}" for k, v in every.items()),
+        ),
         (f"match_many(), one batch of {n_pings}", f"{t_batch_all * per:.2f} µs/ping"),
         ("match_many(), batches of 256", f"{t_batch_256 * per:.2f} µs/ping"),
         (f"numpy brute force ({n_brute} pings)", f"{t_brute * 1e6 / n_brute:.1f} µs/ping"),
@@ -261,33 +301,33 @@ def main() -> None:
         per_merchant = f"{args.fences // merchants:,} fences per merchant"
         brute = "numpy brute force"
         one_ping = "one-ping matching, dense layout" if merchants == 1 else "one-ping matching"
+        against_brute = [
+            (f"{one_ping}, numba kernel", "kernel_us"),
+            (f"{one_ping}, numpy path, the fallback", "numpy_us"),
+            ("matching per ping, batches of 256", "batched_us"),
+        ]
         rows_out += [
             figures.row(
-                f"{one_ping} ({per_merchant})",
-                LAST["single_us"],
+                f"{name} ({per_merchant})",
+                LAST[key],
                 "us",
                 baseline=LAST["brute_us"],
                 baseline_name=brute,
                 higher_is_better=False,
-            ),
-            *(
-                figures.row(f"  {part}, one ping ({per_merchant})", LAST[key], "us")
-                for part, key in (
-                    ("candidate lookup: reach box and STRtree query", "lookup_us"),
-                    ("distances to all candidates, array operations", "measure_us"),
-                    ("building the {fence id: metres} result", "results_us"),
-                )
-            ),
-            figures.row(
-                f"matching per ping, batches of 256 ({per_merchant})",
-                LAST["batched_us"],
-                "us",
-                baseline=LAST["brute_us"],
-                baseline_name=brute,
-                higher_is_better=False,
-            ),
-            figures.row(f"index rebuild, {args.fences:,} geofences", LAST["build_ms"], "ms"),
+            )
+            for name, key in against_brute
         ]
+        rows_out += [
+            figures.row(f"  numpy path: {part}, one ping ({per_merchant})", LAST[key], "us")
+            for part, key in (
+                ("candidate lookup: reach box and STRtree query", "lookup_us"),
+                ("distances to all candidates, array operations", "measure_us"),
+                ("building the {fence id: metres} result", "results_us"),
+            )
+        ]
+        rows_out.append(
+            figures.row(f"index rebuild, {args.fences:,} geofences", LAST["build_ms"], "ms")
+        )
     figures.write(args.json, rows_out)
 
 

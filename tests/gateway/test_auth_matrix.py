@@ -30,6 +30,9 @@ MATRIX = [
     ("POST", "/v1/keys", {"admin"}, 201),
     ("GET", "/v1/keys", {"admin"}, 200),
     ("DELETE", "/v1/keys/{key_id}", {"admin"}, 204),
+    ("GET", "/v1/origins", {"admin", "manager"}, 200),
+    ("POST", "/v1/origins", {"admin"}, 201),
+    ("DELETE", "/v1/origins/{origin_id}", {"admin"}, 204),
     ("POST", "/v1/shoppers", {"app"}, 201),
     ("GET", "/v1/shoppers/{shopper_id}", STAFF, 200),
     ("GET", "/v1/me", {"shopper"}, 200),
@@ -100,6 +103,7 @@ def _bodies(tenant: Tenant) -> dict[tuple[str, str], object]:
     ping = {"lat": 48.85, "lon": 2.35, "accuracy_m": 10, "ts": now}
     return {
         ("POST", "/v1/keys"): {"role": "reviewer", "label": "matrix"},
+        ("POST", "/v1/origins"): {"origin": "https://matrix.example"},
         ("POST", "/v1/shoppers"): {"marketing_consent": False},
         ("POST", "/v1/stores"): {"name": "Kiosk", "lat": 48.0, "lon": 2.0, "timezone": "UTC"},
         ("PATCH", "/v1/stores/{store_id}"): {"name": "Renamed"},
@@ -187,6 +191,7 @@ def _fill(path: str, tenant: Tenant, spare_key: int) -> str:
         redemption_id=tenant.redemption_id,
         delivery_id=tenant.delivery_id,
         coupon_id=tenant.coupon_id,
+        origin_id=tenant.origin_id,
     )
 
 
@@ -261,6 +266,7 @@ FOREIGN = [
     ("POST", "/v1/shoppers/{shopper_id}/points", "manager"),
     ("POST", "/v1/shoppers/{shopper_id}/actions", "admin"),
     ("DELETE", "/v1/keys/{key_id}", "admin"),
+    ("DELETE", "/v1/origins/{origin_id}", "admin"),
     ("GET", "/v1/stores/{store_id}", "reviewer"),
     ("PATCH", "/v1/stores/{store_id}", "manager"),
     ("DELETE", "/v1/stores/{store_id}", "manager"),
@@ -301,6 +307,7 @@ async def test_other_merchants_resources_are_invisible(
         offer_id=big,
         redemption_id=big,
         delivery_id="00000000-0000-0000-0000-000000000000",
+        origin_id=big,
     )
     r2 = await api.request(method, missing, token=tenant_a.tokens[role], json=body)
     assert (r2.status, r2.json["error"]["code"], r2.json["error"]["message"]) == (

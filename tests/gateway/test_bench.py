@@ -4,6 +4,7 @@ table and in JSON), and a clear refusal of an unknown step."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -144,3 +145,27 @@ def test_bench_outside_a_source_checkout_says_it_needs_one(
     assert cli.main(["bench", "--quick", "--source", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "needs a source checkout" in err and str(tmp_path) in err
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk (apt-get install wrk)")
+async def test_bench_measures_what_the_metrics_cost_on_a_ping(
+    database_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "metrics.json"
+    code, stdout, stderr = await proc.run(
+        "bench", "--quick", "--only", "metrics", "--out", str(out),
+        environ=proc.env(database_url, tmp_path), timeout=600,
+    )  # fmt: skip
+    assert code == 0, stderr
+    rows = {r["figure"]: r for r in json.loads(out.read_text())["rows"]}
+    throughput = next(r for f, r in rows.items() if f.startswith("ping throughput with metrics"))
+    cpu = rows["server CPU per ping with metrics on (best round)"]
+    for row in (throughput, cpu):
+        assert row["value"] > 0 and row["baseline"] > 0
+        assert row["baseline_name"] == "metrics off (GATEWAY_METRICS=0)"
+    added = rows["metrics per ping, timed in-process (middleware and ping counters)"]
+    assert added["value"] > 0 and "% of the CPU per ping" in added["note"]
+    # Rounds alternate: each side ran as often, neither always first.
+    order = re.findall(r"round \d+, metrics (on |off):", stderr)
+    assert order == ["on ", "off", "off", "on "], order
+    assert "throughput cost of the metrics" in stderr and "metrics on" in stdout

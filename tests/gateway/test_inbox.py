@@ -379,7 +379,16 @@ def test_push_payload_is_the_documented_shape(minutes: int) -> None:
         valid_minutes=minutes,
     )
     payload = orjson.loads(outbox.push_payload(claim, "https://gw.example"))
-    assert set(payload) == {"delivery_id", "offer_id", "title", "body", "coupon", "open_url"}
+    assert set(payload) == {
+        "delivery_id",
+        "offer_id",
+        "title",
+        "body",
+        "image_url",
+        "coupon",
+        "open_url",
+    }
+    assert payload["image_url"] is None
     assert payload["coupon"] == {
         "code": "0123-4567-89AB-CE",
         "expires_at": "2026-01-01T00:00:00+00:00",

@@ -1,7 +1,7 @@
-"""Secrets never reach the logs: a full flow against `gateway serve` at DEBUG level, then
-the log is searched for every token, key, password and code the flow used (the Google
-service-account key included; the Google updater's own logs are checked in
-tests/gateway/test_google_wallet.py)."""
+"""Secrets never reach the logs nor the metrics: a full flow against `gateway serve` at
+DEBUG level, then the log and a scrape of /metrics are searched for every token, key,
+password and code the flow used (the Google service-account key included; the Google
+updater's own logs are checked in tests/gateway/test_google_wallet.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from prometheus_client import parser
 
 from gateway.demo.localpush import PushService
 from tests.support import proc
@@ -110,6 +111,9 @@ async def test_a_full_flow_logs_no_secret(
                 tenant_a.tokens["pos"],
                 {"code": tenant_a.coupon_code, "store_id": str(tenant_a.store_ids[0])},
             )
+            async with http.get("/metrics") as r:
+                assert r.status == 200
+                scraped = await r.text()
     finally:
         await served.stop()
     log = log_file.read_text(errors="replace")
@@ -120,3 +124,13 @@ async def test_a_full_flow_logs_no_secret(
     secrets["VAPID private key"] = pem_body[20:60]
     leaked = {name for name, value in secrets.items() if value and value in log}
     assert not leaked, leaked
+    # The flow moved the metrics, and none of its secrets, ids or addresses is a label.
+    assert 'route="/v1/redemptions"' in scraped and "gateway_redemptions_total" in scraped
+    leaked = {name for name, value in secrets.items() if value and value in scraped}
+    assert not leaked, leaked
+    for family in parser.text_string_to_metric_families(scraped):
+        for sample in family.samples:
+            for label, value in sample.labels.items():
+                assert not label.endswith("_id"), sample
+                assert sub.endpoint not in value and shopper not in value, sample
+                assert label != "route" or not re.search(r"/\d", value), sample

@@ -65,6 +65,7 @@ class TestDelivery:
             "offer_id": oid,
             "title": "20% off a hot coffee",
             "body": "Warm up with us",
+            "image_url": None,
             "coupon": {"code": sent["coupon"]["code"], "expires_at": sent["coupon"]["expires_at"]},
             "open_url": f"{shop.app[SETTINGS].base_url}/v1/inbox/{sent['delivery_id']}/open",
         }

@@ -1,14 +1,19 @@
 """One-ping matching equals the reference, whichever path measures the ping.
 
-`FenceIndex.match` measures a ping's candidates in array operations when there are more
-than a few, one by one in Python when there are few, and through the batched matcher's
-edge arrays for a merchant with a very long polygon. Each must give the reference's
-distances (haversine for circles, `distance.polygon_distance_m` for polygons) to 1e-6 m.
+`FenceIndex.match` measures a ping's candidates in numba's compiled loop (`geo.kernel`) or,
+as the fallback, in numpy: in array operations when there are more than a few, one by one
+in Python when there are few, and through the batched matcher's edge arrays for a merchant
+with a very long polygon. Each must give the reference's distances (haversine for circles,
+`distance.polygon_distance_m` for polygons) to 1e-6 m.
 """
 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +21,7 @@ import shapely
 
 from geo import distance, index, layout
 from geo.index import FenceIndex
-from geo.models import Fence
+from geo.models import Fence, MatchKernel
 from tests.geo.test_geo_index import brute_force
 from tests.support.geo import circle, destination, polygon
 
@@ -78,10 +83,18 @@ def layout_near(seed: int, lon0: float, lat0: float) -> list[Fence]:
     return fences
 
 
+# Both kernels, always: numba is a dependency, so "numba" fails here rather than fall back.
+KERNELS = pytest.mark.parametrize("kernel", ["numba", "numpy"])
+
+
+@KERNELS
 @pytest.mark.parametrize(("seed", "lon0", "lat0"), PLACES)
-def test_one_ping_matching_equals_the_reference(seed: int, lon0: float, lat0: float) -> None:
+def test_one_ping_matching_equals_the_reference(
+    seed: int, lon0: float, lat0: float, kernel: MatchKernel
+) -> None:
     fences = layout_near(seed, lon0, lat0)
-    fence_index = FenceIndex.build(fences)
+    fence_index = FenceIndex.build(fences, kernel)
+    assert fence_index.match_kernel == kernel
     rng = np.random.default_rng(seed + 100)
     paths = {"array": 0, "loop": 0}
     matched = 0
@@ -118,7 +131,8 @@ def test_long_polygons_take_the_general_path() -> None:
     assert fence_index._groups[2].edge_rows is None
 
 
-def test_one_ping_matches_inside_a_hole_and_far_parts() -> None:
+@KERNELS
+def test_one_ping_matches_inside_a_hole_and_far_parts(kernel: MatchKernel) -> None:
     """Many candidates (the array path): a hole is outside, a far part is inside."""
     lon0, lat0 = 2.35, 48.85
     outer = ring(lon0, lat0, [200.0] * 8, 22.5)
@@ -127,10 +141,43 @@ def test_one_ping_matches_inside_a_hole_and_far_parts() -> None:
     shape = shapely.MultiPolygon([shapely.Polygon(outer, [hole]), shapely.Polygon(part)])
     fences = [polygon(1, shape)]
     fences += [circle(10 + k, *destination(lon0, lat0, k * 36.0, 100.0), 30.0) for k in range(10)]
-    fence_index = FenceIndex.build(fences)
+    fence_index = FenceIndex.build(fences, kernel)
     for (bearing, metres), want in [((0.0, 0.0), 60.0 * math.cos(math.pi / 8)), ((90, 800), 0.0)]:
         lon, lat = destination(lon0, lat0, bearing, metres)
         assert fence_index._lookup(lon, lat, 500.0, 1) is not None
         got = fence_index.match(lon, lat, 500.0, 1)
         assert got[1] == pytest.approx(want, abs=0.5)
         assert got[1] == pytest.approx(distance.polygon_distance_m(shape, lon, lat), abs=1e-6)
+
+
+def test_the_kernel_is_chosen_once_and_checked() -> None:
+    fences = layout_near(41, 2.35, 48.85)
+    assert FenceIndex.build(fences).match_kernel == "numba"  # "auto", numba installed
+    assert FenceIndex.build(fences, "numpy").match_kernel == "numpy"
+    assert FenceIndex.build([], "numba").match_kernel == "numpy"  # nothing to measure
+    with pytest.raises(ValueError, match="auto/numba/numpy"):
+        FenceIndex.build(fences, "cuda")  # type: ignore[arg-type]
+
+
+def test_without_numba_auto_takes_the_numpy_path() -> None:
+    """A machine where numba cannot be imported: "auto" falls back, "numba" says why."""
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["numba"] = None  # what an interpreter without numba does on import
+        import pytest
+        from geo.index import FenceIndex
+        from tests.geo.test_geo_index_equality import layout_near
+        fences = layout_near(41, 2.35, 48.85)
+        assert FenceIndex.build(fences).match_kernel == "numpy"
+        with pytest.raises(ImportError):
+            FenceIndex.build(fences, "numba")
+        print("fell back")
+        """
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "fell back"

@@ -11,7 +11,19 @@ import grimp
 PACKAGES = ("gateway", "geo", "offers", "wallet")
 # gateway's top-level modules below every folder: one unit in the drawing.
 BASE = frozenset(
-    {"settings", "secret", "datadir", "db", "migrate", "migrations", "listen", "clock", "logs"}
+    {
+        "settings",
+        "declare",
+        "secret",
+        "datadir",
+        "db",
+        "migrate",
+        "migrations",
+        "listen",
+        "clock",
+        "logs",
+        "metrics",
+    }
 )
 # Top to bottom: every edge should point down this list.
 ORDER = (

@@ -14,6 +14,9 @@ G = "tests/gateway/"
 SERVER: dict[str, str] = {
     G + "test_replicas.py": "replicas behind nginx on one database: caps, kill -9, a restart",
     G + "test_serve.py": "serve processes racing to migrate, several workers, NOTIFY sync",
+    G + "test_metrics.py::test_several_workers_add_up_in_one_scrape": (
+        "serve --workers 2: processes sharing one metrics directory"
+    ),
     G + "test_listen.py": "LISTEN/NOTIFY, and a listener whose backend is terminated",
     G + "test_migrations.py": "migrations under the advisory lock, the catalog's names",
     G + "test_jobs.py": "periodic jobs under advisory locks that other sessions hold",
@@ -23,6 +26,9 @@ SERVER: dict[str, str] = {
         "the server refuses connections and terminates the pool's backends"
     ),
     G + "test_bench.py::test_bench_pings_measures_the_gateway_its_floor_and_the_bare_handler": (
+        "the bench makes and drops its own database on DATABASE_URL's server"
+    ),
+    G + "test_bench.py::test_bench_measures_what_the_metrics_cost_on_a_ping": (
         "the bench makes and drops its own database on DATABASE_URL's server"
     ),
     G + "test_cli.py::test_migrate_command_reports_what_it_applied": "migrate in a subprocess",

@@ -29,6 +29,8 @@ class Tenant:
     delivery_id: str = ""
     coupon_id: int = 0
     push_endpoint: str = "https://push.example.net/fixture"
+    # A web origin the merchant allows (CORS).
+    origin_id: int = 0
 
 
 async def make_tenant(conn: asyncpg.Connection, name: str, stores: int = 2) -> Tenant:
@@ -45,6 +47,11 @@ async def make_tenant(conn: asyncpg.Connection, name: str, stores: int = 2) -> T
         for i in range(stores)
     ]
     tenant = Tenant(merchant_id=merchant.id, store_ids=store_ids)
+    tenant.origin_id = await conn.fetchval(
+        "INSERT INTO merchant_origins (merchant_id, origin) VALUES ($1, $2) RETURNING id",
+        merchant.id,
+        f"https://shop-{merchant.id}.example",
+    )
     for i, store_id in enumerate(store_ids):
         feature = geojson.parse_feature(
             {

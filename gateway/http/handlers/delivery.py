@@ -127,7 +127,8 @@ async def inbox_stream(request: web.Request) -> web.StreamResponse:
         # What arrives from now on (the inbox itself lists what came before).
         after = app[CLOCK].now() - dt.timedelta(seconds=1)
         sent: set[Any] = set()
-        await response.prepare(request)
+        if not await api.prepare_stream(request, response):
+            return response
         await response.write(b": connected\n\n")
         while True:
             try:

@@ -14,6 +14,7 @@ from gateway.accounts.auth import Principal, Role
 from gateway.db import POOL
 from gateway.http import api, errors, paging
 from gateway.http.api import Endpoint, Reply
+from gateway.pingpath.geoindex import GEO_INDEX
 from gateway.settings import SETTINGS
 from geo import anchor, geojson
 from geo import store as geo_store
@@ -181,6 +182,7 @@ async def create_geofence(request: web.Request) -> web.Response:
         rec = await geo_store.insert_geofence(
             conn, merchant_id=p.merchant_id, store_id=store_id, feature=feature
         )
+    await request.app[GEO_INDEX].refresh()
     return api.json(_answer(rec), status=201)
 
 
@@ -244,6 +246,7 @@ async def patch_geofence(request: web.Request) -> web.Response:
             feature=feature,
         )
     assert rec is not None
+    await request.app[GEO_INDEX].refresh()
     return api.json(_answer(rec))
 
 
@@ -252,6 +255,7 @@ async def delete_geofence(request: web.Request) -> web.Response:
     async with db.acquire(request.app[POOL]) as conn, conn.transaction():
         rec = await _visible_geofence(request, conn)
         await geo_store.delete_geofence(conn, rec.id, p.merchant_id)
+    await request.app[GEO_INDEX].refresh()
     return web.Response(status=204)
 
 
@@ -306,7 +310,8 @@ async def list_geofences(request: web.Request) -> web.StreamResponse:
         return api.json({"items": items, "next_cursor": next_cursor})
     # The whole collection, streamed page by page so memory stays flat.
     response = web.StreamResponse(headers={"Content-Type": "application/geo+json"})
-    await response.prepare(request)
+    if not await api.prepare_stream(request, response):
+        return response
     await response.write(b'{"type":"FeatureCollection","features":[')
     after, first = 0, True
     while True:
@@ -384,6 +389,7 @@ async def replace_geofences(request: web.Request) -> web.Response:
         result = await geo_store.replace_geofences(
             conn, merchant_id=p.merchant_id, scope=p.store_ids, items=items
         )
+    await request.app[GEO_INDEX].refresh()
     return api.json(
         {
             "created": [str(i) for i in result.created],

@@ -1,8 +1,9 @@
 """The pages the gateway serves to people besides its JSON API: the console at /console/,
-the API reference at /docs and a landing page at /.
+the reference shopper app at /app/, the API reference at /docs and a landing page at /.
 
 They are not API endpoints: no token, and not in the OpenAPI document. Their files are
-static, in gateway/console/ (the reference and the landing page in its site/ folder).
+static, in gateway/console/ (the reference and the landing page in its site/ folder) and
+gateway/static/ (the shopper app, its manifest and service worker).
 """
 
 from __future__ import annotations
@@ -62,10 +63,32 @@ async def console_root(request: web.Request) -> web.StreamResponse:
     raise web.HTTPPermanentRedirect("/console/")
 
 
+async def shopper_app(request: web.Request) -> web.StreamResponse:
+    """The shopper app at /app/ and its files below it (the service worker's scope)."""
+    path = request.match_info["path"] or INDEX
+    bundle = assets.load(system.version(), assets.APP_ROOT)
+    asset = bundle.get(path)
+    if asset is None:
+        raise errors.NotFound(f"no app file {path!r}")
+    if path == INDEX:
+        body = assets.render(asset.text(), {"v": bundle.version})
+        return assets.html_page(
+            body, request.app[SETTINGS], policy=assets.APP_CONTENT_SECURITY_POLICY
+        )
+    versioned = request.query.get("v") == bundle.version
+    return await assets.answer(request, asset, versioned=versioned)
+
+
+async def shopper_app_root(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPPermanentRedirect("/app/")
+
+
 ROUTES = [
     web.get("/", landing),
     web.get("/docs", docs),
     web.get("/console", console_root),
     web.get("/console/{path:.*}", console),
+    web.get("/app", shopper_app_root),
+    web.get("/app/{path:.*}", shopper_app),
 ]
 HANDLERS = frozenset(route.handler for route in ROUTES)

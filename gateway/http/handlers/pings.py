@@ -12,6 +12,7 @@ import msgspec
 import pydantic
 from aiohttp import web
 
+from gateway import metrics
 from gateway.accounts.auth import Role
 from gateway.clock import CLOCK
 from gateway.db import POOL
@@ -234,7 +235,9 @@ async def post_ping_batch(request: web.Request) -> web.Response:
     assert p.shopper_id is not None
     _rate_limit(request, p.shopper_id)
     raw = await api.read_body(request, limit=request.app[SETTINGS].max_body_bytes)
-    outcome = await _process(request, _batch(raw), batch=True)
+    batch = _batch(raw)
+    metrics.batch_received(len(batch))
+    outcome = await _process(request, batch, batch=True)
     transitions = answers.transitions_json(outcome.transitions)
     offers = [s.as_json() for s in outcome.sent]
     results = []

@@ -174,7 +174,8 @@ async def _stream_csv(
     async with db.acquire(request.app[POOL]) as conn, conn.transaction():
         # Before the first byte: a database failure here is still a clean 503.
         cursor = conn.cursor(query, *args, prefetch=500)
-        await response.prepare(request)
+        if not await api.prepare_stream(request, response):
+            return response
         async for record in cursor:
             writer.writerow(row(record))
             if buffer.tell() >= CSV_CHUNK:

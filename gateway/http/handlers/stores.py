@@ -13,6 +13,7 @@ from gateway.accounts.auth import Role
 from gateway.db import POOL
 from gateway.http import api, errors, paging
 from gateway.http.api import Endpoint, Reply
+from gateway.pingpath.geoindex import GEO_INDEX
 from gateway.settings import SETTINGS
 from geo import anchor
 from geo import places as geo_places
@@ -165,6 +166,8 @@ async def delete_store(request: web.Request) -> web.Response:
     async with db.acquire(request.app[POOL]) as conn, conn.transaction():
         store = await _visible_store(request, conn)
         await geo_store.delete_store(conn, store.id, p.merchant_id)
+    # Its geofences went with it.
+    await request.app[GEO_INDEX].refresh()
     return web.Response(status=204)
 
 
