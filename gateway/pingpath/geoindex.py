@@ -122,23 +122,30 @@ class IndexHolder:
             await asyncio.sleep(0.05)
             self._wanted.clear()
             try:
-                await self.rebuild()
+                # A write through this process already brought the index up to date before
+                # answering (refresh): its own NOTIFY then finds nothing new to build.
+                if await self.stale():
+                    await self.rebuild()
             except Exception:
                 log.warning("geofence index rebuild failed; will retry", exc_info=True)
                 await asyncio.sleep(1)
                 self._wanted.set()
 
-    async def _poll_loop(self) -> None:
+    async def stale(self) -> bool:
+        """Whether a geofence change was committed since the index's snapshot."""
         assert self._pool is not None
+        async with db.acquire(self._pool) as conn:
+            return await geo_store.index_version(conn) != self.version
+
+    async def _poll_loop(self) -> None:
         while True:
             await asyncio.sleep(self._poll_seconds)
             try:
-                async with db.acquire(self._pool) as conn:
-                    current = await geo_store.index_version(conn)
+                stale = await self.stale()
             except Exception:
                 log.warning("geofence change poll failed", exc_info=True)
                 continue
-            if current != self.version:
+            if stale:
                 self._wanted.set()
 
 

@@ -12,6 +12,8 @@ import asyncpg
 import orjson
 import shapely
 
+from gateway import db
+from gateway.db import POOL
 from gateway.pingpath.geoindex import GEO_INDEX
 from tests.support.client import ApiClient, Reply
 from tests.support.tenants import Tenant
@@ -159,6 +161,8 @@ async def test_a_geofence_write_is_live_here_before_its_answer(
     gid = created.json["id"]
     # At once: no wait for the NOTIFY and the rebuild it sets off.
     assert index.index.get(int(gid)) is not None
+    # The write's own NOTIFY then has nothing left to build here.
+    assert not await index.stale()
     assert (gid, "enter") in await _ping(api, shopper, lon, lat)
 
     moved = await api.patch(
@@ -183,3 +187,7 @@ async def test_a_geofence_write_is_live_here_before_its_answer(
     [new] = imported.json["created"]
     assert index.index.get(int(new)) is not None
     assert {int(d) for d in imported.json["deleted"]}.isdisjoint(f.id for f in index.index.fences())
+    # A change this process did not make is seen as one.
+    async with db.acquire(api.raw.server.app[POOL]) as conn:
+        await conn.execute("UPDATE geofences SET name = 'renamed by SQL' WHERE id = $1", int(new))
+    assert await index.stale()
