@@ -18,6 +18,7 @@ from gateway.http.handlers import reports as rep_handlers
 from gateway.jobs import stats as gw_stats
 from offers import report, stats
 from offers import store as offers_store
+from offers.models import REASONS
 from tests.support.shop import Shop, enrol
 
 
@@ -329,3 +330,5 @@ def test_the_funnel_definitions_are_quoted_word_for_word() -> None:
     reasons = (root / "gateway/console/review-ui.js").read_text(encoding="utf-8")
     for code, words in report.REASON_WORDS.items():
         assert f'  {code}: "{words}",' in reasons, code
+    listed = reasons.split("export const REASONS = [", 1)[1].split("];", 1)[0]
+    assert [c.strip().strip('",') for c in listed.split() if c.strip()] == list(REASONS)
