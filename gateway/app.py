@@ -17,7 +17,7 @@ from gateway.delivery import googlepush, inbox, passpush, wiring
 from gateway.delivery.inbox import INBOX_HUB
 from gateway.delivery.outbox import WORKER
 from gateway.delivery.webpush import VAPID
-from gateway.http import cors, instrument, middleware, ratelimit, routing
+from gateway.http import instrument, middleware, ratelimit, routing
 from gateway.http.handlers import delivery as delivery_handlers
 from gateway.http.handlers import (
     geofences,
@@ -83,13 +83,8 @@ def create_app(
         # Per-endpoint limits are enforced while reading (api.read_limited); this
         # is only aiohttp's own ceiling, the largest of them.
         client_max_size=settings.max_import_bytes,
-        # The metrics' middleware goes first, so it times the answer the client gets; then
-        # CORS: it answers preflights, and its headers go on error answers too.
-        middlewares=[
-            *([instrument.middleware()] if settings.metrics else []),
-            cors.cors_middleware,
-            middleware.gateway_middleware,
-        ],
+        # One middleware: the metrics (when on), CORS, request ids, errors and auth.
+        middlewares=[middleware.build(instrument.Recorder() if settings.metrics else None)],
     )
     app[SETTINGS] = settings
     app[DB_URL] = db_url or db.resolve_url(settings)

@@ -1,8 +1,9 @@
 """CORS for merchants' web pages: preflights and Access-Control headers on the shopper and
 app endpoints, for the origins each merchant allows (gateway/accounts/origins.py).
 
-A request without an ``Origin`` header costs one header lookup here. Preflights carry no
-token, so they are answered for an origin that any merchant allows, from memory; an actual
+The gateway's middleware (middleware.py) calls this only for a request with an ``Origin``
+header; any other costs one header lookup. Preflights carry no token, so they are
+answered for an origin that any merchant allows, from memory; an actual
 answer carries the headers only when the token's merchant allows the origin (a shopper or
 app token; staff tokens get none), or, with no verified token yet (a 401, the public VAPID
 key), when any merchant does. Error answers carry them too, so the page can read them.
@@ -39,17 +40,10 @@ def for_browsers(endpoint: Endpoint) -> bool:
     return not endpoint.roles.isdisjoint(BROWSER_ROLES)
 
 
-@web.middleware
-async def cors_middleware(request: web.Request, handler: api.Handler) -> web.StreamResponse:
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return await handler(request)
-    return await _cross_origin(request, handler, origin)
-
-
-async def _cross_origin(
+async def cross_origin(
     request: web.Request, handler: api.Handler, origin: str
 ) -> web.StreamResponse:
+    """Answer a request that carries an ``Origin`` (the gateway's middleware calls this)."""
     merchants = request.app[ORIGINS].merchants(origin)
     if not merchants:
         return await handler(request)

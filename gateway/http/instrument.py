@@ -1,7 +1,8 @@
-"""HTTP metrics: a middleware timing every request by route template, and the sampler that
-copies the process's gauges (requests in flight, the pool, the ping log) into the metrics.
+"""HTTP metrics: the recorder the gateway's middleware times every request with, by route
+template, and the sampler that copies the process's gauges (requests in flight, the pool,
+the ping log) into the metrics.
 
-The middleware binds each route's metrics the first time the route is seen, so a request
+The recorder binds each route's metrics the first time the route is seen, so a request
 pays a dictionary look-up, two clock reads and a few integer additions (metrics.Tally and
 metrics.Timing; their sums reach the metrics every second and before each scrape). Gauges
 are sampled at the same moments rather than moved on every request.
@@ -16,7 +17,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from gateway import metrics
 from gateway.clock import CLOCK
@@ -78,36 +78,30 @@ def _template(request: web.Request) -> str:
 _ROUTES: dict[tuple[str, str], _Route] = {}
 
 
-def middleware() -> Middleware:
-    """A new instrumenting middleware, outermost: it sees the answer the client gets."""
-    routes = _ROUTES
-    flight = IN_FLIGHT
-    clock = time.perf_counter
+class Recorder:
+    """Times and counts the requests of one app; the gateway's middleware calls it.
 
-    @web.middleware
-    async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        started = clock()
-        flight.n += 1
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        except asyncio.CancelledError:
-            status = 499  # the client went away; nginx's word for it
-            raise
-        finally:
-            flight.n -= 1
-            key = (request.method, _template(request))
-            route = routes.get(key)
-            if route is None:
-                route = routes[key] = _Route(*key)
-            route.answered(clock() - started, status)
+    It binds each route's metrics the first time the route is seen.
+    """
 
-    return metrics_middleware
+    __slots__ = ("_clock", "_flight", "_routes")
+
+    def __init__(self) -> None:
+        self._routes = _ROUTES
+        self._flight = IN_FLIGHT
+        self._clock = time.perf_counter
+
+    def begin(self) -> float:
+        self._flight.n += 1
+        return self._clock()
+
+    def end(self, request: web.Request, started: float, status: int) -> None:
+        self._flight.n -= 1
+        key = (request.method, _template(request))
+        route = self._routes.get(key)
+        if route is None:
+            route = self._routes[key] = _Route(*key)
+        route.answered(self._clock() - started, status)
 
 
 def sample(app: web.Application) -> None:
