@@ -368,6 +368,14 @@ class FenceIndex:
         reach = acc_a + margin_m
         n = lon_a.size
         pair_ping, pair_fence, wrapped = self._candidates(lon_a, lat_a, reach, merchant_a)
+        if self._measure is not None and self._tables is not None:
+            west, _, east, _ = distance.bbox_around_array(lon_a, lat_a, reach)
+            shifted = (west > east) | (west <= -180.0) | (east >= 180.0)
+            p, ids, d = kernel.measure_pairs(
+                self._tables, pair_ping, pair_fence, (lon_a, lat_a, reach), shifted
+            )
+            order = np.lexsort((ids, p))
+            return BatchMatches(n_pings=n, ping=p[order], fence_id=ids[order], distance_m=d[order])
         pair_reach = reach[pair_ping]
         pair_lon, pair_lat = lon_a[pair_ping], lat_a[pair_ping]
         dist = np.empty(pair_ping.size)

@@ -151,11 +151,41 @@ def _measure(
     return kept
 
 
+def _measure_runs(
+    starts: IntArray,
+    ping: IntArray,
+    hits: IntArray,
+    pings: FloatArray,
+    shifted: npt.NDArray[np.bool_],
+    circle: npt.NDArray[np.bool_],
+    fence: FloatArray,
+    seg: FloatArray,
+    seg_start: IntArray,
+    seg_count: IntArray,
+    ids: IntArray,
+    out: FloatArray,
+    kept: npt.NDArray[np.bool_],
+) -> None:
+    """`_measure` over a batch: `hits[starts[r]:starts[r + 1]]` are the candidates of ping
+    `ping[starts[r]]`, whose (lon, lat, reach) is that row of `pings`. Marks in `kept` the
+    entries `_measure` kept, after writing their ids and distances in place."""
+    for r in range(starts.size):
+        a = starts[r]
+        b = starts[r + 1] if r + 1 < starts.size else hits.size
+        i = ping[a]
+        args = (circle, fence, seg, seg_start, seg_count, ids)
+        k = _kernel(hits[a:b], pings[i, 0], pings[i, 1], pings[i, 2], shifted[i], *args, out[a:b])
+        kept[a : a + k] = True
+
+
 Measure = Callable[
     [IntArray, float, float, float, bool, Any, FloatArray, FloatArray, Any, Any, Any, FloatArray],
     int,
 ]
 _compiled: Measure | None = None
+# The compiled `_measure`, as `_measure_runs` calls it, and the compiled `_measure_runs`.
+_kernel: Any = None
+_runs: Any = None
 _failed = False
 _lock = threading.Lock()
 
@@ -209,6 +239,7 @@ def _compile() -> Measure:
     )
     no_hits = np.zeros(0, dtype=np.int64)
     measure(no_hits, 0.0, 0.0, 0.0, False, *_args(empty), np.zeros(0))  # type: ignore[call-arg]
+    _compile_runs(measure, empty)
     log.info(
         "one-ping kernel ready",
         extra={"numba": numba.__version__, "seconds": round(time.perf_counter() - started, 3)},
@@ -216,5 +247,55 @@ def _compile() -> Measure:
     return measure
 
 
+def _compile_runs(measure: Measure, empty: Tables) -> None:
+    """Compile `_measure_runs`, which calls the compiled `measure` through `_kernel`."""
+    global _kernel, _runs
+    import numba
+
+    _kernel = measure
+    runs: Any
+    try:
+        runs = numba.njit(cache=True, nogil=True)(_measure_runs)
+    except RuntimeError:
+        runs = numba.njit(nogil=True)(_measure_runs)
+    none = np.zeros(0, dtype=np.int64)
+    runs(
+        none,
+        none,
+        none,
+        np.zeros((0, 3)),
+        np.zeros(0, dtype=bool),
+        *_args(empty),
+        np.zeros(0),
+        np.zeros(0, dtype=bool),
+    )
+    _runs = runs
+
+
 def _args(t: Tables) -> tuple[Any, ...]:
     return (t.circle, t.fence, t.seg, t.seg_start, t.seg_count, t.ids)
+
+
+def measure_pairs(
+    t: Tables,
+    pair_ping: IntArray,
+    pair_fence: IntArray,
+    pings: tuple[FloatArray, FloatArray, FloatArray],
+    shifted: npt.NDArray[np.bool_],
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """The compiled loop over a batch's (ping, fence position) candidate pairs: for each
+    ping, exactly what `FenceIndex.match` measures for that ping alone, in one compiled
+    call for the whole batch. Only once `compiled` has returned the compiled loop.
+
+    `pings` is (lon, lat, reach) per ping and `shifted` whether the ping's box touches
+    ±180°. Returns the kept pairs as (ping, fence id, metres), grouped by ping.
+    """
+    order = np.argsort(pair_ping, kind="stable")
+    ping = pair_ping[order]
+    hits = np.ascontiguousarray(pair_fence[order], dtype=np.int64)
+    dist = np.empty(hits.size)
+    kept = np.zeros(hits.size, dtype=bool)
+    starts = np.flatnonzero(np.diff(ping, prepend=-1))  # where each ping's pairs start
+    table = np.column_stack(pings)
+    _runs(starts, ping, hits, table, shifted, *_args(t), dist, kept)
+    return ping[kept], hits[kept], dist[kept]

@@ -124,6 +124,36 @@ def test_one_ping_matching_equals_the_reference(
     assert matched > 300
 
 
+@KERNELS
+@pytest.mark.parametrize(("seed", "lon0", "lat0"), PLACES)
+def test_batched_matching_equals_one_ping_matching(
+    seed: int, lon0: float, lat0: float, kernel: MatchKernel
+) -> None:
+    """`match_many` (the batch upload's matcher; with numba, one compiled call per ping
+    over the batch's candidate pairs) finds what `match` finds for each ping alone."""
+    fences = layout_near(seed, lon0, lat0)
+    fence_index = FenceIndex.build(fences, kernel)
+    rng = np.random.default_rng(seed + 200)
+    n = 300
+    points = [
+        destination(lon0, lat0, float(rng.uniform(0, 360)), float(rng.uniform(0, 1200)))
+        for _ in range(n)
+    ]
+    lons, lats = (np.array(c) for c in zip(*points, strict=True))
+    reach = rng.uniform(0, 150, n)
+    merchants = np.where(np.arange(n) % 4 == 0, 2, 1)
+    merchants[::7] = 3  # no fences
+    batch = fence_index.match_many(lons, lats, reach, merchants, margin_m=5.0).to_dicts()
+    matched = 0
+    for k in range(n):
+        one = fence_index.match(lons[k], lats[k], reach[k], int(merchants[k]), margin_m=5.0)
+        assert batch[k].keys() == one.keys(), k
+        for fence_id, d in one.items():
+            assert batch[k][fence_id] == pytest.approx(d, abs=1e-6)
+        matched += len(one)
+    assert matched > 200  # the test means something only if fences did match
+
+
 def test_long_polygons_take_the_general_path() -> None:
     fences = layout_near(31, 2.35, 48.85)
     fence_index = FenceIndex.build(fences)
