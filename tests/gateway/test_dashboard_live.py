@@ -6,8 +6,9 @@ Prometheus scrapes the demo's gateway twice a second while the morning plays; th
 panel's queries are evaluated over the run through Prometheus's HTTP API, exactly as
 Grafana would send them. A panel moves when one of its series changes value during the
 run or stands off zero (a stat panel: when it has a value). The demo cannot move the
-wallet panel: it runs with no APNs or Google Wallet peer, so no pass update is sent. That panel is named
-below, and the test checks it still does not move, so the list cannot go stale.
+wallet panel: it runs with no APNs or Google Wallet peer, so no pass update is sent.
+That panel is named below, and the test checks it still does not move, so the list
+cannot go stale.
 """
 
 from __future__ import annotations
