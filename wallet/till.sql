@@ -19,9 +19,9 @@ voided_by, void_reason
 SELECT {payment_columns} FROM point_payments WHERE merchant_id = $1 AND idempotency_key = $2;
 
 -- name: insert_payment
-INSERT INTO point_payments (merchant_id, shopper_id, store_id, points, requested, amount, order_ref,
-                            key_id, idempotency_key, request_hash, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+INSERT INTO point_payments (merchant_id, shopper_id, store_id, points, requested, amount,
+                            order_ref, key_id, idempotency_key, request_hash, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 RETURNING {payment_columns};
 
 -- name: get_payment

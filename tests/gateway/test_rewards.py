@@ -99,8 +99,14 @@ async def test_managers_define_rewards_and_shoppers_see_what_they_can_buy(shop: 
     r = await shop.api.post(
         "/v1/catalog/rewards",
         token=shop.token("manager"),
-        json={"kind": "free_item", "name": "x", "title": "x", "body": "x", "points": 1,
-              "coupon": COUPON},
+        json={
+            "kind": "free_item",
+            "name": "x",
+            "title": "x",
+            "body": "x",
+            "points": 1,
+            "coupon": COUPON,
+        },
     )
     assert (r.status, list(r.json["error"]["fields"])) == (422, ["store_ids"])
     # The reward's offer is not an offer managers see or edit.
