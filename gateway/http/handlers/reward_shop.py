@@ -221,7 +221,7 @@ ENDPOINTS = [
         "reward_limit_reached; 403 reward_not_for_tier; 404 unknown_reward.",
         roles=SHOPPER,
         replies={201: Reply(description="The grant and its coupon", model=GrantOut)},
-        errors=(403, 404, 409, 422),
+        errors=(400, 403, 404, 409, 422),
         parameters=(idempotency.PARAMETER,),
     ),
     Endpoint(
