@@ -6,12 +6,36 @@ from __future__ import annotations
 
 import io
 import zipfile
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+import aiohttp
 import orjson
 
-if TYPE_CHECKING:
-    from gateway.demo.simulation import Demo
+from gateway.demo import report
+
+
+class Demo(Protocol):
+    """What this module uses of gateway.demo.simulation.Demo (which calls it)."""
+
+    http: aiohttp.ClientSession
+    base: str
+    tokens: dict[str, str]
+    stores: list[Any]
+    walkers: list[Any]
+    summary: report.Summary
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        token: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        idempotency: bool = False,
+        ok: tuple[int, ...] = (200, 201),
+    ) -> tuple[int, Any]: ...
+
 
 COFFEE_POINTS = 150
 
@@ -74,7 +98,7 @@ async def morning(demo: Demo) -> None:
         demo.summary.points_payments = int(status == 201)
 
 
-async def report(demo: Demo) -> None:
+async def points_report(demo: Demo) -> None:
     """After the walk: the points outstanding and the program's liability, as reviewers
     read them."""
     _, points = await demo.call("GET", "/v1/reports/points", demo.tokens["reviewer"])

@@ -451,7 +451,7 @@ async def run(
             await demo.enrol(push, key["public_key"])
             await rewards.morning(demo)
             await demo.walk()
-            await rewards.report(demo)
+            await rewards.points_report(demo)
             await app[PINGS].log.flush()
             await demo.results(push, lambda: _drain(pool))
             demo.summary.seconds = time.monotonic() - started

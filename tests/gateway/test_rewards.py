@@ -9,7 +9,9 @@ from typing import Any
 
 import asyncpg
 
+from tests.support import rewards as reward_support
 from tests.support.shop import Shop, enrol
+from tests.support.tenants import Tenant
 
 COUPON = {"discount": "A free coffee", "valid_minutes": 60 * 24 * 30}
 
@@ -210,3 +212,32 @@ async def test_parallel_gift_card_purchases_each_get_their_own_code(
     assert {r.error_code for r in replies if r.status != 201} == {"reward_out_of_stock"}
     left = await shop.api.get(f"/v1/catalog/rewards/{card}", token=shop.token("manager"))
     assert left.json["codes_left"] == 0
+
+
+async def test_a_reward_off_sale_for_the_tier_or_another_program_is_refused(
+    shop: Shop, conn: asyncpg.Connection, tenant_b: Tenant
+) -> None:
+    sid = shop.tenant.shopper_id
+    assert sid is not None
+    await _give(shop, sid, 5000)
+    gold = await _reward(shop, name="Gold mug", tiers=["Gold"])
+    r = await _buy(shop, gold, "t1")
+    assert (r.status, r.error_code) == (403, "reward_not_for_tier")
+    paused = await _reward(shop, name="Paused", status="paused")
+    r = await _buy(shop, paused, "t2")
+    assert (r.status, r.error_code) == (404, "unknown_reward")
+    # Another program's reward is as absent as one that does not exist.
+    await reward_support.stock(conn, tenant_b)
+    r = await _buy(shop, str(tenant_b.reward_id), "t3")
+    missing = await _buy(shop, "999999999", "t4")
+    assert (
+        (r.status, r.error_code, r.json["error"]["message"])
+        == (
+            missing.status,
+            missing.error_code,
+            missing.json["error"]["message"],
+        )
+        == (404, "unknown_reward", "no such reward on sale")
+    )
+    # Nothing was spent by the refusals.
+    assert await conn.fetchval("SELECT points FROM shoppers WHERE id = $1", sid) == 5000
