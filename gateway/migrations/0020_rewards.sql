@@ -98,10 +98,10 @@ CREATE TABLE point_payments (
     void_reason      text,
     CONSTRAINT uq__point_payments__merchant_id_idempotency_key
         UNIQUE (merchant_id, idempotency_key),
+    -- No foreign key to stores, as for redemptions: a store closed and deleted keeps its
+    -- till's history.
     CONSTRAINT fk__point_payments__shopper FOREIGN KEY (merchant_id, shopper_id)
-        REFERENCES shoppers (merchant_id, id) ON DELETE CASCADE,
-    CONSTRAINT fk__point_payments__store FOREIGN KEY (merchant_id, store_id)
-        REFERENCES stores (merchant_id, id)
+        REFERENCES shoppers (merchant_id, id) ON DELETE CASCADE
 );
 CREATE INDEX ix__point_payments__shopper_id ON point_payments (shopper_id, created_at);
 
