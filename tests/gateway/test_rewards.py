@@ -177,6 +177,11 @@ async def test_parallel_purchases_never_oversell_stock_or_limits(
     statuses = sorted((r.status, r.error_code if r.status != 201 else "") for r in replies)
     assert statuses == [(201, "")] * 5 + [(409, "reward_out_of_stock")] * 7
     assert await conn.fetchval("SELECT issued_count FROM rewards WHERE id = $1", int(coffee)) == 5
+    url = f"/v1/catalog/rewards/{coffee}"
+    low = await shop.api.patch(url, token=shop.token("manager"), json={"stock": 4})
+    assert (low.status, low.error_code) == (422, "stock_below_issued")
+    more = await shop.api.patch(url, token=shop.token("manager"), json={"stock": 6})
+    assert (more.status, more.json["stock"], more.json["issued"]) == (200, 6, 5)
     # The shoppers refused kept their points: nothing was half-written.
     assert await conn.fetchval("SELECT count(*) FROM shoppers WHERE points = 100") >= 7
 
