@@ -67,6 +67,8 @@ async def morning(demo: Demo) -> None:
             "stock": 100,
             "per_shopper_limit": 1,
             "store_ids": [s.id for s in demo.stores],
+            # The inbox only: the demo runs without the pass pusher.
+            "channels": ["inbox"],
             "coupon": {"discount": "Free coffee", "valid_minutes": 60 * 24 * 30},
         },
     )
