@@ -25,12 +25,16 @@ from gateway.http.handlers import (
     metrics,
     pages,
     passkit,
+    points_report,
     program,
     redemptions,
     reports,
+    reward_shop,
+    rewards,
     stores,
     system,
     tenancy,
+    till,
     wallet_callbacks,
 )
 from gateway.http.handlers import loyalty as loyalty_handlers
@@ -72,6 +76,10 @@ def all_endpoints() -> list[routing.Endpoint]:
         *google_passes.ENDPOINTS,
         *passkit.ENDPOINTS,
         *wallet_callbacks.ENDPOINTS,
+        *rewards.ENDPOINTS,
+        *reward_shop.ENDPOINTS,
+        *till.ENDPOINTS,
+        *points_report.ENDPOINTS,
     ]
 
 

@@ -12,7 +12,13 @@ OffersError
 ├── IdempotencyKeyReused    the key was used for a different request
 ├── IdempotencyKeyRace      a request with the same key is in flight (retry)
 ├── AlreadyVoided           the redemption was already voided
-└── VoidWindowClosed        too late to void
+├── VoidWindowClosed        too late to void
+└── RewardRefused           a reward the shopper cannot buy now
+    ├── UnknownReward           no such reward in the catalog (or not on sale)
+    ├── RewardNotForTier        the reward is for other tiers
+    ├── RewardLimitReached      the shopper bought it as often as allowed
+    ├── RewardOutOfStock        its stock (or gift-card codes) ran out
+    └── StockBelowIssued        a stock lower than what was already issued
 """
 
 from __future__ import annotations
@@ -113,6 +119,46 @@ class VoidWindowClosed(OffersError):
 
     def __init__(self, minutes: int) -> None:
         super().__init__(f"a redemption can only be voided within {minutes} minutes")
+
+
+class RewardRefused(OffersError):
+    code = "reward_refused"
+
+
+class UnknownReward(RewardRefused):
+    code = "unknown_reward"
+
+    def __init__(self) -> None:
+        super().__init__("no such reward on sale")
+
+
+class RewardNotForTier(RewardRefused):
+    code = "reward_not_for_tier"
+
+    def __init__(self, tiers: Sequence[str]) -> None:
+        super().__init__(f"this reward is for the tiers {', '.join(tiers)}")
+
+
+class RewardLimitReached(RewardRefused):
+    code = "reward_limit_reached"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"a shopper can buy this reward at most {limit} time(s)")
+
+
+class RewardOutOfStock(RewardRefused):
+    code = "reward_out_of_stock"
+
+    def __init__(self) -> None:
+        super().__init__("this reward is out of stock")
+
+
+class StockBelowIssued(RewardRefused):
+    code = "stock_below_issued"
+
+    def __init__(self, issued: int) -> None:
+        super().__init__(f"{issued} were already issued: the stock cannot be lower")
+        self.issued = issued
 
 
 def _ago(delta: dt.timedelta) -> str:

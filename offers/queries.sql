@@ -23,10 +23,13 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $
 RETURNING {offer_columns};
 
 -- name: get_offer
-SELECT {offer_columns} FROM offers WHERE merchant_id = $1 AND id = $2 AND deleted_at IS NULL;
+-- Offers that carry a reward's coupon (trigger 'reward') belong to the rewards catalog.
+SELECT {offer_columns} FROM offers WHERE merchant_id = $1 AND id = $2 AND deleted_at IS NULL
+  AND trigger <> 'reward';
 
 -- name: lock_offer
 SELECT {offer_columns} FROM offers WHERE merchant_id = $1 AND id = $2 AND deleted_at IS NULL
+  AND trigger <> 'reward'
 FOR UPDATE;
 
 -- name: update_offer
@@ -41,7 +44,7 @@ RETURNING {offer_columns};
 -- name: list_offers
 -- A store-scoped reader ($2 not NULL) sees the offers that touch only its stores.
 SELECT {offer_columns} FROM offers
-WHERE merchant_id = $1 AND deleted_at IS NULL
+WHERE merchant_id = $1 AND deleted_at IS NULL AND trigger <> 'reward'
   AND ($2::bigint[] IS NULL OR scope_store_ids <@ $2::bigint[])
   AND ($3::text IS NULL OR status = $3)
   AND id > $4
@@ -51,12 +54,12 @@ LIMIT $5;
 -- name: active_offers
 -- What a gateway process caches to find candidates; ended offers are left out.
 SELECT {offer_columns} FROM offers
-WHERE merchant_id = $1 AND deleted_at IS NULL AND status = 'active'
+WHERE merchant_id = $1 AND deleted_at IS NULL AND status = 'active' AND trigger <> 'reward'
   AND (ends_at IS NULL OR ends_at > now());
 
 -- name: archive_offer
 UPDATE offers SET deleted_at = now(), status = 'paused', updated_at = now()
-WHERE merchant_id = $1 AND id = $2 AND deleted_at IS NULL
+WHERE merchant_id = $1 AND id = $2 AND deleted_at IS NULL AND trigger <> 'reward'
 RETURNING id;
 
 -- name: store_hours

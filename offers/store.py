@@ -332,8 +332,9 @@ class Send:
     shopper_id: int
     offer_id: int
     coupon_id: int
-    decision_id: int
-    store_id: int
+    # None for a coupon the program granted without a decision (offers.rewards).
+    decision_id: int | None
+    store_id: int | None
     channels: tuple[str, ...]
     at: dt.datetime
     expires_at: dt.datetime

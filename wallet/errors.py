@@ -9,6 +9,9 @@ WalletError
 ├── GoogleWalletNotConfigured  the merchant has no Google Wallet issuer
 ├── ServiceAccountInvalid   a service-account file Google would not accept
 ├── CouponNotLive           a redeemed or expired coupon asked for as a new pass
+├── UnknownMember           no card of this program carries that member barcode
+├── AlreadyVoided           the points payment was already voided
+├── VoidWindowClosed        too late to void the points payment
 └── CallbackRefused         a Google Wallet callback we do not believe or cannot use
     ├── CallbackMalformed       not an ECv2SigningOnly message
     ├── CallbackUnsigned        a signature or the intermediate signing key is missing
@@ -76,6 +79,27 @@ class CouponNotLive(WalletError):
 
     def __init__(self, state: str) -> None:
         super().__init__(f"this coupon is {state}; only live coupons can be saved to a wallet")
+
+
+class UnknownMember(WalletError):
+    code = "unknown_member"
+
+    def __init__(self) -> None:
+        super().__init__("no member card of this program carries that barcode")
+
+
+class AlreadyVoided(WalletError):
+    code = "already_voided"
+
+    def __init__(self) -> None:
+        super().__init__("this payment was already voided")
+
+
+class VoidWindowClosed(WalletError):
+    code = "void_window_closed"
+
+    def __init__(self, minutes: int) -> None:
+        super().__init__(f"a payment can only be voided within {minutes} minutes")
 
 
 class CallbackRefused(WalletError):

@@ -24,6 +24,12 @@ class Summary:
     redemptions: int = 0
     second_scans_refused: int = 0
     purchases: int = 0
+    # Points spent (gateway/demo/rewards.py): rewards bought, payments with points at the
+    # till, and the points report's outstanding balance and its liability.
+    rewards_bought: int = 0
+    points_payments: int = 0
+    points_outstanding: int = 0
+    points_liability: str = "0.00"
     pushes_received: int = 0
     offers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     suppressed: Counter[str] = dataclasses.field(default_factory=Counter)
@@ -89,6 +95,9 @@ def render_summary(s: Summary) -> str:
         f"coupons in ping answers {s.offers_received:,}; Web Push messages decrypted at the "
         f"push service {s.pushes_received:,}; opened {s.opened:,}; redeemed {s.redemptions:,}; "
         f"second scans refused {s.second_scans_refused:,}; purchases {s.purchases:,}",
+        f"rewards bought with points {s.rewards_bought:,}; paid with points at the till "
+        f"{s.points_payments:,}; points outstanding {s.points_outstanding:,} "
+        f"(liability {s.points_liability} EUR at the point value)",
         "",
         *_funnel_lines(s),
         "",

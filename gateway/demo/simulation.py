@@ -24,7 +24,7 @@ from gateway import clock, db, migrate, settings
 from gateway.accounts import auth, tenancy
 from gateway.app import create_app
 from gateway.db import POOL
-from gateway.demo import city, localpush, page, report
+from gateway.demo import city, localpush, page, report, rewards
 from gateway.demo.city import PARIS, Store, metres, offset
 from gateway.pingpath.pings import PINGS
 
@@ -449,7 +449,9 @@ async def run(
             await demo.build_city(pool)
             _, key = await demo.call("GET", "/v1/push/vapid-public-key", demo.tokens["app"])
             await demo.enrol(push, key["public_key"])
+            await rewards.morning(demo)
             await demo.walk()
+            await rewards.points_report(demo)
             await app[PINGS].log.flush()
             await demo.results(push, lambda: _drain(pool))
             demo.summary.seconds = time.monotonic() - started

@@ -196,6 +196,13 @@ DOMAIN: dict[type[Exception], Callable[[Any], ApiError]] = {
     offer_errors.IdempotencyKeyRace: _status(Conflict),
     offer_errors.AlreadyVoided: _status(Conflict),
     offer_errors.VoidWindowClosed: _status(Conflict),
+    offer_errors.UnknownReward: _status(NotFound),
+    offer_errors.RewardNotForTier: _status(Forbidden),
+    offer_errors.RewardLimitReached: _status(Conflict),
+    offer_errors.RewardOutOfStock: _status(Conflict),
+    offer_errors.StockBelowIssued: lambda exc: ValidationFailed(
+        exc.message, code=exc.code, fields={"stock": exc.message}
+    ),
     offer_errors.OffersError: _status(BadRequest),
     wallet_errors.UnknownShopper: _status(NotFound),
     wallet_errors.InsufficientPoints: _status(Conflict),
@@ -204,6 +211,9 @@ DOMAIN: dict[type[Exception], Callable[[Any], ApiError]] = {
     wallet_errors.GoogleWalletNotConfigured: _status(Conflict),
     wallet_errors.ServiceAccountInvalid: _status(ValidationFailed),
     wallet_errors.CouponNotLive: _status(Conflict),
+    wallet_errors.UnknownMember: _status(NotFound),
+    wallet_errors.AlreadyVoided: _status(Conflict),
+    wallet_errors.VoidWindowClosed: _status(Conflict),
     wallet_errors.CallbackUnsigned: _status(Unauthorized),
     wallet_errors.SignatureInvalid: _status(Unauthorized),
     wallet_errors.SigningKeyExpired: _status(Unauthorized),

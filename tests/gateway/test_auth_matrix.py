@@ -13,6 +13,7 @@ from gateway import app as app_mod
 from gateway.accounts import auth, tenancy
 from gateway.db import POOL
 from gateway.settings import Settings
+from tests.support import rewards
 from tests.support.client import ApiClient
 from tests.support.openapi_check import SpecChecker
 from tests.support.tenants import Tenant, make_tenant
@@ -87,6 +88,20 @@ MATRIX = [
     # The tenant has no Google Wallet issuer: a clear 409, not a 500.
     ("GET", "/v1/passes/google/loyalty", {"shopper"}, 409),
     ("GET", "/v1/passes/google/coupons/{coupon_id}", {"shopper"}, 409),
+    ("POST", "/v1/catalog/rewards", WRITERS, 201),
+    ("GET", "/v1/catalog/rewards", STAFF, 200),
+    ("GET", "/v1/catalog/rewards/{reward_id}", STAFF, 200),
+    ("PATCH", "/v1/catalog/rewards/{reward_id}", WRITERS, 200),
+    ("DELETE", "/v1/catalog/rewards/{reward_id}", WRITERS, 204),
+    # A free coffee has no code pool: a clear 409 for those allowed to try.
+    ("POST", "/v1/catalog/rewards/{reward_id}/codes", WRITERS, 409),
+    ("GET", "/v1/rewards", {"shopper"}, 200),
+    ("POST", "/v1/rewards/{reward_id}/redeem", {"shopper"}, 201),
+    ("GET", "/v1/me/rewards", {"shopper"}, 200),
+    ("GET", "/v1/till/member?code={member}", {"pos"}, 200),
+    ("POST", "/v1/till/payments", {"pos"}, 201),
+    ("POST", "/v1/till/payments/{payment_id}/void", {"pos", "manager", "admin"}, 200),
+    ("GET", "/v1/reports/points", STAFF, 200),
 ]
 # Endpoints that answer with a stream that does not end: only the head is checked.
 STREAMS = {"/v1/inbox/stream"}
@@ -157,12 +172,26 @@ def _bodies(tenant: Tenant) -> dict[tuple[str, str], object]:
             "points": 10,
             "reason": "goodwill",
         },
+        ("POST", "/v1/catalog/rewards"): {
+            "kind": "free_item",
+            "name": "Tea",
+            "title": "A tea on us",
+            "body": "Any tea",
+            "points": 80,
+            "store_ids": [store],
+            "coupon": {"discount": "Free tea", "valid_minutes": 60},
+        },
+        ("PATCH", "/v1/catalog/rewards/{reward_id}"): {"points": 90},
+        ("POST", "/v1/catalog/rewards/{reward_id}/codes"): {"codes": ["PARTNER-1"]},
+        ("POST", "/v1/till/payments"): {"member": tenant.member, "store_id": store, "amount": 1},
     }
 
 
 HEADERS = {
     ("POST", "/v1/redemptions"): {"Idempotency-Key": "matrix-1"},
     ("POST", "/v1/purchases"): {"Idempotency-Key": "matrix-2"},
+    ("POST", "/v1/rewards/{reward_id}/redeem"): {"Idempotency-Key": "matrix-3"},
+    ("POST", "/v1/till/payments"): {"Idempotency-Key": "matrix-4"},
 }
 
 
@@ -172,7 +201,7 @@ def test_matrix_covers_every_protected_endpoint_with_its_declared_roles() -> Non
         for ep in app_mod.all_endpoints()
         if ep.roles is not None
     }
-    assert {(m, p): roles for m, p, roles, _ in MATRIX} == declared
+    assert {(m, p.split("?")[0]): roles for m, p, roles, _ in MATRIX} == declared
 
 
 async def _spare_key(conn: asyncpg.Connection, tenant: Tenant) -> int:
@@ -192,6 +221,9 @@ def _fill(path: str, tenant: Tenant, spare_key: int) -> str:
         delivery_id=tenant.delivery_id,
         coupon_id=tenant.coupon_id,
         origin_id=tenant.origin_id,
+        reward_id=tenant.reward_id,
+        payment_id=tenant.payment_id,
+        member=tenant.member,
     )
 
 
@@ -206,7 +238,7 @@ async def test_role_matrix(
 ) -> None:
     """Each role against the endpoint: the roles that may not call it share one tenant
     (a refusal changes nothing); each role that may gets a fresh tenant of its own."""
-    refused = await make_tenant(conn, "Refused Roasters")
+    refused = await rewards.stock(conn, await make_tenant(conn, "Refused Roasters"))
     for role in ROLES:
         if role in allowed:
             continue
@@ -217,7 +249,7 @@ async def test_role_matrix(
         )
         assert (r.status, r.error_code) == (403, "wrong_role"), (role, r.body)
     for role in sorted(allowed):
-        tenant = await make_tenant(conn, f"Allowed {role}")
+        tenant = await rewards.stock(conn, await make_tenant(conn, f"Allowed {role}"))
         url = _fill(path, tenant, await _spare_key(conn, tenant))
         body = _bodies(tenant).get((method, path))
         if path in STREAMS:
@@ -279,6 +311,11 @@ FOREIGN = [
     ("DELETE", "/v1/offers/{offer_id}", "admin"),
     ("GET", "/v1/reports/offers/{offer_id}", "reviewer"),
     ("POST", "/v1/redemptions/{redemption_id}/void", "pos"),
+    ("GET", "/v1/catalog/rewards/{reward_id}", "reviewer"),
+    ("PATCH", "/v1/catalog/rewards/{reward_id}", "manager"),
+    ("DELETE", "/v1/catalog/rewards/{reward_id}", "admin"),
+    ("POST", "/v1/catalog/rewards/{reward_id}/codes", "manager"),
+    ("POST", "/v1/till/payments/{payment_id}/void", "pos"),
 ]
 
 
@@ -293,6 +330,8 @@ async def test_other_merchants_resources_are_invisible(
     role: str,
 ) -> None:
     spare_b = await _spare_key(conn, tenant_b)
+    await rewards.stock(conn, tenant_a)
+    await rewards.stock(conn, tenant_b)
     foreign = _fill(path, tenant_b, spare_b)
     body = _bodies(tenant_a).get((method, path))
     r = await api.request(method, foreign, token=tenant_a.tokens[role], json=body)
@@ -308,6 +347,8 @@ async def test_other_merchants_resources_are_invisible(
         redemption_id=big,
         delivery_id="00000000-0000-0000-0000-000000000000",
         origin_id=big,
+        reward_id=big,
+        payment_id=big,
     )
     r2 = await api.request(method, missing, token=tenant_a.tokens[role], json=body)
     assert (r2.status, r2.json["error"]["code"], r2.json["error"]["message"]) == (

@@ -65,6 +65,10 @@ async def test_the_demo_summary_agrees_with_the_database(
     assert summary.purchases == await conn.fetchval(
         "SELECT count(*) FROM purchases WHERE amount < 100"
     )
+    # Points spent: regulars bought the coffee reward; one paid with points at the till.
+    assert summary.rewards_bought == await conn.fetchval("SELECT count(*) FROM reward_grants") > 0
+    assert summary.points_payments == await conn.fetchval("SELECT count(*) FROM point_payments")
+    assert summary.points_outstanding == await conn.fetchval("SELECT sum(points) FROM shoppers")
     pushed = await conn.fetchval(
         "SELECT count(*) FROM delivery_events WHERE channel = 'webpush' AND kind = 'delivered'"
     )

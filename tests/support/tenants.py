@@ -31,6 +31,11 @@ class Tenant:
     push_endpoint: str = "https://push.example.net/fixture"
     # A web origin the merchant allows (CORS).
     origin_id: int = 0
+    # Set by tests.support.rewards.stock: a reward on sale, the shopper's member barcode,
+    # and a points payment at the till.
+    reward_id: int = 0
+    member: str = ""
+    payment_id: int = 0
 
 
 async def make_tenant(conn: asyncpg.Connection, name: str, stores: int = 2) -> Tenant:

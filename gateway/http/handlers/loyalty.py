@@ -16,6 +16,7 @@ from gateway.clock import CLOCK
 from gateway.db import POOL
 from gateway.http import api, errors, idempotency, paging
 from gateway.http.api import Endpoint, Reply
+from gateway.http.handlers import till
 from geo import store as geo_store
 from offers import store as offers_store
 from wallet import loyalty
@@ -106,7 +107,9 @@ async def put_loyalty(request: web.Request) -> web.Response:
 
 
 class PurchaseIn(api.Model):
-    shopper_id: api.Id
+    # One of the two: the member barcode scanned from the wallet pass, or the id.
+    shopper_id: api.Id | None = None
+    member: till.Member | None = None
     store_id: api.Id
     amount: Annotated[float, pydantic.Field(ge=0, le=10**9, allow_inf_nan=False)]
     order_ref: Annotated[str, pydantic.StringConstraints(min_length=1, max_length=200)] | None = (
@@ -145,18 +148,26 @@ async def create_purchase(request: web.Request) -> web.Response:
     p = api.principal(request)
     key = idempotency.key(request)
     req = await api.body(request, PurchaseIn)
+    if (req.shopper_id is None) == (req.member is None):
+        raise errors.ValidationFailed(
+            "bad field", fields={"member": "give either member (the card's barcode) or shopper_id"}
+        )
     api.require_store(p, req.store_id)
     amount = Decimal(str(req.amount)).quantize(Decimal("0.01"))
-    fingerprint = idempotency.request_hash(req.shopper_id, req.store_id, amount, req.order_ref)
     now = request.app[CLOCK].now()
     async with db.acquire(request.app[POOL]) as conn:
         if not await geo_store.existing_stores(conn, p.merchant_id, [req.store_id]):
             raise errors.ValidationFailed("no such store", fields={"store_id": "no such store"})
+        shopper_id = req.shopper_id
+        if shopper_id is None:
+            assert req.member is not None
+            shopper_id = await till.member_shopper(conn, p.merchant_id, req.member)
+        fingerprint = idempotency.request_hash(shopper_id, req.store_id, amount, req.order_ref)
         async with conn.transaction():
             done = await wallet_ledger.record_purchase(
                 conn,
                 merchant_id=p.merchant_id,
-                shopper_id=req.shopper_id,
+                shopper_id=shopper_id,
                 store_id=req.store_id,
                 amount=amount,
                 order_ref=req.order_ref,
@@ -170,7 +181,7 @@ async def create_purchase(request: web.Request) -> web.Response:
                 await offers_store.record_conversion(
                     conn,
                     merchant_id=p.merchant_id,
-                    shopper_id=req.shopper_id,
+                    shopper_id=shopper_id,
                     store_id=req.store_id,
                     source="purchase",
                     amount=amount,
@@ -334,7 +345,9 @@ ENDPOINTS = [
         handler=create_purchase,
         tag="loyalty",
         summary="Record a purchase at the till: earns points once per Idempotency-Key",
-        description="Points = floor(amount x earn_rate). A retry with the same key and body "
+        description="The shopper is named by `member`, the barcode scanned from the wallet "
+        "pass (404 unknown_member), or by `shopper_id`; one of the two. "
+        "Points = floor(amount x earn_rate). A retry with the same key and body "
         "answers the first result (Idempotent-Replayed: true); the same key with another "
         "body is 422. A purchase also converts the shopper's open offer decisions at that "
         "store, sent or held out, for the uplift report.",
