@@ -165,6 +165,7 @@ async def _create(
     assert ddl is not None
     async with conn.transaction():
         await conn.execute(_Q["lock_timeout"], LOCK_TIMEOUT)
+        await conn.execute(ddl["lock"])
         await conn.execute(ddl["create"])
         await conn.execute(ddl["move"])
         await conn.execute(ddl["attach"])

@@ -29,10 +29,14 @@ SELECT format('SELECT DISTINCT date_trunc(%L, %I, ''UTC'') AS period FROM %I',
 
 -- name: create_partition_ddl
 -- Partition $2 of table $1 for [$4, $5) of column $3: made apart, given the rows of that
--- range that the DEFAULT partition kept meanwhile, then attached. ATTACH locks the parent
--- less than CREATE TABLE ... PARTITION OF would (readers and writers go on), and checks
--- that the DEFAULT partition holds nothing of the range any more.
-SELECT format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS INCLUDING CONSTRAINTS '
+-- range that the DEFAULT partition kept meanwhile, then attached (ATTACH checks that the
+-- DEFAULT partition holds nothing of the range any more). Writes to the table wait for
+-- the transaction, which takes milliseconds when the DEFAULT partition is empty: a write
+-- already routed to the DEFAULT partition when the new one appears would fail its check,
+-- and one in between the move and the attach would make the attach fail. Readers go on.
+SELECT format('LOCK TABLE %I IN EXCLUSIVE MODE; LOCK TABLE %I IN ACCESS EXCLUSIVE MODE',
+              $1::text, $1::text || '_default') AS lock,
+       format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS INCLUDING CONSTRAINTS '
               'INCLUDING STORAGE INCLUDING COMPRESSION)', $2::text, $1::text) AS create,
        format('WITH moved AS (DELETE FROM %I WHERE %I >= %L AND %I < %L RETURNING *) '
               'INSERT INTO %I SELECT * FROM moved',

@@ -5,6 +5,7 @@ out the partitions outside their time range."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import urllib.parse
 import uuid
@@ -255,6 +256,49 @@ async def test_erasure_reaches_every_partition(
     for table in ("pings", "geofence_events"):
         left = await conn.fetch(f"SELECT DISTINCT shopper_id FROM {table}")
         assert [r["shopper_id"] for r in left] == [tenant_b.shopper_id], table
+
+
+async def test_writes_go_on_while_partitions_are_made_and_dropped(
+    database_url: str, conn: asyncpg.Connection, tenant_a: Tenant
+) -> None:
+    """Writers on three connections, into days that have a partition, days that get one
+    meanwhile and days that lose theirs, while the job and retention run: no write fails
+    and every row not purged is kept."""
+    days = list(range(-33, 12))
+    stop = asyncio.Event()
+    written: list[dt.datetime] = []
+
+    async def writer(n: int) -> None:
+        c = await db.connect(database_url)
+        try:
+            i = n
+            while not stop.is_set():
+                at = _day(days[i % len(days)]) + dt.timedelta(seconds=i)
+                await _ping(c, tenant_a, at)
+                written.append(at)
+                i += 3
+        finally:
+            await c.close()
+
+    tasks = [asyncio.create_task(writer(n)) for n in range(3)]
+    try:
+        jobs = await db.connect(database_url)
+        try:
+            for step in range(4):
+                await partitions.run(jobs, NOW + dt.timedelta(days=3 * step))
+                await retention.purge(jobs, older_than=_day(-30))
+        finally:
+            await jobs.close()
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)  # a failed write fails the test here
+    cutoff = _day(-30)
+    # Writes into the days before the cut-off went on after the last round's purge.
+    await retention.purge(conn, older_than=cutoff)
+    kept = [r["received_at"] for r in await conn.fetch("SELECT received_at FROM pings")]
+    assert len(written) > 100
+    assert sorted(kept) == sorted(at for at in written if at >= cutoff)
+    assert any(at < cutoff for at in written)
 
 
 # --- plans -------------------------------------------------------------------------------
