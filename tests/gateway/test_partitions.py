@@ -22,6 +22,8 @@ from gateway.accounts import privacy
 from gateway.jobs import partitions, retention
 from gateway.settings import Settings
 from offers import store as offers_store
+from tests.gateway import test_pings
+from tests.gateway.test_pings import T0, World
 from tests.support.client import ApiClient
 from tests.support.openapi_check import SpecChecker
 from tests.support.pg import PgServer
@@ -30,6 +32,10 @@ from tests.support.tenants import Tenant, make_tenant
 BEFORE = 19  # the schema before the partitions (0020-0023 never touch these tables)
 EVENT_TABLES = {"pings": "received_at", "decisions": "decided_at", "geofence_events": "at"}
 NOW = dt.datetime.now(dt.UTC)
+
+# The ping tests' world (fences, settings, fixed clock), with the ping log written in the
+# request.
+sync_world = test_pings.sync_world
 
 
 def _day(offset: int) -> dt.datetime:
@@ -299,6 +305,28 @@ async def test_writes_go_on_while_partitions_are_made_and_dropped(
     assert len(written) > 100
     assert sorted(kept) == sorted(at for at in written if at >= cutoff)
     assert any(at < cutoff for at in written)
+
+
+async def test_a_resend_after_midnight_gets_the_first_answer(
+    sync_world: World, conn: asyncpg.Connection
+) -> None:
+    """The first attempt's ping is in one day's partition, its resend arrives the next day:
+    the receipts (one plain table) answer it, and the ping is logged once."""
+    midnight = (T0 + dt.timedelta(days=1)).replace(hour=0, minute=0)
+    await partitions.run(conn, T0)  # T0's day and the next have their partitions
+    sync_world.clock.set(midnight - dt.timedelta(seconds=10))
+    ping = {"ts": sync_world.clock.now().isoformat(), "id": str(uuid.uuid4())}
+    first = await sync_world.ping(-50, 0, **ping)  # an enter: there is something to repeat
+    assert first.status == 200 and sync_world.events(first), first.json
+    sync_world.clock.set(midnight + dt.timedelta(seconds=20))
+    again = await sync_world.ping(-50, 0, **ping)
+    assert again.status == 200 and again.json == first.json
+    other = await sync_world.ping(-40, 0, id=str(uuid.uuid4()))
+    assert other.status == 200
+    where = await _where(conn, "pings")
+    assert where == {f"pings_p{T0:%Y%m%d}": 1, f"pings_p{midnight:%Y%m%d}": 1}
+    assert await conn.fetchval("SELECT count(*) FROM ping_receipts") == 2
+    assert await conn.fetchval("SELECT count(*) FROM geofence_events") == 1
 
 
 # --- plans -------------------------------------------------------------------------------
