@@ -46,7 +46,7 @@ from gateway.http.handlers import preview as preview_handlers
 from gateway.http.handlers.passes import SIGNERS
 from gateway.http.ratelimit import PING_LIMITER, REDEEM_LIMITER
 from gateway.http.routing import MOUNTED
-from gateway.jobs import periodic, retention, stats, upkeep
+from gateway.jobs import partitions, periodic, retention, stats, upkeep
 from gateway.pingpath import geoindex, offering, pinglog, pings, spool, visits
 from gateway.pingpath.geoindex import GEO_INDEX
 from gateway.pingpath.offering import OFFERS
@@ -164,6 +164,7 @@ def _mount(app: web.Application, endpoints: list[routing.Endpoint]) -> None:
 def background_jobs(settings: Settings) -> list[periodic.Job]:
     """What every replica runs in the background; each job's lock lets one at a time work."""
     return [
+        partitions.job(),
         retention.job(retention_days=settings.ping_retention_days),
         stats.job(every_seconds=settings.stats_compact_seconds),
         upkeep.job(every_seconds=settings.wallet_upkeep_seconds),

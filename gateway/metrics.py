@@ -257,6 +257,13 @@ _job_last = _gauge(
     "max",
     ("job", "outcome"),
 )
+_partitioned_until = _gauge(
+    "gateway_partitions_until_timestamp_seconds",
+    "How far ahead an event table has its time partitions without a gap, Unix time; rows "
+    "past it go to the table's DEFAULT partition (set by the partitions job)",
+    "max",
+    ("table",),
+)
 
 
 # --- the one-line calls the instrumented code makes -----------------------------------------
@@ -312,6 +319,10 @@ def index_rebuilt(fences: int, version: int, seconds: float, at: float) -> None:
 def job_ran(job: str, outcome: str, at: float) -> None:
     _job_runs.labels(job, outcome).inc()
     _job_last.labels(job, outcome).set(at)
+
+
+def partitioned_until(table: str, at: float) -> None:
+    _partitioned_until.labels(table).set(at)
 
 
 def apns_pushed(outcomes: Iterable[Any]) -> None:

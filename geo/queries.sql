@@ -237,9 +237,12 @@ DELETE FROM ping_spools WHERE id = $1;
 DELETE FROM ping_spools WHERE updated_at < $1;
 
 -- name: purge_pings
--- In slices, so a large purge never holds long locks or bloats one transaction.
-DELETE FROM pings WHERE id IN (
-    SELECT id FROM pings WHERE received_at < $1 ORDER BY received_at LIMIT $2
+-- In slices, so a large purge never holds long locks or bloats one transaction. Retention
+-- drops the day partitions wholly before $1 first; both scans here are bounded by $1, so
+-- they only visit what is left before it (the day that straddles it, the DEFAULT
+-- partition). The key is (id, received_at): the partition key is part of it.
+DELETE FROM pings WHERE received_at < $1 AND (id, received_at) IN (
+    SELECT id, received_at FROM pings WHERE received_at < $1 ORDER BY received_at LIMIT $2
 );
 
 -- name: seen_pings

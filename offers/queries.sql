@@ -202,6 +202,9 @@ ORDER BY r.id
 LIMIT $8;
 
 -- name: decision_log
+-- The decisions are partitioned by month of decided_at: the time filter is written so
+-- that PostgreSQL can leave out the months outside it, in a generic plan too (where
+-- "$5 IS NULL OR ..." would keep them all).
 SELECT id, offer_id, shopper_id, store_id, geofence_id, trigger, outcome, reason, decided_at,
        converted_at
 FROM decisions
@@ -209,8 +212,8 @@ WHERE merchant_id = $1
   AND ($2::bigint IS NULL OR offer_id = $2)
   AND ($3::bigint IS NULL OR store_id = $3)
   AND ($4::bigint[] IS NULL OR store_id = ANY($4::bigint[]))
-  AND ($5::timestamptz IS NULL OR decided_at >= $5)
-  AND ($6::timestamptz IS NULL OR decided_at < $6)
+  AND decided_at >= coalesce($5::timestamptz, '-infinity')
+  AND decided_at < coalesce($6::timestamptz, 'infinity')
   AND ($9::text IS NULL OR outcome = $9)
   AND ($10::text IS NULL OR reason = $10)
   AND id > $7

@@ -24,15 +24,21 @@ def cmd_pings_purge(args: argparse.Namespace) -> int:
         sys.stderr.write(f"\rdeleted {total} pings...")
         sys.stderr.flush()
 
-    async def work(conn: asyncpg.Connection) -> int | None:
+    async def work(conn: asyncpg.Connection) -> retention.Purged | None:
         return await retention.purge(conn, older_than=cutoff, progress=progress)
 
-    deleted = asyncio.run(common.with_db(cfg, work))
+    purged = asyncio.run(common.with_db(cfg, work))
     sys.stderr.write("\n")
-    if deleted is None:
+    if purged is None:
         sys.stderr.write("gateway: another process is purging right now; try again later\n")
         return 1
-    common.print_json({"deleted": deleted, "cutoff": cutoff.isoformat()})
+    common.print_json(
+        {
+            "deleted": purged.deleted,
+            "partitions_dropped": purged.dropped,
+            "cutoff": cutoff.isoformat(),
+        }
+    )
     return 0
 
 

@@ -1,3 +1,4 @@
-"""Periodic work under advisory locks: ping retention, funnel stats compaction and wallet
-upkeep, each a job that one runner (:mod:`gateway.jobs.periodic`) runs in the background.
+"""Periodic work under advisory locks: the event tables' time partitions, ping retention,
+funnel stats compaction and wallet upkeep, each a job that one runner
+(:mod:`gateway.jobs.periodic`) runs in the background.
 """

@@ -569,8 +569,8 @@ async def test_retention_purges_only_old_pings(
         "INSERT INTO ping_spools (id, flushed_bytes, updated_at) VALUES "
         "('gone', 10, now() - interval '31 days'), ('live', 20, now())"
     )
-    deleted = await retention.purge(conn, older_than=now - dt.timedelta(days=30), batch=1)
-    assert deleted == 3
+    purged = await retention.purge(conn, older_than=now - dt.timedelta(days=30), batch=1)
+    assert purged is not None and purged.deleted == 3
     assert await conn.fetchval(
         "SELECT array_agg(id) FROM ping_spools WHERE id IN ('gone', 'live')"
     ) == ["live"]

@@ -21,6 +21,9 @@ SERVER: dict[str, str] = {
     G + "test_listen.py": "LISTEN/NOTIFY, and a listener whose backend is terminated",
     G + "test_migrations.py": "migrations under the advisory lock, the catalog's names",
     G + "test_jobs.py": "periodic jobs under advisory locks that other sessions hold",
+    G + "test_partitions.py": (
+        "partitioned tables converted by a migration, DDL racing writers on other connections"
+    ),
     G + "test_spool.py": "spool directories named by the server's URL, replay after kill -9",
     G + "test_places_races.py": "concurrent geofence writes: row locks and the change counter",
     G + "test_errors.py::test_database_down_is_503_with_retry_after": (
