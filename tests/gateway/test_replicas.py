@@ -1,7 +1,9 @@
 """Three `gateway serve` replicas on one database behind nginx: caps, budgets and
 single-use redemption hold with requests spread across them, a geofence edit reaches
 every replica's index within a second, and kill -9 of a replica under load loses no
-committed decision and leaves no outbox row stuck."""
+committed decision and leaves no outbox row stuck. The tests that take ``route`` run
+twice: straight to PostgreSQL, and through a real PgBouncer in transaction mode (its pool
+smaller than the replicas' pools), with LISTEN, the ping log and the job locks direct."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import math
 import shutil
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ import pytest
 
 from gateway.accounts import tenancy
 from gateway.demo.localpush import PushService
-from tests.support import proc
+from tests.support import pgbouncer, proc
 from tests.support.replicas import cluster
 from tests.support.tenants import Tenant
 
@@ -50,6 +53,23 @@ def _environ(database_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
         GATEWAY_MAX_SPEED_MPS="1000000",
         **extra,
     )
+
+
+@pytest.fixture(params=["direct", "pgbouncer"])
+async def route(
+    request: pytest.FixtureRequest, database_url: str, tmp_path: Path
+) -> AsyncIterator[dict[str, str]]:
+    """The replicas' database settings beyond DATABASE_URL: none, or PgBouncer's URL for
+    the pools and the database's own as the direct URL."""
+    if request.param == "direct":
+        yield {}
+        return
+    pgbouncer.require()
+    async with pgbouncer.running(database_url, tmp_path / "pgbouncer", pool_size=6) as bouncer:
+        yield {
+            "DATABASE_URL": bouncer.url(database_url),
+            "GATEWAY_DATABASE_DIRECT_URL": database_url,
+        }
 
 
 class Client:
@@ -160,10 +180,14 @@ async def _shoppers(conn: asyncpg.Connection, tenant: Tenant, n: int) -> list[st
 
 
 async def test_caps_budgets_and_single_use_hold_across_replicas(
-    database_url: str, conn: asyncpg.Connection, tenant_a: Tenant, tmp_path: Path
+    database_url: str,
+    conn: asyncpg.Connection,
+    tenant_a: Tenant,
+    tmp_path: Path,
+    route: dict[str, str],
 ) -> None:
     async with (
-        cluster(_environ(database_url, tmp_path), tmp_path / "nginx") as cl,
+        cluster(_environ(database_url, tmp_path, **route), tmp_path / "nginx") as cl,
         aiohttp.ClientSession() as http,
     ):
         if True:
@@ -240,9 +264,13 @@ async def test_a_geofence_edit_reaches_every_replica_within_a_second(
 
 
 async def test_kill_9_of_a_replica_under_load_loses_no_decision(
-    database_url: str, conn: asyncpg.Connection, tenant_a: Tenant, tmp_path: Path
+    database_url: str,
+    conn: asyncpg.Connection,
+    tenant_a: Tenant,
+    tmp_path: Path,
+    route: dict[str, str],
 ) -> None:
-    environ = _environ(database_url, tmp_path, GATEWAY_OUTBOX_LEASE_SECONDS="2")
+    environ = _environ(database_url, tmp_path, GATEWAY_OUTBOX_LEASE_SECONDS="2", **route)
     async with (
         PushService() as push,
         cluster(environ, tmp_path / "nginx") as cl,
@@ -516,10 +544,14 @@ async def test_replicas_ride_out_a_database_restart_and_lose_nothing(tmp_path: P
 
 
 async def test_a_resent_ping_is_answered_once_across_replicas_and_after_kill_9(
-    database_url: str, conn: asyncpg.Connection, tenant_a: Tenant, tmp_path: Path
+    database_url: str,
+    conn: asyncpg.Connection,
+    tenant_a: Tenant,
+    tmp_path: Path,
+    route: dict[str, str],
 ) -> None:
     # A slow ping log: the first attempt's row is still only in the killed replica's spool.
-    environ = _environ(database_url, tmp_path, GATEWAY_PING_LOG_FLUSH_SECONDS="30")
+    environ = _environ(database_url, tmp_path, GATEWAY_PING_LOG_FLUSH_SECONDS="30", **route)
     async with cluster(environ, tmp_path / "nginx") as cl, aiohttp.ClientSession() as http:
         urls = [r.url for r in cl.replicas]
         c = Client(http, cl.url)
