@@ -132,6 +132,20 @@ async def inject(kind: str, i: int, cl: Cluster, pg: Postgres, push: PushService
         push.clear_faults()
 
 
+async def recover(cl: Cluster, pg: Postgres, push: PushService) -> None:
+    """After a fault that went wrong: the push service answers, PostgreSQL and every
+    replica run (each restarted at most once more)."""
+    push.clear_faults()
+    if not db.is_running(pg.server._server.pgdata):
+        await asyncio.to_thread(pg.start)
+    for i, r in enumerate(cl.replicas):
+        if r.proc is not None and r.proc.returncode is not None:
+            try:
+                await cl.restart(i)
+            except Exception as exc:
+                log(f"replica {i} did not come back: {exc!r}")
+
+
 async def faults(
     a: Any, start: float, seconds: float, cl: Cluster, pg: Postgres, push: PushService
 ) -> list[dict[str, Any]]:
@@ -143,8 +157,14 @@ async def faults(
         await asyncio.sleep(max(0.0, start + gap * (i + 1) - time.monotonic()))
         began = time.monotonic()
         log(f"fault {i + 1}/{n}: {kind}")
-        await inject(kind, i // len(KINDS), cl, pg, push, a)
-        done.append({"kind": kind, "start": began, "end": time.monotonic()})
+        error = None
+        try:
+            await inject(kind, i // len(KINDS), cl, pg, push, a)
+        except Exception as exc:  # a fault that goes wrong is a figure, not the end of the run
+            error = repr(exc)
+            log(f"fault {i + 1}/{n}: {kind} went wrong: {error}")
+            await recover(cl, pg, push)
+        done.append({"kind": kind, "start": began, "end": time.monotonic(), "error": error})
         log(f"fault {i + 1}/{n}: {kind} over after {time.monotonic() - began:.1f} s")
     return done
 
@@ -169,7 +189,8 @@ def figures(
     answered = [p for p in pings if not math.isnan(p.latency)]
     load = {
         "seconds": round(end - start, 1),
-        "pings scheduled": len(pings),
+        "pings scheduled": len(pings) + rec.skipped,
+        "pings not sent (every shopper picked was waiting)": rec.skipped,
         "pings answered": len(answered),
         "held (pings/s)": round(len(answered) / (end - start), 1),
         "answered at first try (%)": round(
@@ -201,6 +222,7 @@ def figures(
                 "failed attempts": sum(p.failed for p in inside),
                 "ping p99 through it (ms)": p99([p.latency for p in inside]),
                 "recovered after (s)": None if recovery is None else round(recovery, 1),
+                **({"went wrong": f["error"]} if f["error"] else {}),
             }
         )
     return load, rows
@@ -330,11 +352,12 @@ def table(out: dict[str, Any]) -> str:
         *(f"  {k:<40} {v}" for k, v in out["load"].items()),
         "",
     ]
-    cols = list(out["faults"][0]) if out["faults"] else []
-    widths = [max(len(c), *(len(str(r[c])) for r in out["faults"])) for c in cols]
+    cols = list(dict.fromkeys(c for r in out["faults"] for c in r))
+    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in out["faults"])) for c in cols]
     lines.append("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
     for r in out["faults"]:
-        lines.append("  ".join(str(r[c]).ljust(w) for c, w in zip(cols, widths, strict=True)))
+        cells = (str(r.get(c, "")).ljust(w) for c, w in zip(cols, widths, strict=True))
+        lines.append("  ".join(cells))
     lines += ["", "found", *(f"  {k:<50} {v}" for k, v in out["found"].items())]
     lines += ["", "lost (target: 0)", *(f"  {k:<50} {v}" for k, v in out["lost"].items())]
     lines.append(f"\nnothing lost: {out['nothing_lost']}")

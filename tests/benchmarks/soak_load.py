@@ -64,6 +64,7 @@ class Record:
     # ... of which an attempt was cut off (no answer, or nginx's 502: a replica died on it)
     cut: set[tuple[int, dt.datetime]] = dataclasses.field(default_factory=set)
     unanswered: int = 0  # pings given up after RETRY_FOR_SECONDS
+    skipped: int = 0  # scheduled when every shopper picked was waiting for an answer
     deliveries: set[str] = dataclasses.field(default_factory=set)
     coupons: dict[str, str] = dataclasses.field(default_factory=dict)  # code -> store
     redeemed: set[str] = dataclasses.field(default_factory=set)
@@ -339,6 +340,8 @@ class Driver:
             s = self.pick()
             if s is not None:
                 self._spawn(self.ping(s, due))
+            else:
+                self.record.skipped += 1
             i += 1
 
     async def settle(self, within: float = RETRY_FOR_SECONDS + 30) -> None:
