@@ -2,14 +2,15 @@
 
 Debian's ``pgbouncer`` package (``.ci/run`` installs it). It runs from a config written to a
 temporary directory, trusts its clients, and passes every database name through to the
-server of the URL it is given. PgBouncer refuses to run as root, so as root it drops to
-``nobody``.
+server of the URL it is given. PgBouncer refuses to run as root, so as root it runs as the
+owner of the server's socket directory (the embedded server's user), else ``nobody``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -80,6 +81,13 @@ def _server(database_url: str) -> tuple[str, int, str]:
     return host, port, parts.username or "postgres"
 
 
+def _user_for(host: str) -> str:
+    """Who may reach the server: the owner of its socket directory, else anyone."""
+    if host.startswith("/"):
+        return pwd.getpwuid(os.stat(host).st_uid).pw_name
+    return "nobody"
+
+
 @asynccontextmanager
 async def running(
     database_url: str, directory: Path, *, pool_size: int = 4
@@ -96,7 +104,7 @@ async def running(
     )
     (directory / "users.txt").write_text(f'"{user}" ""\n')
     log = directory / "pgbouncer.log"
-    as_user = ["-u", "nobody"] if os.geteuid() == 0 else []
+    as_user = ["-u", _user_for(host)] if os.geteuid() == 0 else []
     with log.open("ab") as out:
         bouncer = subprocess.Popen([PGBOUNCER, *as_user, str(conf)], stdout=out, stderr=out)
     try:
