@@ -1,9 +1,8 @@
 """Three `gateway serve` replicas on one database behind nginx: caps, budgets and
 single-use redemption hold with requests spread across them, a geofence edit reaches
 every replica's index within a second, and kill -9 of a replica under load loses no
-committed decision and leaves no outbox row stuck. The tests that take ``route`` run
-twice: straight to PostgreSQL, and through a real PgBouncer in transaction mode (its pool
-smaller than the replicas' pools), with LISTEN, the ping log and the job locks direct."""
+committed decision and leaves no outbox row stuck. Those taking ``route`` run twice:
+direct, and through a real PgBouncer in transaction mode (deploy/SCALING.md)."""
 
 from __future__ import annotations
 
@@ -59,17 +58,8 @@ def _environ(database_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
 async def route(
     request: pytest.FixtureRequest, database_url: str, tmp_path: Path
 ) -> AsyncIterator[dict[str, str]]:
-    """The replicas' database settings beyond DATABASE_URL: none, or PgBouncer's URL for
-    the pools and the database's own as the direct URL."""
-    if request.param == "direct":
-        yield {}
-        return
-    pgbouncer.require()
-    async with pgbouncer.running(database_url, tmp_path / "pgbouncer", pool_size=6) as bouncer:
-        yield {
-            "DATABASE_URL": bouncer.url(database_url),
-            "GATEWAY_DATABASE_DIRECT_URL": database_url,
-        }
+    async with pgbouncer.routed(request.param, database_url, tmp_path / "pgbouncer") as env:
+        yield env
 
 
 class Client:
@@ -238,9 +228,14 @@ async def test_caps_budgets_and_single_use_hold_across_replicas(
 
 
 async def test_a_geofence_edit_reaches_every_replica_within_a_second(
-    database_url: str, conn: asyncpg.Connection, tenant_a: Tenant, tmp_path: Path
+    database_url: str,
+    conn: asyncpg.Connection,
+    tenant_a: Tenant,
+    tmp_path: Path,
+    route: dict[str, str],
 ) -> None:
-    async with cluster(_environ(database_url, tmp_path), tmp_path / "nginx") as cl:
+    # Through PgBouncer too: LISTEN goes direct, or no NOTIFY would reach the replicas.
+    async with cluster(_environ(database_url, tmp_path, **route), tmp_path / "nginx") as cl:
         shoppers = await _shoppers(conn, tenant_a, len(cl.replicas))
         async with aiohttp.ClientSession() as http:
             direct = [Client(http, r.url) for r in cl.replicas]

@@ -125,3 +125,19 @@ async def running(
         except subprocess.TimeoutExpired:
             bouncer.kill()
             bouncer.wait()
+
+
+@asynccontextmanager
+async def routed(how: str, database_url: str, directory: Path) -> AsyncIterator[dict[str, str]]:
+    """Replicas' settings beyond DATABASE_URL: none (``direct``), or (``pgbouncer``) a
+    PgBouncer's URL for the pools, with fewer server connections than the replicas' pools
+    hold, and the database's own as the direct URL."""
+    if how == "direct":
+        yield {}
+        return
+    require()
+    async with running(database_url, directory, pool_size=6) as bouncer:
+        yield {
+            "DATABASE_URL": bouncer.url(database_url),
+            "GATEWAY_DATABASE_DIRECT_URL": database_url,
+        }
