@@ -13,6 +13,7 @@ G = "tests/gateway/"
 # Processes, connections, locks and NOTIFY on the server itself.
 SERVER: dict[str, str] = {
     G + "test_replicas.py": "replicas behind nginx on one database: caps, kill -9, a restart",
+    G + "test_pgbouncer.py": "a real PgBouncer in front of the server, pooling its connections",
     G + "test_serve.py": "serve processes racing to migrate, several workers, NOTIFY sync",
     G + "test_metrics.py::test_several_workers_add_up_in_one_scrape": (
         "serve --workers 2: processes sharing one metrics directory"
