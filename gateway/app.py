@@ -12,7 +12,7 @@ from gateway.accounts import auth, origins
 from gateway.accounts.auth import VERIFIER
 from gateway.accounts.origins import ORIGINS
 from gateway.clock import CLOCK
-from gateway.db import DB_URL, POOL
+from gateway.db import DB_URL, DIRECT_URL, POOL
 from gateway.delivery import googlepush, inbox, passpush, wiring
 from gateway.delivery.inbox import INBOX_HUB
 from gateway.delivery.outbox import WORKER
@@ -84,9 +84,14 @@ def all_endpoints() -> list[routing.Endpoint]:
 
 
 def create_app(
-    settings: Settings, *, db_url: str | None = None, clock_: clock.Clock | None = None
+    settings: Settings,
+    *,
+    db_url: str | None = None,
+    direct_url: str | None = None,
+    clock_: clock.Clock | None = None,
 ) -> web.Application:
-    """Build the app. ``db_url`` overrides the settings (tests, workers given a resolved URL)."""
+    """Build the app. ``db_url`` overrides the settings (tests, workers given a resolved URL),
+    and so does ``direct_url``; without either, the direct URL is the settings' or db_url."""
     app = web.Application(
         # Per-endpoint limits are enforced while reading (api.read_limited); this
         # is only aiohttp's own ceiling, the largest of them.
@@ -96,6 +101,8 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[DB_URL] = db_url or db.resolve_url(settings)
+    given_direct = settings.database_direct_url
+    app[DIRECT_URL] = direct_url or (given_direct.reveal() if given_direct else app[DB_URL])
     app[CLOCK] = clock_ or clock.SystemClock()
     _add_services(app, settings)
     _mount(app, all_endpoints())
@@ -117,7 +124,8 @@ def _add_services(app: web.Application, settings: Settings) -> None:
     app[ORIGINS] = origins.OriginLists(max_age=settings.token_cache_seconds)
     log_ = pinglog.PingLog(
         mode=settings.ping_log,
-        spool_dir=spool.directory(settings.data_dir, db.describe(app[DB_URL])),
+        # Named by the database itself, not by the pooler in front of it.
+        spool_dir=spool.directory(settings.data_dir, db.describe(app[DIRECT_URL])),
         flush_seconds=settings.ping_log_flush_seconds,
     )
     app[INBOX_HUB] = inbox.Hub()
@@ -175,7 +183,12 @@ async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     url = app[DB_URL]
     log.info("connecting to database", extra={"database": db.describe(url)})
-    pool = await db.create_pool(url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+    pool = await db.create_pool(
+        url,
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        pooled=_behind_pooler(app),
+    )
     app[POOL] = pool
     try:
         yield
@@ -183,10 +196,15 @@ async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
         await pool.close()
 
 
+def _behind_pooler(app: web.Application) -> bool:
+    """Whether the request pool goes through a transaction pooler (a direct URL is given)."""
+    return app[DIRECT_URL] != app[DB_URL]
+
+
 async def _geo_ctx(app: web.Application) -> AsyncIterator[None]:
     pool = app[POOL]
     holder = app[GEO_INDEX]
-    listener = listen.Listener(app[DB_URL])
+    listener = listen.Listener(app[DIRECT_URL])
     holder.attach(listener)
     app[PINGS].attach(listener)
     app[VERIFIER].attach(listener)
@@ -199,7 +217,10 @@ async def _geo_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[ORIGINS].start(pool)
     ping_log = app[PINGS].log
     # Its own connection: log batches never wait for a request's, nor requests for them.
-    log_pool = await db.create_pool(app[DB_URL], min_size=1, max_size=1)
+    # Direct, past any pooler: this one connection is busy all the time, so a pooler
+    # saves nothing, and the batches and their spool marks must not queue behind requests
+    # for the pooler's server connections.
+    log_pool = await db.create_pool(app[DIRECT_URL], min_size=1, max_size=1)
     ping_log.start(log_pool)
     try:
         yield
@@ -212,12 +233,18 @@ async def _geo_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
-    runner = periodic.Runner(app[POOL], background_jobs(app[SETTINGS]), clock_=app[CLOCK])
+    # A job holds a session advisory lock across its transactions: behind a transaction
+    # pooler its connection must be a direct one (a small pool of its own).
+    pooled = _behind_pooler(app)
+    pool = await db.create_pool(app[DIRECT_URL], min_size=0, max_size=2) if pooled else app[POOL]
+    runner = periodic.Runner(pool, background_jobs(app[SETTINGS]), clock_=app[CLOCK])
     runner.start()
     try:
         yield
     finally:
         await runner.stop()
+        if pooled:
+            await pool.close()
 
 
 async def _delivery_ctx(app: web.Application) -> AsyncIterator[None]:

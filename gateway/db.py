@@ -234,6 +234,14 @@ def resolve_url(settings: settings_mod.Settings) -> str:
     return _embedded.url()
 
 
+def resolve_direct_url(settings: settings_mod.Settings) -> str:
+    """The URL for sessions a transaction pooler cannot carry: LISTEN, session advisory
+    locks, the ping log. ``GATEWAY_DATABASE_DIRECT_URL`` if set, else :func:`resolve_url`."""
+    if settings.database_direct_url:
+        return settings.database_direct_url.reveal()
+    return resolve_url(settings)
+
+
 def _jsonb_encode(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -255,13 +263,24 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
-async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(
+    url: str, *, min_size: int = 2, max_size: int = 10, pooled: bool = False
+) -> asyncpg.Pool:
+    """A pool on ``url``; ``pooled`` when the URL is a transaction pooler's (PgBouncer).
+
+    Behind a transaction pooler each transaction (each statement outside one) may run on
+    another server connection, so a statement prepared on one is unknown on the next.
+    ``pooled`` turns asyncpg's statement cache off: it then sends every statement unnamed,
+    parsed again in the same message batch as its execution (deploy/SCALING.md says why
+    this and not PgBouncer's ``max_prepared_statements``).
+    """
     pool = await asyncpg.create_pool(
         url,
         min_size=min_size,
         max_size=max_size,
         init=init_connection,
         reset=_keep_session,
+        statement_cache_size=0 if pooled else 100,
         # A dead server must fail requests quickly (503), not hang them.
         timeout=5,
         command_timeout=30,
@@ -314,3 +333,5 @@ def describe(url: str) -> str:
 
 POOL = web.AppKey("pool", asyncpg.Pool)
 DB_URL = web.AppKey("db_url", str)
+DIRECT_URL = web.AppKey("direct_url", str)
+"""Straight to PostgreSQL (LISTEN, the ping log, job locks); DB_URL's value without a pooler."""

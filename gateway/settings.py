@@ -57,6 +57,17 @@ class Settings:
     database_url: Secret | None = field(
         default=None, metadata=about("DATABASE_URL", "PostgreSQL URL", shown="unset: embedded")
     )
+    database_direct_url: Secret | None = field(
+        default=None,
+        metadata=about(
+            "GATEWAY_DATABASE_DIRECT_URL",
+            "a URL straight to PostgreSQL for what needs a session of its own (LISTEN, the "
+            "ping log and its spool marks, the periodic jobs' and migrations' advisory "
+            "locks). Set it when `DATABASE_URL` goes through PgBouncer in transaction mode: "
+            "the request pools then keep no prepared statements (deploy/SCALING.md)",
+            shown="unset: `DATABASE_URL`, no pooler",
+        ),
+    )
     data_dir: Path = field(
         default_factory=default_data_dir,
         metadata=about(
@@ -408,6 +419,8 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "database_url":
                 value = mask_url(value.reveal()) if value else "(embedded)"
+            elif f.name == "database_direct_url":
+                value = mask_url(value.reveal()) if value else "(DATABASE_URL)"
             elif f.name == "public_url":
                 value = self.base_url  # what clients are told, also when it is the default
             elif isinstance(value, Path | Secret):

@@ -28,6 +28,7 @@ from gateway.cli import (
     outbox,
     pings,
     serve,
+    soak,
     wallet,
     worker,
 )
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     wallet.add_parser(sub)
     demo.add_parser(sub)
     bench.add_parser(sub)
+    soak.add_parser(sub)
     database.add_migrate_parser(sub)
     merchants.add_parser(sub)
     keys.add_parser(sub)

@@ -67,8 +67,9 @@ def load_settings(args: argparse.Namespace) -> settings.Settings:
 async def with_db(
     cfg: settings.Settings, work: Callable[[asyncpg.Connection], Awaitable[Any]]
 ) -> Any:
-    """Run one piece of CLI work on a migrated database."""
-    url = db.resolve_url(cfg)
+    """Run one piece of CLI work on a migrated database (past any pooler: migrations
+    hold a session advisory lock)."""
+    url = db.resolve_direct_url(cfg)
     conn = await db.connect(url)
     try:
         await migrate.migrate(conn)

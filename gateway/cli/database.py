@@ -13,7 +13,7 @@ from gateway.cli import common
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     cfg = common.load_settings(args)
-    applied = asyncio.run(common.migrate_url(db.resolve_url(cfg)))
+    applied = asyncio.run(common.migrate_url(db.resolve_direct_url(cfg)))
     common.print_json(
         {
             "applied": [f"{m.version:04d}_{m.name}" for m in applied],

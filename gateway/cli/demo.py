@@ -30,7 +30,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         hours=args.hours,
         out=Path(args.out),
     )
-    server_url = db.resolve_url(cfg)
+    # Straight to PostgreSQL, past any pooler: the demo drops and creates its own database
+    # and is one process.
+    server_url = db.resolve_direct_url(cfg)
     sys.stderr.write(
         f"gateway demo: {options.stores} shops, {options.shoppers} shoppers, "
         f"{options.hours:g} simulated hours, seed {options.seed}, database "

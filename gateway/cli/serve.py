@@ -90,8 +90,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = common.load_settings(args)
     url = db.resolve_url(cfg)
     log.info("starting", extra={"settings": cfg.describe()})
-    if cfg.migrate_on_start:
-        asyncio.run(common.migrate_url(url))
+    if cfg.migrate_on_start:  # under a session advisory lock: past any pooler
+        asyncio.run(common.migrate_url(db.resolve_direct_url(cfg)))
     sys.stderr.write(
         f"gateway listening on http://{cfg.host}:{cfg.port} ({cfg.workers} worker(s))\n"
     )

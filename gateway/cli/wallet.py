@@ -112,7 +112,7 @@ def cmd_wallet_upkeep(args: argparse.Namespace) -> int:
         sys.stderr.flush()
 
     async def work(conn: asyncpg.Connection) -> upkeep.Summary | None:
-        pool = await db.create_pool(db.resolve_url(cfg), min_size=1, max_size=2)
+        pool = await db.create_pool(db.resolve_direct_url(cfg), min_size=1, max_size=2)
         try:
             return await upkeep.run(pool, now=clock.SystemClock().now(), progress=progress)
         finally:

@@ -13,9 +13,10 @@ from gateway.cli import common
 from gateway.delivery import wiring
 
 
-async def run_worker(cfg: settings.Settings, url: str) -> None:
-    pool = await db.create_pool(url, min_size=1, max_size=cfg.db_pool_max)
-    listener = listen.Listener(url)
+async def run_worker(cfg: settings.Settings, url: str, direct_url: str | None = None) -> None:
+    direct = direct_url or url
+    pool = await db.create_pool(url, min_size=1, max_size=cfg.db_pool_max, pooled=direct != url)
+    listener = listen.Listener(direct)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -38,11 +39,12 @@ async def run_worker(cfg: settings.Settings, url: str) -> None:
 def cmd_worker(args: argparse.Namespace) -> int:
     cfg = common.load_settings(args)
     url = db.resolve_url(cfg)
+    direct = db.resolve_direct_url(cfg)
     if cfg.migrate_on_start:
-        asyncio.run(common.migrate_url(url))
+        asyncio.run(common.migrate_url(direct))
     loop = common.new_loop()
     try:
-        loop.run_until_complete(run_worker(cfg, url))
+        loop.run_until_complete(run_worker(cfg, url, direct))
     finally:
         loop.close()
     return 0

@@ -428,6 +428,7 @@ async def run(
             migrate_on_start=False,
         ),
         db_url=url,
+        direct_url=url,  # its own database, not the settings' direct one
         clock_=demo.clock,
     )
     runner = web.AppRunner(app, access_log=None)

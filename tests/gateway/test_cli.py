@@ -43,6 +43,7 @@ COMMANDS = [
     ["wallet", "google-dev-account"],
     ["demo"],
     ["bench"],
+    ["soak"],
 ]
 
 

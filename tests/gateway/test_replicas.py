@@ -1,7 +1,8 @@
 """Three `gateway serve` replicas on one database behind nginx: caps, budgets and
 single-use redemption hold with requests spread across them, a geofence edit reaches
 every replica's index within a second, and kill -9 of a replica under load loses no
-committed decision and leaves no outbox row stuck."""
+committed decision and leaves no outbox row stuck. Those taking ``route`` run twice:
+direct, and through a real PgBouncer in transaction mode (deploy/SCALING.md)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import math
 import shutil
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ import pytest
 
 from gateway.accounts import tenancy
 from gateway.demo.localpush import PushService
-from tests.support import proc
+from tests.support import pgbouncer, proc
 from tests.support.replicas import cluster
 from tests.support.tenants import Tenant
 
@@ -50,6 +52,14 @@ def _environ(database_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
         GATEWAY_MAX_SPEED_MPS="1000000",
         **extra,
     )
+
+
+@pytest.fixture(params=["direct", "pgbouncer"])
+async def route(
+    request: pytest.FixtureRequest, database_url: str, tmp_path: Path
+) -> AsyncIterator[dict[str, str]]:
+    async with pgbouncer.routed(request.param, database_url, tmp_path / "pgbouncer") as env:
+        yield env
 
 
 class Client:
@@ -160,10 +170,14 @@ async def _shoppers(conn: asyncpg.Connection, tenant: Tenant, n: int) -> list[st
 
 
 async def test_caps_budgets_and_single_use_hold_across_replicas(
-    database_url: str, conn: asyncpg.Connection, tenant_a: Tenant, tmp_path: Path
+    database_url: str,
+    conn: asyncpg.Connection,
+    tenant_a: Tenant,
+    tmp_path: Path,
+    route: dict[str, str],
 ) -> None:
     async with (
-        cluster(_environ(database_url, tmp_path), tmp_path / "nginx") as cl,
+        cluster(_environ(database_url, tmp_path, **route), tmp_path / "nginx") as cl,
         aiohttp.ClientSession() as http,
     ):
         if True:
@@ -214,9 +228,14 @@ async def test_caps_budgets_and_single_use_hold_across_replicas(
 
 
 async def test_a_geofence_edit_reaches_every_replica_within_a_second(
-    database_url: str, conn: asyncpg.Connection, tenant_a: Tenant, tmp_path: Path
+    database_url: str,
+    conn: asyncpg.Connection,
+    tenant_a: Tenant,
+    tmp_path: Path,
+    route: dict[str, str],
 ) -> None:
-    async with cluster(_environ(database_url, tmp_path), tmp_path / "nginx") as cl:
+    # Through PgBouncer too: LISTEN goes direct, or no NOTIFY would reach the replicas.
+    async with cluster(_environ(database_url, tmp_path, **route), tmp_path / "nginx") as cl:
         shoppers = await _shoppers(conn, tenant_a, len(cl.replicas))
         async with aiohttp.ClientSession() as http:
             direct = [Client(http, r.url) for r in cl.replicas]
@@ -240,9 +259,13 @@ async def test_a_geofence_edit_reaches_every_replica_within_a_second(
 
 
 async def test_kill_9_of_a_replica_under_load_loses_no_decision(
-    database_url: str, conn: asyncpg.Connection, tenant_a: Tenant, tmp_path: Path
+    database_url: str,
+    conn: asyncpg.Connection,
+    tenant_a: Tenant,
+    tmp_path: Path,
+    route: dict[str, str],
 ) -> None:
-    environ = _environ(database_url, tmp_path, GATEWAY_OUTBOX_LEASE_SECONDS="2")
+    environ = _environ(database_url, tmp_path, GATEWAY_OUTBOX_LEASE_SECONDS="2", **route)
     async with (
         PushService() as push,
         cluster(environ, tmp_path / "nginx") as cl,
@@ -516,10 +539,14 @@ async def test_replicas_ride_out_a_database_restart_and_lose_nothing(tmp_path: P
 
 
 async def test_a_resent_ping_is_answered_once_across_replicas_and_after_kill_9(
-    database_url: str, conn: asyncpg.Connection, tenant_a: Tenant, tmp_path: Path
+    database_url: str,
+    conn: asyncpg.Connection,
+    tenant_a: Tenant,
+    tmp_path: Path,
+    route: dict[str, str],
 ) -> None:
     # A slow ping log: the first attempt's row is still only in the killed replica's spool.
-    environ = _environ(database_url, tmp_path, GATEWAY_PING_LOG_FLUSH_SECONDS="30")
+    environ = _environ(database_url, tmp_path, GATEWAY_PING_LOG_FLUSH_SECONDS="30", **route)
     async with cluster(environ, tmp_path / "nginx") as cl, aiohttp.ClientSession() as http:
         urls = [r.url for r in cl.replicas]
         c = Client(http, cl.url)

@@ -60,14 +60,31 @@ class Cluster:
         assert served.proc is not None
         os.kill(served.proc.pid, signal.SIGKILL)
 
+    async def restart(self, i: int) -> None:
+        """Start replica ``i`` again on its port (after :meth:`kill`) and wait until ready."""
+        served = self.replicas[i]
+        assert served.proc is not None
+        await served.proc.wait()
+        await served.start()
+        await served.wait_ready()
+
 
 @asynccontextmanager
 async def cluster(
-    environ: Mapping[str, str], directory: Path, n: int = 3
+    environ: Mapping[str, str], directory: Path, n: int = 3, *, log_files: bool = False
 ) -> AsyncIterator[Cluster]:
-    replicas = [proc.Served(proc.free_port(), environ) for _ in range(n)]
-    port = proc.free_port()
+    """``n`` replicas behind nginx; with ``log_files`` each writes its stderr to
+    ``directory/replica<i>.log`` instead of a pipe (a long run would fill the pipe)."""
     directory.mkdir(parents=True, exist_ok=True)
+    replicas = [
+        proc.Served(
+            proc.free_port(),
+            environ,
+            log_file=directory / f"replica{i}.log" if log_files else None,
+        )
+        for i in range(n)
+    ]
+    port = proc.free_port()
     conf = directory / "nginx.conf"
     servers = "\n".join(f"        server 127.0.0.1:{r.port};" for r in replicas)
     conf.write_text(CONF.format(dir=directory, servers=servers, port=port))

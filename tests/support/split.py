@@ -14,6 +14,7 @@ G = "tests/gateway/"
 SERVER: dict[str, str] = {
     G + "test_replicas.py": "replicas behind nginx on one database: caps, kill -9, a restart",
     G + "test_rewards_replicas.py": "replicas behind nginx: reward stock, limits, points at tills",
+    G + "test_pgbouncer.py": "a real PgBouncer in front of the server, pooling its connections",
     G + "test_serve.py": "serve processes racing to migrate, several workers, NOTIFY sync",
     G + "test_metrics.py::test_several_workers_add_up_in_one_scrape": (
         "serve --workers 2: processes sharing one metrics directory"
