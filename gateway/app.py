@@ -39,6 +39,7 @@ from gateway.http.handlers import origins as origin_handlers
 from gateway.http.handlers import passes as pass_handlers
 from gateway.http.handlers import pings as ping_handlers
 from gateway.http.handlers import preview as preview_handlers
+from gateway.http.handlers import referrals as referral_handlers
 from gateway.http.handlers.passes import SIGNERS
 from gateway.http.ratelimit import PING_LIMITER, REDEEM_LIMITER
 from gateway.http.routing import MOUNTED
@@ -72,6 +73,7 @@ def all_endpoints() -> list[routing.Endpoint]:
         *google_passes.ENDPOINTS,
         *passkit.ENDPOINTS,
         *wallet_callbacks.ENDPOINTS,
+        *referral_handlers.ENDPOINTS,
     ]
 
 

@@ -12,7 +12,8 @@ OffersError
 ├── IdempotencyKeyReused    the key was used for a different request
 ├── IdempotencyKeyRace      a request with the same key is in flight (retry)
 ├── AlreadyVoided           the redemption was already voided
-└── VoidWindowClosed        too late to void
+├── VoidWindowClosed        too late to void
+└── ReferralCodeRefused     a referral code at enrolment that cannot refer this shopper
 """
 
 from __future__ import annotations
@@ -125,3 +126,13 @@ def _ago(delta: dt.timedelta) -> str:
     if hours < 48:
         return f"{hours} hours ago"
     return f"{hours // 24} days ago"
+
+
+class ReferralCodeRefused(OffersError):
+    """An enrolment's referral code: unknown, mistyped, or the shopper's own."""
+
+    code = "referral_code_refused"
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
