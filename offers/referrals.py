@@ -11,13 +11,14 @@ caller's: the gateway does it in the same transaction as `settle`.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import asyncpg
 
 from geo import sql
-from offers import codes, errors
+from offers import codes, errors, store
 
 _Q = sql.load("offers", "referrals.sql")
 
@@ -46,13 +47,16 @@ class Rules:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settlement:
-    """A referral settled now: rewarded (points and coupons to pay) or refused."""
+    """A referral settled now: rewarded (points to pay, coupons issued to deliver) or
+    refused."""
 
     referral_id: int
     referrer_id: int
     referee_id: int
     refused: str | None
     rules: Rules
+    # The reward coupons issued in the settlement; the caller queues their delivery.
+    sends: tuple[store.Send, ...] = field(default_factory=tuple)
 
 
 def qualifies(rules: Rules, event: Event, balance: int | None) -> bool:
@@ -134,11 +138,16 @@ async def rules(conn: asyncpg.Connection, merchant_id: int) -> Rules:
 async def set_rules(
     conn: asyncpg.Connection, merchant_id: int, new: Rules, at: dt.datetime
 ) -> Rules:
-    named = [i for i in (new.referrer_offer_id, new.referee_offer_id) if i is not None]
-    live = {r["id"] for r in await conn.fetch(_Q["live_offers"], merchant_id, named)}
-    missing = sorted(set(named) - live)
-    if missing:
-        raise errors.UnknownPlace("offer_ids", missing)
+    for name, offer_id in (
+        ("referrer_offer_id", new.referrer_offer_id),
+        ("referee_offer_id", new.referee_offer_id),
+    ):
+        if offer_id is None:
+            continue
+        rec = await store.get_offer(conn, merchant_id, offer_id)
+        # An offer with no geofence has nowhere to log its coupons' decisions.
+        if rec is None or await _place(conn, merchant_id, rec) is None:
+            raise errors.UnknownPlace(name, [offer_id])
     row = await conn.fetchrow(
         _Q["set_rules"],
         merchant_id,
@@ -173,7 +182,17 @@ async def settle(
         if await conn.fetchval(_Q["rewarded_since"], referrer_id, since) >= rules_.cap_limit:
             refused = "cap_reached"
     paid = refused is None
-    coupons = sum(i is not None for i in (rules_.referrer_offer_id, rules_.referee_offer_id))
+    sends: list[store.Send] = []
+    if paid:
+        for shopper_id, offer_id in (
+            (referrer_id, rules_.referrer_offer_id),
+            (referee_id, rules_.referee_offer_id),
+        ):
+            if offer_id is not None:
+                send = await reward_coupon(
+                    conn, merchant_id=merchant_id, shopper_id=shopper_id, offer_id=offer_id, at=at
+                )
+                sends.extend([] if send is None else [send])
     await conn.execute(
         _Q["settle"],
         row["id"],
@@ -182,7 +201,7 @@ async def settle(
         at,
         rules_.referrer_points if paid else 0,
         rules_.referee_points if paid else 0,
-        coupons if paid else 0,
+        len(sends),
     )
     return Settlement(
         referral_id=int(row["id"]),
@@ -190,6 +209,53 @@ async def settle(
         referee_id=referee_id,
         refused=refused,
         rules=rules_,
+        sends=tuple(sends),
+    )
+
+
+async def _place(
+    conn: asyncpg.Connection, merchant_id: int, rec: store.OfferRecord
+) -> asyncpg.Record | None:
+    offer = rec.offer
+    return await conn.fetchrow(
+        _Q["reward_place"], merchant_id, list(offer.geofence_ids), sorted(rec.scope_store_ids)
+    )
+
+
+async def reward_coupon(
+    conn: asyncpg.Connection, *, merchant_id: int, shopper_id: int, offer_id: int, at: dt.datetime
+) -> store.Send | None:
+    """Issue a coupon of the offer to the shopper as a referral reward: a sent decision
+    (trigger ``referral``) and its coupon, as a ping's send is logged, so the offer's
+    funnel counts it. None when the offer was archived or its issue budget is spent."""
+    rec = await store.get_offer(conn, merchant_id, offer_id)
+    place = None if rec is None else await _place(conn, merchant_id, rec)
+    if rec is None or place is None or await conn.fetchval(_Q["reserve_reward"], offer_id) is None:
+        return None
+    offer = rec.offer
+    expires = at + dt.timedelta(minutes=offer.coupon.valid_minutes)
+    return await store.record_decisions(
+        conn,
+        merchant_id=merchant_id,
+        shopper_id=shopper_id,
+        at=at,
+        rows=[
+            store.DecisionRow(
+                offer_id=offer_id,
+                store_id=place["store_id"],
+                fence_id=place["fence_id"],
+                trigger="referral",
+                reason=None,
+                attributable_until=expires,
+            )
+        ],
+        coupon=store.NewCoupon(
+            code=codes.new_code(),
+            store_ids=rec.scope_store_ids,
+            expires_at=expires,
+            delivery_id=uuid.uuid4(),
+            channels=offer.channels,
+        ),
     )
 
 

@@ -43,10 +43,6 @@ ON CONFLICT (merchant_id) DO UPDATE SET
     updated_at = excluded.updated_at
 RETURNING {rules_columns};
 
--- name: live_offers
--- The offers a rule names must exist, be this merchant's and not be archived.
-SELECT id FROM offers WHERE merchant_id = $1 AND id = ANY($2::bigint[]) AND deleted_at IS NULL;
-
 -- name: claim
 -- The referred shopper's pending referral, locked. A concurrent settlement of the
 -- same referral waits here; once it commits, the row is no longer pending and this
@@ -109,3 +105,19 @@ SELECT count(*) AS used,
 FROM referrals
 WHERE merchant_id = $1
   AND ($2::timestamptz IS NULL OR created_at >= $2) AND ($3::timestamptz IS NULL OR created_at < $3);
+
+-- name: reward_place
+-- Where a reward coupon's decision is logged: the offer's first geofence, else the first
+-- geofence of one of its stores. An offer with neither can issue no coupon.
+SELECT id AS fence_id, store_id FROM geofences
+WHERE merchant_id = $1 AND (id = ANY($2::bigint[]) OR store_id = ANY($3::bigint[]))
+ORDER BY (id = ANY($2::bigint[])) DESC, id
+LIMIT 1;
+
+-- name: reserve_reward
+-- A reward coupon takes one unit of the offer's issue budget when it has one. The offer
+-- may be paused (a reward kept off the geofences) but not archived.
+UPDATE offers SET issued_count = issued_count + (budget_issued IS NOT NULL)::integer
+WHERE id = $1 AND deleted_at IS NULL
+  AND (budget_issued IS NULL OR issued_count < budget_issued)
+RETURNING id;

@@ -1,8 +1,8 @@
 """Referral rewards: when a referred shopper's purchase or redemption qualifies the
-referral, settle it (offers.referrals) and pay both sides on the loyalty ledger
-(wallet), in the caller's transaction, so the settlement and its payments commit
-together or not at all. offers and wallet never import each other; this is where
-they meet.
+referral, settle it (offers.referrals, which issues the reward coupons), pay both sides'
+points on the loyalty ledger (wallet) and queue the coupons' delivery, all in the
+caller's transaction, so the settlement and its payments commit together or not at all.
+offers and wallet never import each other; this is where they meet.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import logging
 
 import asyncpg
 
+from gateway.delivery import outbox
 from offers import referrals
 from wallet.store import ledger as wallet_ledger
 
@@ -39,6 +40,8 @@ async def after_event(
     if done.refused is not None:
         log.info("referral refused", extra={"referral_id": done.referral_id, "why": done.refused})
         return done, None
+    # The reward coupons reach the inbox, push and wallet like any offer's coupon.
+    await outbox.enqueue(conn, list(done.sends))
     paid = None
     for side, who, points in (
         ("referrer", done.referrer_id, rules.referrer_points),

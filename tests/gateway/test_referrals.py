@@ -269,3 +269,41 @@ async def test_twenty_parallel_first_purchases_pay_one_reward(
     reasons = [reason for _, reason in await _ledger(conn, bea)]
     assert reasons.count("referral:referee") == 1 and reasons.count("purchase") == 20
     assert (await _report(shop))["rewarded"] == 1
+
+
+async def test_rewards_can_be_coupons_delivered_like_an_offers(
+    shop: Shop, conn: asyncpg.Connection
+) -> None:
+    # A paused offer: a reward kept off the geofences.
+    offer = await shop.offer(status="paused", name="Welcome friend")
+    await _rules(shop, referrer_points=0, referee_points=50, referee_offer_id=offer)
+    rules = await shop.api.get("/v1/referrals/rules", token=shop.token("manager"))
+    assert rules.json["referee_offer_id"] == offer
+    code = await _code(shop, shop.token("shopper"))
+    friend = await _enrol(shop, referral_code=code)
+    bea, token = friend.json["id"], friend.json["token"]
+    await _buy(shop, bea, "bea-1")
+    inbox = await shop.api.get("/v1/inbox", token=token)
+    assert inbox.status == 200, inbox.body
+    assert [i["offer_id"] for i in inbox.json["items"]] == [offer]
+    coupon = inbox.json["items"][0]["coupon"]["code"]
+    assert await _ledger(conn, shop.tenant.shopper_id) == []  # no points, no coupon
+    report = await _report(shop)
+    assert (report["rewarded"], report["coupons_issued"], report["points_paid"]) == (1, 1, 50)
+    log = await shop.api.get(f"/v1/logs/decisions?offer_id={offer}", token=shop.token("reviewer"))
+    assert [d["trigger"] for d in log.json["items"]] == ["referral"]
+    r = await shop.redeem(coupon, key="bea-redeems")
+    assert r.status == 201, r.body
+
+
+async def test_a_reward_offer_must_exist_and_have_a_geofence(shop: Shop) -> None:
+    body = {
+        "qualify": "first_purchase",
+        "referrer_points": 0,
+        "referee_points": 0,
+        "cap_limit": 1,
+        "cap_days": 1,
+        "referrer_offer_id": "999999",
+    }
+    r = await shop.api.put("/v1/referrals/rules", token=shop.token("manager"), json=body)
+    assert (r.status, list(r.json["error"]["fields"])) == (422, ["referrer_offer_id"])

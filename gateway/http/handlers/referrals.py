@@ -36,6 +36,14 @@ class RulesIn(api.Model):
     threshold_points: Annotated[int, pydantic.Field(ge=1, le=10**9)] | None = None
     referrer_points: Points
     referee_points: Points
+    referrer_offer_id: api.Id | None = pydantic.Field(
+        default=None,
+        description="A coupon of this offer for the referrer too (the offer may be paused: "
+        "a reward kept off the geofences; it needs a geofence of its own or of its stores)",
+    )
+    referee_offer_id: api.Id | None = pydantic.Field(
+        default=None, description="A coupon of this offer for the referred shopper too"
+    )
     cap_limit: Annotated[int, pydantic.Field(ge=1, le=100_000)] = pydantic.Field(
         description="At most this many rewarded referrals per referrer in cap_days days"
     )
@@ -47,6 +55,8 @@ class RulesOut(api.Out):
     threshold_points: int | None
     referrer_points: int
     referee_points: int
+    referrer_offer_id: str | None
+    referee_offer_id: str | None
     cap_limit: int
     cap_days: int
 
@@ -57,6 +67,8 @@ class RulesOut(api.Out):
             threshold_points=r.threshold_points,
             referrer_points=r.referrer_points,
             referee_points=r.referee_points,
+            referrer_offer_id=api.ident(r.referrer_offer_id),
+            referee_offer_id=api.ident(r.referee_offer_id),
             cap_limit=r.cap_limit,
             cap_days=r.cap_days,
         )
