@@ -4,12 +4,15 @@ sides earn when the referred shopper qualifies, the fraud limits and the report.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import asyncpg
 
 from offers import codes
 from tests.support import offers as test_offers
+from tests.support import pkpass
+from tests.support.gwallet import configure, google, read_link
 from tests.support.shop import Shop
 
 
@@ -307,3 +310,27 @@ async def test_a_reward_offer_must_exist_and_have_a_geofence(shop: Shop) -> None
     }
     r = await shop.api.put("/v1/referrals/rules", token=shop.token("manager"), json=body)
     assert (r.status, list(r.json["error"]["fields"])) == (422, ["referrer_offer_id"])
+
+
+async def test_the_code_is_on_the_back_of_both_wallet_cards(
+    shop: Shop, conn: asyncpg.Connection
+) -> None:
+    code = await _code(shop, shop.token("shopper"))
+    r = await shop.api.get("/v1/passes/loyalty", token=shop.token("shopper"))
+    assert r.status == 200
+    card = json.loads(pkpass.unpack(r.body)["pass.json"])
+    back = {f["key"]: f for f in card["storeCard"]["backFields"]}
+    assert back["referral"]["value"] == code
+    assert back["referral"]["label"].startswith("Invite a friend")
+
+    info = await configure(conn, shop.tenant.merchant_id)
+    link = await shop.api.get("/v1/passes/google/loyalty", token=shop.token("shopper"))
+    assert link.status == 200, link.body
+    payload = read_link(link.json["save_url"], info)[1]["payload"]
+    card_id = payload["loyaltyObjects"][0]["id"]
+    async with google(shop, info) as (stand_in, pusher):
+        assert await pusher.run_once() == 1
+        stored = stand_in.stored["loyaltyObject"][card_id]
+    [module] = stored["textModulesData"]
+    assert module["id"] == "referral"
+    assert codes.display(module["body"]) == code

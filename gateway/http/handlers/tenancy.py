@@ -256,6 +256,8 @@ async def enrol_shopper(request: web.Request) -> web.Response:
                 marketing_consent=req.marketing_consent,
                 timezone=req.timezone,
             )
+            # The code exists from the start, for the wallet cards that show it.
+            await referrals.code_for(conn, p.merchant_id, shopper.id, now)
             if referrer is not None:
                 await referrals.create(conn, p.merchant_id, referrer, shopper.id, now)
     return api.json({"id": str(shopper.id), "token": token}, status=201)
