@@ -71,9 +71,8 @@ CREATE TABLE referrals (
     CONSTRAINT fk__referrals__referee FOREIGN KEY (merchant_id, referee_id)
         REFERENCES shoppers (merchant_id, id) ON DELETE CASCADE
 );
--- The cap: a referrer's rewarded referrals in the window.
-CREATE INDEX ix__referrals__referrer_id_settled_at ON referrals (referrer_id, settled_at)
-    WHERE status = 'rewarded';
+-- The cap (a referrer's rewarded referrals in the window) and a referrer's own summary.
+CREATE INDEX ix__referrals__referrer_id_settled_at ON referrals (referrer_id, settled_at);
 CREATE INDEX ix__referrals__merchant_id_created_at ON referrals (merchant_id, created_at);
 
 -- Codes refused at enrolment that name a real referrer (a shopper's own code), for

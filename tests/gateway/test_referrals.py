@@ -334,3 +334,24 @@ async def test_the_code_is_on_the_back_of_both_wallet_cards(
     [module] = stored["textModulesData"]
     assert module["id"] == "referral"
     assert codes.display(module["body"]) == code
+
+
+async def test_export_shows_referrals_and_erasure_retires_the_code(
+    shop: Shop, conn: asyncpg.Connection
+) -> None:
+    code = await _code(shop, shop.token("shopper"))
+    bea = await _enrol(shop, referral_code=code)
+    await _buy(shop, bea.json["id"], "bea-1")
+    mine = await shop.api.get("/v1/me/export", token=shop.token("shopper"))
+    loyalty = mine.json["loyalty"]
+    assert codes.display(loyalty["referral_code"]) == code
+    assert [(r["side"], r["status"], r["points"]) for r in loyalty["referrals"]] == [
+        ("referrer", "rewarded", 200)
+    ]
+    theirs = await shop.api.get("/v1/me/export", token=bea.json["token"])
+    assert [r["side"] for r in theirs.json["loyalty"]["referrals"]] == ["referee"]
+    gone = await shop.api.delete("/v1/me", token=shop.token("shopper"))
+    assert gone.json["removed"]["referral_codes"] == 1
+    r = await _enrol(shop, referral_code=code)
+    assert (r.status, r.error_code) == (422, "unknown_referral_code")
+    assert (await _report(shop))["rewarded"] == 1  # the report does not move
