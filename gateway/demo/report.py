@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.demo.city import PARIS
+from gateway.demo.referrals import words as referral_words
 from offers import report as funnel
 from offers import stats
 
@@ -29,6 +30,8 @@ class Summary:
     suppressed: Counter[str] = dataclasses.field(default_factory=Counter)
     # Per shop (store id), summed over the offers: candidates, eligible, sent, redeemed.
     shops: dict[str, Counter[str]] = dataclasses.field(default_factory=dict)
+    # GET /v1/reports/referrals after the morning (gateway/demo/referrals.py).
+    referrals: dict[str, Any] = dataclasses.field(default_factory=dict)
     report: Path | None = None
     tokens: dict[str, str] = dataclasses.field(default_factory=dict)
     seconds: float = 0.0
@@ -89,6 +92,8 @@ def render_summary(s: Summary) -> str:
         f"coupons in ping answers {s.offers_received:,}; Web Push messages decrypted at the "
         f"push service {s.pushes_received:,}; opened {s.opened:,}; redeemed {s.redemptions:,}; "
         f"second scans refused {s.second_scans_refused:,}; purchases {s.purchases:,}",
+        f"referrals (a chain of friends, and a second account on one phone): "
+        f"{referral_words(s.referrals)}",
         "",
         *_funnel_lines(s),
         "",
