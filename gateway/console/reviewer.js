@@ -1,10 +1,11 @@
 // The campaign reviewer's screens: an offer's report (funnel, uplift, breakdowns), the
-// redemption and decision logs, and the live decisions. Read-only: no screen here writes.
+// redemption and decision logs, the live decisions and the referral program's figures. Read-only: no screen here writes.
 
 import { ensureCss } from "./review-ui.js";
 import { renderReport } from "./report.js";
 import { renderLog } from "./logs.js";
 import { renderLive } from "./live.js";
+import { renderReferrals } from "./referrals.js";
 
 export function register({ route, api, whoami }) {
   ensureCss();
@@ -13,4 +14,5 @@ export function register({ route, api, whoami }) {
   route("#/redemptions", (params, main) => renderLog("redemptions", params, main, ctx));
   route("#/decisions", (params, main) => renderLog("decisions", params, main, ctx));
   route("#/live", (params, main) => renderLive(params, main, ctx));
+  route("#/referrals", (params, main) => renderReferrals(params, main, ctx));
 }
