@@ -80,13 +80,15 @@ async def code_for(
     found: str | None = await conn.fetchval(_Q["code_of"], shopper_id, merchant_id)
     while found is None:
         try:
-            status = await conn.execute(
-                _Q["insert_code"],
-                shopper_id,
-                merchant_id,
-                codes.new_code(codes.REFERRAL_SYMBOLS),
-                at,
-            )
+            # A savepoint: a collision must not abort the caller's transaction.
+            async with conn.transaction():
+                status = await conn.execute(
+                    _Q["insert_code"],
+                    shopper_id,
+                    merchant_id,
+                    codes.new_code(codes.REFERRAL_SYMBOLS),
+                    at,
+                )
         except asyncpg.UniqueViolationError:
             continue  # another shopper's code: 45 random bits met again; draw anew
         found = await conn.fetchval(_Q["code_of"], shopper_id, merchant_id)

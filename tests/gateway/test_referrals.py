@@ -355,3 +355,16 @@ async def test_export_shows_referrals_and_erasure_retires_the_code(
     r = await _enrol(shop, referral_code=code)
     assert (r.status, r.error_code) == (422, "unknown_referral_code")
     assert (await _report(shop))["rewarded"] == 1  # the report does not move
+
+
+async def test_a_code_collision_draws_again_inside_the_callers_transaction(
+    shop: Shop, conn: asyncpg.Connection, monkeypatch: Any
+) -> None:
+    """45 random bits met again: the next draw is taken, and the enrolment commits."""
+    taken = await _code(shop, shop.token("shopper"))
+    fresh = codes.new_code(codes.REFERRAL_SYMBOLS)
+    draws = iter([codes.normalize(taken, codes.REFERRAL_SYMBOLS), fresh])
+    monkeypatch.setattr(codes, "new_code", lambda symbols=codes.DATA_SYMBOLS: next(draws))
+    r = await _enrol(shop, name="Unlucky")
+    assert r.status == 201, r.body
+    assert await _code(shop, r.json["token"]) == codes.display(fresh)
