@@ -235,29 +235,16 @@ async def test_a_program_can_ask_for_a_first_redemption_or_a_points_threshold(
 async def test_rules_round_trip_and_validate(shop: Shop) -> None:
     r = await shop.api.get("/v1/referrals/rules", token=shop.token("reviewer"))
     assert (r.json["qualify"], r.json["referrer_points"]) == ("first_purchase", 200)
-    bad = await shop.api.put(
-        "/v1/referrals/rules",
-        token=shop.token("manager"),
-        json={
-            "qualify": "points_threshold",
-            "referrer_points": 1,
-            "referee_points": 1,
-            "cap_limit": 1,
-            "cap_days": 1,
-        },
-    )
+    body = {"referrer_points": 1, "referee_points": 1, "cap_limit": 1, "cap_days": 1}
+
+    async def put(token: str, qualify: str) -> Any:
+        return await shop.api.put(
+            "/v1/referrals/rules", token=shop.token(token), json={**body, "qualify": qualify}
+        )
+
+    bad = await put("manager", "points_threshold")
     assert (bad.status, list(bad.json["error"]["fields"])) == (422, ["threshold_points"])
-    scoped = await shop.api.put(
-        "/v1/referrals/rules",
-        token=shop.token("manager@store0"),
-        json={
-            "qualify": "first_purchase",
-            "referrer_points": 1,
-            "referee_points": 1,
-            "cap_limit": 1,
-            "cap_days": 1,
-        },
-    )
+    scoped = await put("manager@store0", "first_purchase")
     assert (scoped.status, scoped.error_code) == (403, "out_of_scope")
 
 
