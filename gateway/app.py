@@ -43,6 +43,7 @@ from gateway.http.handlers import origins as origin_handlers
 from gateway.http.handlers import passes as pass_handlers
 from gateway.http.handlers import pings as ping_handlers
 from gateway.http.handlers import preview as preview_handlers
+from gateway.http.handlers import referrals as referral_handlers
 from gateway.http.handlers.passes import SIGNERS
 from gateway.http.ratelimit import PING_LIMITER, REDEEM_LIMITER
 from gateway.http.routing import MOUNTED
@@ -80,6 +81,7 @@ def all_endpoints() -> list[routing.Endpoint]:
         *reward_shop.ENDPOINTS,
         *till.ENDPOINTS,
         *points_report.ENDPOINTS,
+        *referral_handlers.ENDPOINTS,
     ]
 
 

@@ -13,12 +13,13 @@ OffersError
 ├── IdempotencyKeyRace      a request with the same key is in flight (retry)
 ├── AlreadyVoided           the redemption was already voided
 ├── VoidWindowClosed        too late to void
-└── RewardRefused           a reward the shopper cannot buy now
-    ├── UnknownReward           no such reward in the catalog (or not on sale)
-    ├── RewardNotForTier        the reward is for other tiers
-    ├── RewardLimitReached      the shopper bought it as often as allowed
-    ├── RewardOutOfStock        its stock (or gift-card codes) ran out
-    └── StockBelowIssued        a stock lower than what was already issued
+├── RewardRefused           a reward the shopper cannot buy now
+│   ├── UnknownReward           no such reward in the catalog (or not on sale)
+│   ├── RewardNotForTier        the reward is for other tiers
+│   ├── RewardLimitReached      the shopper bought it as often as allowed
+│   ├── RewardOutOfStock        its stock (or gift-card codes) ran out
+│   └── StockBelowIssued        a stock lower than what was already issued
+└── ReferralCodeRefused     a referral code at enrolment that cannot refer this shopper
 """
 
 from __future__ import annotations
@@ -171,3 +172,13 @@ def _ago(delta: dt.timedelta) -> str:
     if hours < 48:
         return f"{hours} hours ago"
     return f"{hours // 24} days ago"
+
+
+class ReferralCodeRefused(OffersError):
+    """An enrolment's referral code: unknown, mistyped, or the shopper's own."""
+
+    code = "referral_code_refused"
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code

@@ -113,6 +113,8 @@ class LoyaltyCard:
     tier: str | None
     places: Sequence[PlaceNearby] = field(default_factory=tuple)
     max_distance_m: int = 200
+    # The shopper's shareable referral code, as people read it (a back field).
+    referral_code: str | None = None
 
 
 def _field(key: str, value: Any, label: str, change: str | None = None) -> models.Field:
@@ -192,6 +194,10 @@ def loyalty_pass(card: LoyaltyCard, signer: Signer) -> bytes:
     if card.member_name:
         info.secondaryFields.append(_field("member", card.member_name, "MEMBER"))
     info.backFields.append(_field("code", card.member_code, "Member number"))
+    if card.referral_code:
+        info.backFields.append(
+            _field("referral", card.referral_code, "Invite a friend: your referral code")
+        )
     barcode = models.Barcode(
         message=card.member_code, format=models.BarcodeFormat.QR, altText=card.member_code
     )

@@ -43,7 +43,15 @@ SELECT json_build_object(
             SELECT id::text, store_id::text, amount, order_ref, points, created_at
             FROM purchases WHERE shopper_id = $1) p),
         'tier_changes', (SELECT coalesce(json_agg(t ORDER BY t.at), '[]') FROM (
-            SELECT from_tier, to_tier, at FROM tier_changes WHERE shopper_id = $1) t)),
+            SELECT from_tier, to_tier, at FROM tier_changes WHERE shopper_id = $1) t),
+        'referral_code', (SELECT code FROM referral_codes WHERE shopper_id = $1),
+        -- Referrals the shopper made or was made by; the other side by id only.
+        'referrals', (SELECT coalesce(json_agg(r ORDER BY r.created_at), '[]') FROM (
+            SELECT CASE WHEN referrer_id = $1 THEN 'referrer' ELSE 'referee' END AS side,
+                   status, refused_reason, created_at, settled_at,
+                   CASE WHEN referrer_id = $1 THEN referrer_points ELSE referee_points END
+                       AS points
+            FROM referrals WHERE referrer_id = $1 OR referee_id = $1) r)),
     'devices', json_build_object(
         'push_subscriptions', (SELECT coalesce(json_agg(p ORDER BY p.created_at), '[]') FROM (
             SELECT endpoint, created_at FROM push_subscriptions WHERE shopper_id = $1) p),
@@ -79,6 +87,9 @@ WITH pings_gone AS (DELETE FROM pings WHERE shopper_id = $1 RETURNING 1),
      -- Our record of the shopper's Google objects (and their notification log).
      google_gone AS (DELETE FROM google_wallet_objects WHERE shopper_id = $1 RETURNING 1),
      updates_gone AS (DELETE FROM pass_updates WHERE shopper_id = $1 RETURNING 1),
+     -- The shareable code goes (a friend typing it is told it is unknown); referrals
+     -- stay, pseudonymous, for the referral report.
+     code_gone AS (DELETE FROM referral_codes WHERE shopper_id = $1 RETURNING 1),
      pending_gone AS (DELETE FROM outbox WHERE status = 'pending' AND delivery_id IN
                         (SELECT id FROM deliveries WHERE shopper_id = $1) RETURNING 1),
      keys_revoked AS (UPDATE api_keys SET revoked_at = $2
@@ -93,4 +104,5 @@ SELECT (SELECT count(*) FROM pings_gone) AS pings,
        (SELECT count(*) FROM passes_gone) AS wallet_passes,
        (SELECT count(*) FROM google_gone) AS google_wallet_objects,
        (SELECT count(*) FROM pending_gone) AS pending_deliveries,
+       (SELECT count(*) FROM code_gone) AS referral_codes,
        (SELECT count(*) FROM keys_revoked) AS api_keys_revoked;

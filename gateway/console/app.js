@@ -20,6 +20,7 @@ const NAV = [
   { hash: "#/decisions", label: "Decisions", roles: ["admin", "manager", "reviewer"] },
   { hash: "#/live", label: "Live", roles: ["admin", "manager", "reviewer"] },
   { hash: "#/rewards", label: "Rewards", roles: ["admin", "manager", "reviewer"] },
+  { hash: "#/referrals", label: "Referrals", roles: ["admin", "manager", "reviewer"] },
 ];
 
 const outlet = document.getElementById("outlet");

@@ -1,11 +1,12 @@
 // The campaign reviewer's screens: an offer's report (funnel, uplift, breakdowns), the
-// redemption and decision logs, and the live decisions. Read-only: no screen here writes.
+// redemption and decision logs, the live decisions and the referral program's figures. Read-only: no screen here writes.
 
 import { ensureCss } from "./review-ui.js";
 import { renderReport } from "./report.js";
 import { renderLog } from "./logs.js";
 import { renderLive } from "./live.js";
 import { rewardsScreen } from "./rewards.js";
+import { renderReferrals } from "./referrals.js";
 
 export function register({ route, api, whoami }) {
   ensureCss();
@@ -15,4 +16,5 @@ export function register({ route, api, whoami }) {
   route("#/decisions", (params, main) => renderLog("decisions", params, main, ctx));
   route("#/live", (params, main) => renderLive(params, main, ctx));
   route("#/rewards", (params, main) => rewardsScreen(params, main));
+  route("#/referrals", (params, main) => renderReferrals(params, main, ctx));
 }

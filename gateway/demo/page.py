@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from gateway.demo import mapsvg
 from gateway.demo.city import DAY, Store
+from gateway.demo.referrals import words as referral_words
 from gateway.demo.report import Summary, pct, uplift_text
 from offers import report as funnel
 from offers import stats
@@ -249,6 +250,10 @@ def _facts(s: Summary) -> Iterable[tuple[str, str]]:
         (f"{_n(s.opened)} · {_n(s.redemptions)} · {_n(s.purchases)}"),
     )
     yield "second scans refused at the till", _n(s.second_scans_refused)
+    yield (
+        "referrals (a chain of friends, and a second account on one phone)",
+        referral_words(s.referrals),
+    )
 
 
 STYLE = (Path(__file__).with_name("page.css")).read_text(encoding="utf-8")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.demo.city import PARIS
+from gateway.demo.referrals import words as referral_words
 from offers import report as funnel
 from offers import stats
 
@@ -35,6 +36,8 @@ class Summary:
     suppressed: Counter[str] = dataclasses.field(default_factory=Counter)
     # Per shop (store id), summed over the offers: candidates, eligible, sent, redeemed.
     shops: dict[str, Counter[str]] = dataclasses.field(default_factory=dict)
+    # GET /v1/reports/referrals after the morning (gateway/demo/referrals.py).
+    referrals: dict[str, Any] = dataclasses.field(default_factory=dict)
     report: Path | None = None
     tokens: dict[str, str] = dataclasses.field(default_factory=dict)
     seconds: float = 0.0
@@ -98,6 +101,8 @@ def render_summary(s: Summary) -> str:
         f"rewards bought with points {s.rewards_bought:,}; paid with points at the till "
         f"{s.points_payments:,}; points outstanding {s.points_outstanding:,} "
         f"(liability {s.points_liability} EUR at the point value)",
+        f"referrals (a chain of friends, and a second account on one phone): "
+        f"{referral_words(s.referrals)}",
         "",
         *_funnel_lines(s),
         "",

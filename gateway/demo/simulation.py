@@ -24,7 +24,7 @@ from gateway import clock, db, migrate, settings
 from gateway.accounts import auth, tenancy
 from gateway.app import create_app
 from gateway.db import POOL
-from gateway.demo import city, localpush, page, report, rewards
+from gateway.demo import city, localpush, page, referrals, report, rewards
 from gateway.demo.city import PARIS, Store, metres, offset
 from gateway.pingpath.pings import PINGS
 
@@ -204,17 +204,18 @@ class Demo:
     async def enrol(self, push: localpush.PushService, vapid_key: str) -> None:
         app = self.tokens["app"]
         span = (self.end - self.start).total_seconds()
+        code = ""
         for i in range(self.o.shoppers):
-            _, made = await self.call(
-                "POST",
-                "/v1/shoppers",
-                app,
-                {
-                    "name": f"Shopper {i + 1}",
-                    "marketing_consent": self.rng.random() > 0.05,
-                    "timezone": "Europe/Paris",
-                },
-            )
+            body = {
+                "name": f"Shopper {i + 1}",
+                "marketing_consent": self.rng.random() > 0.05,
+                "timezone": "Europe/Paris",
+            }
+            if referrals.invited(i):
+                body["referral_code"] = code
+            _, made = await self.call("POST", "/v1/shoppers", app, body)
+            if referrals.invited(i + 1):
+                code = await referrals.code_of(self, made["token"])
             store = self.rng.randrange(len(self.stores))
             s = self.stores[store]
             home = offset(s.lon, s.lat, self.rng.uniform(-900, 900), self.rng.uniform(-900, 900))
@@ -229,6 +230,8 @@ class Demo:
                 accuracy=self.rng.choice([8, 10, 12, 15, 20, 25, 35, 50]),
                 pos=home,
             )
+            if referrals.invited(i):
+                self.summary.purchases += await referrals.first_purchase(self, w.id, s.id)
             roll = self.rng.random()
             if roll < 0.15:  # regulars with a lot of points: Gold
                 await self.call(
@@ -256,6 +259,7 @@ class Demo:
                     "POST", "/v1/push-subscriptions", w.token, w.subscriber.subscription_info()
                 )
             self.walkers.append(w)
+        self.summary.purchases += await referrals.same_phone(self, push, vapid_key)
 
     def _step(self, w: Walker, now: dt.datetime) -> bool:
         """Move the walker to ``now``; whether it pings at this step."""
@@ -378,6 +382,7 @@ class Demo:
         await worker_idle()
         self.summary.pushes_received = len(push.received)
         reviewer = self.tokens["reviewer"]
+        self.summary.referrals = await referrals.report(self)
         for offer_id, name in self.offer_ids.items():
             _, rep = await self.call("GET", f"/v1/reports/offers/{offer_id}?by=store", reviewer)
             funnel = rep["funnel"]

@@ -203,6 +203,9 @@ DOMAIN: dict[type[Exception], Callable[[Any], ApiError]] = {
     offer_errors.StockBelowIssued: lambda exc: ValidationFailed(
         exc.message, code=exc.code, fields={"stock": exc.message}
     ),
+    offer_errors.ReferralCodeRefused: lambda exc: ValidationFailed(
+        exc.message, code=exc.code, fields={"referral_code": exc.message}
+    ),
     offer_errors.OffersError: _status(BadRequest),
     wallet_errors.UnknownShopper: _status(NotFound),
     wallet_errors.InsufficientPoints: _status(Conflict),

@@ -20,6 +20,12 @@ from tests.support.tenants import Tenant, make_tenant
 
 ROLES = ["admin", "manager", "reviewer", "pos", "app", "shopper"]
 STAFF = {"admin", "manager", "reviewer"}
+REFERRAL_MATRIX = [
+    ("GET", "/v1/me/referral", {"shopper"}, 200),
+    ("GET", "/v1/referrals/rules", STAFF, 200),
+    ("PUT", "/v1/referrals/rules", {"admin", "manager"}, 200),
+    ("GET", "/v1/reports/referrals", STAFF, 200),
+]
 
 # (method, path template, roles allowed, success status). The path template is
 # filled from the tenant; the allowed roles are spelled out here on purpose
@@ -102,6 +108,7 @@ MATRIX = [
     ("POST", "/v1/till/payments", {"pos"}, 201),
     ("POST", "/v1/till/payments/{payment_id}/void", {"pos", "manager", "admin"}, 200),
     ("GET", "/v1/reports/points", STAFF, 200),
+    *REFERRAL_MATRIX,
 ]
 # Endpoints that answer with a stream that does not end: only the head is checked.
 STREAMS = {"/v1/inbox/stream"}
@@ -167,6 +174,13 @@ def _bodies(tenant: Tenant) -> dict[tuple[str, str], object]:
             "amount": 12.5,
         },
         ("POST", "/v1/shoppers/{shopper_id}/actions"): {"action": "signup"},
+        ("PUT", "/v1/referrals/rules"): {
+            "qualify": "first_purchase",
+            "referrer_points": 200,
+            "referee_points": 100,
+            "cap_limit": 5,
+            "cap_days": 30,
+        },
         ("POST", "/v1/shoppers/{shopper_id}/points"): {
             "kind": "adjust",
             "points": 10,

@@ -69,6 +69,7 @@ async def test_the_demo_summary_agrees_with_the_database(
     assert summary.rewards_bought == await conn.fetchval("SELECT count(*) FROM reward_grants") > 0
     assert summary.points_payments == await conn.fetchval("SELECT count(*) FROM point_payments")
     assert summary.points_outstanding == await conn.fetchval("SELECT sum(points) FROM shoppers")
+    await _check_referrals(summary, conn)
     pushed = await conn.fetchval(
         "SELECT count(*) FROM delivery_events WHERE channel = 'webpush' AND kind = 'delivered'"
     )
@@ -77,6 +78,20 @@ async def test_the_demo_summary_agrees_with_the_database(
     page = summary.report.read_text()
     assert page.startswith("<!doctype html>") and "<svg" in page and "Cold mornings" in page
     assert "<script" not in page  # one file that works offline, opened from disk
+
+
+async def _check_referrals(summary: demo.Summary, conn: asyncpg.Connection) -> None:
+    """The chain of friends was rewarded and the second account on one phone refused."""
+    counts = summary.referrals
+    assert counts["invitations_used"] == await conn.fetchval("SELECT count(*) FROM referrals")
+    assert counts["rewarded"] == await conn.fetchval(
+        "SELECT count(*) FROM referrals WHERE status = 'rewarded'"
+    )
+    assert counts["rewarded"] >= 1 and counts["refused"]["shared_device"] == 1
+    paid = await conn.fetchval(
+        "SELECT coalesce(sum(points), 0) FROM points_ledger WHERE reason LIKE 'referral:%'"
+    )
+    assert counts["points_paid"] == paid > 0
 
 
 async def test_the_funnel_obeys_its_definitions_after_the_demo(

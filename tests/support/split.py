@@ -48,6 +48,8 @@ SERVER: dict[str, str] = {
     G + "test_offers.py::TestConcurrency": "caps, budgets, single use under parallel requests",
     G + "test_offers.py::TestAtomicity": "a backend terminated mid commit",
     G + "test_pings.py::test_parallel_pings_from_one_shopper_enter_once": "row locks",
+    G + "test_referrals_replicas.py": "replicas behind nginx: one referral reward, the cap",
+    G + "test_referrals.py::test_twenty_parallel_first_purchases_pay_one_reward": "row locks",
     G + "test_pings.py::test_a_failed_log_write_is_a_503_and_keeps_nothing_in_sync_mode": (
         "a backend terminated during the group commit"
     ),

@@ -107,10 +107,13 @@ class LoyaltyCard:
     tier: str | None
     places: Sequence[tuple[float, float]] = ()
     linked_offer_ids: Sequence[str] = field(default_factory=tuple)
+    # The shopper's shareable referral code (canonical; typing is forgiving).
+    referral_code: str | None = None
 
 
 def loyalty_object(card: LoyaltyCard) -> dict[str, Any]:
-    """The shopper's card: points, tier, member barcode, nearest stores, linked coupons."""
+    """The shopper's card: points, tier, member barcode, nearest stores, linked coupons,
+    and the referral code to share."""
     body: dict[str, Any] = {
         "id": card.object_id,
         "classId": card.class_id,
@@ -128,6 +131,14 @@ def loyalty_object(card: LoyaltyCard) -> dict[str, Any]:
     }
     if card.member_name:
         body["accountName"] = card.member_name
+    if card.referral_code:
+        body["textModulesData"] = [
+            {
+                "id": "referral",
+                "header": "Invite a friend: your referral code",
+                "body": card.referral_code,
+            }
+        ]
     return body
 
 

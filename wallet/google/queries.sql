@@ -29,6 +29,7 @@ ON CONFLICT (shopper_id) WHERE kind = 'loyalty' DO NOTHING;
 -- The card with what it shows; linked offers are the shopper's coupons on Google.
 SELECT o.id, o.object_id, o.class_id, o.synced_hash, o.deleted_at, s.name, s.points, s.tier,
        g.last_lat, g.last_lon,
+       (SELECT r.code FROM referral_codes r WHERE r.shopper_id = s.id) AS referral_code,
        ARRAY(SELECT f.object_id FROM google_wallet_objects f
              WHERE f.shopper_id = s.id AND f.kind = 'offer' AND f.deleted_at IS NULL
              ORDER BY f.id) AS linked

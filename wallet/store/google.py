@@ -97,6 +97,7 @@ async def loyalty_card(
         tier=row["tier"],
         places=[(s["lat"], s["lon"]) for s in stores],
         linked_offer_ids=list(row["linked"]),
+        referral_code=row["referral_code"],
     )
     return LoyaltyRow(
         id=row["id"], card=card, synced_hash=row["synced_hash"], deleted=bool(row["deleted_at"])

@@ -13,6 +13,7 @@ from gateway.db import POOL
 from gateway.http import api, errors
 from gateway.http.api import Endpoint, Reply
 from gateway.settings import SETTINGS
+from offers import referrals
 from wallet.google import links, objects
 from wallet.store import google as google_store
 
@@ -61,6 +62,8 @@ async def loyalty_link(request: web.Request) -> web.Response:
     now = request.app[CLOCK].now()
     async with db.acquire(request.app[POOL]) as conn, conn.transaction():
         config = await google_store.required_config(conn, p.merchant_id)
+        # The card shows the shopper's referral code: make it if it is not made yet.
+        await referrals.code_for(conn, p.merchant_id, p.shopper_id, now)
         row = await google_store.ensure_loyalty_card(conn, config.program, p.shopper_id, now)
         if row.synced_hash is None:
             await _first_time(conn, p.merchant_id, p.shopper_id)

@@ -3,6 +3,7 @@ ledger and adjustments."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -14,7 +15,7 @@ from gateway import db
 from gateway.accounts.auth import Role
 from gateway.clock import CLOCK
 from gateway.db import POOL
-from gateway.http import api, errors, idempotency, paging
+from gateway.http import api, errors, idempotency, paging, referral_rewards
 from gateway.http.api import Endpoint, Reply
 from gateway.http.handlers import till
 from geo import store as geo_store
@@ -187,6 +188,17 @@ async def create_purchase(request: web.Request) -> web.Response:
                     amount=amount,
                     at=now,
                 )
+                _, rewarded = await referral_rewards.after_event(
+                    conn,
+                    merchant_id=p.merchant_id,
+                    shopper_id=req.shopper_id,
+                    event="purchase",
+                    balance=done.balance,
+                    at=now,
+                    key_id=p.key_id,
+                )
+                if rewarded is not None:  # the referral's reward is in the balance
+                    done = dataclasses.replace(done, balance=rewarded.points, tier=rewarded.tier)
     return idempotency.answer(PurchaseOut.of(done), created=done.created)
 
 
@@ -350,7 +362,9 @@ ENDPOINTS = [
         "Points = floor(amount x earn_rate). A retry with the same key and body "
         "answers the first result (Idempotent-Replayed: true); the same key with another "
         "body is 422. A purchase also converts the shopper's open offer decisions at that "
-        "store, sent or held out, for the uplift report.",
+        "store, sent or held out, for the uplift report, and can qualify the shopper's "
+        "referral (GET /v1/referrals/rules): both sides' rewards are paid in the same "
+        "transaction, once.",
         roles=frozenset({Role.POS}),
         body=PurchaseIn,
         replies={201: Reply(description="The purchase and the new balance", model=PurchaseOut)},

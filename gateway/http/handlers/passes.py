@@ -13,7 +13,7 @@ from gateway.db import POOL
 from gateway.http import api, errors
 from gateway.http.api import Endpoint, Reply
 from gateway.settings import SETTINGS
-from offers import codes
+from offers import codes, referrals
 from wallet import errors as wallet_errors
 from wallet import passes
 from wallet.store import passes as pass_store
@@ -53,6 +53,7 @@ async def render_loyalty(request: web.Request, merchant_id: int, shopper_id: int
             )
         except wallet_errors.UnknownShopper:
             raise errors.NotFound("no such shopper") from None
+        referral = await referrals.code_for(conn, merchant_id, shopper_id, request.app[CLOCK].now())
     modified = row.modified_at.replace(microsecond=0)
     since = request.if_modified_since
     if since is not None and modified <= since:
@@ -72,6 +73,7 @@ async def render_loyalty(request: web.Request, merchant_id: int, shopper_id: int
         member_code=row.serial,
         points=row.points,
         tier=row.tier,
+        referral_code=None if referral is None else referrals.display(referral),
         places=[
             passes.PlaceNearby(lat=lat, lon=lon, text=f"{name} is nearby")
             for name, lat, lon in row.stores

@@ -13,7 +13,7 @@ from gateway import db
 from gateway.accounts.auth import Role
 from gateway.clock import CLOCK
 from gateway.db import POOL
-from gateway.http import api, errors, idempotency
+from gateway.http import api, errors, idempotency, referral_rewards
 from gateway.http.api import Endpoint, Reply
 from gateway.http.ratelimit import REDEEM_LIMITER
 from gateway.settings import SETTINGS
@@ -93,8 +93,20 @@ async def create_redemption(request: web.Request) -> web.Response:
         idempotency_key=key,
         request_hash=idempotency.request_hash(canonical, req.store_id, req.order_ref, amount),
     )
-    async with db.acquire(request.app[POOL]) as conn:
-        done = await redeem.redeem(conn, attempt, request.app[CLOCK].now())
+    now = request.app[CLOCK].now()
+    # One transaction: a first redemption that qualifies a referral pays it with it.
+    async with db.acquire(request.app[POOL]) as conn, conn.transaction():
+        done = await redeem.redeem(conn, attempt, now)
+        if done.created:
+            await referral_rewards.after_event(
+                conn,
+                merchant_id=p.merchant_id,
+                shopper_id=done.redemption.shopper_id,
+                event="redemption",
+                balance=None,
+                at=now,
+                key_id=p.key_id,
+            )
     return idempotency.answer(RedemptionOut.of(done.redemption), created=done.created)
 
 

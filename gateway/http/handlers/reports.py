@@ -301,7 +301,8 @@ class DecisionOut(api.Out):
     shopper_id: str
     store_id: str
     geofence_id: str
-    trigger: Literal["enter", "dwell"]
+    # referral: a referral reward's coupon (offers/referrals.py), logged at a fence of the offer.
+    trigger: Literal["enter", "dwell", "referral"]
     outcome: Literal["sent", "suppressed"]
     reason: str | None
     converted_at: dt.datetime | None

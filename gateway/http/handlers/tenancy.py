@@ -16,6 +16,7 @@ from gateway.clock import CLOCK
 from gateway.db import POOL
 from gateway.http import api, errors
 from gateway.http.api import Endpoint, Reply
+from offers import referrals
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 
@@ -28,6 +29,7 @@ def _check_email(value: str) -> str:
 
 Email = Annotated[str, pydantic.AfterValidator(_check_email)]
 Name = Annotated[str, pydantic.StringConstraints(min_length=1, max_length=200)]
+ReferralCode = Annotated[str, pydantic.StringConstraints(min_length=1, max_length=64)]
 
 
 class WhoAmI(api.Out):
@@ -79,6 +81,11 @@ class ShopperCreate(api.Model):
     email: Email | None = None
     marketing_consent: bool
     timezone: api.TimeZone | None = None
+    referral_code: ReferralCode | None = pydantic.Field(
+        default=None,
+        description="A friend's referral code (GET /v1/me/referral): unknown, mistyped "
+        "or the shopper's own code is 422 with fields.referral_code",
+    )
 
 
 class ShopperCreated(api.Out):
@@ -232,15 +239,27 @@ async def revoke_key(request: web.Request) -> web.Response:
 async def enrol_shopper(request: web.Request) -> web.Response:
     p = api.principal(request)
     req = await api.body(request, ShopperCreate)
+    now = request.app[CLOCK].now()
     async with db.acquire(request.app[POOL]) as conn:
-        shopper, token = await tenancy.enrol_shopper(
-            conn,
-            merchant_id=p.merchant_id,
-            name=req.name,
-            email=req.email,
-            marketing_consent=req.marketing_consent,
-            timezone=req.timezone,
-        )
+        referrer = None
+        if req.referral_code is not None:
+            # Before the enrolment's transaction: a self-referral's refusal is recorded.
+            referrer = await referrals.referrer_for(
+                conn, p.merchant_id, req.referral_code, email=req.email, at=now
+            )
+        async with conn.transaction():
+            shopper, token = await tenancy.enrol_shopper(
+                conn,
+                merchant_id=p.merchant_id,
+                name=req.name,
+                email=req.email,
+                marketing_consent=req.marketing_consent,
+                timezone=req.timezone,
+            )
+            # The code exists from the start, for the wallet cards that show it.
+            await referrals.code_for(conn, p.merchant_id, shopper.id, now)
+            if referrer is not None:
+                await referrals.create(conn, p.merchant_id, referrer, shopper.id, now)
     return api.json({"id": str(shopper.id), "token": token}, status=201)
 
 
@@ -382,6 +401,8 @@ ENDPOINTS = [
         handler=enrol_shopper,
         tag="shoppers",
         summary="Enrol a shopper and mint the shopper's own token",
+        description="With referral_code, the shopper is the code owner's referral: both "
+        "are rewarded when the new shopper qualifies (see /v1/referrals/rules).",
         roles=frozenset({Role.APP}),
         body=ShopperCreate,
         replies={201: Reply(description="The shopper id and token", model=ShopperCreated)},
