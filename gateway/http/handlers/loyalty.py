@@ -191,7 +191,7 @@ async def create_purchase(request: web.Request) -> web.Response:
                 _, rewarded = await referral_rewards.after_event(
                     conn,
                     merchant_id=p.merchant_id,
-                    shopper_id=req.shopper_id,
+                    shopper_id=shopper_id,
                     event="purchase",
                     balance=done.balance,
                     at=now,
