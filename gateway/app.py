@@ -29,6 +29,9 @@ from gateway.http.handlers import (
     redemptions,
     reports,
     stores,
+    survey_answers,
+    survey_reports,
+    surveys,
     system,
     tenancy,
     wallet_callbacks,
@@ -43,7 +46,7 @@ from gateway.http.handlers.passes import SIGNERS
 from gateway.http.ratelimit import PING_LIMITER, REDEEM_LIMITER
 from gateway.http.routing import MOUNTED
 from gateway.jobs import periodic, retention, stats, upkeep
-from gateway.pingpath import geoindex, offering, pinglog, pings, spool, visits
+from gateway.pingpath import geoindex, offering, pinglog, pings, spool, surveying, visits
 from gateway.pingpath.geoindex import GEO_INDEX
 from gateway.pingpath.offering import OFFERS
 from gateway.pingpath.pings import PINGS
@@ -72,6 +75,9 @@ def all_endpoints() -> list[routing.Endpoint]:
         *google_passes.ENDPOINTS,
         *passkit.ENDPOINTS,
         *wallet_callbacks.ENDPOINTS,
+        *surveys.ENDPOINTS,
+        *survey_answers.ENDPOINTS,
+        *survey_reports.ENDPOINTS,
     ]
 
 
@@ -207,8 +213,23 @@ async def _geo_ctx(app: web.Application) -> AsyncIterator[None]:
         await listener.close()
 
 
+def survey_job(settings: Settings, books: offering.OfferBooks) -> periodic.Job:
+    """Sends the survey invitations that came due (gateway/pingpath/surveying.py)."""
+
+    async def round_(r: periodic.Round) -> None:
+        await surveying.invite_due(r.pool, books, r.now)
+
+    return periodic.Job(
+        name="surveys",
+        every_seconds=settings.survey_invite_seconds,
+        lock=surveying.LOCK,
+        round=round_,
+    )
+
+
 async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
-    runner = periodic.Runner(app[POOL], background_jobs(app[SETTINGS]), clock_=app[CLOCK])
+    jobs = [*background_jobs(app[SETTINGS]), survey_job(app[SETTINGS], app[OFFERS])]
+    runner = periodic.Runner(app[POOL], jobs, clock_=app[CLOCK])
     runner.start()
     try:
         yield

@@ -29,6 +29,10 @@ STATS: Final = 0x67777374617473
 # passes (gateway/jobs/upkeep.py, `gateway wallet upkeep`).
 UPKEEP: Final = 0x6777_7570_6B65_6570
 
+# "gwsurvey": one replica at a time sends the survey invitations that came due
+# (gateway/pingpath/surveying.py, wired in gateway/app.py).
+SURVEYS: Final = 0x6777737572766579
+
 # "gwpinglg": ping log batches hold it shared and an erasure exclusively, so an erasure
 # never misses the pings of a batch in flight (geo/store.py, accounts/privacy.py).
 PING_LOG: Final = 0x677770696E676C67

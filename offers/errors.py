@@ -12,7 +12,10 @@ OffersError
 ├── IdempotencyKeyReused    the key was used for a different request
 ├── IdempotencyKeyRace      a request with the same key is in flight (retry)
 ├── AlreadyVoided           the redemption was already voided
-└── VoidWindowClosed        too late to void
+├── VoidWindowClosed        too late to void
+├── AnswerInvalid           a survey answer does not fit the survey's questions
+├── AlreadyAnswered         the shopper answered this survey already
+└── NotInvited              no live invitation to this survey for the shopper
 """
 
 from __future__ import annotations
@@ -113,6 +116,31 @@ class VoidWindowClosed(OffersError):
 
     def __init__(self, minutes: int) -> None:
         super().__init__(f"a redemption can only be voided within {minutes} minutes")
+
+
+class AnswerInvalid(OffersError):
+    code = "validation_failed"
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__("the answers do not fit the survey's questions")
+        self.fields = fields
+
+
+class AlreadyAnswered(OffersError):
+    code = "already_answered"
+
+    def __init__(self) -> None:
+        super().__init__("this survey has already been answered by this shopper")
+
+
+class NotInvited(OffersError):
+    code = "not_invited"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this shopper has no live invitation to this survey (it comes after a visit or "
+            "a redemption, and lasts as long as its coupon's validity)"
+        )
 
 
 def _ago(delta: dt.timedelta) -> str:

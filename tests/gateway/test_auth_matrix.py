@@ -87,6 +87,15 @@ MATRIX = [
     # The tenant has no Google Wallet issuer: a clear 409, not a 500.
     ("GET", "/v1/passes/google/loyalty", {"shopper"}, 409),
     ("GET", "/v1/passes/google/coupons/{coupon_id}", {"shopper"}, 409),
+    ("POST", "/v1/surveys", WRITERS, 201),
+    ("GET", "/v1/surveys", STAFF, 200),
+    ("GET", "/v1/surveys/{survey_id}", STAFF, 200),
+    ("PATCH", "/v1/surveys/{survey_id}", WRITERS, 200),
+    ("DELETE", "/v1/surveys/{survey_id}", WRITERS, 204),
+    ("GET", "/v1/surveys/{survey_id}/form", {"shopper"}, 200),
+    ("POST", "/v1/surveys/{survey_id}/responses", {"shopper"}, 201),
+    ("GET", "/v1/reports/nps", STAFF, 200),
+    ("GET", "/v1/reports/surveys/{survey_id}/answers", STAFF, 200),
 ]
 # Endpoints that answer with a stream that does not end: only the head is checked.
 STREAMS = {"/v1/inbox/stream"}
@@ -157,12 +166,21 @@ def _bodies(tenant: Tenant) -> dict[tuple[str, str], object]:
             "points": 10,
             "reason": "goodwill",
         },
+        ("POST", "/v1/surveys"): {
+            "name": "matrix",
+            "trigger": "exit",
+            "store_ids": [store],
+            "invitation": {"title": "Tell us", "body": "How was it?"},
+        },
+        ("PATCH", "/v1/surveys/{survey_id}"): {"points": 5},
+        ("POST", "/v1/surveys/{survey_id}/responses"): {"score": 9, "answers": {"speed": "yes"}},
     }
 
 
 HEADERS = {
     ("POST", "/v1/redemptions"): {"Idempotency-Key": "matrix-1"},
     ("POST", "/v1/purchases"): {"Idempotency-Key": "matrix-2"},
+    ("POST", "/v1/surveys/{survey_id}/responses"): {"Idempotency-Key": "matrix-3"},
 }
 
 
@@ -192,6 +210,7 @@ def _fill(path: str, tenant: Tenant, spare_key: int) -> str:
         delivery_id=tenant.delivery_id,
         coupon_id=tenant.coupon_id,
         origin_id=tenant.origin_id,
+        survey_id=tenant.survey_id,
     )
 
 
@@ -279,6 +298,12 @@ FOREIGN = [
     ("DELETE", "/v1/offers/{offer_id}", "admin"),
     ("GET", "/v1/reports/offers/{offer_id}", "reviewer"),
     ("POST", "/v1/redemptions/{redemption_id}/void", "pos"),
+    ("GET", "/v1/surveys/{survey_id}", "reviewer"),
+    ("PATCH", "/v1/surveys/{survey_id}", "manager"),
+    ("DELETE", "/v1/surveys/{survey_id}", "admin"),
+    ("GET", "/v1/reports/surveys/{survey_id}/answers", "reviewer"),
+    ("GET", "/v1/surveys/{survey_id}/form", "shopper"),
+    ("POST", "/v1/surveys/{survey_id}/responses", "shopper"),
 ]
 
 
@@ -308,6 +333,7 @@ async def test_other_merchants_resources_are_invisible(
         redemption_id=big,
         delivery_id="00000000-0000-0000-0000-000000000000",
         origin_id=big,
+        survey_id=big,
     )
     r2 = await api.request(method, missing, token=tenant_a.tokens[role], json=body)
     assert (r2.status, r2.json["error"]["code"], r2.json["error"]["message"]) == (
