@@ -301,7 +301,9 @@ class DecisionOut(api.Out):
     shopper_id: str
     store_id: str
     geofence_id: str
-    trigger: Literal["enter", "dwell"]
+    # enter or dwell for a ping's offers; exit or redemption for a survey's invitation,
+    # recovery for a detractor's recovery offer (gateway/pingpath/surveying.py).
+    trigger: Literal["enter", "dwell", "exit", "redemption", "recovery"]
     outcome: Literal["sent", "suppressed"]
     reason: str | None
     converted_at: dt.datetime | None
