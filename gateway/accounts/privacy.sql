@@ -81,6 +81,12 @@ WITH pings_gone AS (DELETE FROM pings WHERE shopper_id = $1 RETURNING 1),
      updates_gone AS (DELETE FROM pass_updates WHERE shopper_id = $1 RETURNING 1),
      pending_gone AS (DELETE FROM outbox WHERE status = 'pending' AND delivery_id IN
                         (SELECT id FROM deliveries WHERE shopper_id = $1) RETURNING 1),
+     -- Survey answers keep their score (the NPS counts them) but lose their words;
+     -- invitations still waiting are dropped.
+     answers_gone AS (UPDATE survey_responses SET answers = '{}'
+                      WHERE shopper_id = $1 AND answers <> '{}' RETURNING 1),
+     invitations_gone AS (DELETE FROM survey_invitations
+                          WHERE shopper_id = $1 AND done_at IS NULL RETURNING 1),
      keys_revoked AS (UPDATE api_keys SET revoked_at = $2
                       WHERE shopper_id = $1 AND revoked_at IS NULL RETURNING 1),
      shopper AS (UPDATE shoppers SET name = NULL, email = NULL, timezone = NULL, tags = '{}',

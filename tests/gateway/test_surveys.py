@@ -177,6 +177,25 @@ async def test_parallel_retries_of_one_answer_earn_once(
     assert (reused.status, reused.error_code) == (422, "idempotency_key_reused")
 
 
+async def test_erasure_keeps_the_score_and_drops_the_words(
+    shop: Shop, conn: asyncpg.Connection
+) -> None:
+    survey = await _invited(shop)
+    r = await shop.api.post(
+        f"/v1/surveys/{survey['id']}/responses",
+        token=shop.token("shopper"),
+        json={"score": 8, "answers": {"comment": "ask for Ada"}},
+        headers={"Idempotency-Key": "erase-me"},
+    )
+    assert r.status == 201, r.body
+    gone = await shop.api.delete("/v1/me", token=shop.token("shopper"))
+    assert gone.status == 200, gone.body
+    row = await conn.fetchrow(
+        "SELECT score, answers FROM survey_responses WHERE id = $1", int(r.json["id"])
+    )
+    assert (row["score"], row["answers"]) == (8, {})
+
+
 async def test_answers_are_checked_against_the_survey(shop: Shop) -> None:
     survey = await _invited(shop)
     r = await shop.api.post(
