@@ -41,9 +41,10 @@ async def _invite_due(shop: Shop) -> int:
     return await surveying.invite_due(shop.app[POOL], shop.app[OFFERS], shop.clock.now())
 
 
-async def _invited(shop: Shop) -> dict[str, Any]:
+async def _invited(shop: Shop, **extra: Any) -> dict[str, Any]:
     """A survey asked at store 0 after an exit, its invitation sent: the survey."""
-    r = await shop.api.post("/v1/surveys", token=shop.token("manager"), json=_survey_body(shop))
+    body = _survey_body(shop, **extra)
+    r = await shop.api.post("/v1/surveys", token=shop.token("manager"), json=body)
     assert r.status == 201, r.body
     survey = r.json
     await shop.walk_in()
@@ -268,6 +269,33 @@ async def test_a_detractor_gets_the_recovery_offer_and_the_report_shows_it(
     assert rows[0][-2:] == ["speed", "comment"]
     assert rows[1][5:9] == ["3", "detractor", "25", "sent"]
     assert rows[1][-1] == 'cold, slow; "sad"'
+
+
+async def test_a_recovery_offer_made_with_the_survey_is_redeemable_at_its_stores(
+    shop: Shop,
+) -> None:
+    recovery = {
+        "title": "Sorry about that",
+        "body": "Your next coffee is on us",
+        "coupon": {"discount": "free coffee", "valid_minutes": 1440},
+    }
+    survey = await _invited(shop, recovery=recovery)
+    assert survey["recovery_offer_id"] is not None
+    r = await shop.api.post(
+        f"/v1/surveys/{survey['id']}/responses",
+        token=shop.token("shopper"),
+        json={"score": 0},
+        headers={"Idempotency-Key": "zero"},
+    )
+    assert r.status == 201, r.body
+    sent = r.json["recovery"]
+    assert sent["offer_id"] == survey["recovery_offer_id"]
+    redeemed = await shop.redeem(sent["coupon"]["code"], key="recovered")
+    assert redeemed.status == 201, redeemed.body
+    # One recovery or the other, not both.
+    both = _survey_body(shop, recovery=recovery, recovery_offer_id=survey["recovery_offer_id"])
+    refused = await shop.api.post("/v1/surveys", token=shop.token("manager"), json=both)
+    assert refused.status == 422
 
 
 async def test_nps_is_empty_without_answers(shop: Shop) -> None:

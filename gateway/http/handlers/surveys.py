@@ -22,6 +22,7 @@ from gateway.http.handlers.offers import (
     Body,
     CapIn,
     Channels,
+    CouponIn,
     PlaceIds,
     Text,
     _unique_channels,
@@ -80,6 +81,20 @@ class InvitationIn(api.Model):
     holdout_pct: Annotated[float, pydantic.Field(ge=0, le=100)] = 0
 
 
+class RecoveryIn(api.Model):
+    """A recovery offer made for the survey: it has no places (no ping sends it) and its
+    coupon is valid at the survey's stores (every store when the survey names none)."""
+
+    title: Text
+    body: Body
+    coupon: CouponIn
+    channels: Annotated[Channels, pydantic.AfterValidator(_unique_channels)] = ["inbox"]
+    caps: Annotated[list[CapIn], pydantic.Field(max_length=10)] = pydantic.Field(
+        default_factory=_default_caps
+    )
+    holdout_pct: Annotated[float, pydantic.Field(ge=0, le=100)] = 0
+
+
 Delay = Annotated[int, pydantic.Field(ge=0, le=10080)]
 Points = Annotated[int, pydantic.Field(ge=0, le=1_000_000)]
 
@@ -94,7 +109,14 @@ class SurveyCreate(api.Model):
     points: Points = 0
     status: Literal["active", "paused"] = "active"
     recovery_offer_id: api.Id | None = None
+    recovery: RecoveryIn | None = None
     invitation: InvitationIn
+
+    @pydantic.model_validator(mode="after")
+    def _one_recovery(self) -> SurveyCreate:
+        if self.recovery is not None and self.recovery_offer_id is not None:
+            raise ValueError("give recovery_offer_id or recovery, not both")
+        return self
 
 
 class SurveyPatch(api.Model):
@@ -185,7 +207,7 @@ class FormOut(api.Out):
     points: int
 
 
-def _invitation_offer(name: str, status: str, inv: InvitationIn) -> dict[str, Any]:
+def _invitation_offer(name: str, status: str, inv: InvitationIn | RecoveryIn) -> dict[str, Any]:
     """The invitation's offer columns: no places (no ping makes it a candidate), coupons
     valid at no till (the coupon is the shopper's ticket to answer), sent at any hour
     of the store's (the shopper has left), quiet hours still apply."""
@@ -212,10 +234,19 @@ def _invitation_offer(name: str, status: str, inv: InvitationIn) -> dict[str, An
         "holdout_pct": inv.holdout_pct,
         "coupon": {
             "discount": "Survey",
-            "valid_minutes": inv.valid_minutes,
+            "valid_minutes": getattr(inv, "valid_minutes", 60),
             "barcode_format": "qr",
         },
         "fire_when_closed": True,
+    }
+
+
+def _recovery_offer(name: str, rec: RecoveryIn, valid_at: list[int]) -> dict[str, Any]:
+    return {
+        **_invitation_offer(name, "active", rec),
+        "name": f"Recovery: {name}"[:200],
+        "scope_store_ids": valid_at,
+        "coupon": rec.coupon.model_dump(),
     }
 
 
@@ -257,6 +288,14 @@ async def create_survey(request: web.Request) -> web.Response:
     values = _survey_values(req)
     async with db.acquire(request.app[POOL]) as conn, conn.transaction():
         await _check_places(conn, p, values["store_ids"], req.recovery_offer_id)
+        if req.recovery is not None:
+            valid_at = values["store_ids"] or sorted(
+                await offers_store.store_hours(conn, p.merchant_id)
+            )
+            made = await offers_store.insert_offer(
+                conn, p.merchant_id, _recovery_offer(req.name, req.recovery, valid_at)
+            )
+            values["recovery_offer_id"] = made.offer.id
         offer = await offers_store.insert_offer(
             conn, p.merchant_id, _invitation_offer(req.name, req.status, req.invitation)
         )
@@ -391,7 +430,9 @@ _ABOUT = (
     "offer of its own (offer_id) with the invitation's caps, holdout and channels, under "
     "the program's consent, quiet hours and daily cap; it lands in the shopper's inbox. "
     "Answering earns points once per survey and shopper. A detractor's answer (0-6) "
-    "decides recovery_offer_id, if set, at the store of the answer."
+    "decides recovery_offer_id, if set, at the store of the answer; or give recovery "
+    "(title, body, coupon, channels, caps) to make a recovery offer with no places, whose "
+    "coupon is valid at the survey's stores."
 )
 
 ENDPOINTS = [
