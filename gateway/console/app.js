@@ -19,6 +19,7 @@ const NAV = [
   { hash: "#/redemptions", label: "Redemptions", roles: ["admin", "manager", "reviewer"] },
   { hash: "#/decisions", label: "Decisions", roles: ["admin", "manager", "reviewer"] },
   { hash: "#/live", label: "Live", roles: ["admin", "manager", "reviewer"] },
+  { hash: "#/nps", label: "NPS", roles: ["admin", "manager", "reviewer"] },
 ];
 
 const outlet = document.getElementById("outlet");

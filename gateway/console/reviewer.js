@@ -5,6 +5,7 @@ import { ensureCss } from "./review-ui.js";
 import { renderReport } from "./report.js";
 import { renderLog } from "./logs.js";
 import { renderLive } from "./live.js";
+import { renderNps } from "./nps.js";
 
 export function register({ route, api, whoami }) {
   ensureCss();
@@ -13,4 +14,5 @@ export function register({ route, api, whoami }) {
   route("#/redemptions", (params, main) => renderLog("redemptions", params, main, ctx));
   route("#/decisions", (params, main) => renderLog("decisions", params, main, ctx));
   route("#/live", (params, main) => renderLive(params, main, ctx));
+  route("#/nps", (params, main) => renderNps(params, main, ctx));
 }
