@@ -34,7 +34,11 @@ SELECT json_build_object(
         'redemptions', (SELECT coalesce(json_agg(r ORDER BY r.redeemed_at), '[]') FROM (
             SELECT id::text, coupon_id::text, store_id::text, order_ref, amount, redeemed_at,
                    voided_at
-            FROM redemptions WHERE shopper_id = $1) r)),
+            FROM redemptions WHERE shopper_id = $1) r),
+        'survey_responses', (SELECT coalesce(json_agg(r ORDER BY r.answered_at), '[]') FROM (
+            SELECT id::text, survey_id::text, store_id::text, score, answers, points,
+                   answered_at
+            FROM survey_responses WHERE shopper_id = $1) r)),
     'loyalty', json_build_object(
         'ledger', (SELECT coalesce(json_agg(l ORDER BY l.id), '[]') FROM (
             SELECT id::text, kind, points, reason, created_at

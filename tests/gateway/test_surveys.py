@@ -178,7 +178,7 @@ async def test_parallel_retries_of_one_answer_earn_once(
     assert (reused.status, reused.error_code) == (422, "idempotency_key_reused")
 
 
-async def test_erasure_keeps_the_score_and_drops_the_words(
+async def test_export_has_the_answers_and_erasure_keeps_only_the_score(
     shop: Shop, conn: asyncpg.Connection
 ) -> None:
     survey = await _invited(shop)
@@ -189,6 +189,9 @@ async def test_erasure_keeps_the_score_and_drops_the_words(
         headers={"Idempotency-Key": "erase-me"},
     )
     assert r.status == 201, r.body
+    exported = await shop.api.get("/v1/me/export", token=shop.token("shopper"))
+    [mine] = exported.json["offers"]["survey_responses"]
+    assert (mine["score"], mine["answers"]) == (8, {"comment": "ask for Ada"})
     gone = await shop.api.delete("/v1/me", token=shop.token("shopper"))
     assert gone.status == 200, gone.body
     row = await conn.fetchrow(
