@@ -174,6 +174,12 @@ async def live_invitation(
     return await conn.fetchrow(_Q["live_invitation"], shopper_id, survey_id, now)
 
 
+async def open_invitations(
+    conn: asyncpg.Connection, shopper_id: int, now: dt.datetime
+) -> list[asyncpg.Record]:
+    return list(await conn.fetch(_Q["open_invitations"], shopper_id, now))
+
+
 # --- responses ----------------------------------------------------------------------------
 
 

@@ -128,3 +128,16 @@ FROM survey_responses r
 WHERE r.merchant_id = $1 AND r.survey_id = $2
   AND ($3::bigint[] IS NULL OR r.store_id = ANY ($3::bigint[]))
 ORDER BY r.id;
+
+-- name: open_invitations
+-- The shopper's invitations still open: sent, live, and not answered yet.
+SELECT i.survey_id, s.offer_id, i.expires_at, dl.id AS delivery_id, s.nps_question, s.questions,
+       s.points
+FROM survey_invitations i
+JOIN surveys s ON s.id = i.survey_id AND s.deleted_at IS NULL
+LEFT JOIN deliveries dl ON dl.coupon_id = i.coupon_id
+WHERE i.shopper_id = $1 AND i.outcome = 'sent' AND i.expires_at > $2
+  AND NOT EXISTS (SELECT 1 FROM survey_responses r
+                  WHERE r.survey_id = i.survey_id AND r.shopper_id = i.shopper_id)
+ORDER BY i.id DESC
+LIMIT 100;

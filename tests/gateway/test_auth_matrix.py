@@ -93,6 +93,7 @@ MATRIX = [
     ("PATCH", "/v1/surveys/{survey_id}", WRITERS, 200),
     ("DELETE", "/v1/surveys/{survey_id}", WRITERS, 204),
     ("GET", "/v1/surveys/{survey_id}/form", {"shopper"}, 200),
+    ("GET", "/v1/me/surveys", {"shopper"}, 200),
     ("POST", "/v1/surveys/{survey_id}/responses", {"shopper"}, 201),
     ("GET", "/v1/reports/nps", STAFF, 200),
     ("GET", "/v1/reports/surveys/{survey_id}/answers", STAFF, 200),

@@ -61,6 +61,12 @@ async def test_an_exit_invites_after_the_delay_through_the_decision_engine(
     survey = await _invited(shop)
     inbox = await shop.api.get("/v1/inbox", token=shop.token("shopper"))
     assert [i["offer_id"] for i in inbox.json["items"]] == [survey["offer_id"]]
+    # The app finds the form from the inbox item; the fixture's survey is open too.
+    mine = await shop.api.get("/v1/me/surveys", token=shop.token("shopper"))
+    opened = {i["survey_id"]: i for i in mine.json["items"]}
+    assert set(opened) == {survey["id"], str(shop.tenant.survey_id)}
+    assert opened[survey["id"]]["delivery_id"] == inbox.json["items"][0]["delivery_id"]
+    assert [q["id"] for q in opened[survey["id"]]["form"]["questions"]] == ["speed", "comment"]
     decisions = await shop.api.get(
         f"/v1/logs/decisions?offer_id={survey['offer_id']}", token=shop.token("reviewer")
     )
@@ -152,6 +158,8 @@ async def test_parallel_retries_of_one_answer_earn_once(
         )
 
     replies = await asyncio.gather(*[answer() for _ in range(8)])
+    mine = await shop.api.get("/v1/me/surveys", token=shop.token("shopper"))
+    assert survey["id"] not in {i["survey_id"] for i in mine.json["items"]}
     assert {r.status for r in replies} == {201}
     assert sum("Idempotent-Replayed" not in r.headers for r in replies) == 1
     assert len({r.json["id"] for r in replies}) == 1

@@ -18,6 +18,7 @@ from gateway.clock import CLOCK
 from gateway.db import POOL
 from gateway.http import api, errors, idempotency
 from gateway.http.api import Endpoint, Reply
+from gateway.http.handlers.surveys import FormOut, QuestionOut
 from gateway.pingpath import surveying
 from gateway.pingpath.offering import OFFERS
 from geo import store as geo_store
@@ -59,6 +60,45 @@ class ResponseOut(api.Out):
             answered_at=r.answered_at,
             recovery=recovery,
         )
+
+
+class OpenInvitation(api.Out):
+    survey_id: str
+    offer_id: str
+    # The inbox item that carries the invitation (null when it went out on no inbox).
+    delivery_id: str | None
+    expires_at: dt.datetime
+    form: FormOut
+
+
+class OpenInvitations(api.Out):
+    items: list[OpenInvitation]
+
+
+async def my_surveys(request: web.Request) -> web.Response:
+    p = api.principal(request)
+    assert p.shopper_id is not None
+    async with db.acquire(request.app[POOL]) as conn:
+        rows = await survey_store.open_invitations(conn, p.shopper_id, request.app[CLOCK].now())
+    items = [
+        OpenInvitation.model_construct(
+            survey_id=str(r["survey_id"]),
+            offer_id=str(r["offer_id"]),
+            delivery_id=None if r["delivery_id"] is None else str(r["delivery_id"]),
+            expires_at=r["expires_at"],
+            form=FormOut.model_construct(
+                id=str(r["survey_id"]),
+                nps_question=r["nps_question"],
+                questions=[
+                    QuestionOut.model_construct(**surveys.Question.from_json(q).as_json())
+                    for q in r["questions"]
+                ],
+                points=r["points"],
+            ),
+        )
+        for r in rows
+    ]
+    return api.json(OpenInvitations.model_construct(items=items))
 
 
 async def _recover(
@@ -150,6 +190,18 @@ async def answer_survey(request: web.Request) -> web.Response:
 
 
 ENDPOINTS = [
+    Endpoint(
+        method="GET",
+        path="/v1/me/surveys",
+        handler=my_surveys,
+        tag="surveys",
+        summary="The shopper's open survey invitations, with their forms",
+        description="Sent, still valid and not answered yet, newest first. delivery_id and "
+        "offer_id name the inbox item that carries the invitation, so the app can open the "
+        "form from it.",
+        roles=frozenset({Role.SHOPPER}),
+        replies={200: Reply(description="The open invitations", model=OpenInvitations)},
+    ),
     Endpoint(
         method="POST",
         path="/v1/surveys/{survey_id}/responses",
