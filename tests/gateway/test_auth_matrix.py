@@ -15,6 +15,7 @@ from gateway.db import POOL
 from gateway.settings import Settings
 from tests.support.client import ApiClient
 from tests.support.openapi_check import SpecChecker
+from tests.support.surveys import add_survey
 from tests.support.tenants import Tenant, make_tenant
 
 ROLES = ["admin", "manager", "reviewer", "pos", "app", "shopper"]
@@ -227,6 +228,7 @@ async def test_role_matrix(
     """Each role against the endpoint: the roles that may not call it share one tenant
     (a refusal changes nothing); each role that may gets a fresh tenant of its own."""
     refused = await make_tenant(conn, "Refused Roasters")
+    await add_survey(conn, refused)
     for role in ROLES:
         if role in allowed:
             continue
@@ -238,6 +240,7 @@ async def test_role_matrix(
         assert (r.status, r.error_code) == (403, "wrong_role"), (role, r.body)
     for role in sorted(allowed):
         tenant = await make_tenant(conn, f"Allowed {role}")
+        await add_survey(conn, tenant)
         url = _fill(path, tenant, await _spare_key(conn, tenant))
         body = _bodies(tenant).get((method, path))
         if path in STREAMS:
@@ -319,6 +322,7 @@ async def test_other_merchants_resources_are_invisible(
     role: str,
 ) -> None:
     spare_b = await _spare_key(conn, tenant_b)
+    await add_survey(conn, tenant_b)
     foreign = _fill(path, tenant_b, spare_b)
     body = _bodies(tenant_a).get((method, path))
     r = await api.request(method, foreign, token=tenant_a.tokens[role], json=body)

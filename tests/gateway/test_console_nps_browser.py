@@ -16,7 +16,7 @@ from tests.support import browser as browser_mod
 from tests.support.console import Shop
 from tests.support.live import Api, LiveGateway
 from tests.support.shop import make_settings
-from tests.support.surveys import sent_invitation
+from tests.support.surveys import add_survey, sent_invitation
 from tests.support.tenants import make_tenant
 
 SCORES = [10, 9, 8, 3, 10]
@@ -26,6 +26,7 @@ SCORES = [10, 9, 8, 3, 10]
 async def shop(database_url: str, conn: asyncpg.Connection, tmp_path: Path) -> AsyncIterator[Shop]:
     browser_mod.require()
     tenant = await make_tenant(conn, "Alpha Coffee")
+    await add_survey(conn, tenant)
     tokens = [tenant.tokens["shopper"]]
     for i in range(len(SCORES) - 1):
         shopper, token = await tenancy.enrol_shopper(

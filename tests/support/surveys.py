@@ -7,6 +7,7 @@ import asyncpg
 
 from offers import survey_store
 from tests.support import offers as test_offers
+from tests.support.tenants import Tenant
 
 
 def survey_values(**overrides: object) -> dict[str, object]:
@@ -64,3 +65,17 @@ async def sent_invitation(
         store_id,
     )
     return invitation_id
+
+
+async def add_survey(conn: asyncpg.Connection, tenant: Tenant) -> int:
+    """A redemption survey of the tenant, its shopper invited to it: ``tenant.survey_id``."""
+    assert tenant.shopper_id is not None
+    tenant.survey_id = await create_survey(conn, tenant.merchant_id)
+    await sent_invitation(
+        conn,
+        merchant_id=tenant.merchant_id,
+        survey_id=tenant.survey_id,
+        shopper_id=tenant.shopper_id,
+        store_id=tenant.store_ids[0],
+    )
+    return tenant.survey_id

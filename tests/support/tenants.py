@@ -11,7 +11,6 @@ from gateway.accounts import auth, tenancy
 from geo import geojson
 from geo import store as geo_store
 from tests.support import offers as test_offers
-from tests.support import surveys as test_surveys
 
 
 @dataclass
@@ -32,7 +31,8 @@ class Tenant:
     push_endpoint: str = "https://push.example.net/fixture"
     # A web origin the merchant allows (CORS).
     origin_id: int = 0
-    # A survey, with a live invitation of the shopper to it (tests/support/surveys.py).
+    # A survey with a live invitation of the shopper, when a test asks for one
+    # (tests/support/surveys.py add_survey).
     survey_id: int = 0
 
 
@@ -114,13 +114,5 @@ async def make_tenant(conn: asyncpg.Connection, name: str, stores: int = 2) -> T
         tenant.offer_id,
         shopper.id,
         store_ids[0],
-    )
-    tenant.survey_id = await test_surveys.create_survey(conn, merchant.id)
-    await test_surveys.sent_invitation(
-        conn,
-        merchant_id=merchant.id,
-        survey_id=tenant.survey_id,
-        shopper_id=shopper.id,
-        store_id=store_ids[0],
     )
     return tenant
