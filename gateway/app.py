@@ -32,6 +32,9 @@ from gateway.http.handlers import (
     reward_shop,
     rewards,
     stores,
+    survey_answers,
+    survey_reports,
+    surveys,
     system,
     tenancy,
     till,
@@ -48,7 +51,7 @@ from gateway.http.handlers.passes import SIGNERS
 from gateway.http.ratelimit import PING_LIMITER, REDEEM_LIMITER
 from gateway.http.routing import MOUNTED
 from gateway.jobs import partitions, periodic, retention, stats, upkeep
-from gateway.pingpath import geoindex, offering, pinglog, pings, spool, visits
+from gateway.pingpath import geoindex, offering, pinglog, pings, spool, surveying, visits
 from gateway.pingpath.geoindex import GEO_INDEX
 from gateway.pingpath.offering import OFFERS
 from gateway.pingpath.pings import PINGS
@@ -82,6 +85,9 @@ def all_endpoints() -> list[routing.Endpoint]:
         *till.ENDPOINTS,
         *points_report.ENDPOINTS,
         *referral_handlers.ENDPOINTS,
+        *surveys.ENDPOINTS,
+        *survey_answers.ENDPOINTS,
+        *survey_reports.ENDPOINTS,
     ]
 
 
@@ -234,12 +240,27 @@ async def _geo_ctx(app: web.Application) -> AsyncIterator[None]:
         await listener.close()
 
 
+def survey_job(settings: Settings, books: offering.OfferBooks) -> periodic.Job:
+    """Sends the survey invitations that came due (gateway/pingpath/surveying.py)."""
+
+    async def round_(r: periodic.Round) -> None:
+        await surveying.invite_due(r.pool, books, r.now)
+
+    return periodic.Job(
+        name="surveys",
+        every_seconds=settings.survey_invite_seconds,
+        lock=surveying.LOCK,
+        round=round_,
+    )
+
+
 async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     # A job holds a session advisory lock across its transactions: behind a transaction
     # pooler its connection must be a direct one (a small pool of its own).
     pooled = _behind_pooler(app)
     pool = await db.create_pool(app[DIRECT_URL], min_size=0, max_size=2) if pooled else app[POOL]
-    runner = periodic.Runner(pool, background_jobs(app[SETTINGS]), clock_=app[CLOCK])
+    jobs = [*background_jobs(app[SETTINGS]), survey_job(app[SETTINGS], app[OFFERS])]
+    runner = periodic.Runner(pool, jobs, clock_=app[CLOCK])
     runner.start()
     try:
         yield

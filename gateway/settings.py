@@ -297,6 +297,13 @@ class Settings:
             "how often funnel rollup deltas are folded into the rollups",
         ),
     )
+    survey_invite_seconds: float = field(
+        default=15.0,
+        metadata=about(
+            "GATEWAY_SURVEY_INVITE_SECONDS",
+            "how often the survey invitations that came due are decided and sent",
+        ),
+    )
     vapid_private_key: Secret | None = field(
         default=None,
         metadata=about(
@@ -496,6 +503,8 @@ def _check(s: Settings) -> None:
         raise SettingsError("the wallet upkeep interval must be positive")
     if s.stats_compact_seconds <= 0:
         raise SettingsError("stats compaction interval must be positive")
+    if s.survey_invite_seconds <= 0:
+        raise SettingsError("the survey invitation interval must be positive")
     if tile_origin(s.map_tiles) is None:
         raise SettingsError(
             "GATEWAY_MAP_TILES must be an http(s) URL template whose host has no placeholder "

@@ -32,6 +32,9 @@ UPKEEP: Final = 0x6777_7570_6B65_6570
 # "gwparts": one replica at a time creates the event tables' time partitions ahead of time
 # (gateway/jobs/partitions.py).
 PARTITIONS: Final = 0x67777061727473
+# "gwsurvey": one replica at a time sends the survey invitations that came due
+# (gateway/pingpath/surveying.py, wired in gateway/app.py).
+SURVEYS: Final = 0x6777737572766579
 
 # "gwpinglg": ping log batches hold it shared and an erasure exclusively, so an erasure
 # never misses the pings of a batch in flight (geo/store.py, accounts/privacy.py).

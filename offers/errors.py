@@ -19,7 +19,10 @@ OffersError
 │   ├── RewardLimitReached      the shopper bought it as often as allowed
 │   ├── RewardOutOfStock        its stock (or gift-card codes) ran out
 │   └── StockBelowIssued        a stock lower than what was already issued
-└── ReferralCodeRefused     a referral code at enrolment that cannot refer this shopper
+├── ReferralCodeRefused     a referral code at enrolment that cannot refer this shopper
+├── AnswerInvalid           a survey answer does not fit the survey's questions
+├── AlreadyAnswered         the shopper answered this survey already
+└── NotInvited              no live invitation to this survey for the shopper
 """
 
 from __future__ import annotations
@@ -160,6 +163,31 @@ class StockBelowIssued(RewardRefused):
     def __init__(self, issued: int) -> None:
         super().__init__(f"{issued} were already issued: the stock cannot be lower")
         self.issued = issued
+
+
+class AnswerInvalid(OffersError):
+    code = "validation_failed"
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__("the answers do not fit the survey's questions")
+        self.fields = fields
+
+
+class AlreadyAnswered(OffersError):
+    code = "already_answered"
+
+    def __init__(self) -> None:
+        super().__init__("this survey has already been answered by this shopper")
+
+
+class NotInvited(OffersError):
+    code = "not_invited"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this shopper has no live invitation to this survey (it comes after a visit or "
+            "a redemption, and lasts as long as its coupon's validity)"
+        )
 
 
 def _ago(delta: dt.timedelta) -> str:

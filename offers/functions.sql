@@ -204,3 +204,54 @@ BEGIN
     RETURN QUERY SELECT 'voided', r;
 END
 $$;
+
+-- Surveys: a visit's exit or a redemption at a store schedules the invitation of
+-- every active survey asked there, due after the survey's delay. Statement triggers,
+-- in the transaction that records the exit or the redemption, so every path that
+-- records one (pings, batches, the till) schedules its surveys, and a crash keeps
+-- both or neither. A shopper who answered the survey is not asked again; a waiting
+-- invitation (the partial unique index) absorbs the next triggers.
+CREATE OR REPLACE FUNCTION survey_invitations_on_exit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO survey_invitations (merchant_id, survey_id, shopper_id, store_id, geofence_id,
+                                    source, triggered_at, due_at)
+    SELECT DISTINCT ON (s.id, e.shopper_id) e.merchant_id, s.id, e.shopper_id, g.store_id,
+           e.geofence_id, 'exit', e.at, e.at + make_interval(mins => s.delay_minutes)
+    FROM new_rows e
+    JOIN geofences g ON g.id = e.geofence_id
+    JOIN surveys s ON s.merchant_id = e.merchant_id AND s.trigger = 'exit'
+                  AND s.status = 'active' AND s.deleted_at IS NULL
+                  AND (s.store_ids = '{}' OR g.store_id = ANY (s.store_ids))
+    WHERE e.event = 'exit'
+      AND NOT EXISTS (SELECT 1 FROM survey_responses r
+                      WHERE r.survey_id = s.id AND r.shopper_id = e.shopper_id)
+    ORDER BY s.id, e.shopper_id, e.at
+    ON CONFLICT (survey_id, shopper_id) WHERE done_at IS NULL DO NOTHING;
+    RETURN NULL;
+END
+$$;
+CREATE OR REPLACE TRIGGER survey_invitations_on_exit AFTER INSERT ON geofence_events
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
+    EXECUTE FUNCTION survey_invitations_on_exit();
+
+CREATE OR REPLACE FUNCTION survey_invitations_on_redemption() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO survey_invitations (merchant_id, survey_id, shopper_id, store_id, source,
+                                    triggered_at, due_at)
+    SELECT NEW.merchant_id, s.id, NEW.shopper_id, NEW.store_id, 'redemption', NEW.redeemed_at,
+           NEW.redeemed_at + make_interval(mins => s.delay_minutes)
+    FROM surveys s
+    WHERE s.merchant_id = NEW.merchant_id AND s.trigger = 'redemption'
+      AND s.status = 'active' AND s.deleted_at IS NULL
+      AND (s.store_ids = '{}' OR NEW.store_id = ANY (s.store_ids))
+      AND NOT EXISTS (SELECT 1 FROM survey_responses r
+                      WHERE r.survey_id = s.id AND r.shopper_id = NEW.shopper_id)
+    ON CONFLICT (survey_id, shopper_id) WHERE done_at IS NULL DO NOTHING;
+    RETURN NULL;
+END
+$$;
+-- A row trigger: one redemption per statement, and the till's path stays one
+-- index probe when the merchant has no survey.
+CREATE OR REPLACE TRIGGER survey_invitations_on_redemption AFTER INSERT ON redemptions
+    FOR EACH ROW EXECUTE FUNCTION survey_invitations_on_redemption();

@@ -34,7 +34,11 @@ SELECT json_build_object(
         'redemptions', (SELECT coalesce(json_agg(r ORDER BY r.redeemed_at), '[]') FROM (
             SELECT id::text, coupon_id::text, store_id::text, order_ref, amount, redeemed_at,
                    voided_at
-            FROM redemptions WHERE shopper_id = $1) r)),
+            FROM redemptions WHERE shopper_id = $1) r),
+        'survey_responses', (SELECT coalesce(json_agg(r ORDER BY r.answered_at), '[]') FROM (
+            SELECT id::text, survey_id::text, store_id::text, score, answers, points,
+                   answered_at
+            FROM survey_responses WHERE shopper_id = $1) r)),
     'loyalty', json_build_object(
         'ledger', (SELECT coalesce(json_agg(l ORDER BY l.id), '[]') FROM (
             SELECT id::text, kind, points, reason, created_at
@@ -92,6 +96,12 @@ WITH pings_gone AS (DELETE FROM pings WHERE shopper_id = $1 RETURNING 1),
      code_gone AS (DELETE FROM referral_codes WHERE shopper_id = $1 RETURNING 1),
      pending_gone AS (DELETE FROM outbox WHERE status = 'pending' AND delivery_id IN
                         (SELECT id FROM deliveries WHERE shopper_id = $1) RETURNING 1),
+     -- Survey answers keep their score (the NPS counts them) but lose their words;
+     -- invitations still waiting are dropped.
+     answers_gone AS (UPDATE survey_responses SET answers = '{}'
+                      WHERE shopper_id = $1 AND answers <> '{}' RETURNING 1),
+     invitations_gone AS (DELETE FROM survey_invitations
+                          WHERE shopper_id = $1 AND done_at IS NULL RETURNING 1),
      keys_revoked AS (UPDATE api_keys SET revoked_at = $2
                       WHERE shopper_id = $1 AND revoked_at IS NULL RETURNING 1),
      shopper AS (UPDATE shoppers SET name = NULL, email = NULL, timezone = NULL, tags = '{}',

@@ -21,6 +21,7 @@ const NAV = [
   { hash: "#/live", label: "Live", roles: ["admin", "manager", "reviewer"] },
   { hash: "#/rewards", label: "Rewards", roles: ["admin", "manager", "reviewer"] },
   { hash: "#/referrals", label: "Referrals", roles: ["admin", "manager", "reviewer"] },
+  { hash: "#/nps", label: "NPS", roles: ["admin", "manager", "reviewer"] },
 ];
 
 const outlet = document.getElementById("outlet");

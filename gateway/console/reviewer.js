@@ -7,6 +7,7 @@ import { renderLog } from "./logs.js";
 import { renderLive } from "./live.js";
 import { rewardsScreen } from "./rewards.js";
 import { renderReferrals } from "./referrals.js";
+import { renderNps } from "./nps.js";
 
 export function register({ route, api, whoami }) {
   ensureCss();
@@ -17,4 +18,5 @@ export function register({ route, api, whoami }) {
   route("#/live", (params, main) => renderLive(params, main, ctx));
   route("#/rewards", (params, main) => rewardsScreen(params, main));
   route("#/referrals", (params, main) => renderReferrals(params, main, ctx));
+  route("#/nps", (params, main) => renderNps(params, main, ctx));
 }

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.demo import mapsvg
+from gateway.demo import mapsvg, surveys
 from gateway.demo.city import DAY, Store
 from gateway.demo.referrals import words as referral_words
 from gateway.demo.report import Summary, pct, uplift_text
@@ -278,6 +278,7 @@ def render(demo: Played) -> str:
 <section><h2>Uplift against the holdout</h2>{uplift_section(s.offers)}</section>
 <section><h2>Funnel per offer</h2>{funnel_section(s.offers)}</section>
 <section><h2>Why offers were not sent</h2>{reasons_section(s)}</section>
+<section><h2>Survey: Net Promoter Score</h2>{surveys.section(s.survey)}</section>
 <section><h2>Shops and geofences</h2>{shops_map}</section>
 <section><h2>The morning in numbers</h2><table class="facts">{facts}</table></section>
 <section><h2>Definitions</h2>{definitions()}</section>

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from gateway.demo import surveys
 from gateway.demo.city import PARIS
 from gateway.demo.referrals import words as referral_words
 from offers import report as funnel
@@ -38,6 +39,8 @@ class Summary:
     shops: dict[str, Counter[str]] = dataclasses.field(default_factory=dict)
     # GET /v1/reports/referrals after the morning (gateway/demo/referrals.py).
     referrals: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # GET /v1/reports/nps of the demo's survey, with its name and the recoveries sent.
+    survey: dict[str, Any] = dataclasses.field(default_factory=dict)
     report: Path | None = None
     tokens: dict[str, str] = dataclasses.field(default_factory=dict)
     seconds: float = 0.0
@@ -114,6 +117,8 @@ def render_summary(s: Summary) -> str:
     if not tested:
         lines.append("  no offer had held-out shoppers")
     lines += [
+        "",
+        surveys.nps_text(s.survey),
         "",
         "Not sent, by reason: "
         + ", ".join(f"{funnel.REASON_WORDS[k]} {v:,}" for k, v in s.suppressed.most_common()),

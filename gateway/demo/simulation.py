@@ -25,7 +25,10 @@ from gateway.accounts import auth, tenancy
 from gateway.app import create_app
 from gateway.db import POOL
 from gateway.demo import city, localpush, page, referrals, report, rewards
+from gateway.demo import surveys as demo_surveys
 from gateway.demo.city import PARIS, Store, metres, offset
+from gateway.pingpath import offering
+from gateway.pingpath.offering import OFFERS
 from gateway.pingpath.pings import PINGS
 
 
@@ -108,6 +111,10 @@ class Demo:
         self.walkers: list[Walker] = []
         self.base = ""
         self._keys = 0
+        # Its own random stream, so the rest of the morning plays as it did without it.
+        self.survey = demo_surveys.DemoSurvey(self.call, random.Random(options.seed + 1))
+        self.pool: asyncpg.Pool | None = None
+        self.books = offering.OfferBooks()
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -170,6 +177,7 @@ class Demo:
         for body in city.offer_bodies([s.id for s in self.stores]):
             _, made = await self.call("POST", "/v1/offers", manager, body)
             self.offer_ids[made["id"]] = body["name"]
+        await self.survey.define(manager)
 
     async def open_shops(self) -> list[dict[str, Any]]:
         """Create the shops through the API; their geofences, to be put in one request."""
@@ -370,6 +378,8 @@ class Demo:
                     await self.ping(w, now)
                     if w.phase == "at_store" and self.rng.random() < 0.3:
                         await self.at_the_till(w)
+            if self.pool is not None:
+                await self.survey.tick(self.pool, self.books, now, self.walkers)
             if self.progress is not None and time.monotonic() - last_progress > 0.2:
                 last_progress = time.monotonic()
                 self.progress(self.summary, now)
@@ -394,6 +404,7 @@ class Demo:
                 shop = self.summary.shops.setdefault(group["key"], Counter())
                 for metric in ("candidates", "eligible", "sent", "redeemed"):
                     shop[metric] += group[metric]
+        self.summary.survey = await self.survey.report(reviewer)
 
 
 async def _drain(pool: asyncpg.Pool, within: float = 60.0) -> None:
@@ -431,6 +442,8 @@ async def run(
             pass_pusher=False,
             outbox_worker=True,
             migrate_on_start=False,
+            # The demo sends survey invitations on its simulated clock (Demo.walk).
+            survey_invite_seconds=10**7,
         ),
         db_url=url,
         direct_url=url,  # its own database, not the settings' direct one
@@ -452,6 +465,7 @@ async def run(
         async with aiohttp.ClientSession() as http:
             demo.http = http
             pool = app[POOL]
+            demo.pool, demo.books = pool, app[OFFERS]
             await demo.build_city(pool)
             _, key = await demo.call("GET", "/v1/push/vapid-public-key", demo.tokens["app"])
             await demo.enrol(push, key["public_key"])

@@ -206,6 +206,9 @@ DOMAIN: dict[type[Exception], Callable[[Any], ApiError]] = {
     offer_errors.ReferralCodeRefused: lambda exc: ValidationFailed(
         exc.message, code=exc.code, fields={"referral_code": exc.message}
     ),
+    offer_errors.AnswerInvalid: _with_fields(ValidationFailed),
+    offer_errors.AlreadyAnswered: _status(Conflict),
+    offer_errors.NotInvited: _status(Conflict),
     offer_errors.OffersError: _status(BadRequest),
     wallet_errors.UnknownShopper: _status(NotFound),
     wallet_errors.InsufficientPoints: _status(Conflict),

@@ -109,12 +109,16 @@ class Sent:
 @dataclass(slots=True, kw_only=True)
 class Moment:
     """One ping's triggers: its decision context and the offers its transitions made
-    candidates; once committed, what was sent (the ping is `owner`, as the caller counts)."""
+    candidates; once committed, what was decided and sent (the ping is `owner`, as the
+    caller counts). A moment that no ping caused (a survey's invitation, a service
+    recovery) names its `trigger` for the decision log instead of the offer's."""
 
     context: Context
     candidates: list[Candidate] = field(default_factory=list)
     owner: int = -1
     sent: list[Sent] = field(default_factory=list)
+    trigger: str | None = None
+    decided: list[Decision] = field(default_factory=list)
 
 
 class OfferBooks:
@@ -219,10 +223,11 @@ class OfferBooks:
                 merchant_id=merchant_id,
                 shopper_id=shopper_id,
                 at=now,
-                rows=[_row(d, offers_by_id[d.offer_id], now) for d in decisions],
+                rows=[_row(d, offers_by_id[d.offer_id], now, moment.trigger) for d in decisions],
                 coupon=coupon,
             )
             metrics.decided([d.reason for d in decisions], send.channels if send else ())
+            moment.decided.extend(decisions)
             if send is not None and coupon is not None:
                 sends.append(send)
                 sent.append(Sent.of(send, coupon.code))
@@ -273,14 +278,16 @@ async def decide_moment(
     return decisions, {c.offer.id: c.offer for c in candidates}
 
 
-def _row(d: Decision, offer: Offer, now: dt.datetime) -> offers_store.DecisionRow:
+def _row(
+    d: Decision, offer: Offer, now: dt.datetime, trigger: str | None = None
+) -> offers_store.DecisionRow:
     # A send or a holdout is exposed: a conversion until the coupon expires is its effect.
     exposed = d.send or d.held_out
     return offers_store.DecisionRow(
         offer_id=d.offer_id,
         store_id=d.store_id,
         fence_id=d.fence_id,
-        trigger=offer.trigger,
+        trigger=trigger or offer.trigger,
         reason=d.reason,
         attributable_until=(
             now + dt.timedelta(minutes=offer.coupon.valid_minutes) if exposed else None

@@ -16,6 +16,7 @@ from gateway.settings import Settings
 from tests.support import rewards
 from tests.support.client import ApiClient
 from tests.support.openapi_check import SpecChecker
+from tests.support.surveys import add_survey
 from tests.support.tenants import Tenant, make_tenant
 
 ROLES = ["admin", "manager", "reviewer", "pos", "app", "shopper"]
@@ -109,6 +110,16 @@ MATRIX = [
     ("POST", "/v1/till/payments/{payment_id}/void", {"pos", "manager", "admin"}, 200),
     ("GET", "/v1/reports/points", STAFF, 200),
     *REFERRAL_MATRIX,
+    ("POST", "/v1/surveys", WRITERS, 201),
+    ("GET", "/v1/surveys", STAFF, 200),
+    ("GET", "/v1/surveys/{survey_id}", STAFF, 200),
+    ("PATCH", "/v1/surveys/{survey_id}", WRITERS, 200),
+    ("DELETE", "/v1/surveys/{survey_id}", WRITERS, 204),
+    ("GET", "/v1/surveys/{survey_id}/form", {"shopper"}, 200),
+    ("GET", "/v1/me/surveys", {"shopper"}, 200),
+    ("POST", "/v1/surveys/{survey_id}/responses", {"shopper"}, 201),
+    ("GET", "/v1/reports/nps", STAFF, 200),
+    ("GET", "/v1/reports/surveys/{survey_id}/answers", STAFF, 200),
 ]
 # Endpoints that answer with a stream that does not end: only the head is checked.
 STREAMS = {"/v1/inbox/stream"}
@@ -198,6 +209,14 @@ def _bodies(tenant: Tenant) -> dict[tuple[str, str], object]:
         ("PATCH", "/v1/catalog/rewards/{reward_id}"): {"points": 90},
         ("POST", "/v1/catalog/rewards/{reward_id}/codes"): {"codes": ["PARTNER-1"]},
         ("POST", "/v1/till/payments"): {"member": tenant.member, "store_id": store, "amount": 1},
+        ("POST", "/v1/surveys"): {
+            "name": "matrix",
+            "trigger": "exit",
+            "store_ids": [store],
+            "invitation": {"title": "Tell us", "body": "How was it?"},
+        },
+        ("PATCH", "/v1/surveys/{survey_id}"): {"points": 5},
+        ("POST", "/v1/surveys/{survey_id}/responses"): {"score": 9, "answers": {"speed": "yes"}},
     }
 
 
@@ -206,6 +225,7 @@ HEADERS = {
     ("POST", "/v1/purchases"): {"Idempotency-Key": "matrix-2"},
     ("POST", "/v1/rewards/{reward_id}/redeem"): {"Idempotency-Key": "matrix-3"},
     ("POST", "/v1/till/payments"): {"Idempotency-Key": "matrix-4"},
+    ("POST", "/v1/surveys/{survey_id}/responses"): {"Idempotency-Key": "matrix-5"},
 }
 
 
@@ -238,6 +258,7 @@ def _fill(path: str, tenant: Tenant, spare_key: int) -> str:
         reward_id=tenant.reward_id,
         payment_id=tenant.payment_id,
         member=tenant.member,
+        survey_id=tenant.survey_id,
     )
 
 
@@ -253,6 +274,8 @@ async def test_role_matrix(
     """Each role against the endpoint: the roles that may not call it share one tenant
     (a refusal changes nothing); each role that may gets a fresh tenant of its own."""
     refused = await rewards.stock(conn, await make_tenant(conn, "Refused Roasters"))
+    refused = await make_tenant(conn, "Refused Roasters")
+    await add_survey(conn, refused)
     for role in ROLES:
         if role in allowed:
             continue
@@ -264,6 +287,8 @@ async def test_role_matrix(
         assert (r.status, r.error_code) == (403, "wrong_role"), (role, r.body)
     for role in sorted(allowed):
         tenant = await rewards.stock(conn, await make_tenant(conn, f"Allowed {role}"))
+        tenant = await make_tenant(conn, f"Allowed {role}")
+        await add_survey(conn, tenant)
         url = _fill(path, tenant, await _spare_key(conn, tenant))
         body = _bodies(tenant).get((method, path))
         if path in STREAMS:
@@ -330,6 +355,12 @@ FOREIGN = [
     ("DELETE", "/v1/catalog/rewards/{reward_id}", "admin"),
     ("POST", "/v1/catalog/rewards/{reward_id}/codes", "manager"),
     ("POST", "/v1/till/payments/{payment_id}/void", "pos"),
+    ("GET", "/v1/surveys/{survey_id}", "reviewer"),
+    ("PATCH", "/v1/surveys/{survey_id}", "manager"),
+    ("DELETE", "/v1/surveys/{survey_id}", "admin"),
+    ("GET", "/v1/reports/surveys/{survey_id}/answers", "reviewer"),
+    ("GET", "/v1/surveys/{survey_id}/form", "shopper"),
+    ("POST", "/v1/surveys/{survey_id}/responses", "shopper"),
 ]
 
 
@@ -346,6 +377,7 @@ async def test_other_merchants_resources_are_invisible(
     spare_b = await _spare_key(conn, tenant_b)
     await rewards.stock(conn, tenant_a)
     await rewards.stock(conn, tenant_b)
+    await add_survey(conn, tenant_b)
     foreign = _fill(path, tenant_b, spare_b)
     body = _bodies(tenant_a).get((method, path))
     r = await api.request(method, foreign, token=tenant_a.tokens[role], json=body)
@@ -363,6 +395,7 @@ async def test_other_merchants_resources_are_invisible(
         origin_id=big,
         reward_id=big,
         payment_id=big,
+        survey_id=big,
     )
     r2 = await api.request(method, missing, token=tenant_a.tokens[role], json=body)
     assert (r2.status, r2.json["error"]["code"], r2.json["error"]["message"]) == (

@@ -42,9 +42,10 @@ async def test_the_demo_summary_agrees_with_the_database(
     events = await conn.fetch("SELECT event, count(*) AS n FROM geofence_events GROUP BY event")
     assert dict(summary.transitions) == {r["event"]: r["n"] for r in events}
 
+    # The pings' offers; the survey's invitations and recoveries are checked below.
     decided = await conn.fetch(
         "SELECT offer_id, outcome, reason, count(*) AS n FROM decisions "
-        "GROUP BY offer_id, outcome, reason"
+        "WHERE trigger IN ('enter', 'dwell') GROUP BY offer_id, outcome, reason"
     )
     sent = Counter({str(r["offer_id"]): r["n"] for r in decided if r["outcome"] == "sent"})
     assert {o["id"]: o["sent"] for o in summary.offers if o["sent"]} == dict(sent)
@@ -78,6 +79,22 @@ async def test_the_demo_summary_agrees_with_the_database(
     page = summary.report.read_text()
     assert page.startswith("<!doctype html>") and "<svg" in page and "Cold mornings" in page
     assert "<script" not in page  # one file that works offline, opened from disk
+
+    # The survey: invitations after exits, answers, and the NPS as the API computes it.
+    survey = summary.survey
+    answered = await conn.fetch("SELECT score FROM survey_responses")
+    assert survey["responses"] == len(answered) > 0
+    assert survey["invitations_sent"] == await conn.fetchval(
+        "SELECT count(*) FROM survey_invitations WHERE outcome = 'sent'"
+    )
+    promoters = sum(r["score"] >= 9 for r in answered)
+    detractors = sum(r["score"] <= 6 for r in answered)
+    assert survey["nps"] == round(100 * (promoters - detractors) / len(answered), 1)
+    assert survey["recoveries"] == await conn.fetchval(
+        "SELECT count(*) FROM survey_responses WHERE recovery_outcome = 'sent'"
+    )
+    assert text.render_summary(summary).count("NPS") == 1
+    assert f"n = {survey['responses']} answers" in page
 
 
 async def _check_referrals(summary: demo.Summary, conn: asyncpg.Connection) -> None:

@@ -36,6 +36,9 @@ class Tenant:
     reward_id: int = 0
     member: str = ""
     payment_id: int = 0
+    # A survey with a live invitation of the shopper, when a test asks for one
+    # (tests/support/surveys.py add_survey).
+    survey_id: int = 0
 
 
 async def make_tenant(conn: asyncpg.Connection, name: str, stores: int = 2) -> Tenant:

@@ -301,8 +301,10 @@ class DecisionOut(api.Out):
     shopper_id: str
     store_id: str
     geofence_id: str
-    # referral: a referral reward's coupon (offers/referrals.py), logged at a fence of the offer.
-    trigger: Literal["enter", "dwell", "referral"]
+    # enter or dwell for a ping's offers; exit or redemption for a survey's invitation,
+    # recovery for a detractor's recovery offer (gateway/pingpath/surveying.py); referral:
+    # a referral reward's coupon (offers/referrals.py), logged at a fence of the offer.
+    trigger: Literal["enter", "dwell", "exit", "redemption", "recovery", "referral"]
     outcome: Literal["sent", "suppressed"]
     reason: str | None
     converted_at: dt.datetime | None
