@@ -29,6 +29,10 @@ STATS: Final = 0x67777374617473
 # passes (gateway/jobs/upkeep.py, `gateway wallet upkeep`).
 UPKEEP: Final = 0x6777_7570_6B65_6570
 
+# "gwjourny": one replica at a time finds and decides lifecycle journeys' occurrences
+# (gateway/jobs/journeys.py, `gateway journeys run`).
+JOURNEYS: Final = 0x67776A6F75726E79
+
 # "gwpinglg": ping log batches hold it shared and an erasure exclusively, so an erasure
 # never misses the pings of a batch in flight (geo/store.py, accounts/privacy.py).
 PING_LOG: Final = 0x677770696E676C67

@@ -12,7 +12,8 @@ OffersError
 ├── IdempotencyKeyReused    the key was used for a different request
 ├── IdempotencyKeyRace      a request with the same key is in flight (retry)
 ├── AlreadyVoided           the redemption was already voided
-└── VoidWindowClosed        too late to void
+├── VoidWindowClosed        too late to void
+└── OfferTaken              another journey already sends this offer
 """
 
 from __future__ import annotations
@@ -125,3 +126,13 @@ def _ago(delta: dt.timedelta) -> str:
     if hours < 48:
         return f"{hours} hours ago"
     return f"{hours // 24} days ago"
+
+
+class OfferTaken(OffersError):
+    code = "offer_taken"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "another journey already sends this offer; a journey's offer is its own, so that "
+            "the offer's report is the journey's"
+        )
