@@ -70,12 +70,12 @@ async def new_shopper(conn: asyncpg.Connection, shop: Shop, name: str) -> tuple[
 async def test_welcome_fires_once_after_its_delay_and_lands_in_the_inbox(
     shop: Shop, conn: asyncpg.Connection
 ) -> None:
-    offer = await journey_offer(shop, title="Welcome: a coffee on us", channels=["inbox", "webpush"])
+    offer = await journey_offer(
+        shop, title="Welcome: a coffee on us", channels=["inbox", "webpush"]
+    )
     j = await journey(shop, "welcome", offer, delay_minutes=30)
     shopper, token = await new_shopper(conn, shop, "Nina")
-    await conn.execute(
-        "UPDATE shoppers SET created_at = $2 WHERE id = $1", shopper, T0 + MINUTE
-    )
+    await conn.execute("UPDATE shoppers SET created_at = $2 WHERE id = $1", shopper, T0 + MINUTE)
     assert (await scheduler.run(conn, T0 + 20 * MINUTE)).outcomes == {}
     done = await scheduler.run(conn, T0 + 32 * MINUTE)
     assert done.found == 1 and done.outcomes == {"sent": 1}
