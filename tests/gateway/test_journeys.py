@@ -254,3 +254,46 @@ async def test_points_about_to_expire_remind_only_of_unused_points(
     assert [(r["shopper_id"], r["occurrence"]) for r in await runs(conn, j["id"])] == [
         (shop.tenant.shopper_id, f"expiry:{expiry}")
     ]
+
+
+async def test_journeys_are_validated_owned_by_one_journey_and_scoped(
+    shop: Shop, conn: asyncpg.Connection, tenant_b: Any
+) -> None:
+    manager = shop.token("manager")
+    enter_offer = await shop.offer()
+    offer = await journey_offer(shop)
+    bad = [
+        ({"kind": "welcome", "offer_id": enter_offer}, "offer_id"),
+        ({"kind": "welcome", "offer_id": "999999999"}, "offer_id"),
+        ({"kind": "winback", "offer_id": offer}, "inactive_days"),
+        ({"kind": "winback", "offer_id": offer, "inactive_days": 30, "tier": "Gold"}, "tier"),
+        ({"kind": "tier_up", "offer_id": offer, "tier": ""}, "tier"),
+        ({"kind": "yearly", "offer_id": offer}, "kind"),
+        ({"kind": "birthday", "offer_id": offer, "days_before": 400}, "days_before"),
+    ]
+    for body, field in bad:
+        r = await shop.api.post("/v1/journeys", token=manager, json={"name": "x", **body})
+        assert (r.status, list(r.json["error"]["fields"])) == (422, [field]), (body, r.body)
+    assert await conn.fetchval("SELECT count(*) FROM journeys") == 0
+    created = await journey(shop, "welcome", offer)
+    assert created["delay_minutes"] == 60 and created["status"] == "active"
+    r = await shop.api.post(
+        "/v1/journeys", token=manager, json={"name": "again", "kind": "birthday", "offer_id": offer}
+    )
+    assert (r.status, r.error_code) == (409, "offer_taken")
+    path = f"/v1/journeys/{created['id']}"
+    r = await shop.api.patch(path, token=manager, json={"inactive_days": 3})
+    assert (r.status, list(r.json["error"]["fields"])) == (422, ["inactive_days"])
+    r = await shop.api.patch(path, token=manager, json={"delay_minutes": 5, "status": "paused"})
+    assert (r.status, r.json["delay_minutes"], r.json["status"]) == (200, 5, "paused")
+    r = await shop.api.get("/v1/journeys", token=shop.token("reviewer"))
+    assert [j["id"] for j in r.json["items"]] == [created["id"]]
+    r = await shop.api.get("/v1/journeys", token=shop.token("manager@store0"))
+    assert (r.status, r.error_code) == (403, "out_of_scope")
+    r = await shop.api.get(path, token=tenant_b.tokens["reviewer"])
+    assert r.status == 404
+    assert (await shop.api.delete(path, token=manager)).status == 204
+    assert (await shop.api.get(path, token=manager)).status == 404
+    # Paused and archived journeys find and send nothing.
+    await conn.execute("UPDATE shoppers SET created_at = $1", T0 + MINUTE)
+    assert (await scheduler.run(conn, T0 + 2 * 60 * MINUTE)).found == 0
