@@ -15,7 +15,7 @@ from gateway.db import POOL
 from gateway.settings import Settings
 from tests.support.client import ApiClient
 from tests.support.openapi_check import SpecChecker
-from tests.support.tenants import Tenant, make_tenant
+from tests.support.tenants import Tenant, add_journey, make_tenant
 
 ROLES = ["admin", "manager", "reviewer", "pos", "app", "shopper"]
 STAFF = {"admin", "manager", "reviewer"}
@@ -87,6 +87,13 @@ MATRIX = [
     # The tenant has no Google Wallet issuer: a clear 409, not a 500.
     ("GET", "/v1/passes/google/loyalty", {"shopper"}, 409),
     ("GET", "/v1/passes/google/coupons/{coupon_id}", {"shopper"}, 409),
+    ("POST", "/v1/journeys", WRITERS, 201),
+    ("GET", "/v1/journeys", STAFF, 200),
+    ("GET", "/v1/journeys/{journey_id}", STAFF, 200),
+    ("PATCH", "/v1/journeys/{journey_id}", WRITERS, 200),
+    ("DELETE", "/v1/journeys/{journey_id}", WRITERS, 204),
+    ("GET", "/v1/reports/journeys", STAFF, 200),
+    ("GET", "/v1/reports/journeys/{journey_id}", STAFF, 200),
 ]
 # Endpoints that answer with a stream that does not end: only the head is checked.
 STREAMS = {"/v1/inbox/stream"}
@@ -157,6 +164,12 @@ def _bodies(tenant: Tenant) -> dict[tuple[str, str], object]:
             "points": 10,
             "reason": "goodwill",
         },
+        ("POST", "/v1/journeys"): {
+            "name": "Welcome",
+            "kind": "welcome",
+            "offer_id": str(tenant.journey_offer_id),
+        },
+        ("PATCH", "/v1/journeys/{journey_id}"): {"inactive_days": 45},
     }
 
 
@@ -192,7 +205,14 @@ def _fill(path: str, tenant: Tenant, spare_key: int) -> str:
         delivery_id=tenant.delivery_id,
         coupon_id=tenant.coupon_id,
         origin_id=tenant.origin_id,
+        journey_id=tenant.journey_id,
     )
+
+
+async def _tenant(conn: asyncpg.Connection, name: str) -> Tenant:
+    tenant = await make_tenant(conn, name)
+    await add_journey(conn, tenant)
+    return tenant
 
 
 @pytest.mark.parametrize(("method", "path", "allowed", "ok"), MATRIX)
@@ -206,7 +226,7 @@ async def test_role_matrix(
 ) -> None:
     """Each role against the endpoint: the roles that may not call it share one tenant
     (a refusal changes nothing); each role that may gets a fresh tenant of its own."""
-    refused = await make_tenant(conn, "Refused Roasters")
+    refused = await _tenant(conn, "Refused Roasters")
     for role in ROLES:
         if role in allowed:
             continue
@@ -217,7 +237,7 @@ async def test_role_matrix(
         )
         assert (r.status, r.error_code) == (403, "wrong_role"), (role, r.body)
     for role in sorted(allowed):
-        tenant = await make_tenant(conn, f"Allowed {role}")
+        tenant = await _tenant(conn, f"Allowed {role}")
         url = _fill(path, tenant, await _spare_key(conn, tenant))
         body = _bodies(tenant).get((method, path))
         if path in STREAMS:
@@ -279,6 +299,10 @@ FOREIGN = [
     ("DELETE", "/v1/offers/{offer_id}", "admin"),
     ("GET", "/v1/reports/offers/{offer_id}", "reviewer"),
     ("POST", "/v1/redemptions/{redemption_id}/void", "pos"),
+    ("GET", "/v1/journeys/{journey_id}", "reviewer"),
+    ("PATCH", "/v1/journeys/{journey_id}", "manager"),
+    ("DELETE", "/v1/journeys/{journey_id}", "admin"),
+    ("GET", "/v1/reports/journeys/{journey_id}", "reviewer"),
 ]
 
 
@@ -293,6 +317,7 @@ async def test_other_merchants_resources_are_invisible(
     role: str,
 ) -> None:
     spare_b = await _spare_key(conn, tenant_b)
+    await add_journey(conn, tenant_b)
     foreign = _fill(path, tenant_b, spare_b)
     body = _bodies(tenant_a).get((method, path))
     r = await api.request(method, foreign, token=tenant_a.tokens[role], json=body)
@@ -308,6 +333,7 @@ async def test_other_merchants_resources_are_invisible(
         redemption_id=big,
         delivery_id="00000000-0000-0000-0000-000000000000",
         origin_id=big,
+        journey_id=big,
     )
     r2 = await api.request(method, missing, token=tenant_a.tokens[role], json=body)
     assert (r2.status, r2.json["error"]["code"], r2.json["error"]["message"]) == (
