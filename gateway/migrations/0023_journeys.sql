@@ -129,6 +129,7 @@ CREATE TABLE journey_runs (
 CREATE INDEX ix__journey_runs__due ON journey_runs (due_at) WHERE state = 'pending';
 CREATE INDEX ix__journey_runs__shopper_id ON journey_runs (shopper_id);
 
+-- The current definitions of these live in offers/functions.sql.
 -- Activity comes from enrolments, geofence entries and till transactions. Each
 -- statement writes one row per shopper, and only when it moves the time forward.
 CREATE FUNCTION shopper_activity_touch() RETURNS trigger LANGUAGE plpgsql AS $$
