@@ -24,7 +24,7 @@ from gateway import clock, db, migrate, settings
 from gateway.accounts import auth, tenancy
 from gateway.app import create_app
 from gateway.db import POOL
-from gateway.demo import city, localpush, page, report
+from gateway.demo import city, journeys, localpush, page, report
 from gateway.demo.city import PARIS, Store, metres, offset
 from gateway.pingpath.pings import PINGS
 
@@ -104,6 +104,8 @@ class Demo:
         self.summary = report.Summary()
         self.stores: list[Store] = []
         self.offer_ids: dict[str, str] = {}
+        # The offers the lifecycle journeys send (gateway.demo.journeys).
+        self.journey_offers: set[str] = set()
         self.tokens: dict[str, str] = {}
         self.walkers: list[Walker] = []
         self.base = ""
@@ -170,6 +172,7 @@ class Demo:
         for body in city.offer_bodies([s.id for s in self.stores]):
             _, made = await self.call("POST", "/v1/offers", manager, body)
             self.offer_ids[made["id"]] = body["name"]
+        await journeys.define(self)
 
     async def open_shops(self) -> list[dict[str, Any]]:
         """Create the shops through the API; their geofences, to be put in one request."""
@@ -356,7 +359,7 @@ class Demo:
             )
             self.summary.purchases += 1
 
-    async def walk(self) -> None:
+    async def walk(self, pool: asyncpg.Pool) -> None:
         now = self.start
         last_progress = 0.0
         while now < self.end:
@@ -366,11 +369,13 @@ class Demo:
                     await self.ping(w, now)
                     if w.phase == "at_store" and self.rng.random() < 0.3:
                         await self.at_the_till(w)
+            await journeys.tick(self, pool, now)
             if self.progress is not None and time.monotonic() - last_progress > 0.2:
                 last_progress = time.monotonic()
                 self.progress(self.summary, now)
             now += dt.timedelta(seconds=self.o.step_seconds)
         self.clock.set(self.end)
+        await journeys.tick(self, pool, self.end)
 
     # -- results --------------------------------------------------------------------------
 
@@ -426,6 +431,8 @@ async def run(
             pass_pusher=False,
             outbox_worker=True,
             migrate_on_start=False,
+            # The walk runs the journeys' rounds itself, in its own order (gateway.demo.journeys).
+            journeys_seconds=10.0**9,
         ),
         db_url=url,
         clock_=demo.clock,
@@ -449,9 +456,12 @@ async def run(
             await demo.build_city(pool)
             _, key = await demo.call("GET", "/v1/push/vapid-public-key", demo.tokens["app"])
             await demo.enrol(push, key["public_key"])
-            await demo.walk()
+            await journeys.seed_history(demo, pool)
+            await demo.walk(pool)
+            await journeys.come_back(demo)
             await app[PINGS].log.flush()
             await demo.results(push, lambda: _drain(pool))
+            await journeys.results(demo)
             demo.summary.seconds = time.monotonic() - started
             demo.summary.tokens = dict(demo.tokens)
             if demo.walkers:
