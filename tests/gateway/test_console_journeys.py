@@ -15,22 +15,13 @@ from selenium.webdriver.support.ui import Select
 
 from gateway.jobs import journeys as scheduler
 from tests.support import browser as browser_mod
-from tests.support.console import Shop
-from tests.support.live import Api, LiveGateway
-from tests.support.shop import make_settings
-from tests.support.tenants import make_tenant
+from tests.support.console import Shop, live_shop
 
 
 @pytest.fixture
 async def shop(database_url: str, conn: asyncpg.Connection, tmp_path: Path) -> AsyncIterator[Shop]:
-    browser_mod.require()
-    tenant = await make_tenant(conn, "Alpha Coffee")
-    gateway = LiveGateway(make_settings(tmp_path), database_url)
-    gateway.start()
-    try:
-        yield Shop(url=gateway.url, api=Api(gateway.url), tenant=tenant)
-    finally:
-        gateway.stop()
+    async with live_shop(database_url, conn, tmp_path) as live:
+        yield live
 
 
 def _journey_offer(shop: Shop, name: str) -> str:
