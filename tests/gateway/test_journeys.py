@@ -297,3 +297,34 @@ async def test_journeys_are_validated_owned_by_one_journey_and_scoped(
     # Paused and archived journeys find and send nothing.
     await conn.execute("UPDATE shoppers SET created_at = $1", T0 + MINUTE)
     assert (await scheduler.run(conn, T0 + 2 * 60 * MINUTE)).found == 0
+
+
+async def test_export_gives_the_birthday_and_erasure_removes_it_and_stops_journeys(
+    shop: Shop, conn: asyncpg.Connection
+) -> None:
+    me = shop.token("shopper")
+    r = await shop.api.patch("/v1/me", token=me, json={"birthday": "1990-01-14"})
+    assert r.status == 200, r.body
+    exported = await shop.api.get("/v1/me/export", token=me)
+    assert exported.json["profile"]["birthday"] == "1990-01-14"
+    offer = await journey_offer(shop)
+    j = await journey(shop, "winback", offer, inactive_days=1)
+    await conn.execute("UPDATE shopper_activity SET last_active_at = $1", T0 - DAY)
+    await conn.execute(
+        "UPDATE shopper_activity SET last_active_at = $2 WHERE shopper_id = $1",
+        shop.tenant.shopper_id,
+        T0.replace(hour=20),  # lapses 21:00 Paris the next day: found in quiet hours
+    )
+    found = await scheduler.run(conn, T0.replace(hour=21) + DAY)
+    assert found.outcomes == {"deferred": 1}, found.outcomes
+    assert (await shop.api.delete("/v1/me", token=me)).status == 200
+    row = await conn.fetchrow(
+        "SELECT birthday, (SELECT count(*) FROM shopper_activity WHERE shopper_id = s.id) AS n "
+        "FROM shoppers s WHERE id = $1",
+        shop.tenant.shopper_id,
+    )
+    assert row is not None and (row["birthday"], row["n"]) == (None, 0)
+    assert [(r["state"], r["outcome"]) for r in await runs(conn, j["id"])] == [
+        ("cancelled", "erased")
+    ]
+    assert (await scheduler.run(conn, T0 + 3 * DAY)).outcomes == {}
