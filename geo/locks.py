@@ -30,7 +30,7 @@ STATS: Final = 0x67777374617473
 UPKEEP: Final = 0x6777_7570_6B65_6570
 
 # "gwjourny": one replica at a time finds and decides lifecycle journeys' occurrences
-# (gateway/jobs/journeys.py, `gateway journeys run`).
+# (gateway/jobs/journeys.py).
 JOURNEYS: Final = 0x67776A6F75726E79
 
 # "gwpinglg": ping log batches hold it shared and an erasure exclusively, so an erasure
