@@ -40,6 +40,7 @@ from gateway.http.handlers import (
     till,
     wallet_callbacks,
 )
+from gateway.http.handlers import journeys as journey_handlers
 from gateway.http.handlers import loyalty as loyalty_handlers
 from gateway.http.handlers import offers as offer_handlers
 from gateway.http.handlers import origins as origin_handlers
@@ -50,7 +51,7 @@ from gateway.http.handlers import referrals as referral_handlers
 from gateway.http.handlers.passes import SIGNERS
 from gateway.http.ratelimit import PING_LIMITER, REDEEM_LIMITER
 from gateway.http.routing import MOUNTED
-from gateway.jobs import partitions, periodic, retention, stats, upkeep
+from gateway.jobs import journeys, partitions, periodic, retention, stats, upkeep
 from gateway.pingpath import geoindex, offering, pinglog, pings, spool, surveying, visits
 from gateway.pingpath.geoindex import GEO_INDEX
 from gateway.pingpath.offering import OFFERS
@@ -70,6 +71,7 @@ def all_endpoints() -> list[routing.Endpoint]:
         *geofences.ENDPOINTS,
         *ping_handlers.ENDPOINTS,
         *offer_handlers.ENDPOINTS,
+        *journey_handlers.ENDPOINTS,
         *preview_handlers.ENDPOINTS,
         *program.ENDPOINTS,
         *redemptions.ENDPOINTS,
@@ -184,6 +186,7 @@ def background_jobs(settings: Settings) -> list[periodic.Job]:
         retention.job(retention_days=settings.ping_retention_days),
         stats.job(every_seconds=settings.stats_compact_seconds),
         upkeep.job(every_seconds=settings.wallet_upkeep_seconds),
+        journeys.job(every_seconds=settings.journeys_seconds),
     ]
 
 

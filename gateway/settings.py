@@ -394,6 +394,13 @@ class Settings:
             "how often points expire, tiers are recomputed and expired coupon passes are refreshed",
         ),
     )
+    journeys_seconds: float = field(
+        default=60.0,
+        metadata=about(
+            "GATEWAY_JOURNEYS_SECONDS",
+            "how often lifecycle journeys find due shoppers and send their offers",
+        ),
+    )
     map_tiles: str = field(
         default="https://tile.openstreetmap.org/{z}/{x}/{y}.png",
         metadata=about(
@@ -501,6 +508,8 @@ def _check(s: Settings) -> None:
         raise SettingsError("the VAPID subject must be a mailto: or https: URL")
     if s.wallet_upkeep_seconds <= 0:
         raise SettingsError("the wallet upkeep interval must be positive")
+    if s.journeys_seconds <= 0:
+        raise SettingsError("the journeys interval must be positive")
     if s.stats_compact_seconds <= 0:
         raise SettingsError("stats compaction interval must be positive")
     if s.survey_invite_seconds <= 0:

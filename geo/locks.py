@@ -35,6 +35,9 @@ PARTITIONS: Final = 0x67777061727473
 # "gwsurvey": one replica at a time sends the survey invitations that came due
 # (gateway/pingpath/surveying.py, wired in gateway/app.py).
 SURVEYS: Final = 0x6777737572766579
+# "gwjourny": one replica at a time finds and decides lifecycle journeys' occurrences
+# (gateway/jobs/journeys.py).
+JOURNEYS: Final = 0x67776A6F75726E79
 
 # "gwpinglg": ping log batches hold it shared and an erasure exclusively, so an erasure
 # never misses the pings of a batch in flight (geo/store.py, accounts/privacy.py).

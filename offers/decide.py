@@ -136,6 +136,8 @@ def _rule_failed(
         return "quiet_hours"
     if not in_schedule(offer, context.now, candidate.store_timezone):
         return "outside_schedule"
+    if candidate.due_by is not None and context.now >= candidate.due_by:
+        return "occurrence_lapsed"
     if not offer.fire_when_closed and not places.is_open(
         candidate.store_hours, context.now, candidate.store_timezone
     ):

@@ -22,7 +22,8 @@ OffersError
 ├── ReferralCodeRefused     a referral code at enrolment that cannot refer this shopper
 ├── AnswerInvalid           a survey answer does not fit the survey's questions
 ├── AlreadyAnswered         the shopper answered this survey already
-└── NotInvited              no live invitation to this survey for the shopper
+├── NotInvited              no live invitation to this survey for the shopper
+└── OfferTaken              another journey already sends this offer
 """
 
 from __future__ import annotations
@@ -210,3 +211,13 @@ class ReferralCodeRefused(OffersError):
     def __init__(self, message: str, *, code: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class OfferTaken(OffersError):
+    code = "offer_taken"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "another journey already sends this offer; a journey's offer is its own, so that "
+            "the offer's report is the journey's"
+        )

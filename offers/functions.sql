@@ -255,3 +255,37 @@ $$;
 -- index probe when the merchant has no survey.
 CREATE OR REPLACE TRIGGER survey_invitations_on_redemption AFTER INSERT ON redemptions
     FOR EACH ROW EXECUTE FUNCTION survey_invitations_on_redemption();
+
+-- Lifecycle journeys' win-backs read shoppers' last activity (shopper_activity).
+-- Activity comes from enrolments, geofence entries and till transactions. Each
+-- statement writes one row per shopper, and only when it moves the time forward.
+CREATE OR REPLACE FUNCTION shopper_activity_touch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'shoppers' THEN
+        INSERT INTO shopper_activity (shopper_id, merchant_id, last_active_at)
+        SELECT id, merchant_id, created_at FROM new_rows
+        ON CONFLICT (shopper_id) DO NOTHING;
+    ELSIF TG_TABLE_NAME = 'geofence_events' THEN
+        INSERT INTO shopper_activity AS a (shopper_id, merchant_id, last_active_at)
+        SELECT shopper_id, min(merchant_id), max(at) FROM new_rows WHERE event = 'enter'
+        GROUP BY shopper_id
+        ON CONFLICT (shopper_id) DO UPDATE SET last_active_at = excluded.last_active_at
+        WHERE a.last_active_at < excluded.last_active_at;
+    ELSE
+        INSERT INTO shopper_activity AS a (shopper_id, merchant_id, last_active_at)
+        SELECT shopper_id, min(merchant_id), max(at) FROM new_rows GROUP BY shopper_id
+        ON CONFLICT (shopper_id) DO UPDATE SET last_active_at = excluded.last_active_at
+        WHERE a.last_active_at < excluded.last_active_at;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE OR REPLACE TRIGGER shoppers_activity AFTER INSERT ON shoppers
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
+    EXECUTE FUNCTION shopper_activity_touch();
+CREATE OR REPLACE TRIGGER geofence_events_activity AFTER INSERT ON geofence_events
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
+    EXECUTE FUNCTION shopper_activity_touch();
+CREATE OR REPLACE TRIGGER conversions_activity AFTER INSERT ON conversions
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
+    EXECUTE FUNCTION shopper_activity_touch();

@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-Trigger = Literal["enter", "dwell"]
+# "journey": sent only by a lifecycle journey (offers.journeys), never on a ping.
+Trigger = Literal["enter", "dwell", "journey"]
 Channel = Literal["inbox", "webpush", "wallet"]
 CHANNELS: tuple[Channel, ...] = get_args(Channel)
 BarcodeFormat = Literal["qr", "pdf417", "aztec", "code128"]
@@ -24,6 +25,7 @@ Reason = Literal[
     "no_consent",
     "quiet_hours",
     "outside_schedule",
+    "occurrence_lapsed",
     "store_closed",
     "weather_mismatch",
     "audience_mismatch",
@@ -36,13 +38,14 @@ Reason = Literal[
 # The same reasons as a tuple, in that order, for checks and listings.
 REASONS: tuple[Reason, ...] = get_args(Reason)
 # The reasons that say the offer's targeting did not match the shopper or the moment
-# (consent, quiet hours, schedule, opening hours, weather, audience). They come first in
-# the checking order, so a candidate recorded with any other reason, or sent, passed all
-# of them: the funnel counts it as eligible (offers.report).
+# (consent, quiet hours, schedule, a journey's moment, opening hours, weather, audience).
+# They come first in the checking order, so a candidate recorded with any other reason,
+# or sent, passed all of them: the funnel counts it as eligible (offers.report).
 TARGETING_REASONS: tuple[Reason, ...] = (
     "no_consent",
     "quiet_hours",
     "outside_schedule",
+    "occurrence_lapsed",
     "store_closed",
     "weather_mismatch",
     "audience_mismatch",
@@ -188,6 +191,9 @@ class Candidate:
     store_timezone: str
     # The store's weekly opening hours (geo.places format); None: always open.
     store_hours: Mapping[str, Sequence[str]] | None = None
+    # A journey's occurrence (offers.journeys) is worth sending only before this moment;
+    # after it the decision is `occurrence_lapsed`. None for offers triggered by a ping.
+    due_by: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

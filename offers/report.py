@@ -89,6 +89,7 @@ REASON_WORDS: dict[str, str] = {
     "no_consent": "no marketing consent",
     "quiet_hours": "quiet hours",
     "outside_schedule": "outside the schedule",
+    "occurrence_lapsed": "journey moment passed",
     "store_closed": "store closed",
     "weather_mismatch": "weather did not match",
     "audience_mismatch": "not in the audience",

@@ -302,7 +302,8 @@ async def live_counts(
 class DecisionRow:
     offer_id: int
     store_id: int
-    fence_id: int
+    # None for a journey's decision, which happens at no geofence.
+    fence_id: int | None
     trigger: str
     reason: str | None
     attributable_until: dt.datetime | None

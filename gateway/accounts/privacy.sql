@@ -6,7 +6,7 @@
 SELECT json_build_object(
     'profile', (SELECT row_to_json(s) FROM (
         SELECT id::text, name, email, marketing_consent, consent_at, timezone, tier, points,
-               tags, created_at
+               tags, created_at, birthday
         FROM shoppers WHERE id = $1) s),
     'location', json_build_object(
         'last_known', (SELECT row_to_json(g) FROM (
@@ -102,10 +102,15 @@ WITH pings_gone AS (DELETE FROM pings WHERE shopper_id = $1 RETURNING 1),
                       WHERE shopper_id = $1 AND answers <> '{}' RETURNING 1),
      invitations_gone AS (DELETE FROM survey_invitations
                           WHERE shopper_id = $1 AND done_at IS NULL RETURNING 1),
+     -- Lifecycle journeys: the last-activity time goes, and nothing pending is sent.
+     activity_gone AS (DELETE FROM shopper_activity WHERE shopper_id = $1 RETURNING 1),
+     runs_cancelled AS (UPDATE journey_runs SET state = 'cancelled', outcome = 'erased',
+                            done_at = $2
+                        WHERE shopper_id = $1 AND state = 'pending' RETURNING 1),
      keys_revoked AS (UPDATE api_keys SET revoked_at = $2
                       WHERE shopper_id = $1 AND revoked_at IS NULL RETURNING 1),
      shopper AS (UPDATE shoppers SET name = NULL, email = NULL, timezone = NULL, tags = '{}',
-                     marketing_consent = false, consent_at = $2, erased_at = $2
+                     birthday = NULL, marketing_consent = false, consent_at = $2, erased_at = $2
                  WHERE id = $1 RETURNING 1)
 SELECT (SELECT count(*) FROM pings_gone) AS pings,
        (SELECT count(*) FROM events_gone) AS geofence_events,

@@ -61,24 +61,27 @@ RETURNING public_id, revoked_at;
 SELECT count(*) FROM stores WHERE merchant_id = $1 AND id = ANY($2::bigint[]);
 
 -- name: insert_shopper
-INSERT INTO shoppers (merchant_id, name, email, marketing_consent, timezone)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO shoppers (merchant_id, name, email, marketing_consent, timezone, birthday)
+VALUES ($1, $2, $3, $4, $5, $6)
 RETURNING id, merchant_id, name, email, marketing_consent, timezone, tier, points, tags,
-          created_at;
+          created_at, birthday;
 
 -- name: get_shopper
-SELECT id, merchant_id, name, email, marketing_consent, timezone, tier, points, tags, created_at
+SELECT id, merchant_id, name, email, marketing_consent, timezone, tier, points, tags, created_at,
+       birthday
 FROM shoppers WHERE id = $1 AND merchant_id = $2;
 
 -- name: update_shopper
 -- $3..$5: NULL leaves a field alone; $6 says whether the time zone is being set
--- (it may be set to NULL). A consent change restarts its clock.
+-- (it may be set to NULL), $8 the same for the birthday ($7). A consent change
+-- restarts its clock.
 UPDATE shoppers SET
     consent_at = CASE WHEN $3::boolean IS DISTINCT FROM marketing_consent AND $3 IS NOT NULL
                       THEN now() ELSE consent_at END,
     marketing_consent = coalesce($3, marketing_consent),
     tags = coalesce($4, tags),
-    timezone = CASE WHEN $6 THEN $5 ELSE timezone END
+    timezone = CASE WHEN $6 THEN $5 ELSE timezone END,
+    birthday = CASE WHEN $8 THEN $7 ELSE birthday END
 WHERE id = $1 AND merchant_id = $2
 RETURNING id, merchant_id, name, email, marketing_consent, timezone, tier, points, tags,
-          created_at;
+          created_at, birthday;

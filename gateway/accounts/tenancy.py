@@ -47,6 +47,8 @@ class Shopper:
     points: int
     tags: list[str]
     created_at: dt.datetime
+    # Given by the shopper, for birthday journeys (offers.journeys).
+    birthday: dt.date | None = None
 
 
 async def create_merchant(conn: asyncpg.Connection, name: str) -> Merchant:
@@ -137,12 +139,19 @@ async def enrol_shopper(
     email: str | None,
     marketing_consent: bool,
     timezone: str | None,
+    birthday: dt.date | None = None,
 ) -> tuple[Shopper, str]:
     """Create a shopper and its own token, atomically."""
     async with conn.transaction():
         try:
             row = await conn.fetchrow(
-                _Q["insert_shopper"], merchant_id, name, email, marketing_consent, timezone
+                _Q["insert_shopper"],
+                merchant_id,
+                name,
+                email,
+                marketing_consent,
+                timezone,
+                birthday,
             )
         except asyncpg.UniqueViolationError:
             raise errors.EmailTaken(
@@ -166,6 +175,8 @@ async def update_shopper(
     tags: list[str] | None = None,
     timezone: str | None = None,
     set_timezone: bool = False,
+    birthday: dt.date | None = None,
+    set_birthday: bool = False,
 ) -> Shopper | None:
     row = await conn.fetchrow(
         _Q["update_shopper"],
@@ -175,6 +186,8 @@ async def update_shopper(
         None if tags is None else sorted(set(tags)),
         timezone,
         set_timezone,
+        birthday,
+        set_birthday,
     )
     return None if row is None else Shopper(**dict(row))
 

@@ -15,6 +15,7 @@ const NAV = [
   { hash: "#/geofences", label: "Map & geofences", roles: ["admin", "manager"] },
   { hash: "#/stores", label: "Stores", roles: ["admin", "manager"] },
   { hash: "#/offers", label: "Offers", roles: ["admin", "manager", "reviewer"] },
+  { hash: "#/journeys", label: "Journeys", roles: ["admin", "manager", "reviewer"] },
   { hash: "#/preview", label: "Preview", roles: ["admin", "manager", "reviewer"] },
   { hash: "#/redemptions", label: "Redemptions", roles: ["admin", "manager", "reviewer"] },
   { hash: "#/decisions", label: "Decisions", roles: ["admin", "manager", "reviewer"] },

@@ -1,6 +1,7 @@
 // The store manager's screens: the geofence map, stores, offers and the decision preview.
 // A reviewer gets the read-only views (no edit controls); the API refuses forged writes anyway.
 import { geofencesScreen } from "./geofences.js";
+import { journeysScreen } from "./journeys.js";
 import { offerFormScreen } from "./offerform.js";
 import { offersScreen } from "./offers.js";
 import { previewScreen } from "./preview.js";
@@ -14,4 +15,5 @@ export function register({ route, whoami }) {
   route("#/offers", (params, main) => offersScreen(params, main, whoami));
   route("#/offers/new", (params, main) => offerFormScreen(params, main, whoami));
   route("#/offers/:id", (params, main) => offerFormScreen(params, main, whoami));
+  route("#/journeys", (params, main) => journeysScreen(params, main, whoami));
 }

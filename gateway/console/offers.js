@@ -76,7 +76,7 @@ export async function offersScreen(params, main, whoami) {
     const tr = h("tr", { "data-testid": "offer-row", "data-id": offer.id, "data-status": offer.status },
       h("td", {}, h("div", { class: "name" }, h("strong", {}, offer.name)), h("div", { class: "muted" }, offer.title)),
       h("td", {}, badge),
-      h("td", {}, offer.trigger === "enter" ? "on entry" : "after a dwell"),
+      h("td", {}, { enter: "on entry", dwell: "after a dwell", journey: "by a journey" }[offer.trigger] || offer.trigger),
       h("td", {}, where(offer, names)),
       h("td", {}, String(offer.priority)),
       h("td", {}, buttons));

@@ -10,6 +10,7 @@ export const REASONS = {
   no_consent: "The shopper has not agreed to marketing, so no offer is ever sent to them.",
   quiet_hours: "It is within the program's quiet hours (21:00–08:00 by default, in the shopper's time zone, else the store's).",
   outside_schedule: "Outside the offer's validity period or its weekly time windows (in the store's time zone).",
+  occurrence_lapsed: "A journey's moment (a welcome, win-back, tier-up, birthday or points expiry) passed before it could be sent, e.g. while quiet hours kept deferring it.",
   store_closed: "The store is closed at this time by its opening hours (in the store's time zone). The offer can opt out with “Send even while the store is closed”.",
   weather_mismatch: "The weather does not match the offer's weather rule (a ping without weather never matches one).",
   audience_mismatch: "The shopper's tier, points or tags are not in the offer's audience.",

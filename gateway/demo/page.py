@@ -187,6 +187,33 @@ def funnel_section(offers: Sequence[dict[str, Any]]) -> str:
     )
 
 
+def journeys_section(journeys: Sequence[dict[str, Any]]) -> str:
+    """Each journey's sends, opens, redemptions and uplift against its holdout."""
+    if not journeys:
+        return "<p>No journey ran.</p>"
+    head = "".join(
+        f"<th scope='col'>{esc(h)}</th>"
+        for h in ("journey", "sent", "held out", "opened", "redeemed", "uplift (95 % interval)")
+    )
+    rows = "".join(
+        f"<tr><th scope='row'>{esc(j['name'])}</th>"
+        + _cell("sent", _n(j["sent"]))
+        + _cell("held out", _n(j["holdout"]["holdout"]["decisions"]))
+        + _cell("opened", _n(j["opened"]))
+        + _cell("redeemed", _n(j["redeemed"]))
+        + _cell("uplift", esc(uplift_text(j["holdout"]["uplift"])), "text")
+        + "</tr>"
+        for j in journeys
+    )
+    return (
+        "<p class='note'>A welcome 30 minutes after joining, a win-back 30 days after the "
+        "last visit or purchase; each holds 20 % out, decided by the same rules as the "
+        "offers.</p>"
+        f'<table class="cards" data-testid="journeys"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
 # -- why offers were not sent -----------------------------------------------------------
 
 
@@ -277,6 +304,7 @@ def render(demo: Played) -> str:
 <section><h2>Summary per offer</h2>{summary_table(s.offers)}</section>
 <section><h2>Uplift against the holdout</h2>{uplift_section(s.offers)}</section>
 <section><h2>Funnel per offer</h2>{funnel_section(s.offers)}</section>
+<section><h2>Lifecycle journeys</h2>{journeys_section(s.journeys)}</section>
 <section><h2>Why offers were not sent</h2>{reasons_section(s)}</section>
 <section><h2>Survey: Net Promoter Score</h2>{surveys.section(s.survey)}</section>
 <section><h2>Shops and geofences</h2>{shops_map}</section>

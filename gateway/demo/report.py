@@ -41,6 +41,10 @@ class Summary:
     referrals: dict[str, Any] = dataclasses.field(default_factory=dict)
     # GET /v1/reports/nps of the demo's survey, with its name and the recoveries sent.
     survey: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Lifecycle journeys: their reports (funnel, holdout, runs) and the coupons they sent
+    # that were redeemed by shoppers who came back for them.
+    journeys: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    journey_redemptions: int = 0
     report: Path | None = None
     tokens: dict[str, str] = dataclasses.field(default_factory=dict)
     seconds: float = 0.0
@@ -116,6 +120,7 @@ def render_summary(s: Summary) -> str:
         lines.append(f"  {o['name']}: {uplift_text(o['holdout']['uplift'])}")
     if not tested:
         lines.append("  no offer had held-out shoppers")
+    lines += ["", *journey_lines(s)]
     lines += [
         "",
         surveys.nps_text(s.survey),
@@ -133,6 +138,23 @@ def render_summary(s: Summary) -> str:
     if s.report is not None:
         lines.append(f"report: {s.report.resolve()}")
     return "\n".join(lines)
+
+
+def journey_lines(s: Summary) -> list[str]:
+    """The lifecycle journeys: what each sent, what came of it, and its uplift."""
+    lines = ["Lifecycle journeys (decided by the scheduler as the morning passed):"]
+    for j in s.journeys:
+        runs = j["runs"]
+        cancelled = sum(runs.get("cancelled", {}).values())
+        lines.append(
+            f"  {j['name']} ({j['kind']}): sent {j['sent']:,}, held out "
+            f"{j['holdout']['holdout']['decisions']:,}, opened {j['opened']:,}, redeemed "
+            f"{j['redeemed']:,}; came back before it was due {cancelled:,}; uplift "
+            f"{uplift_text(j['holdout']['uplift'])}"
+        )
+    if not s.journeys:
+        lines.append("  none")
+    return lines
 
 
 # The terms the terminal summary's columns use without explaining them.

@@ -24,7 +24,7 @@ from gateway import clock, db, migrate, settings
 from gateway.accounts import auth, tenancy
 from gateway.app import create_app
 from gateway.db import POOL
-from gateway.demo import city, localpush, page, referrals, report, rewards
+from gateway.demo import city, journeys, localpush, page, referrals, report, rewards
 from gateway.demo import surveys as demo_surveys
 from gateway.demo.city import PARIS, Store, metres, offset
 from gateway.pingpath import offering
@@ -107,6 +107,8 @@ class Demo:
         self.summary = report.Summary()
         self.stores: list[Store] = []
         self.offer_ids: dict[str, str] = {}
+        # The offers the lifecycle journeys send (gateway.demo.journeys).
+        self.journey_offers: set[str] = set()
         self.tokens: dict[str, str] = {}
         self.walkers: list[Walker] = []
         self.base = ""
@@ -178,6 +180,7 @@ class Demo:
             _, made = await self.call("POST", "/v1/offers", manager, body)
             self.offer_ids[made["id"]] = body["name"]
         await self.survey.define(manager)
+        await journeys.define(self)
 
     async def open_shops(self) -> list[dict[str, Any]]:
         """Create the shops through the API; their geofences, to be put in one request."""
@@ -368,7 +371,7 @@ class Demo:
             )
             self.summary.purchases += 1
 
-    async def walk(self) -> None:
+    async def walk(self, pool: asyncpg.Pool) -> None:
         now = self.start
         last_progress = 0.0
         while now < self.end:
@@ -380,11 +383,13 @@ class Demo:
                         await self.at_the_till(w)
             if self.pool is not None:
                 await self.survey.tick(self.pool, self.books, now, self.walkers)
+            await journeys.tick(self, pool, now)
             if self.progress is not None and time.monotonic() - last_progress > 0.2:
                 last_progress = time.monotonic()
                 self.progress(self.summary, now)
             now += dt.timedelta(seconds=self.o.step_seconds)
         self.clock.set(self.end)
+        await journeys.tick(self, pool, self.end)
 
     # -- results --------------------------------------------------------------------------
 
@@ -444,6 +449,8 @@ async def run(
             migrate_on_start=False,
             # The demo sends survey invitations on its simulated clock (Demo.walk).
             survey_invite_seconds=10**7,
+            # The walk runs the journeys' rounds itself, in its own order (gateway.demo.journeys).
+            journeys_seconds=10.0**9,
         ),
         db_url=url,
         direct_url=url,  # its own database, not the settings' direct one
@@ -470,10 +477,13 @@ async def run(
             _, key = await demo.call("GET", "/v1/push/vapid-public-key", demo.tokens["app"])
             await demo.enrol(push, key["public_key"])
             await rewards.morning(demo)
-            await demo.walk()
+            await journeys.seed_history(demo, pool)
+            await demo.walk(pool)
+            await journeys.come_back(demo)
             await rewards.points_report(demo)
             await app[PINGS].log.flush()
             await demo.results(push, lambda: _drain(pool))
+            await journeys.results(demo)
             demo.summary.seconds = time.monotonic() - started
             demo.summary.tokens = dict(demo.tokens)
             if demo.walkers:

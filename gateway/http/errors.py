@@ -209,6 +209,9 @@ DOMAIN: dict[type[Exception], Callable[[Any], ApiError]] = {
     offer_errors.AnswerInvalid: _with_fields(ValidationFailed),
     offer_errors.AlreadyAnswered: _status(Conflict),
     offer_errors.NotInvited: _status(Conflict),
+    offer_errors.OfferTaken: lambda exc: Conflict(
+        exc.message, code=exc.code, fields={"offer_id": exc.message}
+    ),
     offer_errors.OffersError: _status(BadRequest),
     wallet_errors.UnknownShopper: _status(NotFound),
     wallet_errors.InsufficientPoints: _status(Conflict),

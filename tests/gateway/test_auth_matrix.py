@@ -17,7 +17,7 @@ from tests.support import rewards
 from tests.support.client import ApiClient
 from tests.support.openapi_check import SpecChecker
 from tests.support.surveys import add_survey
-from tests.support.tenants import Tenant, make_tenant
+from tests.support.tenants import Tenant, add_journey, make_tenant
 
 ROLES = ["admin", "manager", "reviewer", "pos", "app", "shopper"]
 STAFF = {"admin", "manager", "reviewer"}
@@ -120,6 +120,13 @@ MATRIX = [
     ("POST", "/v1/surveys/{survey_id}/responses", {"shopper"}, 201),
     ("GET", "/v1/reports/nps", STAFF, 200),
     ("GET", "/v1/reports/surveys/{survey_id}/answers", STAFF, 200),
+    ("POST", "/v1/journeys", WRITERS, 201),
+    ("GET", "/v1/journeys", STAFF, 200),
+    ("GET", "/v1/journeys/{journey_id}", STAFF, 200),
+    ("PATCH", "/v1/journeys/{journey_id}", WRITERS, 200),
+    ("DELETE", "/v1/journeys/{journey_id}", WRITERS, 204),
+    ("GET", "/v1/reports/journeys", STAFF, 200),
+    ("GET", "/v1/reports/journeys/{journey_id}", STAFF, 200),
 ]
 # Endpoints that answer with a stream that does not end: only the head is checked.
 STREAMS = {"/v1/inbox/stream"}
@@ -217,6 +224,12 @@ def _bodies(tenant: Tenant) -> dict[tuple[str, str], object]:
         },
         ("PATCH", "/v1/surveys/{survey_id}"): {"points": 5},
         ("POST", "/v1/surveys/{survey_id}/responses"): {"score": 9, "answers": {"speed": "yes"}},
+        ("POST", "/v1/journeys"): {
+            "name": "Welcome",
+            "kind": "welcome",
+            "offer_id": str(tenant.journey_offer_id),
+        },
+        ("PATCH", "/v1/journeys/{journey_id}"): {"inactive_days": 45},
     }
 
 
@@ -259,7 +272,14 @@ def _fill(path: str, tenant: Tenant, spare_key: int) -> str:
         payment_id=tenant.payment_id,
         member=tenant.member,
         survey_id=tenant.survey_id,
+        journey_id=tenant.journey_id,
     )
+
+
+async def _tenant(conn: asyncpg.Connection, name: str) -> Tenant:
+    tenant = await make_tenant(conn, name)
+    await add_journey(conn, tenant)
+    return tenant
 
 
 @pytest.mark.parametrize(("method", "path", "allowed", "ok"), MATRIX)
@@ -276,6 +296,7 @@ async def test_role_matrix(
     refused = await rewards.stock(conn, await make_tenant(conn, "Refused Roasters"))
     refused = await make_tenant(conn, "Refused Roasters")
     await add_survey(conn, refused)
+    refused = await _tenant(conn, "Refused Roasters")
     for role in ROLES:
         if role in allowed:
             continue
@@ -289,6 +310,7 @@ async def test_role_matrix(
         tenant = await rewards.stock(conn, await make_tenant(conn, f"Allowed {role}"))
         tenant = await make_tenant(conn, f"Allowed {role}")
         await add_survey(conn, tenant)
+        tenant = await _tenant(conn, f"Allowed {role}")
         url = _fill(path, tenant, await _spare_key(conn, tenant))
         body = _bodies(tenant).get((method, path))
         if path in STREAMS:
@@ -361,6 +383,10 @@ FOREIGN = [
     ("GET", "/v1/reports/surveys/{survey_id}/answers", "reviewer"),
     ("GET", "/v1/surveys/{survey_id}/form", "shopper"),
     ("POST", "/v1/surveys/{survey_id}/responses", "shopper"),
+    ("GET", "/v1/journeys/{journey_id}", "reviewer"),
+    ("PATCH", "/v1/journeys/{journey_id}", "manager"),
+    ("DELETE", "/v1/journeys/{journey_id}", "admin"),
+    ("GET", "/v1/reports/journeys/{journey_id}", "reviewer"),
 ]
 
 
@@ -378,6 +404,7 @@ async def test_other_merchants_resources_are_invisible(
     await rewards.stock(conn, tenant_a)
     await rewards.stock(conn, tenant_b)
     await add_survey(conn, tenant_b)
+    await add_journey(conn, tenant_b)
     foreign = _fill(path, tenant_b, spare_b)
     body = _bodies(tenant_a).get((method, path))
     r = await api.request(method, foreign, token=tenant_a.tokens[role], json=body)
@@ -396,6 +423,7 @@ async def test_other_merchants_resources_are_invisible(
         reward_id=big,
         payment_id=big,
         survey_id=big,
+        journey_id=big,
     )
     r2 = await api.request(method, missing, token=tenant_a.tokens[role], json=body)
     assert (r2.status, r2.json["error"]["code"], r2.json["error"]["message"]) == (

@@ -27,14 +27,12 @@ from tests.support.console import (
     Shop,
     draw_circle,
     draw_polygon,
+    live_shop,
     map_element,
     near,
     offset,
     pixel_of,
 )
-from tests.support.live import Api, LiveGateway
-from tests.support.shop import make_settings
-from tests.support.tenants import make_tenant
 
 XSS = "<img src=x onerror=alert(1)>"
 # What an editing manager has and a reviewer must not: buttons and links by their text.
@@ -43,14 +41,8 @@ EDIT_WORDS = ("New offer", "Save", "Pause", "Resume", "Delete", "Import", "Draw"
 
 @pytest.fixture
 async def shop(database_url: str, conn: asyncpg.Connection, tmp_path: Path) -> AsyncIterator[Shop]:
-    browser_mod.require()  # before starting anything: skip (or fail in CI) at once
-    tenant = await make_tenant(conn, "Alpha Coffee")
-    gateway = LiveGateway(make_settings(tmp_path), database_url)
-    gateway.start()
-    try:
-        yield Shop(url=gateway.url, api=Api(gateway.url), tenant=tenant)
-    finally:
-        gateway.stop()
+    async with live_shop(database_url, conn, tmp_path) as live:
+        yield live
 
 
 @pytest.fixture

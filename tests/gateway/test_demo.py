@@ -42,7 +42,8 @@ async def test_the_demo_summary_agrees_with_the_database(
     events = await conn.fetch("SELECT event, count(*) AS n FROM geofence_events GROUP BY event")
     assert dict(summary.transitions) == {r["event"]: r["n"] for r in events}
 
-    # The pings' offers; the survey's invitations and recoveries are checked below.
+    # The pings' offers; the survey's invitations and recoveries, and the journeys', are
+    # checked below.
     decided = await conn.fetch(
         "SELECT offer_id, outcome, reason, count(*) AS n FROM decisions "
         "WHERE trigger IN ('enter', 'dwell') GROUP BY offer_id, outcome, reason"
@@ -58,7 +59,7 @@ async def test_the_demo_summary_agrees_with_the_database(
     # The rules the demo is there to show all happened.
     assert {"quiet_hours", "weather_mismatch", "audience_mismatch"} <= set(reasons)
 
-    assert summary.redemptions == await conn.fetchval(
+    assert summary.redemptions + summary.journey_redemptions == await conn.fetchval(
         "SELECT count(*) FROM redemptions WHERE voided_at IS NULL"
     )
     assert sum(o["redeemed"] for o in summary.offers) == summary.redemptions
@@ -75,8 +76,20 @@ async def test_the_demo_summary_agrees_with_the_database(
         "SELECT count(*) FROM delivery_events WHERE channel = 'webpush' AND kind = 'delivered'"
     )
     assert summary.pushes_received == pushed
+    # The welcome and the win-back went out in the morning, and their report shows them.
+    journeys = {j["kind"]: j for j in summary.journeys}
+    assert set(journeys) == {"welcome", "winback"}
+    runs = await conn.fetch(
+        "SELECT j.kind, r.outcome, count(*) AS n FROM journey_runs r "
+        "JOIN journeys j ON j.id = r.journey_id GROUP BY j.kind, r.outcome"
+    )
+    for kind, j in journeys.items():
+        sent = sum(r["n"] for r in runs if r["kind"] == kind and r["outcome"] == "sent")
+        assert j["sent"] == sent > 0, (kind, runs)
+    assert sum(j["redeemed"] for j in summary.journeys) == summary.journey_redemptions
     assert summary.report is not None
     page = summary.report.read_text()
+    assert "Lifecycle journeys" in page and "Win-back" in page
     assert page.startswith("<!doctype html>") and "<svg" in page and "Cold mornings" in page
     assert "<script" not in page  # one file that works offline, opened from disk
 
@@ -147,8 +160,20 @@ async def test_the_reports_uplift_interval_equals_the_apis(
 ) -> None:
     # Enough shoppers for the Latte test's 20 % holdout to hold some out.
     summary = await _play(database_url, tmp_path, seed=3, shoppers=100)
+    # The welcome and the win-back went out in the morning, and their report shows them.
+    journeys = {j["kind"]: j for j in summary.journeys}
+    assert set(journeys) == {"welcome", "winback"}
+    runs = await conn.fetch(
+        "SELECT j.kind, r.outcome, count(*) AS n FROM journey_runs r "
+        "JOIN journeys j ON j.id = r.journey_id GROUP BY j.kind, r.outcome"
+    )
+    for kind, j in journeys.items():
+        sent = sum(r["n"] for r in runs if r["kind"] == kind and r["outcome"] == "sent")
+        assert j["sent"] == sent > 0, (kind, runs)
+    assert sum(j["redeemed"] for j in summary.journeys) == summary.journey_redemptions
     assert summary.report is not None
     page = summary.report.read_text()
+    assert "Lifecycle journeys" in page and "Win-back" in page
     terminal = text.render_summary(summary)
     checked = 0
     for o in summary.offers:

@@ -213,7 +213,20 @@ class TestReasons:
         }
         out = decide.decide(COLD, shopper(), [cand(offer(1, priority=1)), cand(offer(2))], NO_QUIET)
         seen |= {d.reason for d in out}
+        lapsed = replace(cand(offer()), due_by=COLD.now)  # a journey's moment has passed
+        seen |= {d.reason for d in decide.decide(COLD, shopper(), [lapsed], NO_QUIET)}
         assert seen - {None} == set(REASONS)
+
+    def test_a_journey_occurrence_is_sent_only_before_it_lapses(self) -> None:
+        due = replace(cand(offer()), due_by=COLD.now + dt.timedelta(seconds=1))
+        assert [d.reason for d in decide.decide(COLD, shopper(), [due], NO_QUIET)] == [None]
+        late = replace(due, due_by=COLD.now)
+        assert [d.reason for d in decide.decide(COLD, shopper(), [late], NO_QUIET)] == [
+            "occurrence_lapsed"
+        ]
+        # Consent and quiet hours come first: a lapsed occurrence without consent is no_consent.
+        shy = shopper(marketing_consent=False)
+        assert [d.reason for d in decide.decide(COLD, shy, [late], NO_QUIET)] == ["no_consent"]
 
     def test_the_first_failing_rule_is_the_reason(self) -> None:
         everything_wrong = offer(

@@ -83,11 +83,11 @@ def test_an_empty_funnel_has_no_rates() -> None:
 def test_eligible_leaves_out_exactly_the_targeting_reasons() -> None:
     rows = [row("eligible", 10 * len(REASONS))] + [row(f"suppressed:{r}", 10) for r in REASONS]
     total, _ = report.funnel(rows)
-    assert total["candidates"] == 110
-    # Failing targeting (consent, quiet hours, schedule, opening hours, weather, audience)
-    # is not eligible; a budget, a cap, the holdout or another offer's priority come after
-    # eligibility.
-    assert total["eligible"] == 110 - 10 * len(TARGETING_REASONS) == 50
+    assert total["candidates"] == 10 * len(REASONS) == 120
+    # Failing targeting (consent, quiet hours, schedule, a journey's lapsed moment, opening
+    # hours, weather, audience) is not eligible; a budget, a cap, the holdout or another
+    # offer's priority come after eligibility.
+    assert total["eligible"] == 120 - 10 * len(TARGETING_REASONS) == 50
     assert REASONS[: len(TARGETING_REASONS)] == TARGETING_REASONS  # checked first by decide
 
 

@@ -4,18 +4,24 @@ its pings and redemptions made through the API, and the UI gestures the tests sh
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.remote.webelement import WebElement
 
+from tests.support import browser as browser_mod
 from tests.support.browser import Browser
-from tests.support.live import Api
-from tests.support.tenants import Tenant
+from tests.support.live import Api, LiveGateway
+from tests.support.shop import make_settings
+from tests.support.tenants import Tenant, make_tenant
 
 # The tenant fixture's first store and its 50 m door fence (tests/support/tenants.py).
 LAT, LON = 48.8566, 2.3522
@@ -88,6 +94,21 @@ class Shop:
             json={"code": code, "store_id": str(self.tenant.store_ids[0])},
             headers={"Idempotency-Key": uuid.uuid4().hex},
         )
+
+
+@contextlib.asynccontextmanager
+async def live_shop(
+    database_url: str, conn: asyncpg.Connection, tmp_path: Path
+) -> AsyncIterator[Shop]:
+    """A tenant behind a live gateway on a real port, for a browser (skips without one)."""
+    browser_mod.require()  # before starting anything: skip (or fail in CI) at once
+    tenant = await make_tenant(conn, "Alpha Coffee")
+    gateway = LiveGateway(make_settings(tmp_path), database_url)
+    gateway.start()
+    try:
+        yield Shop(url=gateway.url, api=Api(gateway.url), tenant=tenant)
+    finally:
+        gateway.stop()
 
 
 # -- the map ------------------------------------------------------------------------------

@@ -39,6 +39,9 @@ class Tenant:
     # A survey with a live invitation of the shopper, when a test asks for one
     # (tests/support/surveys.py add_survey).
     survey_id: int = 0
+    # A win-back journey and a journey offer no journey sends yet (add_journey).
+    journey_id: int = 0
+    journey_offer_id: int = 0
 
 
 async def make_tenant(conn: asyncpg.Connection, name: str, stores: int = 2) -> Tenant:
@@ -121,3 +124,26 @@ async def make_tenant(conn: asyncpg.Connection, name: str, stores: int = 2) -> T
         store_ids[0],
     )
     return tenant
+
+
+async def add_journey(conn: asyncpg.Connection, tenant: Tenant) -> None:
+    """Give the tenant a win-back journey, and a spare journey offer for a new one."""
+    offers = [
+        await conn.fetchval(
+            "INSERT INTO offers (merchant_id, name, title, body, channels, trigger, store_ids,"
+            " scope_store_ids, coupon) VALUES ($1, $2, 'Come back', 'A treat', '{inbox}',"
+            ' \'journey\', $3, $3, \'{"discount": "treat", "valid_minutes": 60}\')'
+            " RETURNING id",
+            tenant.merchant_id,
+            f"journey offer {i}",
+            [tenant.store_ids[0]],
+        )
+        for i in range(2)
+    ]
+    tenant.journey_id = await conn.fetchval(
+        "INSERT INTO journeys (merchant_id, name, kind, offer_id, inactive_days, scanned_until)"
+        " VALUES ($1, 'Win back', 'winback', $2, 30, now()) RETURNING id",
+        tenant.merchant_id,
+        offers[0],
+    )
+    tenant.journey_offer_id = offers[1]

@@ -144,7 +144,7 @@ class OfferCreate(api.Model):
     image_url: Url | None = None
     geofence_ids: PlaceIds = []
     store_ids: PlaceIds = []
-    trigger: Literal["enter", "dwell"]
+    trigger: Literal["enter", "dwell", "journey"]
     schedule: ScheduleIn | None = None
     weather: WeatherIn | None = None
     audience: AudienceIn | None = None
@@ -171,7 +171,7 @@ class OfferPatch(api.Model):
     image_url: Url | None = None
     geofence_ids: PlaceIds | None = None
     store_ids: PlaceIds | None = None
-    trigger: Literal["enter", "dwell"] | None = None
+    trigger: Literal["enter", "dwell", "journey"] | None = None
     schedule: ScheduleIn | None = None
     weather: WeatherIn | None = None
     audience: AudienceIn | None = None
@@ -226,7 +226,7 @@ class OfferOut(api.Out):
     image_url: str | None
     geofence_ids: list[str]
     store_ids: list[str]
-    trigger: Literal["enter", "dwell"]
+    trigger: Literal["enter", "dwell", "journey"]
     status: Literal["active", "paused"]
     schedule: dict[str, Any] | None
     weather: dict[str, Any] | None
@@ -483,7 +483,8 @@ ENDPOINTS = [
         handler=create_offer,
         tag="offers",
         summary="Create an offer rule",
-        description="Where (geofence_ids and/or store_ids), trigger (enter or dwell), when "
+        description="Where (geofence_ids and/or store_ids), trigger (enter or dwell; journey: sent "
+        "only by a lifecycle journey, /v1/journeys, and valid at its stores), when "
         "(schedule: validity period and weekly windows in the store's time zone), weather, "
         "audience, per-shopper caps, budget, priority, holdout and the coupon it issues. "
         "An offer is not sent while its store is closed by the store's opening_hours "

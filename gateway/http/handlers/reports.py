@@ -55,7 +55,7 @@ class FunnelOut(api.Out):
     breakdown: list[Group]
 
 
-def _date(request: web.Request, name: str) -> dt.date | None:
+def query_date(request: web.Request, name: str) -> dt.date | None:
     raw = request.query.get(name)
     if raw is None:
         return None
@@ -68,8 +68,8 @@ def _date(request: web.Request, name: str) -> dt.date | None:
 
 
 async def offer_report(request: web.Request) -> web.Response:
-    first = _date(request, "from")
-    last = _date(request, "to")
+    first = query_date(request, "from")
+    last = query_date(request, "to")
     by = request.query.get("by")
     if by not in (None, "store", "channel", "day"):
         raise errors.ValidationFailed(
@@ -300,11 +300,12 @@ class DecisionOut(api.Out):
     offer_id: str
     shopper_id: str
     store_id: str
-    geofence_id: str
+    geofence_id: str | None
     # enter or dwell for a ping's offers; exit or redemption for a survey's invitation,
     # recovery for a detractor's recovery offer (gateway/pingpath/surveying.py); referral:
-    # a referral reward's coupon (offers/referrals.py), logged at a fence of the offer.
-    trigger: Literal["enter", "dwell", "exit", "redemption", "recovery", "referral"]
+    # a referral reward's coupon (offers/referrals.py), logged at a fence of the offer;
+    # journey: a lifecycle journey's offer (gateway/jobs/journeys.py), at no fence.
+    trigger: Literal["enter", "dwell", "exit", "redemption", "recovery", "referral", "journey"]
     outcome: Literal["sent", "suppressed"]
     reason: str | None
     converted_at: dt.datetime | None

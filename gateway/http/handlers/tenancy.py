@@ -76,6 +76,19 @@ class KeyList(api.Out):
     items: list[KeyOut]
 
 
+def _check_birthday(value: dt.date) -> dt.date:
+    if not dt.date(1900, 1, 1) <= value <= dt.datetime.now(dt.UTC).date():
+        raise ValueError("must be a date from 1900-01-01 to today")
+    return value
+
+
+Birthday = Annotated[
+    dt.date,
+    pydantic.AfterValidator(_check_birthday),
+    pydantic.Field(description="YYYY-MM-DD; birthday journeys use it (optional)."),
+]
+
+
 class ShopperCreate(api.Model):
     name: Name | None = None
     email: Email | None = None
@@ -86,6 +99,7 @@ class ShopperCreate(api.Model):
         description="A friend's referral code (GET /v1/me/referral): unknown, mistyped "
         "or the shopper's own code is 422 with fields.referral_code",
     )
+    birthday: Birthday | None = None
 
 
 class ShopperCreated(api.Out):
@@ -103,6 +117,7 @@ class ShopperOut(api.Out):
     points: int
     tags: list[str]
     created_at: dt.datetime
+    birthday: dt.date | None = None
 
     @classmethod
     def of(cls, s: tenancy.Shopper) -> ShopperOut:
@@ -116,6 +131,7 @@ class ShopperOut(api.Out):
             points=s.points,
             tags=list(s.tags),
             created_at=s.created_at,
+            birthday=s.birthday,
         )
 
 
@@ -144,6 +160,7 @@ class ErasedOut(api.Out):
 class MePatch(api.Model):
     marketing_consent: bool | None = None
     timezone: api.TimeZone | None = None
+    birthday: Birthday | None = None
 
 
 def _ids(values: frozenset[int] | tuple[int, ...] | None) -> list[str] | None:
@@ -255,6 +272,7 @@ async def enrol_shopper(request: web.Request) -> web.Response:
                 email=req.email,
                 marketing_consent=req.marketing_consent,
                 timezone=req.timezone,
+                birthday=req.birthday,
             )
             # The code exists from the start, for the wallet cards that show it.
             await referrals.code_for(conn, p.merchant_id, shopper.id, now)
@@ -299,6 +317,8 @@ async def patch_me(request: web.Request) -> web.Response:
             marketing_consent=req.marketing_consent,
             timezone=req.timezone,
             set_timezone="timezone" in req.model_fields_set,
+            birthday=req.birthday,
+            set_birthday="birthday" in req.model_fields_set,
         )
     if shopper is None:  # erased between token check and write
         raise errors.NotFound("no such shopper")
@@ -433,9 +453,10 @@ ENDPOINTS = [
         path="/v1/me",
         handler=patch_me,
         tag="shoppers",
-        summary="Change the calling shopper's marketing consent or time zone",
+        summary="Change the calling shopper's marketing consent, time zone or birthday",
         description="Withdrawing consent stops offers at once: every decision reads it. "
-        "The time zone decides quiet hours (null: the store's zone).",
+        "The time zone decides quiet hours (null: the store's zone). The birthday "
+        "(YYYY-MM-DD, optional, null to remove) lets birthday journeys reach the shopper.",
         roles=frozenset({Role.SHOPPER}),
         body=MePatch,
         replies={200: Reply(description="The shopper", model=ShopperOut)},
