@@ -69,4 +69,3 @@ def encrypt(
     # The 0x02 delimiter marks the last (here: only) record; no further padding.
     sealed = AESGCM(cek).encrypt(nonce, payload + b"\x02", None)
     return salt + _RS_IDLEN + sender_point + sealed
-

@@ -186,10 +186,12 @@ class Client:
         url: str,
         body: bytes,
         headers: Mapping[str, str],
-        *,
-        timeout: float,
     ) -> Answer:
-        """POST `body` to `url`; raises TimeoutError, OSError/ConnectionError or ProtocolError."""
+        """POST `body` to `url`; raises OSError (ConnectionError) or ProtocolError.
+
+        The caller bounds the time (asyncio.timeout); a connection cut short by it is
+        closed, not reused.
+        """
         parts = urlsplit(url)
         origin = self.origin(parts.scheme, parts.netloc)
         target = parts.path or "/"
@@ -200,7 +202,7 @@ class Client:
             f"POST {target} HTTP/1.1\r\nHost: {origin.host_header}\r\n{head}"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode("latin-1") + body
-        async with origin.slots, asyncio.timeout(timeout):
+        async with origin.slots:
             conn, reused = await self._take(origin)
             try:
                 answer = await conn.request(data)
@@ -235,9 +237,7 @@ class Client:
         context: ssl.SSLContext | None = None
         if origin.scheme == "https":
             context = self._ssl or ssl.create_default_context()
-        _, conn = await loop.create_connection(
-            _Connection, origin.host, origin.port, ssl=context
-        )
+        _, conn = await loop.create_connection(_Connection, origin.host, origin.port, ssl=context)
         self.connects += 1
         return conn, False
 

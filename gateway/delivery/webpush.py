@@ -9,6 +9,7 @@ the database, so every replica signs with the key the apps subscribed with.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import dataclasses
@@ -236,9 +237,8 @@ class Sender:
         if topic:
             headers["Topic"] = topic
         try:
-            answer = await self._client.post(
-                target.endpoint, body, headers, timeout=self.timeout
-            )
+            async with asyncio.timeout(self.timeout):
+                answer = await self._client.post(target.endpoint, body, headers)
         except TimeoutError:
             self.answers[0] = self.answers.get(0, 0) + 1
             return Result(status=0, message="timed out")

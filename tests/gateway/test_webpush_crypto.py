@@ -106,7 +106,7 @@ def test_the_local_push_service_refuses_tampered_and_misaddressed_bodies() -> No
     other, _, _ = _subscriber()
     with pytest.raises(ValueError, match="authenticate"):
         localpush.decrypt(body, other, auth)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="shorter"):
         localpush.decrypt(body[:20], private, auth)
 
 
