@@ -327,7 +327,7 @@ async def test_a_worker_started_after_the_listener_still_wakes_on_notify(
     # deliver within the five seconds of wait_for.
     worker = shop.app[WORKER]
     worker.poll_seconds = 60.0
-    worker.wake()  # let the loops pick up the new poll interval
+    worker.wake_all()  # let every loop pick up the new poll interval
     await asyncio.sleep(0.05)
     sub = push.subscribe()
     await _subscribe(shop, sub)
