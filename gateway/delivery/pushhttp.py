@@ -118,6 +118,12 @@ class _Connection(asyncio.Protocol):
         finally:
             self._waiter = None
 
+    def fail(self, exc: BaseException) -> None:
+        """End the request in flight with `exc`, and the connection with it."""
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(exc)
+        self.close()
+
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:
@@ -169,16 +175,27 @@ class Client:
         self.per_origin = per_origin
         self._ssl = ssl_context
         self._origins: dict[tuple[str, str, int], Origin] = {}
+        self._by_base: dict[str, Origin] = {}  # "scheme://netloc" -> its origin
+        # Requests in flight, checked against their deadlines by one sweeper task: a
+        # timer per request would cost more than the rest of the request.
+        self._busy: dict[_Connection, float] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        self._tick = 1.0
         self.connects = 0  # connections opened, for tests and benchmarks
 
-    def origin(self, scheme: str, netloc: str) -> Origin:
-        parts = urlsplit(f"{scheme}://{netloc}")
+    def origin(self, base: str) -> Origin:
+        """The pool of `base` ("scheme://host[:port]")."""
+        found = self._by_base.get(base)
+        if found is not None:
+            return found
+        parts = urlsplit(base)
         host = parts.hostname or ""
-        port = parts.port or (443 if scheme == "https" else 80)
-        key = (scheme, host, port)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        key = (parts.scheme, host, port)
         found = self._origins.get(key)
         if found is None:
-            found = self._origins[key] = Origin(scheme, host, port, self.per_origin)
+            found = self._origins[key] = Origin(parts.scheme, host, port, self.per_origin)
+        self._by_base[base] = found
         return found
 
     async def post(
@@ -186,35 +203,37 @@ class Client:
         url: str,
         body: bytes,
         headers: Mapping[str, str],
+        *,
+        within: float = 30.0,
     ) -> Answer:
-        """POST `body` to `url`; raises OSError (ConnectionError) or ProtocolError.
+        """POST `body` to `url`, answered within `within` seconds (give or take a fifth).
 
-        The caller bounds the time (asyncio.timeout); a connection cut short by it is
-        closed, not reused.
+        Raises TimeoutError, OSError (ConnectionError) or ProtocolError; the connection
+        of a request that failed is closed, not reused.
         """
-        parts = urlsplit(url)
-        origin = self.origin(parts.scheme, parts.netloc)
-        target = parts.path or "/"
-        if parts.query:
-            target += "?" + parts.query
+        start = url.find("//") + 2
+        cut = url.find("/", start)
+        base, target = (url, "/") if cut < 0 else (url[:cut], url[cut:])
+        origin = self.origin(base)
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         data = (
             f"POST {target} HTTP/1.1\r\nHost: {origin.host_header}\r\n{head}"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode("latin-1") + body
+        deadline = asyncio.get_running_loop().time() + within
         async with origin.slots:
-            conn, reused = await self._take(origin)
+            conn, reused = await self._take(origin, within)
             try:
-                answer = await conn.request(data)
+                answer = await self._request(conn, data, deadline, within)
             except ConnectionError:
                 conn.close()
                 if not reused or conn.answered_bytes:
                     raise
                 # The service closed a connection that sat idle (its keep-alive timeout)
                 # before reading our request: nothing was delivered, send it once more.
-                conn, _ = await self._take(origin, fresh=True)
+                conn, _ = await self._take(origin, within, fresh=True)
                 try:
-                    answer = await conn.request(data)
+                    answer = await self._request(conn, data, deadline, within)
                 except BaseException:
                     conn.close()
                     raise
@@ -227,7 +246,31 @@ class Client:
             conn.close()
         return answer
 
-    async def _take(self, origin: Origin, *, fresh: bool = False) -> tuple[_Connection, bool]:
+    async def _request(
+        self, conn: _Connection, data: bytes, deadline: float, within: float
+    ) -> Answer:
+        self._busy[conn] = deadline
+        if within / 5 < self._tick:
+            self._tick = max(0.02, within / 5)
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep(), name="push-timeouts")
+        try:
+            return await conn.request(data)
+        finally:
+            self._busy.pop(conn, None)
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._busy:
+            await asyncio.sleep(self._tick)
+            now = loop.time()
+            for conn, deadline in list(self._busy.items()):
+                if deadline <= now:
+                    conn.fail(TimeoutError("the push service did not answer in time"))
+
+    async def _take(
+        self, origin: Origin, within: float, *, fresh: bool = False
+    ) -> tuple[_Connection, bool]:
         """An idle connection to the origin (and True), else a new one (and False)."""
         while origin.idle and not fresh:
             conn = origin.idle.pop()
@@ -237,7 +280,10 @@ class Client:
         context: ssl.SSLContext | None = None
         if origin.scheme == "https":
             context = self._ssl or ssl.create_default_context()
-        _, conn = await loop.create_connection(_Connection, origin.host, origin.port, ssl=context)
+        async with asyncio.timeout(within):
+            _, conn = await loop.create_connection(
+                _Connection, origin.host, origin.port, ssl=context
+            )
         self.connects += 1
         return conn, False
 
@@ -245,5 +291,7 @@ class Client:
         for origin in self._origins.values():
             while origin.idle:
                 origin.idle.pop().close()
-        with contextlib.suppress(Exception):
-            await asyncio.sleep(0)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper

@@ -152,8 +152,7 @@ async def test_a_hung_or_garbled_answer_closes_its_connection(
     server = await serve(answer)
     client = pushhttp.Client()
     with pytest.raises(TimeoutError):
-        async with asyncio.timeout(0.2):
-            await client.post(f"{server.url}/p", b"", {})
+        await client.post(f"{server.url}/p", b"", {}, within=0.2)
     with pytest.raises(pushhttp.ProtocolError):
         await client.post(f"{server.url}/p", b"", {})
     assert (await client.post(f"{server.url}/p", b"", {})).status == 201
