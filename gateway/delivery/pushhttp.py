@@ -206,7 +206,8 @@ class Client:
         *,
         within: float = 30.0,
     ) -> Answer:
-        """POST `body` to `url`, answered within `within` seconds (give or take a fifth).
+        """POST `body` to `url`, answered within `within` seconds of getting a connection
+        of the pool (give or take a fifth).
 
         Raises TimeoutError, OSError (ConnectionError) or ProtocolError; the connection
         of a request that failed is closed, not reused.
@@ -220,8 +221,10 @@ class Client:
             f"POST {target} HTTP/1.1\r\nHost: {origin.host_header}\r\n{head}"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode("latin-1") + body
-        deadline = asyncio.get_running_loop().time() + within
         async with origin.slots:
+            # Counted from here: waiting for one of our own connections is not the push
+            # service's slowness, and a push it timed out might be sent twice.
+            deadline = asyncio.get_running_loop().time() + within
             conn, reused = await self._take(origin, within)
             try:
                 answer = await self._request(conn, data, deadline, within)
