@@ -326,25 +326,9 @@ class Worker:
         ttl = int((c.expires_at - now).total_seconds())
         # Only good now: a coupon that expires within the hour should wake the phone.
         urgency = "high" if c.valid_minutes <= 60 else "normal"
-        topic = f"offer-{c.offer_id}"
-        results: Sequence[webpush.Result | BaseException]
-        if len(targets) == 1:  # the usual case: no task and gather per push
-            try:
-                results = [
-                    await self.sender.send(
-                        targets[0][1], payload, ttl=ttl, urgency=urgency, topic=topic
-                    )
-                ]
-            except Exception as exc:
-                results = [exc]
-        else:
-            results = await asyncio.gather(
-                *(
-                    self.sender.send(t, payload, ttl=ttl, urgency=urgency, topic=topic)
-                    for _, t in targets
-                ),
-                return_exceptions=True,
-            )
+        results = await self._send_all(
+            [t for _, t in targets], payload, ttl=ttl, urgency=urgency, topic=f"offer-{c.offer_id}"
+        )
         out = Outcome(claim=c, done=list(c.done_targets))
         retry_after: float | None = None
         retryable = False
@@ -396,6 +380,21 @@ class Worker:
             out.event = "failed"
             out.detail = (out.error or "")[:500]
         return out
+
+    async def _send_all(
+        self, targets: Sequence[webpush.Target], payload: bytes, **options: Any
+    ) -> Sequence[webpush.Result | BaseException]:
+        """Each target's answer, or what was raised instead."""
+        assert self.sender is not None
+        if len(targets) == 1:  # the usual case: no task and no gather per push
+            try:
+                return [await self.sender.send(targets[0], payload, **options)]
+            except Exception as exc:
+                return [exc]
+        return await asyncio.gather(
+            *(self.sender.send(t, payload, **options) for t in targets),
+            return_exceptions=True,
+        )
 
     async def _settle(self, outcomes: Sequence[Outcome]) -> None:
         now = self.clock.now()

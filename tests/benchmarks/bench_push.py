@@ -53,7 +53,7 @@ from tests.benchmarks import figures  # noqa: E402
 from tests.benchmarks.bench_pings import cpu_seconds, free_port, log, wait_http  # noqa: E402
 
 PEER = """
-import asyncio, json, sys
+import asyncio, json, os, sys
 sys.path.insert(0, sys.argv[3])
 from gateway.demo.localpush import PushService
 
@@ -61,9 +61,11 @@ async def main():
     service = PushService()
     await service.start()
     subs = [service.subscribe() for _ in range(int(sys.argv[2]))]
-    with open(sys.argv[1], "w") as f:
+    # Written whole, then renamed: the bench reads it as soon as it exists.
+    with open(sys.argv[1] + ".part", "w") as f:
         json.dump({"base_url": service.base_url,
                    "subscriptions": [s.subscription_info() for s in subs]}, f)
+    os.rename(sys.argv[1] + ".part", sys.argv[1])
     await asyncio.Event().wait()
 
 import uvloop
@@ -335,9 +337,10 @@ class Peer:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", PEER, str(peer_file), str(n), str(ROOT)]
         )
-        while not peer_file.exists() or not peer_file.read_text():
+        while not peer_file.exists():
+            if self.proc.poll() is not None:
+                raise RuntimeError("the push service exited")
             time.sleep(0.1)
-        time.sleep(0.2)
         peer = json.loads(peer_file.read_text())
         self.base: str = peer["base_url"]
         self.subs: list[dict[str, Any]] = peer["subscriptions"]
