@@ -86,15 +86,18 @@ def suite(
             "bench_push.py",
             (
                 "--pushes",
-                "300" if quick else "3000",
+                "300" if quick else "6000",
                 "--naive",
                 "50" if quick else "300",
                 "--pings",
-                "40" if quick else "500",
+                "100" if quick else "3000",
                 "--rate",
-                "50",
+                "100" if quick else "500",
+                "--rounds",
+                "1" if quick else "3",
             ),
-            "Web Push fan-out vs a naive pywebpush loop, and ping-to-push latency",
+            "Web Push: the parts of a push, the push service alone, fan-out from 1 and 2 "
+            "worker processes vs a naive pywebpush loop, and ping-to-push latency",
         ),
         Step(
             "passes",

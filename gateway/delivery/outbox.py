@@ -85,7 +85,7 @@ class Claim:
             title=r["title"],
             body=r["body"],
             image_url=r["image_url"],
-            valid_minutes=int(r["coupon_spec"]["valid_minutes"]),
+            valid_minutes=r["valid_minutes"],
             created_at=r["created_at"],
             subscriptions=tuple(
                 (sid, webpush.Target(endpoint=e, p256dh=k, auth=a))
@@ -209,8 +209,12 @@ class Worker:
         self.poll_seconds = poll_seconds
         self._limit = asyncio.Semaphore(concurrency)
         # Several claim loops, so one batch's slowest push does not hold up the next
-        # batch; each has its own wake-up.
+        # batch; each has its own wake-up. A NOTIFY wakes one idle lane, not all of them
+        # (a decision's single row needs one claim, not one per lane); a lane that
+        # claims a full batch wakes another, so a backlog soon has every lane on it.
         self._wakes = [asyncio.Event() for _ in range(lanes)]
+        self._idle: list[asyncio.Event] = []
+        self._missed = False  # woken while every lane was busy
         self._task: asyncio.Task[None] | None = None
         self.sent = 0
         self.failed = 0
@@ -219,6 +223,13 @@ class Worker:
         await listener.subscribe_now(CHANNEL, lambda _payload: self.wake())
 
     def wake(self) -> None:
+        """Rows may be due: one idle lane claims (or, all busy, the next to finish)."""
+        if self._idle:
+            self._idle.pop().set()
+        else:
+            self._missed = True
+
+    def wake_all(self) -> None:
         for event in self._wakes:
             event.set()
 
@@ -243,9 +254,18 @@ class Worker:
                 claimed = 0
                 await asyncio.sleep(self.poll_seconds)
             if claimed >= self.batch:
-                continue  # more may be waiting
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), self.poll_seconds)
+                self.wake()  # more may be waiting: bring in another lane
+                continue
+            if self._missed:
+                self._missed = False
+                continue
+            self._idle.append(wake)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self.poll_seconds)
+            finally:
+                if wake in self._idle:
+                    self._idle.remove(wake)
             wake.clear()
 
     async def run_once(self) -> int:
@@ -306,13 +326,8 @@ class Worker:
         ttl = int((c.expires_at - now).total_seconds())
         # Only good now: a coupon that expires within the hour should wake the phone.
         urgency = "high" if c.valid_minutes <= 60 else "normal"
-        topic = f"offer-{c.offer_id}"
-        results: Sequence[webpush.Result | BaseException] = await asyncio.gather(
-            *(
-                self.sender.send(t, payload, ttl=ttl, urgency=urgency, topic=topic)
-                for _, t in targets
-            ),
-            return_exceptions=True,
+        results = await self._send_all(
+            [t for _, t in targets], payload, ttl=ttl, urgency=urgency, topic=f"offer-{c.offer_id}"
         )
         out = Outcome(claim=c, done=list(c.done_targets))
         retry_after: float | None = None
@@ -365,6 +380,21 @@ class Worker:
             out.event = "failed"
             out.detail = (out.error or "")[:500]
         return out
+
+    async def _send_all(
+        self, targets: Sequence[webpush.Target], payload: bytes, **options: Any
+    ) -> Sequence[webpush.Result | BaseException]:
+        """Each target's answer, or what was raised instead."""
+        assert self.sender is not None
+        if len(targets) == 1:  # the usual case: no task and no gather per push
+            try:
+                return [await self.sender.send(targets[0], payload, **options)]
+            except Exception as exc:
+                return [exc]
+        return await asyncio.gather(
+            *(self.sender.send(t, payload, **options) for t in targets),
+            return_exceptions=True,
+        )
 
     async def _settle(self, outcomes: Sequence[Outcome]) -> None:
         now = self.clock.now()

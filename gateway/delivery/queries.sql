@@ -49,7 +49,7 @@ FROM c, deliveries dl, coupons cp, offers f
 WHERE o.id = c.id AND dl.id = o.delivery_id AND cp.id = dl.coupon_id AND f.id = dl.offer_id
 RETURNING o.id, o.delivery_id, o.channel, o.attempts, o.expires_at, o.done_targets, o.created_at,
           dl.merchant_id, dl.shopper_id, dl.offer_id, dl.coupon_id, cp.code,
-          f.title, f.body, f.image_url, f.coupon AS coupon_spec,
+          f.title, f.body, f.image_url, (f.coupon ->> 'valid_minutes')::int AS valid_minutes,
           -- The shopper's subscriptions come with the claim: no query per row.
           (SELECT coalesce(jsonb_agg(jsonb_build_array(s.id, s.endpoint, s.p256dh, s.auth)
                                      ORDER BY s.id), '[]')

@@ -1,8 +1,9 @@
 """Web Push to browsers: RFC 8030 delivery, RFC 8291 aes128gcm payloads, RFC 8292 VAPID.
 
-Payloads are encrypted with pywebpush; the request goes out on one shared aiohttp
-session. The VAPID JWT is signed once per push-service origin and reused until
-shortly before it expires. The key pair is made once per deployment and kept in
+Payloads are encrypted with `cryptography` directly (ece.py: the bytes pywebpush
+would send), and requests go out on kept-alive connections pooled per push-service
+origin (pushhttp.py). The VAPID JWT is signed once per push-service origin and reused
+until shortly before it expires. The key pair is made once per deployment and kept in
 the database, so every replica signs with the key the apps subscribed with.
 """
 
@@ -13,17 +14,15 @@ import binascii
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-import aiohttp
 import asyncpg
 import py_vapid
-import pywebpush
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from gateway.delivery import ece, pushhttp
 from geo import sql
 
 log = logging.getLogger(__name__)
@@ -168,26 +167,30 @@ class Sender:
     def __init__(self, key: VapidKey, *, subject: str, timeout: float = 10.0) -> None:
         self.key = key
         self.subject = subject
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
-        self._session: aiohttp.ClientSession | None = None
+        self.timeout = timeout  # seconds for one push: connecting, sending, the answer
+        self._client: pushhttp.Client | None = None
         self._jwts: dict[str, tuple[str, float]] = {}
         self.signed = 0
         # Answers by status (0: no answer), for metrics and benchmarks.
         self.answers: dict[int, int] = {}
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=256, limit_per_host=64)
-        )
+        self._client = pushhttp.Client(per_origin=64)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._client is not None:
+            await self._client.close()
+
+    @property
+    def connects(self) -> int:
+        """Connections opened to push services so far (kept alive and reused)."""
+        return self._client.connects if self._client is not None else 0
 
     def authorization(self, endpoint: str, now: float | None = None) -> str:
         """The VAPID header for the endpoint's origin, signed once per origin and lifetime."""
-        parts = urlsplit(endpoint)
-        origin = f"{parts.scheme}://{parts.netloc}"
+        # scheme://host[:port], cut without urlsplit: this runs for every push.
+        cut = endpoint.find("/", endpoint.find("//") + 2)
+        origin = endpoint if cut < 0 else endpoint[:cut]
         now = time.time() if now is None else now
         cached = self._jwts.get(origin)
         if cached is not None and cached[1] - JWT_MARGIN > now:
@@ -200,15 +203,18 @@ class Sender:
         return header
 
     @staticmethod
+    def recipient(target: Target) -> ece.Recipient:
+        try:
+            return ece.Recipient(b64url_decode(target.p256dh), b64url_decode(target.auth))
+        except (ValueError, binascii.Error) as exc:
+            raise BadSubscription(f"p256dh or auth unusable: {exc}") from None
+
+    @staticmethod
     def encrypt(target: Target, payload: bytes) -> bytes:
+        """The aes128gcm body for the target (RFC 8291), with a fresh key and salt."""
         if len(payload) > MAX_PAYLOAD:
             raise PayloadTooLarge(f"payload of {len(payload)} bytes; at most {MAX_PAYLOAD}")
-        info = {"endpoint": target.endpoint, "keys": {"p256dh": target.p256dh, "auth": target.auth}}
-        try:
-            body: bytes = pywebpush.WebPusher(info).encode(payload, "aes128gcm")["body"]
-        except (pywebpush.WebPushException, ValueError, binascii.Error) as exc:
-            raise BadSubscription(str(exc)) from None
-        return body
+        return ece.encrypt(Sender.recipient(target), payload)
 
     async def send(
         self,
@@ -219,34 +225,31 @@ class Sender:
         urgency: str = "normal",
         topic: str | None = None,
     ) -> Result:
-        assert self._session is not None, "start() the sender first"
+        assert self._client is not None, "start() the sender first"
         body = self.encrypt(target, payload)
-        headers: Mapping[str, str] = {
+        headers: dict[str, str] = {
             "TTL": str(max(0, ttl)),
             "Content-Encoding": "aes128gcm",
             "Content-Type": "application/octet-stream",
             "Urgency": urgency,
             "Authorization": self.authorization(target.endpoint),
-            **({"Topic": topic} if topic else {}),
         }
+        if topic:
+            headers["Topic"] = topic
         try:
-            async with self._session.post(
-                target.endpoint, data=body, headers=headers, timeout=self.timeout
-            ) as resp:
-                text = (await resp.text(errors="replace"))[:500]
-                retry = resp.headers.get("Retry-After")
-                self.answers[resp.status] = self.answers.get(resp.status, 0) + 1
-                return Result(
-                    status=resp.status,
-                    retry_after=_retry_after(retry),
-                    message=text,
-                )
+            answer = await self._client.post(target.endpoint, body, headers, within=self.timeout)
         except TimeoutError:
             self.answers[0] = self.answers.get(0, 0) + 1
             return Result(status=0, message="timed out")
-        except aiohttp.ClientError as exc:
+        except (OSError, pushhttp.ProtocolError) as exc:  # ConnectionError is an OSError
             self.answers[0] = self.answers.get(0, 0) + 1
             return Result(status=0, message=f"{type(exc).__name__}: {exc}")
+        self.answers[answer.status] = self.answers.get(answer.status, 0) + 1
+        return Result(
+            status=answer.status,
+            retry_after=_retry_after(answer.headers.get("retry-after")),
+            message=answer.body[:500].decode(errors="replace"),
+        )
 
 
 def _retry_after(value: str | None) -> float | None:

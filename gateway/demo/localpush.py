@@ -5,8 +5,9 @@ like a browser would (a P-256 key pair and an auth secret per subscriber), and o
 each push it requires TTL, verifies the VAPID JWT (RFC 8292: ES256 signature by the
 key in ``k``, ``aud`` = this service's origin, ``exp`` in the future and at most 24 h
 ahead, ``sub`` present) and decrypts the aes128gcm body (RFC 8291/8188) with the
-subscriber's private key. Faults can be injected per endpoint: any status (with
-Retry-After for 429), or a hang.
+subscriber's private key, as a browser does (`decrypt` here: written from the RFCs
+apart from the gateway's encryption, and checked against http_ece by the tests).
+Faults can be injected per endpoint: any status (with Retry-After for 429), or a hang.
 """
 
 from __future__ import annotations
@@ -14,19 +15,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
+import hmac
 import json
 import os
 import secrets
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import http_ece
 from aiohttp import web
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 MAX_BODY = 4096
 
@@ -39,6 +43,56 @@ def b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def decrypt(
+    body: bytes,
+    private_key: ec.EllipticCurvePrivateKey,
+    auth_secret: bytes,
+    receiver: bytes | None = None,
+) -> bytes:
+    """What the subscriber reads from an aes128gcm push body (RFC 8291 and RFC 8188).
+
+    `receiver` is the subscriber's public point, if the caller has it at hand. Raises
+    ValueError when the body is malformed, does not authenticate or is not padded as the
+    RFC says.
+    """
+    if len(body) < 21:
+        raise ValueError("shorter than the aes128gcm header")
+    salt = body[:16]
+    rs, idlen = struct.unpack("!IB", body[16:21])
+    keyid, records = body[21 : 21 + idlen], body[21 + idlen :]
+    if rs < 18:
+        raise ValueError(f"record size {rs} is below 18")
+    try:
+        sender = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), keyid)
+    except ValueError:
+        raise ValueError("the key id is not a P-256 point") from None
+    if receiver is None:
+        receiver = private_key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+    ecdh = private_key.exchange(ec.ECDH(), sender)
+    prk_key = hmac.digest(auth_secret, ecdh, "sha256")
+    ikm = hmac.digest(prk_key, b"WebPush: info\x00" + receiver + keyid + b"\x01", "sha256")
+    prk = hmac.digest(salt, ikm, "sha256")
+    cek = hmac.digest(prk, b"Content-Encoding: aes128gcm\x00\x01", "sha256")[:16]
+    base_nonce = hmac.digest(prk, b"Content-Encoding: nonce\x00\x01", "sha256")[:12]
+    aead = AESGCM(cek)
+    out = []
+    chunks = [records[i : i + rs] for i in range(0, len(records), rs)] or [b""]
+    for seq, chunk in enumerate(chunks):
+        nonce = (int.from_bytes(base_nonce, "big") ^ seq).to_bytes(12, "big")
+        try:
+            plain = aead.decrypt(nonce, chunk, None)
+        except InvalidTag:
+            raise ValueError(f"record {seq} does not authenticate") from None
+        plain = plain.rstrip(b"\x00")
+        last = seq == len(chunks) - 1
+        if not plain or plain[-1:] != (b"\x02" if last else b"\x01"):
+            raise ValueError(f"record {seq} has the wrong padding delimiter")
+        out.append(plain[:-1])
+    return b"".join(out)
+
+
 @dataclass
 class Subscriber:
     endpoint: str
@@ -46,12 +100,15 @@ class Subscriber:
     auth_secret: bytes
     application_server_key: str | None = None
 
-    @property
-    def p256dh(self) -> str:
-        point = self.private_key.public_key().public_bytes(
+    @functools.cached_property
+    def point(self) -> bytes:
+        return self.private_key.public_key().public_bytes(
             serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
         )
-        return b64url(point)
+
+    @property
+    def p256dh(self) -> str:
+        return b64url(self.point)
 
     @property
     def auth(self) -> str:
@@ -97,7 +154,8 @@ class PushService:
     def __post_init__(self) -> None:
         self._subs: dict[str, Subscriber] = {}
         self._faults: dict[str | None, _Fault] = {}
-        self._arrived = asyncio.Condition()
+        # (count, future) of wait_for() calls: resolved once that many pushes arrived.
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._runner: web.AppRunner | None = None
         self.base_url = ""
         self._hanging: list[asyncio.Event] = []
@@ -161,9 +219,14 @@ class PushService:
         self._faults.clear()
 
     async def wait_for(self, n: int, within: float = 5.0) -> list[Received]:
-        async with self._arrived:
-            await asyncio.wait_for(self._arrived.wait_for(lambda: len(self.received) >= n), within)
-            return list(self.received)
+        if len(self.received) < n:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append((n, waiter))
+            try:
+                await asyncio.wait_for(waiter, within)
+            finally:
+                self._waiters = [w for w in self._waiters if w[1] is not waiter]
+        return list(self.received)
 
     async def _stats(self, request: web.Request) -> web.Response:
         """For benchmarks in other processes: what arrived, and when (wall clock)."""
@@ -226,26 +289,23 @@ class PushService:
         if sub.application_server_key is not None and key != sub.application_server_key:
             return web.Response(status=403, text="VAPID key is not the subscription's")
         try:
-            payload = http_ece.decrypt(
-                body,
-                private_key=sub.private_key,
-                auth_secret=sub.auth_secret,
-                version="aes128gcm",
-            )
-        except Exception as exc:  # http_ece raises its own and cryptography's errors
+            payload = decrypt(body, sub.private_key, sub.auth_secret, sub.point)
+        except ValueError as exc:
             return web.Response(status=400, text=f"cannot decrypt: {exc}")
-        async with self._arrived:
-            self.received.append(
-                Received(
-                    endpoint=endpoint,
-                    payload=payload,
-                    headers=dict(request.headers),
-                    claims=claims,
-                    at=time.monotonic(),
-                    wall=time.time(),
-                )
+        self.received.append(
+            Received(
+                endpoint=endpoint,
+                payload=payload,
+                headers=dict(request.headers),
+                claims=claims,
+                at=time.monotonic(),
+                wall=time.time(),
             )
-            self._arrived.notify_all()
+        )
+        if self._waiters:
+            for n, waiter in self._waiters:
+                if n <= len(self.received) and not waiter.done():
+                    waiter.set_result(None)
         return web.Response(
             status=201, headers={"Location": f"{self.base_url}/message/{secrets.token_hex(8)}"}
         )

@@ -138,7 +138,7 @@ class TestFailures:
         monkeypatch.setattr(outbox, "BASE_BACKOFF", 0.2)
         sender = shop.app[WORKER].sender
         assert sender is not None
-        sender.timeout = type(sender.timeout)(total=0.5)
+        sender.timeout = 0.5
         sub = push.subscribe()
         await _subscribe(shop, sub)
         push.fail(sub.endpoint, 500, times=2)
@@ -327,7 +327,7 @@ async def test_a_worker_started_after_the_listener_still_wakes_on_notify(
     # deliver within the five seconds of wait_for.
     worker = shop.app[WORKER]
     worker.poll_seconds = 60.0
-    worker.wake()  # let the loops pick up the new poll interval
+    worker.wake_all()  # let every loop pick up the new poll interval
     await asyncio.sleep(0.05)
     sub = push.subscribe()
     await _subscribe(shop, sub)
@@ -377,7 +377,7 @@ async def test_push_faults_under_load_prune_retry_boundedly_and_leave_nothing_st
     monkeypatch.setattr(outbox, "BASE_BACKOFF", 0.2)
     worker = shop.app[WORKER]
     assert worker.sender is not None
-    worker.sender.timeout = type(worker.sender.timeout)(total=0.5)
+    worker.sender.timeout = 0.5
     await shop.offer(channels=["webpush"])
     kinds: dict[str, str] = {}
     for i in range(40):
