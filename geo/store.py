@@ -487,6 +487,12 @@ async def write_pings(
         await conn.execute(_Q["log_pings"], *columns, spool, spooled_to)
 
 
+async def share_ping_log(conn: asyncpg.Connection) -> None:
+    """Take the ping log's shared lock for this transaction, before any row lock, as an
+    erasure takes it exclusively before the shopper's rows (`lock_out_ping_log`)."""
+    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", locks.PING_LOG)
+
+
 async def lock_out_ping_log(conn: asyncpg.Connection) -> None:
     """Wait for ping log batches in flight and hold new ones off until this transaction
     ends: an erasure takes this before deleting a shopper's pings."""

@@ -103,7 +103,15 @@ async def record(
     results: Sequence[Result],
     moments: Sequence[offering.Moment],
 ) -> None:
-    """Record the answers of the request's pings that carry a client id."""
+    """Record the answers of the request's pings that carry a client id, and log the
+    request's pings, in the caller's transaction (which took `geo_store.share_ping_log`
+    first).
+
+    Logged here rather than through the spool: a receipt committed without its ping's
+    log row (a process killed between the two) would answer the resend from the receipt
+    and the ping would never be logged. Together, both are kept or neither is, and the
+    resend is then processed as new.
+    """
     answers = of(request.pings, results, moments)
     if answers:
         await geo_store.record_receipts(
@@ -113,6 +121,7 @@ async def record(
             received_at=request.now,
             answers=answers,
         )
+    await geo_store.write_pings(conn, log_rows(request, results))
 
 
 def log_rows(request: Request, results: Sequence[Result]) -> list[geo_store.PingRecord]:

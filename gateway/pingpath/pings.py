@@ -269,12 +269,14 @@ class PingService:
                 for i, caused in zip(work.owners, step.by_observation, strict=True):
                     results[i].transitions = list(caused)
         if request.receipts and not receipted:
-            # No unit of work wrote anything: the answers go on their own, still before
-            # the answer, so a resend finds them on any replica.
-            async with db.acquire(pool) as conn:
+            # No unit of work wrote anything: the answers and log rows go on their own,
+            # still before the answer, so a resend finds them on any replica.
+            async with db.acquire(pool) as conn, conn.transaction():
+                await geo_store.share_ping_log(conn)
                 await answers.record(conn, request, results, moments)
-        # In sync mode this waits until the rows are committed: an answered ping is kept.
-        await self.log.record(answers.log_rows(request, results))
+        if not request.receipts:  # receipted pings were logged with their receipts
+            # In sync mode this waits until the rows are committed: an answered ping is kept.
+            await self.log.record(answers.log_rows(request, results))
         metrics.pings_counted([r.status for r in results], step.transitions)
         return Outcome(
             results=results, transitions=list(step.transitions), sent=sent, moments=moments
@@ -443,6 +445,8 @@ class PingService:
                 moments = self._moments(book, step, work)
         wanted = locked or bool(moments) or work.request.receipts
         async with db.acquire(pool) as conn, _transaction(conn, wanted):
+            if work.request.receipts:  # answers.record logs the pings in this transaction
+                await geo_store.share_ping_log(conn)
             if state is None:
                 state = await geo_store.lock_shopper_geo(conn, work.shopper_id, work.merchant_id)
                 step = self._step(state, work)
