@@ -8,7 +8,7 @@
 
 ALTER TABLE offers DROP CONSTRAINT ck__offers__trigger;
 ALTER TABLE offers ADD CONSTRAINT ck__offers__trigger
-    CHECK (trigger IN ('enter', 'dwell', 'journey'));
+    CHECK (trigger IN ('enter', 'dwell', 'reward', 'journey'));
 
 -- A journey's decision happens at no geofence (its store is the offer's first store).
 ALTER TABLE decisions ALTER COLUMN geofence_id DROP NOT NULL;

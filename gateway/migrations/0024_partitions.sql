@@ -115,4 +115,13 @@ SELECT pg_temp.partitions('decisions', 'decided_at', 'month', 2);
 SELECT pg_temp.partitioned_parent('geofence_events', 'at');
 CREATE INDEX ix__geofence_events__geofence_id_at ON geofence_events (geofence_id, at);
 CREATE INDEX ix__geofence_events__shopper_id_at ON geofence_events (shopper_id, at);
+-- The triggers 0022 (survey invitations on exit) and 0023 (journeys' last activity) put
+-- on the table, now on the partitioned parent (statement triggers with transition
+-- tables see the rows of every partition).
+CREATE TRIGGER survey_invitations_on_exit AFTER INSERT ON geofence_events
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
+    EXECUTE FUNCTION survey_invitations_on_exit();
+CREATE TRIGGER geofence_events_activity AFTER INSERT ON geofence_events
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
+    EXECUTE FUNCTION shopper_activity_touch();
 SELECT pg_temp.partitions('geofence_events', 'at', 'month', 2);

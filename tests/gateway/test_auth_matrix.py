@@ -277,7 +277,9 @@ def _fill(path: str, tenant: Tenant, spare_key: int) -> str:
 
 
 async def _tenant(conn: asyncpg.Connection, name: str) -> Tenant:
-    tenant = await make_tenant(conn, name)
+    """A tenant with one of everything the paths name: a reward, a survey, a journey."""
+    tenant = await rewards.stock(conn, await make_tenant(conn, name))
+    await add_survey(conn, tenant)
     await add_journey(conn, tenant)
     return tenant
 
@@ -293,9 +295,6 @@ async def test_role_matrix(
 ) -> None:
     """Each role against the endpoint: the roles that may not call it share one tenant
     (a refusal changes nothing); each role that may gets a fresh tenant of its own."""
-    refused = await rewards.stock(conn, await make_tenant(conn, "Refused Roasters"))
-    refused = await make_tenant(conn, "Refused Roasters")
-    await add_survey(conn, refused)
     refused = await _tenant(conn, "Refused Roasters")
     for role in ROLES:
         if role in allowed:
@@ -307,9 +306,6 @@ async def test_role_matrix(
         )
         assert (r.status, r.error_code) == (403, "wrong_role"), (role, r.body)
     for role in sorted(allowed):
-        tenant = await rewards.stock(conn, await make_tenant(conn, f"Allowed {role}"))
-        tenant = await make_tenant(conn, f"Allowed {role}")
-        await add_survey(conn, tenant)
         tenant = await _tenant(conn, f"Allowed {role}")
         url = _fill(path, tenant, await _spare_key(conn, tenant))
         body = _bodies(tenant).get((method, path))

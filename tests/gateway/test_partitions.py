@@ -29,7 +29,7 @@ from tests.support.openapi_check import SpecChecker
 from tests.support.pg import PgServer
 from tests.support.tenants import Tenant, make_tenant
 
-BEFORE = 19  # the schema before the partitions (0020-0023 never touch these tables)
+BEFORE = 23  # the schema just before the partitions (migration 0024)
 EVENT_TABLES = {"pings": "received_at", "decisions": "decided_at", "geofence_events": "at"}
 NOW = dt.datetime.now(dt.UTC)
 
@@ -96,7 +96,7 @@ async def _where(conn: asyncpg.Connection, table: str) -> dict[str, int]:
 
 @pytest.fixture
 async def old_db(pg: PgServer) -> AsyncIterator[tuple[str, asyncpg.Connection]]:
-    """A database at migration 0019, before the partitions."""
+    """A database at migration 0023, before the partitions."""
     name, url = await pg.create(empty=True)
     conn = await db.connect(url)
     try:
@@ -113,7 +113,7 @@ async def test_a_populated_database_is_converted_and_keeps_working(
     old_db: tuple[str, asyncpg.Connection], tmp_path: Any, spec: SpecChecker
 ) -> None:
     url, conn = old_db
-    t = await make_tenant(conn, "Old Coffee")  # its decisions and coupons too, at 0019
+    t = await make_tenant(conn, "Old Coffee")  # its decisions and coupons too, at 0023
     for days in (-40, -3, -1, 0):
         await _ping(conn, t, _day(days))
         await _event(conn, t, _day(days))
