@@ -255,3 +255,44 @@ ON CONFLICT (merchant_id) DO UPDATE SET
 
 -- name: shopper_balance
 SELECT points, tier FROM shoppers WHERE id = $1 AND merchant_id = $2;
+
+-- APNs fan-out (gateway/delivery/passpush.py): a batch at a time.
+
+-- name: claim_apple_updates
+-- Due APNs updates with the push tokens each goes to: every device registered for one
+-- of the shopper's passes, or, on a retry, those of them that did not take it yet.
+WITH c AS (
+    SELECT id FROM pass_updates
+    WHERE done_at IS NULL AND available_at <= now() AND target = 'apple'
+      AND (leased_until IS NULL OR leased_until < now())
+    ORDER BY id
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+), u AS (
+    UPDATE pass_updates u SET leased_until = now() + make_interval(secs => $2),
+        attempts = u.attempts + 1
+    FROM c WHERE u.id = c.id
+    RETURNING u.id, u.merchant_id, u.shopper_id, u.attempts, u.retry_tokens
+)
+SELECT u.id, u.merchant_id, u.shopper_id, u.attempts,
+       ARRAY(SELECT DISTINCT r.push_token
+             FROM passes p JOIN device_registrations r ON r.pass_id = p.id
+             WHERE p.shopper_id = u.shopper_id
+               AND (u.retry_tokens IS NULL OR r.push_token = ANY (u.retry_tokens))
+             ORDER BY 1) AS tokens
+FROM u;
+
+-- name: apple_updates_done
+UPDATE pass_updates u SET done_at = now(), leased_until = NULL, last_error = d.error,
+    retry_tokens = NULL
+FROM UNNEST($1::bigint[], $2::int[], $3::text[]) AS d (id, attempts, error)
+WHERE u.id = d.id AND u.attempts = d.attempts;
+
+-- name: apple_updates_retry
+-- $4: the devices still to reach, space-separated (push tokens are hex).
+UPDATE pass_updates u SET leased_until = NULL, last_error = d.error,
+    available_at = now() + make_interval(secs => d.delay),
+    retry_tokens = string_to_array(d.tokens, ' ')
+FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::text[], $5::float8[])
+    AS d (id, attempts, error, tokens, delay)
+WHERE u.id = d.id AND u.attempts = d.attempts;

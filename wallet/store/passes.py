@@ -252,3 +252,67 @@ async def pass_update_retry(
     conn: asyncpg.Connection, update_id: int, attempts: int, error: str, delay: float
 ) -> None:
     await conn.execute(_Q["pass_update_retry"], update_id, attempts, error, delay)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppleUpdate:
+    """A claimed APNs pass update and the push tokens it goes to."""
+
+    id: int
+    merchant_id: int
+    shopper_id: int
+    attempts: int
+    tokens: tuple[str, ...]
+
+
+async def claim_apple_updates(
+    conn: asyncpg.Connection, batch: int, lease_seconds: float
+) -> list[AppleUpdate]:
+    """Claim due APNs updates with their devices, in one statement."""
+    rows = await conn.fetch(_Q["claim_apple_updates"], batch, lease_seconds)
+    return [
+        AppleUpdate(
+            id=r["id"],
+            merchant_id=r["merchant_id"],
+            shopper_id=r["shopper_id"],
+            attempts=r["attempts"],
+            tokens=tuple(r["tokens"]),
+        )
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppleSettlement:
+    """What became of one claimed update: done, or retried later for `retry` tokens."""
+
+    update: AppleUpdate
+    error: str | None
+    retry: tuple[str, ...] = ()
+    delay: float = 0.0
+
+
+async def settle_apple_updates(
+    conn: asyncpg.Connection, settled: list[AppleSettlement], gone: list[str]
+) -> None:
+    """A batch's outcome in three statements: gone devices, done rows, rows to retry."""
+    if gone:
+        await conn.execute(_Q["drop_registrations"], gone)
+    done = [s for s in settled if not s.retry]
+    if done:
+        await conn.execute(
+            _Q["apple_updates_done"],
+            [s.update.id for s in done],
+            [s.update.attempts for s in done],
+            [s.error for s in done],
+        )
+    again = [s for s in settled if s.retry]
+    if again:
+        await conn.execute(
+            _Q["apple_updates_retry"],
+            [s.update.id for s in again],
+            [s.update.attempts for s in again],
+            [s.error or "retry" for s in again],
+            [" ".join(s.retry) for s in again],
+            [s.delay for s in again],
+        )
