@@ -50,6 +50,11 @@ class PassPusher:
         self._tmp = tempfile.TemporaryDirectory(prefix="gateway-apns-")
         self.pushed = 0
 
+    @property
+    def cut(self) -> int:
+        """Pushes a GOAWAY cut before the server took them, each sent again once."""
+        return sum(client.cut for _, client in self._clients.values())
+
     def start(self) -> None:
         for loop in self._loops:
             loop.start()

@@ -29,6 +29,7 @@ import ipaddress
 import json
 import os
 import re
+import signal
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -131,6 +132,15 @@ class ApnsStandIn:
         self.connections = 0
         self.goaways = 0
         self.dropped = 0  # streams after a GOAWAY's last stream, never processed
+        self.new_round()
+
+    def new_round(self) -> None:
+        """Start counting a benchmark round's pushes afresh (SIGUSR1 when run alone)."""
+        self.round = getattr(self, "round", -1) + 1
+        self.round_pushes = 0
+        self.round_tokens: set[str] = set()
+        self.round_first: float | None = None
+        self.round_last: float | None = None
 
     async def start(self, port: int) -> None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -222,15 +232,16 @@ class ApnsStandIn:
                     del self.faults[match.group(1)]
         token = match.group(1) if match else path
         if status == 200:
+            wall = time.time()
             self.pushes.append(
                 Push(
-                    token=token,
-                    topic=headers["apns-topic"],
-                    http_version="2",
-                    body=body,
-                    wall=time.time(),
+                    token=token, topic=headers["apns-topic"], http_version="2", body=body, wall=wall
                 )
             )
+            self.round_pushes += 1
+            self.round_tokens.add(token)
+            self.round_first = self.round_first or wall
+            self.round_last = wall
         else:
             self.refused.append((token, reason))
         return status, reason, retry
@@ -243,6 +254,11 @@ class ApnsStandIn:
             "refused": len(self.refused),
             "first": min(walls, default=None),
             "last": max(walls, default=None),
+            "round": self.round,
+            "round_pushes": self.round_pushes,
+            "round_devices": len(self.round_tokens),
+            "round_first": self.round_first,
+            "round_last": self.round_last,
             "connections": self.connections,
             "goaways": self.goaways,
             "dropped": self.dropped,
@@ -361,6 +377,7 @@ async def _serve(args: argparse.Namespace) -> None:
         public_key=public,
     )
     await peer.start(args.port)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, peer.new_round)
     Path(args.ready).write_text(
         json.dumps({"base_url": peer.base_url, "cert": str(peer.cert_path)})
     )
