@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.benchmarks import figures  # noqa: E402
-from tests.benchmarks.bench_pings import free_port, log, wait_http  # noqa: E402
+from tests.benchmarks.bench_pings import cpu_seconds, free_port, log, wait_http  # noqa: E402
 
 KEY_ID, TEAM = "KEY1234567", "DEVTEAM000"
 
@@ -281,6 +281,7 @@ def main() -> int:
     )
     rounds: dict[str, list[float]] = {"alone": [], "fetching": []}
     fetches: list[dict[str, Any]] = []
+    cpus: dict[str, list[float]] = {"alone": [], "fetching": []}
     try:
         world = asyncio.run(setup(url, args.registrations, pem.decode()))
         ready, stats_file = work / "apns.json", work / "apns-stats.json"
@@ -330,6 +331,7 @@ def main() -> int:
             kind = "fetching" if i % 2 else "alone"
             log(f"round {i + 1}: {args.registrations:,} pass updates queued ({kind})")
             before = new_round(procs[0], stats_file)
+            cpu = [cpu_seconds(p.pid) for p in procs]
             asyncio.run(queue_round(url, world["merchant"]))
             if kind == "fetching":
                 while read_stats(stats_file)["round_pushes"] == 0:
@@ -349,7 +351,12 @@ def main() -> int:
             # its poll finding the rows.
             rate = (args.registrations - 1) / (after["round_last"] - after["round_first"])
             rounds[kind].append(rate)
-            log(f"  {rate:,.0f} pushes/s")
+            used = [1e6 * (cpu_seconds(p.pid) - c) / args.registrations for p, c in zip(procs, cpu)]
+            cpus[kind].append(used[1])
+            log(
+                f"  {rate:,.0f} pushes/s; CPU per push: worker {used[1]:.0f} us, "
+                f"stand-in {used[0]:.0f} us, gateway serve {used[2]:.0f} us"
+            )
             if kind == "fetching":
                 out, _ = load.communicate(timeout=120)
                 fetches.append(json.loads(out.strip().splitlines()[-1]))
@@ -365,7 +372,7 @@ def main() -> int:
             p.wait(timeout=30)
         scratch.drop()
         shutil.rmtree(work, ignore_errors=True)
-    return report(args, rounds, fetches, base_rate, final)
+    return report(args, rounds, fetches, base_rate, final, cpus)
 
 
 def report(
@@ -374,6 +381,7 @@ def report(
     fetches: list[dict[str, Any]],
     base_rate: float,
     final: dict[str, Any],
+    cpus: dict[str, list[float]],
 ) -> int:
     n = args.registrations
     alone = max(rounds["alone"], default=None)
@@ -386,6 +394,7 @@ def report(
     for kind, rates in rounds.items():
         shown = ", ".join(f"{r:,.0f}" for r in rates)
         print(f"  gateway worker, {kind:<8} best {max(rates, default=0):8.0f} pushes/s ({shown})")
+    worker_cpu = min(cpus["alone"] + cpus["fetching"], default=None)
     print(
         f"  the stand-in: {final['pushes']:,} pushes taken, {final['connections']} connections, "
         f"{final['goaways']} GOAWAYs, {final['dropped']} streams cut by them and sent again"
@@ -413,6 +422,14 @@ def report(
             baseline_name="httpx, one HTTP/2 connection (the client before)",
         ),
     ]
+    rows.append(
+        figures.row(
+            "worker CPU per APNs push via the queue (claim, push, settle; best round)",
+            worker_cpu,
+            "us",
+            higher_is_better=False,
+        )
+    )
     if fetch is not None:
         rows += [
             figures.row(
