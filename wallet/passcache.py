@@ -12,16 +12,20 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
-import json
 from typing import Any
 
 
 def version(card: Any, signing: str) -> bytes:
-    """The digest of a card (a frozen dataclass) and the signing configuration it is
-    signed with (e.g. the configuration's update time)."""
-    fields = dataclasses.asdict(card)
-    text = json.dumps([fields, signing], sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).digest()
+    """The digest of a card and the signing configuration it is signed with (e.g. the
+    configuration's update time).
+
+    A card is a frozen dataclass of strings, numbers, datetimes and tuples of such
+    dataclasses, whose repr names every field and value, always the same way; it is
+    an order of magnitude cheaper than walking the fields into JSON.
+    """
+    if not dataclasses.is_dataclass(card):
+        raise TypeError("a pass card is a dataclass")
+    return hashlib.sha256(f"{card!r}\n{signing}".encode()).digest()
 
 
 class PassCache:
