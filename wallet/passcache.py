@@ -33,9 +33,7 @@ class PassCache:
 
     def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.max_bytes = max_bytes
-        self._items: collections.OrderedDict[str, tuple[bytes, bytes]] = (
-            collections.OrderedDict()
-        )
+        self._items: collections.OrderedDict[str, tuple[bytes, bytes]] = collections.OrderedDict()
         self.size = 0
         self.hits = 0
         self.misses = 0

@@ -99,15 +99,20 @@ def suite(
         Step(
             "passes",
             "bench_passes.py",
-            ("--passes", "100" if quick else "300", "--plain", "10" if quick else "60")
-            + ("--rounds", "3" if quick else "10"),
+            (
+                *("--passes", "100" if quick else "300", "--plain", "10" if quick else "60"),
+                *("--rounds", "3" if quick else "10"),
+            ),
             "signed Apple Wallet passes vs the raw PKCS#7 signature and plain py-pkpass",
         ),
         Step(
             "apns",
             "bench_apns.py",
-            ("--registrations", "2000" if quick else "10000", "--rounds", "2" if quick else "4")
-            + ("--baseline", "200" if quick else "1000", "--fetch", "200" if quick else "2000"),
+            (
+                *("--registrations", "2000" if quick else "10000"),
+                *("--rounds", "2" if quick else "4"),
+                *("--baseline", "200" if quick else "1000", "--fetch", "200" if quick else "2000"),
+            ),
             "APNs pass-update fan-out through the queue to the HTTP/2 stand-in, and pass "
             "fetches while it runs",
         ),

@@ -351,7 +351,8 @@ def main() -> int:
             # its poll finding the rows.
             rate = (args.registrations - 1) / (after["round_last"] - after["round_first"])
             rounds[kind].append(rate)
-            used = [1e6 * (cpu_seconds(p.pid) - c) / args.registrations for p, c in zip(procs, cpu)]
+            spent = [cpu_seconds(p.pid) - c for p, c in zip(procs, cpu, strict=True)]
+            used = [1e6 * c / args.registrations for c in spent]
             cpus[kind].append(used[1])
             log(
                 f"  {rate:,.0f} pushes/s; CPU per push: worker {used[1]:.0f} us, "

@@ -46,9 +46,9 @@ async def test_an_unchanged_pass_is_served_from_the_cache_and_a_changed_one_is_r
     await purchase(shop, 42, "cache-1")
     changed = await _fetch(shop, url, auth)
     assert changed != first and memory.built == built + 1
-    assert json.loads(pass_files(changed)["pass.json"])["storeCard"]["primaryFields"][0][
-        "value"
-    ] == 42
+    assert (
+        json.loads(pass_files(changed)["pass.json"])["storeCard"]["primaryFields"][0]["value"] == 42
+    )
     now = await conn.fetchrow("SELECT version, built_at FROM pass_cache")
     assert now["version"] != stored["version"]
     assert await conn.fetchval("SELECT count(*) FROM pass_cache") == 1
