@@ -96,6 +96,26 @@ def suite(
             ),
             "Web Push fan-out vs a naive pywebpush loop, and ping-to-push latency",
         ),
+        *_wallet_steps(quick),
+        Step(
+            "google",
+            "bench_google_links.py",
+            ("--links", "200" if quick else "2000", "--fresh", "10" if quick else "100")
+            + (("--rounds", "2") if quick else ()),
+            "Save to Google Wallet links vs google.auth.jwt.encode with a fresh signer",
+        ),
+        Step(
+            "offers",
+            "bench_offers.py",
+            ("--events", str(events), "--duration", d, "--coupons", "8000" if quick else "40000"),
+            f"redemptions under concurrency, and the funnel report over {events:,} events",
+        ),
+    ]
+
+
+def _wallet_steps(quick: bool) -> list[Step]:
+    """Apple Wallet: pass building, and the APNs fan-out with the pass fetches after it."""
+    return [
         Step(
             "passes",
             "bench_passes.py",
@@ -115,19 +135,6 @@ def suite(
             ),
             "APNs pass-update fan-out through the queue to the HTTP/2 stand-in, and pass "
             "fetches while it runs",
-        ),
-        Step(
-            "google",
-            "bench_google_links.py",
-            ("--links", "200" if quick else "2000", "--fresh", "10" if quick else "100")
-            + (("--rounds", "2") if quick else ()),
-            "Save to Google Wallet links vs google.auth.jwt.encode with a fresh signer",
-        ),
-        Step(
-            "offers",
-            "bench_offers.py",
-            ("--events", str(events), "--duration", d, "--coupons", "8000" if quick else "40000"),
-            f"redemptions under concurrency, and the funnel report over {events:,} events",
         ),
     ]
 
