@@ -168,7 +168,7 @@ async def baseline(base: str, ca: str, pem: bytes, n: int, topic: str) -> float:
 
 
 async def fetch_load(
-    base: str, pass_type: str, passes: list[list[str]], seconds: float, concurrency: int
+    base: str, pass_type: str, passes: list[list[str]], seconds: float, concurrency: int, pid: int
 ) -> dict[str, Any]:
     """Fetch each pass once (built and signed), then fetch for `seconds`, half of the
     requests with If-Modified-Since (304) and half without (200, from the cache)."""
@@ -206,6 +206,7 @@ async def fetch_load(
         sys.stdin.readline()  # go
         for k in counts:
             counts[k] = 0
+        cpu = cpu_seconds(pid)
         started = time.perf_counter()
         end = started + seconds
 
@@ -218,7 +219,15 @@ async def fetch_load(
 
         await asyncio.gather(*(loop(i) for i in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return {"cold": cold, "rate": (counts["200"] + counts["304"]) / elapsed, "counts": counts}
+        cpu = cpu_seconds(pid) - cpu
+    served = counts["200"] + counts["304"]
+    return {
+        "cold": cold,
+        "rate": served / elapsed,
+        "counts": counts,
+        # The gateway serve process's CPU while the devices fetched, per pass answered.
+        "cpu_us": 1e6 * cpu / max(1, served),
+    }
 
 
 def new_round(peer: subprocess.Popen[Any], stats_file: Path) -> dict[str, Any]:
@@ -230,10 +239,21 @@ def new_round(peer: subprocess.Popen[Any], stats_file: Path) -> dict[str, Any]:
     return stats
 
 
-def start_load(gw: str, pass_type: str, passes: Path, seconds: float) -> subprocess.Popen[str]:
+def start_load(
+    gw: str, pass_type: str, passes: Path, seconds: float, pid: int
+) -> subprocess.Popen[str]:
     """The devices, in their own process: once they have each pass, they wait for "go"."""
     load = subprocess.Popen(
-        [sys.executable, __file__, "--fetch-load", gw, pass_type, str(passes), str(seconds)],
+        [
+            sys.executable,
+            __file__,
+            "--fetch-load",
+            gw,
+            pass_type,
+            str(passes),
+            str(seconds),
+            str(pid),
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -251,13 +271,13 @@ def main() -> int:
     parser.add_argument("--baseline", type=int, default=1000)
     parser.add_argument("--fetch", type=int, default=2000, help="passes the devices fetch")
     parser.add_argument("--fetch-seconds", type=float, default=3.0)
-    parser.add_argument("--fetch-load", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--fetch-load", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
     if args.fetch_load:
-        base, pass_type, passes_file, seconds = args.fetch_load
+        base, pass_type, passes_file, seconds, pid = args.fetch_load
         passes = json.loads(Path(passes_file).read_text())
-        result = asyncio.run(fetch_load(base, pass_type, passes, float(seconds), 64))
+        result = asyncio.run(fetch_load(base, pass_type, passes, float(seconds), 64, int(pid)))
         print(json.dumps(result), flush=True)
         return 0
 
@@ -326,7 +346,7 @@ def main() -> int:
         passes_file = work / "passes.json"
         passes_file.write_text(json.dumps(world["passes"][: args.fetch]))
         log(f"fetch warm-up: {args.fetch} passes fetched once, each built and signed")
-        load = start_load(gw, world["pass_type_id"], passes_file, args.fetch_seconds)
+        load = start_load(gw, world["pass_type_id"], passes_file, args.fetch_seconds, procs[2].pid)
         for i in range(args.rounds):
             kind = "fetching" if i % 2 else "alone"
             log(f"round {i + 1}: {args.registrations:,} pass updates queued ({kind})")
@@ -360,14 +380,12 @@ def main() -> int:
             )
             if kind == "fetching":
                 out, _ = load.communicate(timeout=120)
-                fetched = json.loads(out.strip().splitlines()[-1])
-                # The gateway serve process's CPU over the round, per pass it answered.
-                served = fetched["counts"]["200"] + fetched["counts"]["304"]
-                fetched["cpu_us"] = 1e6 * spent[2] / max(1, served)
-                fetches.append(fetched)
+                fetches.append(json.loads(out.strip().splitlines()[-1]))
                 log(f"  fetches while it ran: {fetches[-1]}")
                 if i + 2 < args.rounds:
-                    load = start_load(gw, world["pass_type_id"], passes_file, args.fetch_seconds)
+                    load = start_load(
+                        gw, world["pass_type_id"], passes_file, args.fetch_seconds, procs[2].pid
+                    )
         load.kill()
         final = read_stats(stats_file)
     finally:
