@@ -7,7 +7,10 @@ the same run.
 Run: python tests/benchmarks/bench_passes.py [--passes 1000] [--rounds 5] [--plain 100]
 
 Builds and bare signatures are timed in alternated rounds (build, sign, build, sign...)
-of --passes each; the best round of each counts, which is what a shared machine allows.
+of --passes each; the best round of each counts. Rates are per second of this process's
+CPU time (`time.process_time`), not of the wall clock: on a shared machine the wall clock
+mostly measures the other processes, while the CPU a pass costs is what a quiet core
+would turn into passes per second. `--wall` times with the wall clock instead.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--passes", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--wall", action="store_true", help="time with the wall clock")
     parser.add_argument("--plain", type=int, default=100)
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
@@ -37,6 +41,7 @@ def main() -> int:
 
     from wallet import passes
 
+    clock = time.perf_counter if args.wall else time.process_time
     dev = passes.dev_certificates("pass.com.example.bench", "TEAM123456")
     signer = passes.Signer.from_pem(dev.cert_pem, dev.key_pem, dev.ca_pem)
     places = [passes.PlaceNearby(lat=48.8, lon=2.3, text="Near a store") for _ in range(10)]
@@ -64,14 +69,14 @@ def main() -> int:
     builds, signatures = [], []
     size = 0
     for _ in range(args.rounds):
-        started = time.perf_counter()
+        started = clock()
         for c in cards:
             size = len(passes.loyalty_pass(c, signer))
-        builds.append(args.passes / (time.perf_counter() - started))
-        started = time.perf_counter()
+        builds.append(args.passes / (clock() - started))
+        started = clock()
         for m in manifests:
             signer.sign(m)
-        signatures.append(args.passes / (time.perf_counter() - started))
+        signatures.append(args.passes / (clock() - started))
     ours, raw = max(builds), max(signatures)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,7 +84,7 @@ def main() -> int:
         cert.write_bytes(dev.cert_pem)
         key.write_bytes(dev.key_pem)
         wwdr.write_bytes(dev.ca_pem)
-        started = time.perf_counter()
+        started = clock()
         for i in range(args.plain):
             info = models.StoreCard()
             info.addPrimaryField("points", i, "POINTS")
@@ -94,11 +99,14 @@ def main() -> int:
             p.barcode = models.Barcode(message=f"M-{i:08d}", format=models.BarcodeFormat.QR)
             p.addFile("icon.png", io.BytesIO(passes.ICON))
             p.create(str(cert), str(key), str(wwdr), "")
-        plain = args.plain / (time.perf_counter() - started)
+        plain = args.plain / (clock() - started)
 
     print()
     print("Signed storeCard passes (RSA-2048 pass certificate, SHA-256 PKCS#7), one process")
-    print(f"  best of {args.rounds} alternated rounds of {args.passes}:")
+    print(
+        f"  best of {args.rounds} alternated rounds of {args.passes}, per second of "
+        + ("wall-clock time:" if args.wall else "the process's CPU time:")
+    )
     print(f"  gateway pass build:            {ours:8.0f} passes/s  ({size} B each)")
     print(f"  the PKCS#7 signature alone:    {raw:8.0f} signatures/s")
     print(f"  plain py-pkpass create():      {plain:8.0f} passes/s")
