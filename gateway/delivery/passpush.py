@@ -44,6 +44,8 @@ class PassPusher:
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self._clients: dict[int, tuple[object, apns.Client]] = {}
+        # Lanes share one client per merchant: the first to need it makes it.
+        self._making = asyncio.Lock()
         # Several lanes, so one batch's database round trips and slowest push overlap
         # the next batch's pushes.
         self._loops = [drain.Loop(f"pass-pusher-{i}", self) for i in range(lanes)]
@@ -67,6 +69,12 @@ class PassPusher:
         self._tmp.cleanup()
 
     async def _client(self, conn: asyncpg.Connection, merchant_id: int) -> tuple[apns.Client, str]:
+        async with self._making:
+            return await self._made_client(conn, merchant_id)
+
+    async def _made_client(
+        self, conn: asyncpg.Connection, merchant_id: int
+    ) -> tuple[apns.Client, str]:
         config = await pass_store.wallet_config(conn, merchant_id)
         cached = self._clients.get(merchant_id)
         if cached is not None and cached[0] == config.updated_at:
