@@ -197,7 +197,7 @@ class _Connection(asyncio.Protocol):
             self.capacity = max(1, min(self.pool.max_streams, limit))
             if not self.ready.done():
                 self.ready.set_result(None)
-            self.pool.wake()
+            self.pool.wake(everyone=True)
         elif isinstance(event, h2.events.ConnectionTerminated):
             self._goaway(event.last_stream_id or 0)
 
@@ -300,21 +300,24 @@ class Pool:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
+            self._reaper = None
         for conn in list(self.live):
             conn._abort()
         self._open.clear()
 
     def forget(self, conn: _Connection) -> None:
+        """The connection takes no new streams: every waiter looks again."""
         with contextlib.suppress(ValueError):
             self._open.remove(conn)
-        self.wake()
+        self.wake(everyone=True)
 
-    def wake(self) -> None:
+    def wake(self, *, everyone: bool = False) -> None:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
-                return
+                if not everyone:
+                    return
 
     async def request(
         self, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes
