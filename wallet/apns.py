@@ -159,7 +159,6 @@ class Client:
             (b":scheme", b"https"),
             (b":authority", f"{self.host}:{self.port}".encode()),
             (b"apns-topic", topic.encode()),
-            (b"apns-push-type", b"background"),
             (b"apns-priority", b"5"),
             (b"content-type", b"application/json"),
         ]
