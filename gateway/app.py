@@ -48,7 +48,7 @@ from gateway.http.handlers import passes as pass_handlers
 from gateway.http.handlers import pings as ping_handlers
 from gateway.http.handlers import preview as preview_handlers
 from gateway.http.handlers import referrals as referral_handlers
-from gateway.http.handlers.passes import SIGNERS
+from gateway.http.handlers.passes import BUILDING, PASS_CACHE, SIGNERS
 from gateway.http.ratelimit import PING_LIMITER, REDEEM_LIMITER
 from gateway.http.routing import MOUNTED
 from gateway.jobs import journeys, partitions, periodic, retention, stats, upkeep
@@ -140,6 +140,8 @@ def _add_services(app: web.Application, settings: Settings) -> None:
     )
     app[INBOX_HUB] = inbox.Hub()
     app[SIGNERS] = {}
+    app[PASS_CACHE] = pass_handlers.new_cache(settings.pass_cache_mb)
+    app[BUILDING] = {}
     app[google_passes.LINK_SIGNERS] = {}
     app[wallet_callbacks.ROOT_KEYS] = wallet_callbacks.key_ring(settings)
     app[OFFERS] = offering.OfferBooks(max_delay_seconds=settings.offer_max_delay_seconds)

@@ -358,6 +358,14 @@ class Settings:
             shown="unset",
         ),
     )
+    pass_cache_mb: int = field(
+        default=64,
+        metadata=about(
+            "GATEWAY_PASS_CACHE_MB",
+            "memory for signed passes kept by version in each process (MB); every build is "
+            "also kept in the database",
+        ),
+    )
     google_wallet_url: str = field(
         default="https://walletobjects.googleapis.com/walletobjects/v1",
         metadata=about("GATEWAY_GOOGLE_WALLET_URL", "the Google Wallet REST API's base URL"),

@@ -1,9 +1,11 @@
 """APNs pass-update pushes: an empty JSON payload over HTTP/2 to `/3/device/<pushToken>`
 with `apns-topic` = the pass type id, telling the device to fetch the pass again.
 
-Token auth signs an ES256 JWT (iss = team id, kid = key id) and reuses it for up to 50
-minutes, as Apple asks; certificate auth presents the pass certificate in TLS. All
-pushes go concurrently over one HTTP/2 connection.
+Token auth signs an ES256 JWT (iss = team id, kid = key id) and reuses it for 50 minutes
+(Apple wants it refreshed after 20 and before 60); certificate auth presents the pass
+certificate in TLS. Pushes go over several HTTP/2 connections at once, each carrying many
+concurrent streams (`h2conn.Connection`); the header block of a topic is made once per
+JWT, so a push costs one stream and its answer.
 """
 
 from __future__ import annotations
@@ -13,16 +15,21 @@ import base64
 import json
 import ssl
 import time
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from wallet import h2conn
+
 PRODUCTION = "https://api.push.apple.com"
 JWT_REUSE_SECONDS = 50 * 60
+# A push cut by a GOAWAY was never processed: resent at once, without counting as a
+# try, up to this many times (a server that sends nothing but GOAWAYs must not loop us).
+MAX_GOAWAY_RESENDS = 10
 
 
 def _b64(data: bytes) -> str:
@@ -73,8 +80,26 @@ class Outcome:
         return self.status == 0 or self.status == 429 or self.status >= 500
 
 
+def _outcome(push_token: str, answer: h2conn.Answer) -> Outcome:
+    if answer.status == 200:
+        return Outcome(push_token=push_token, status=200)
+    reason = None
+    try:
+        found = json.loads(answer.body).get("reason") if answer.body else None
+        reason = found if isinstance(found, str) else None
+    except (ValueError, AttributeError):
+        reason = None
+    retry = answer.headers.get(b"retry-after", b"")
+    return Outcome(
+        push_token=push_token,
+        status=answer.status,
+        reason=reason,
+        retry_after=float(retry) if retry.isdigit() else None,
+    )
+
+
 class Client:
-    """One HTTP/2 connection to APNs (or a stand-in), shared by every push."""
+    """A few HTTP/2 connections to APNs (or a stand-in), shared by every push."""
 
     def __init__(
         self,
@@ -84,69 +109,90 @@ class Client:
         client_cert: tuple[str, str] | None = None,
         verify: ssl.SSLContext | str | bool = True,
         timeout: float = 10.0,
-        max_streams: int = 100,
+        connections: int = 8,
+        max_streams: int = 1000,
         connection_attempts: int = 3,
     ) -> None:
         if token_auth is None and client_cert is None:
             raise ValueError("APNs needs token auth or a client certificate")
+        url = urllib.parse.urlsplit(base_url)
+        self.host = url.hostname or "localhost"
+        self.port = url.port or 443
         # `verify` may name a CA file (a stand-in's certificate in tests).
-        context: ssl.SSLContext | bool
-        context = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+        if isinstance(verify, ssl.SSLContext):
+            context = verify
+        elif isinstance(verify, str):
+            context = ssl.create_default_context(cafile=verify)
+        else:
+            context = ssl.create_default_context()
+            if not verify:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
         if client_cert is not None:
-            if not isinstance(context, ssl.SSLContext):
-                context = ssl.create_default_context()
             context.load_cert_chain(*client_cert)
+        context.set_alpn_protocols(["h2"])
         self.token_auth = token_auth
         self.connection_attempts = connection_attempts
-        self.reconnects = 0
-        # Servers cap concurrent HTTP/2 streams (APNs and hypercorn: 100s); more in flight
-        # only queue and time out.
-        self._streams = asyncio.Semaphore(max_streams)
-        self._http = httpx.AsyncClient(
-            base_url=base_url, http2=True, http1=False, verify=context, timeout=timeout
+        self.pool = h2conn.Pool(
+            host=self.host,
+            port=self.port,
+            context=context,
+            connections=connections,
+            max_streams=max_streams,
+            timeout=timeout,
         )
+        self._headers: dict[str, tuple[str, list[tuple[bytes, bytes]]]] = {}
+        self.reconnects = 0  # pushes sent again after a connection closed unanswered
+        self.cut = 0  # pushes cut by a GOAWAY (never processed), each counted once
 
     async def close(self) -> None:
-        await self._http.aclose()
+        await self.pool.close()
+
+    def _header_block(self, topic: str) -> list[tuple[bytes, bytes]]:
+        """The headers every push of a topic shares; remade only with a new JWT."""
+        jwt = self.token_auth.header() if self.token_auth is not None else ""
+        cached = self._headers.get(topic)
+        if cached is not None and cached[0] == jwt:
+            return cached[1]
+        block = [
+            (b":method", b"POST"),
+            (b":scheme", b"https"),
+            (b":authority", f"{self.host}:{self.port}".encode()),
+            (b"apns-topic", topic.encode()),
+            (b"apns-priority", b"5"),
+            (b"content-type", b"application/json"),
+        ]
+        if jwt:
+            block.append((b"authorization", jwt.encode()))
+        self._headers[topic] = (jwt, block)
+        return block
 
     async def push(self, push_token: str, topic: str) -> Outcome:
-        headers = {"apns-topic": topic, "apns-priority": "5", "content-type": "application/json"}
-        if self.token_auth is not None:
-            headers["authorization"] = self.token_auth.header()
-        # A connection can go away under a push: APNs (like any HTTP/2 server) may close
-        # it at any time (GOAWAY, or after so many requests). A push that got no answer
-        # is sent again on a fresh connection. A device may then get it twice, which is
-        # harmless: a pass-update push only makes it ask which passes changed.
-        attempt = 0
+        headers = self._header_block(topic)
+        path = f"/3/device/{push_token}".encode()
+        # A connection can go away under a push. A GOAWAY names the last stream the
+        # server took; a push after it was never processed and is sent again at once,
+        # counted once as cut. A push that got no answer otherwise (the connection
+        # closed under it) may have been processed: it is sent again on a fresh
+        # connection up to `connection_attempts` times, so the device may hear twice,
+        # which is harmless: a pass-update push only makes it ask which passes changed.
+        attempt = cut = 0
         while True:
-            try:
-                async with self._streams:
-                    resp = await self._http.post(
-                        f"/3/device/{push_token}", content=b"{}", headers=headers
-                    )
-                break
-            except httpx.TransportError as exc:
-                attempt += 1
-                if attempt >= self.connection_attempts or isinstance(exc, httpx.TimeoutException):
-                    return Outcome(push_token=push_token, status=0, reason=type(exc).__name__)
-                self.reconnects += 1
-                await asyncio.sleep(0.05 * attempt)
-            except httpx.HTTPError as exc:
-                return Outcome(push_token=push_token, status=0, reason=type(exc).__name__)
-        reason = None
-        if resp.status_code != 200:
-            try:
-                reason = resp.json().get("reason")
-            except ValueError:
-                reason = None
-        retry = resp.headers.get("retry-after")
-        return Outcome(
-            push_token=push_token,
-            status=resp.status_code,
-            reason=reason,
-            retry_after=float(retry) if retry and retry.isdigit() else None,
-        )
+            answer = await self.pool.request(path, headers, b"{}")
+            if isinstance(answer, h2conn.Answer):
+                return _outcome(push_token, answer)
+            if answer is h2conn.UNPROCESSED and cut < MAX_GOAWAY_RESENDS:
+                cut += 1
+                self.cut += 1
+                continue
+            attempt += 1
+            if attempt >= self.connection_attempts or answer is h2conn.TIMEOUT:
+                return Outcome(push_token=push_token, status=0, reason=answer.name)
+            self.reconnects += 1
+            await asyncio.sleep(0.05 * attempt)
 
     async def push_all(self, push_tokens: Sequence[str], topic: str) -> list[Outcome]:
-        """Every device at once, multiplexed over the one connection."""
+        """Every device at once, multiplexed over the connections."""
+        if len(push_tokens) == 1:  # most shoppers have one device: no task to gather
+            return [await self.push(push_tokens[0], topic)]
         return list(await asyncio.gather(*(self.push(t, topic) for t in push_tokens)))

@@ -2,25 +2,25 @@
 
 py-pkpass re-reads and parses the certificate, key and WWDR certificate for every
 pass; that parse is nearly the whole cost of a pass. `Signer` loads them once per
-process. The signature is a detached PKCS#7 (CMS) SignedData over manifest.json with
-SHA-256, a signingTime attribute and the WWDR certificate included, made in binary
-mode so the manifest's bytes are signed exactly as they are in the archive.
+process, and the archive is zipped here from entries made once for the images, so the
+signature is most of what a pass costs. The signature is a detached PKCS#7 (CMS)
+SignedData over manifest.json with SHA-256, a signingTime attribute and the WWDR
+certificate included, made in binary mode so the manifest's bytes are signed exactly as
+they are in the archive.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
-import json
 import secrets
 import struct
-import zipfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -134,25 +134,84 @@ def _locations(places: Sequence[PlaceNearby]) -> list[models.Location]:
     return out
 
 
-def _archive(card: models.Pass, signer: Signer, extra: dict[str, Any] | None = None) -> bytes:
-    # Keys py-pkpass's model does not know (maxDistance) are added to its JSON.
-    pass_json = json.dumps({**card.json_dict(), **(extra or {})}, default=models.PassHandler)
-    files = {"pass.json": pass_json.encode(), "icon.png": ICON, "icon@2x.png": ICON_2X}
-    # The manifest format Apple defines lists SHA-1 digests; the signature over it is SHA-256.
-    manifest = json.dumps(
-        {
-            name: hashlib.sha1(data, usedforsecurity=False).hexdigest()
-            for name, data in files.items()
-        }
+# A fixed date for every zip entry (1 January 2020, 00:00, MS-DOS format): a pass's bytes
+# depend only on its content and signature, never on when it was zipped.
+_DOS_TIME, _DOS_DATE = 0, (2020 - 1980) << 9 | 1 << 5 | 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One zip member, made once: its local header and data, and its central record."""
+
+    name: bytes
+    local: bytes  # local file header + (compressed) data
+    central: bytes  # central directory record, without the trailing offset and name
+
+    @classmethod
+    def make(cls, name: str, data: bytes, *, deflate: bool, level: int = 1) -> _Entry:
+        raw = zlib.compress(data, level, -15) if deflate else data
+        encoded = name.encode()
+        fields = (
+            20,  # version needed: 2.0
+            0,  # flags
+            8 if deflate else 0,
+            _DOS_TIME,
+            _DOS_DATE,
+            zlib.crc32(data),
+            len(raw),
+            len(data),
+            len(encoded),
+            0,  # extra field length
+        )
+        local = struct.pack("<I5H3I2H", 0x04034B50, *fields) + encoded + raw
+        central = struct.pack("<IH5H3I5HI", 0x02014B50, 20, *fields, 0, 0, 0, 0o644 << 16)
+        return cls(name=encoded, local=local, central=central)
+
+
+def _zip(entries: Sequence[_Entry]) -> bytes:
+    """A zip archive of ready entries: only offsets are computed here."""
+    out, directory, offset = [], [], 0
+    for e in entries:
+        out.append(e.local)
+        directory.append(e.central + struct.pack("<I", offset) + e.name)
+        offset += len(e.local)
+    central = b"".join(directory)
+    end = struct.pack(
+        "<IHHHHIIH", 0x06054B50, 0, 0, len(entries), len(entries), len(central), offset, 0
     )
-    signature = signer.sign(manifest.encode())
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-        zf.writestr("manifest.json", manifest)
-        zf.writestr("signature", signature)
-    return buffer.getvalue()
+    return b"".join(out) + central + end
+
+
+def _sha1(data: bytes) -> str:
+    return hashlib.sha1(data, usedforsecurity=False).hexdigest()
+
+
+# Images are the same in every pass: their zip entries and manifest digests are made once.
+_IMAGES = {"icon.png": ICON, "icon@2x.png": ICON_2X}
+_IMAGE_ENTRIES = tuple(_Entry.make(n, d, deflate=True, level=9) for n, d in _IMAGES.items())
+_IMAGE_DIGESTS = {name: _sha1(data) for name, data in _IMAGES.items()}
+
+
+def _archive(card: models.Pass, signer: Signer, extra: dict[str, Any] | None = None) -> bytes:
+    """pass.json, the images, manifest.json and the signature, zipped.
+
+    Everything but the signature costs little next to it: the images' entries and
+    digests are made once, the JSON is written by orjson, and the members made per
+    pass are stored, not deflated (pass.json is a few kilobytes).
+    """
+    # Keys py-pkpass's model does not know (maxDistance) are added to its JSON.
+    pass_json = orjson.dumps({**card.json_dict(), **(extra or {})}, default=models.PassHandler)
+    # The manifest format Apple defines lists SHA-1 digests; the signature over it is SHA-256.
+    manifest = orjson.dumps({"pass.json": _sha1(pass_json), **_IMAGE_DIGESTS})
+    signature = signer.sign(manifest)
+    return _zip(
+        (
+            _Entry.make("pass.json", pass_json, deflate=False),
+            *_IMAGE_ENTRIES,
+            _Entry.make("manifest.json", manifest, deflate=False),
+            _Entry.make("signature", signature, deflate=False),
+        )
+    )
 
 
 def _pass(

@@ -73,15 +73,24 @@ VALUES ($1, $2, 'loyalty', $3, $4, $5)
 ON CONFLICT (shopper_id) WHERE kind = 'loyalty' DO NOTHING;
 
 -- name: loyalty_pass
--- With what the card shows and when that last changed.
-SELECT p.serial, p.auth_token, p.created_at, s.name, s.points, s.tier,
+-- With what the card shows, when that last changed, the stores nearest the shopper's
+-- last known position (any ten without one) and when the signing configuration changed.
+SELECT p.id, p.serial, p.auth_token, p.created_at, s.name, s.points, s.tier,
        greatest(p.created_at,
                 (SELECT max(created_at) FROM points_ledger l WHERE l.shopper_id = s.id),
                 (SELECT max(at) FROM tier_changes t WHERE t.shopper_id = s.id)) AS modified_at,
-       g.last_lat, g.last_lon
+       ARRAY(SELECT (st.name, st.lat, st.lon) FROM stores st
+             WHERE st.merchant_id = p.merchant_id
+             ORDER BY CASE WHEN g.last_lat IS NULL THEN 0
+                           ELSE (st.lat - g.last_lat) ^ 2
+                                + ((st.lon - g.last_lon) * cos(radians(g.last_lat))) ^ 2 END,
+                      st.id
+             LIMIT 10) AS stores,
+       c.updated_at AS config_at
 FROM passes p
 JOIN shoppers s ON s.id = p.shopper_id
 LEFT JOIN shopper_geo g ON g.shopper_id = s.id
+LEFT JOIN wallet_configs c ON c.merchant_id = p.merchant_id
 WHERE p.shopper_id = $1 AND p.merchant_id = $2 AND p.kind = 'loyalty';
 
 -- name: nearest_stores
@@ -134,7 +143,7 @@ FROM coupons c WHERE c.id = $1 AND c.shopper_id = $2
 ON CONFLICT (coupon_id) WHERE kind = 'coupon' DO NOTHING;
 
 -- name: coupon_pass
-SELECT p.serial, p.auth_token, p.created_at, c.code, c.issued_at, c.expires_at,
+SELECT p.id, p.serial, p.auth_token, p.created_at, c.code, c.issued_at, c.expires_at,
        o.title, o.coupon AS spec, o.scope_store_ids,
        r.redeemed_at,
        greatest(p.created_at, r.redeemed_at, r.voided_at, p.expired_at) AS modified_at
@@ -255,3 +264,54 @@ ON CONFLICT (merchant_id) DO UPDATE SET
 
 -- name: shopper_balance
 SELECT points, tier FROM shoppers WHERE id = $1 AND merchant_id = $2;
+
+-- APNs fan-out (gateway/delivery/passpush.py): a batch at a time.
+
+-- name: claim_apple_updates
+-- Due APNs updates with the push tokens each goes to: every device registered for one
+-- of the shopper's passes, or, on a retry, those of them that did not take it yet.
+WITH c AS (
+    SELECT id FROM pass_updates
+    WHERE done_at IS NULL AND available_at <= now() AND target = 'apple'
+      AND (leased_until IS NULL OR leased_until < now())
+    ORDER BY id
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+), u AS (
+    UPDATE pass_updates u SET leased_until = now() + make_interval(secs => $2),
+        attempts = u.attempts + 1
+    FROM c WHERE u.id = c.id
+    RETURNING u.id, u.merchant_id, u.shopper_id, u.attempts, u.retry_tokens
+)
+SELECT u.id, u.merchant_id, u.shopper_id, u.attempts,
+       ARRAY(SELECT DISTINCT r.push_token
+             FROM passes p JOIN device_registrations r ON r.pass_id = p.id
+             WHERE p.shopper_id = u.shopper_id
+               AND (u.retry_tokens IS NULL OR r.push_token = ANY (u.retry_tokens))
+             ORDER BY 1) AS tokens
+FROM u;
+
+-- name: apple_updates_done
+UPDATE pass_updates u SET done_at = now(), leased_until = NULL, last_error = d.error,
+    retry_tokens = NULL
+FROM UNNEST($1::bigint[], $2::int[], $3::text[]) AS d (id, attempts, error)
+WHERE u.id = d.id AND u.attempts = d.attempts;
+
+-- name: apple_updates_retry
+-- $4: the devices still to reach, space-separated (push tokens are hex).
+UPDATE pass_updates u SET leased_until = NULL, last_error = d.error,
+    available_at = now() + make_interval(secs => d.delay),
+    retry_tokens = string_to_array(d.tokens, ' ')
+FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::text[], $5::float8[])
+    AS d (id, attempts, error, tokens, delay)
+WHERE u.id = d.id AND u.attempts = d.attempts;
+
+-- Built passes by version (wallet/passcache.py).
+
+-- name: cached_pass
+SELECT body FROM pass_cache WHERE pass_id = $1 AND version = $2;
+
+-- name: cache_pass
+INSERT INTO pass_cache (pass_id, version, body) VALUES ($1, $2, $3)
+ON CONFLICT (pass_id) DO UPDATE SET version = excluded.version, body = excluded.body,
+    built_at = now();

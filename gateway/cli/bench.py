@@ -28,7 +28,7 @@ from gateway.http import errors
 # Where this package was loaded from: a source checkout's root, or site-packages.
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = Path("tests", "benchmarks")
-REMOTE_SKIPS = ("metrics", "push", "offers")
+REMOTE_SKIPS = ("metrics", "push", "offers", "apns")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +99,7 @@ def suite(
             "Web Push: the parts of a push, the push service alone, fan-out from 1 and 2 "
             "worker processes vs a naive pywebpush loop, and ping-to-push latency",
         ),
-        Step(
-            "passes",
-            "bench_passes.py",
-            ("--passes", "100" if quick else "1000", "--plain", "10" if quick else "60"),
-            "signed Apple Wallet passes vs plain py-pkpass",
-        ),
+        *_wallet_steps(quick),
         Step(
             "google",
             "bench_google_links.py",
@@ -117,6 +112,32 @@ def suite(
             "bench_offers.py",
             ("--events", str(events), "--duration", d, "--coupons", "8000" if quick else "40000"),
             f"redemptions under concurrency, and the funnel report over {events:,} events",
+        ),
+    ]
+
+
+def _wallet_steps(quick: bool) -> list[Step]:
+    """Apple Wallet: pass building, and the APNs fan-out with the pass fetches after it."""
+    return [
+        Step(
+            "passes",
+            "bench_passes.py",
+            (
+                *("--passes", "100" if quick else "300", "--plain", "10" if quick else "60"),
+                *("--rounds", "3" if quick else "10"),
+            ),
+            "signed Apple Wallet passes vs the raw PKCS#7 signature and plain py-pkpass",
+        ),
+        Step(
+            "apns",
+            "bench_apns.py",
+            (
+                *("--registrations", "2000" if quick else "10000"),
+                *("--rounds", "2" if quick else "4"),
+                *("--baseline", "200" if quick else "1000", "--fetch", "200" if quick else "2000"),
+            ),
+            "APNs pass-update fan-out through the queue to the HTTP/2 stand-in, and pass "
+            "fetches while it runs",
         ),
     ]
 
@@ -279,7 +300,8 @@ def add_parser(sub: Any) -> None:
         description="Run the benchmark scripts of the source tree (tests/benchmarks/) one "
         "after another: geofence matching, POST /v1/pings throughput and latency (wrk "
         "against a gateway and a bare aiohttp handler it starts), Web Push fan-out and "
-        "ping-to-push latency, what the metrics cost on a ping, signed passes, Google Wallet "
+        "ping-to-push latency, what the metrics cost on a ping, signed passes, APNs pass-update "
+        "fan-out and pass fetches, Google Wallet "
         "save links, redemptions under "
         "concurrency and the funnel report. Each starts its own gateway on a fresh database "
         "(DATABASE_URL's server, else embedded). Shows progress, prints a table and writes "
@@ -290,7 +312,7 @@ def add_parser(sub: Any) -> None:
         "--only",
         nargs="+",
         metavar="STEP",
-        help="matching pings metrics push passes google offers",
+        help="matching pings metrics push passes apns google offers",
     )
     bn.add_argument("--quick", action="store_true", help="small sizes: a smoke run in ~2 min")
     bn.add_argument("--fences", type=int, default=100_000, help="geofences (100,000)")

@@ -2,13 +2,17 @@
 
 Rows are queued in the transactions that change a pass (a purchase, a redemption or
 void, a coupon issued to the wallet channel), so nothing is lost across a crash; they
-are claimed with SKIP LOCKED under a lease, like the outbox. 410 and BadDeviceToken
-drop the registration; 429, 5xx and no answer retry with backoff.
+are claimed with SKIP LOCKED under a lease, like the outbox, a batch at a time in
+several lanes. One statement claims a batch with its devices' push tokens, every push
+of the batch goes out at once over the client's HTTP/2 connections, and one transaction
+settles the batch. 410 and BadDeviceToken drop the registration; 429, 5xx and no answer
+retry the row with backoff, for the devices that did not take it only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import tempfile
 from pathlib import Path
 
@@ -28,7 +32,8 @@ class PassPusher:
         *,
         base_url: str = apns.PRODUCTION,
         ca_file: str | None = None,
-        batch: int = 100,
+        batch: int = 500,
+        lanes: int = 4,
         lease_seconds: float = 30.0,
         poll_seconds: float = 1.0,
     ) -> None:
@@ -39,20 +44,37 @@ class PassPusher:
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self._clients: dict[int, tuple[object, apns.Client]] = {}
-        self._loop = drain.Loop("pass-pusher", self)
+        # Lanes share one client per merchant: the first to need it makes it.
+        self._making = asyncio.Lock()
+        # Several lanes, so one batch's database round trips and slowest push overlap
+        # the next batch's pushes.
+        self._loops = [drain.Loop(f"pass-pusher-{i}", self) for i in range(lanes)]
         self._tmp = tempfile.TemporaryDirectory(prefix="gateway-apns-")
         self.pushed = 0
 
+    @property
+    def cut(self) -> int:
+        """Pushes a GOAWAY cut before the server took them, each sent again once."""
+        return sum(client.cut for _, client in self._clients.values())
+
     def start(self) -> None:
-        self._loop.start()
+        for loop in self._loops:
+            loop.start()
 
     async def stop(self) -> None:
-        await self._loop.stop()
+        for loop in self._loops:
+            await loop.stop()
         for _, client in self._clients.values():
             await client.close()
         self._tmp.cleanup()
 
     async def _client(self, conn: asyncpg.Connection, merchant_id: int) -> tuple[apns.Client, str]:
+        async with self._making:
+            return await self._made_client(conn, merchant_id)
+
+    async def _made_client(
+        self, conn: asyncpg.Connection, merchant_id: int
+    ) -> tuple[apns.Client, str]:
         config = await pass_store.wallet_config(conn, merchant_id)
         cached = self._clients.get(merchant_id)
         if cached is not None and cached[0] == config.updated_at:
@@ -76,37 +98,44 @@ class PassPusher:
 
     async def run_once(self) -> int:
         async with db.acquire(self.pool) as conn:
-            rows = await pass_store.claim_pass_updates(conn, self.batch, self.lease_seconds)
-        for row in rows:
-            await self._one(row)
-        return len(rows)
-
-    async def _one(self, row: asyncpg.Record) -> None:
-        async with db.acquire(self.pool) as conn:
-            tokens = await pass_store.shopper_registrations(conn, row["shopper_id"])
-            if not tokens:
-                await pass_store.pass_update_done(conn, row["id"], row["attempts"], None)
-                return
-            client, topic = await self._client(conn, row["merchant_id"])
-        outcomes = await client.push_all(tokens, topic)
-        metrics.apns_pushed(outcomes)
-        gone = [o.push_token for o in outcomes if o.drop_registration]
-        retry = [o for o in outcomes if o.retry]
-        problems = [f"{o.status} {o.reason or ''}".strip() for o in outcomes if o.status != 200]
-        self.pushed += sum(1 for o in outcomes if o.status == 200)
+            claimed = await pass_store.claim_apple_updates(conn, self.batch, self.lease_seconds)
+            if not claimed:
+                return 0
+            clients = {}
+            for merchant_id in {u.merchant_id for u in claimed if u.tokens}:
+                clients[merchant_id] = await self._client(conn, merchant_id)
+        settled = await asyncio.gather(*(self._push(u, clients) for u in claimed))
+        gone = [o.push_token for _, outcomes in settled for o in outcomes if o.drop_registration]
         async with db.acquire(self.pool) as conn, conn.transaction():
-            if gone:
-                await pass_store.drop_registrations(conn, gone)
-            error = "; ".join(problems) or None
-            if retry:
-                delay = max(
-                    [o.retry_after or 0.0 for o in retry] + [outbox.backoff(row["attempts"])]
-                )
-                await pass_store.pass_update_retry(
-                    conn, row["id"], row["attempts"], error or "retry", delay
-                )
-            else:
-                await pass_store.pass_update_done(conn, row["id"], row["attempts"], error)
+            await pass_store.settle_apple_updates(conn, [s for s, _ in settled], gone)
+        return len(claimed)
+
+    async def _push(
+        self,
+        update: pass_store.AppleUpdate,
+        clients: dict[int, tuple[apns.Client, str]],
+    ) -> tuple[pass_store.AppleSettlement, list[apns.Outcome]]:
+        if not update.tokens:
+            return pass_store.AppleSettlement(update=update, error=None), []
+        client, topic = clients[update.merchant_id]
+        outcomes = await client.push_all(update.tokens, topic)
+        metrics.apns_pushed(outcomes)
+        self.pushed += sum(1 for o in outcomes if o.status == 200)
+        problems = collections.Counter(
+            f"{o.status} {o.reason or ''}".strip() for o in outcomes if o.status != 200
+        )
+        error = "; ".join(problems) or None
+        retry = [o for o in outcomes if o.retry]
+        if not retry:
+            return pass_store.AppleSettlement(update=update, error=error), outcomes
+        delay = max([o.retry_after or 0.0 for o in retry] + [outbox.backoff(update.attempts)])
+        settlement = pass_store.AppleSettlement(
+            update=update,
+            error=error,
+            retry=tuple(o.push_token for o in retry),
+            delay=delay,
+        )
+        return settlement, outcomes
 
 
 def _write_private(path: Path, text: str) -> None:

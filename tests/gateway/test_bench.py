@@ -29,11 +29,14 @@ async def test_bench_runs_a_step_and_writes_figures_with_baselines(tmp_path: Pat
     assert code == 0, stderr
     assert "== passes" in stderr  # progress
     result = json.loads(out.read_text())
-    (row,) = result["rows"]
+    row, against_signature = result["rows"]
     assert row["figure"] == "signed passes per second" and row["step"] == "passes"
     assert row["value"] > 0 and row["baseline"] > 0
     assert row["baseline_name"] == "plain py-pkpass create()"
     assert row["ratio"] == pytest.approx(row["value"] / row["baseline"])
+    # The same builds next to the raw PKCS#7 signature, the limit they approach.
+    assert against_signature["value"] == row["value"] and against_signature["baseline"] > 0
+    assert against_signature["baseline_name"].startswith("the raw PKCS#7 detached signature")
     assert "signed passes per second" in stdout and "ratio" in stdout
     assert "| signed passes per second |" in out.with_suffix(".md").read_text()
 

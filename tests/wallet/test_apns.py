@@ -114,3 +114,32 @@ def test_the_jwt_is_reused_for_50_minutes(p8: ec.EllipticCurvePrivateKey) -> Non
     assert auth.header(now=1_000_000.0 + 49 * 60) == first
     assert auth.header(now=1_000_000.0 + 51 * 60) != first
     assert auth.signed == 2
+
+
+async def test_streams_cut_by_a_goaway_are_sent_again_once_and_never_doubled(
+    tmp_path: Path, p8: ec.EllipticCurvePrivateKey
+) -> None:
+    peer = ApnsStandIn(
+        directory=tmp_path,
+        topic=TOPIC,
+        key_id="KEY1234567",
+        team_id="TEAM123456",
+        public_key=p8.public_key(),
+        goaway_after=25,  # a GOAWAY after every 25 requests on a connection
+    )
+    await peer.start(free_port())
+    client = apns.Client(
+        base_url=peer.base_url, token_auth=_auth(p8), verify=str(peer.cert_path), connections=2
+    )
+    try:
+        tokens = [f"{i:064x}" for i in range(300)]
+        outcomes = await client.push_all(tokens, TOPIC)
+    finally:
+        await client.close()
+        await peer.close()
+    assert {o.status for o in outcomes} == {200}
+    # Each device once: the streams after a GOAWAY's last stream were never processed,
+    # so sending them again doubles nothing, and none was resent as a lost answer.
+    assert sorted(p.token for p in peer.pushes) == tokens
+    assert peer.goaways >= 10 and client.cut > 0
+    assert client.reconnects == 0

@@ -83,6 +83,7 @@ async def put_wallet_config(
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoyaltyPassRow:
+    id: int
     serial: str
     auth_token: str
     name: str | None
@@ -90,34 +91,43 @@ class LoyaltyPassRow:
     tier: str | None
     modified_at: dt.datetime
     stores: list[tuple[str, float, float]]
+    config_at: dt.datetime | None  # when the signing configuration changed; None: none yet
 
 
 async def loyalty_pass(
-    conn: asyncpg.Connection, merchant_id: int, shopper_id: int, at: dt.datetime
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    shopper_id: int,
+    at: dt.datetime,
+    *,
+    ensure: bool = True,
 ) -> LoyaltyPassRow:
-    """The shopper's loyalty pass record, made on first request (serial and token stay)."""
+    """The shopper's loyalty pass record, made on first request (serial and token stay);
+    `ensure=False` when the pass is known to exist (a device fetching it)."""
     from wallet import passes
 
-    await conn.execute(
-        _Q["ensure_loyalty_pass"],
-        merchant_id,
-        shopper_id,
-        "L" + secrets_token(),
-        passes.new_auth_token(),
-        at,
-    )
+    if ensure:
+        await conn.execute(
+            _Q["ensure_loyalty_pass"],
+            merchant_id,
+            shopper_id,
+            "L" + secrets_token(),
+            passes.new_auth_token(),
+            at,
+        )
     row = await conn.fetchrow(_Q["loyalty_pass"], shopper_id, merchant_id)
     if row is None:
         raise errors.UnknownShopper()
-    stores = await conn.fetch(_Q["nearest_stores"], merchant_id, row["last_lat"], row["last_lon"])
     return LoyaltyPassRow(
+        id=row["id"],
         serial=row["serial"],
         auth_token=row["auth_token"],
         name=row["name"],
         points=int(row["points"]),
         tier=row["tier"],
         modified_at=row["modified_at"],
-        stores=[(s["name"], s["lat"], s["lon"]) for s in stores],
+        stores=[(name, lat, lon) for name, lat, lon in row["stores"]],
+        config_at=row["config_at"],
     )
 
 
@@ -166,6 +176,7 @@ async def device_passes(
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CouponPassRow:
+    id: int
     serial: str
     auth_token: str
     code: str
@@ -199,6 +210,7 @@ async def coupon_pass(
     stores = await conn.fetch(_Q["stores_by_id"], list(row["scope_store_ids"]))
     spec = row["spec"]
     return CouponPassRow(
+        id=row["id"],
         serial=row["serial"],
         auth_token=row["auth_token"],
         code=row["code"],
@@ -252,3 +264,78 @@ async def pass_update_retry(
     conn: asyncpg.Connection, update_id: int, attempts: int, error: str, delay: float
 ) -> None:
     await conn.execute(_Q["pass_update_retry"], update_id, attempts, error, delay)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppleUpdate:
+    """A claimed APNs pass update and the push tokens it goes to."""
+
+    id: int
+    merchant_id: int
+    shopper_id: int
+    attempts: int
+    tokens: tuple[str, ...]
+
+
+async def claim_apple_updates(
+    conn: asyncpg.Connection, batch: int, lease_seconds: float
+) -> list[AppleUpdate]:
+    """Claim due APNs updates with their devices, in one statement."""
+    rows = await conn.fetch(_Q["claim_apple_updates"], batch, lease_seconds)
+    return [
+        AppleUpdate(
+            id=r["id"],
+            merchant_id=r["merchant_id"],
+            shopper_id=r["shopper_id"],
+            attempts=r["attempts"],
+            tokens=tuple(r["tokens"]),
+        )
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppleSettlement:
+    """What became of one claimed update: done, or retried later for `retry` tokens."""
+
+    update: AppleUpdate
+    error: str | None
+    retry: tuple[str, ...] = ()
+    delay: float = 0.0
+
+
+async def settle_apple_updates(
+    conn: asyncpg.Connection, settled: list[AppleSettlement], gone: list[str]
+) -> None:
+    """A batch's outcome in three statements: gone devices, done rows, rows to retry."""
+    if gone:
+        await conn.execute(_Q["drop_registrations"], gone)
+    done = [s for s in settled if not s.retry]
+    if done:
+        await conn.execute(
+            _Q["apple_updates_done"],
+            [s.update.id for s in done],
+            [s.update.attempts for s in done],
+            [s.error for s in done],
+        )
+    again = [s for s in settled if s.retry]
+    if again:
+        await conn.execute(
+            _Q["apple_updates_retry"],
+            [s.update.id for s in again],
+            [s.update.attempts for s in again],
+            [s.error or "retry" for s in again],
+            [" ".join(s.retry) for s in again],
+            [s.delay for s in again],
+        )
+
+
+async def cached_pass(conn: asyncpg.Connection, pass_id: int, version: bytes) -> bytes | None:
+    """The pass's stored build, if it is of this version."""
+    body = await conn.fetchval(_Q["cached_pass"], pass_id, version)
+    return None if body is None else bytes(body)
+
+
+async def cache_pass(conn: asyncpg.Connection, pass_id: int, version: bytes, body: bytes) -> None:
+    """Keep a build as the pass's current one, replacing an older version."""
+    await conn.execute(_Q["cache_pass"], pass_id, version, body)

@@ -105,7 +105,7 @@ async def latest_pass(request: web.Request) -> web.Response:
         return await passes.render_coupon(
             request, found.merchant_id, found.shopper_id, found.coupon_id
         )
-    return await passes.render_loyalty(request, found.merchant_id, found.shopper_id)
+    return await passes.render_loyalty(request, found.merchant_id, found.shopper_id, ensure=False)
 
 
 class LogIn(api.Model):
