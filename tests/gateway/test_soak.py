@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.benchmarks import soak, soak_check
+from tests.benchmarks import soak
 from tests.support import proc
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="needs Debian's nginx")
@@ -42,7 +42,7 @@ async def test_a_short_soak_under_every_fault_loses_nothing(tmp_path: Path) -> N
     assert found["decisions sent"] > 0 and found["coupons redeemed"] > 0
     assert found["pushes delivered"] > 0
     assert found["outbox rows retried"] > 0  # the push service's faults were felt
-    # Nothing lost, apart from the known gap that only a kill -9 opens (soak_check.py);
-    # the full run reports it in its own line too.
-    assert {k: v for k, v in lost.items() if k != soak_check.KNOWN_GAP and v} == {}
-    assert code == (0 if not any(lost.values()) else 1), stderr[-3000:]
+    # Nothing lost: an answered ping is logged even when its replica was killed after
+    # the answer (its log row commits with its receipt).
+    assert {k: v for k, v in lost.items() if v} == {}
+    assert code == 0, stderr[-3000:]
