@@ -87,6 +87,16 @@ def _wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("prometheus never became ready")
 
 
+def _wait_for_target(base: str) -> None:
+    """Until Prometheus has its target: its discovery hands static targets to the scrape
+    loop in batches every few seconds, which a short demo run could miss entirely."""
+    for _ in range(600):
+        if _get(f"{base}/api/v1/targets")["data"]["activeTargets"]:
+            return
+        time.sleep(0.1)
+    raise RuntimeError("prometheus never took up its scrape target")
+
+
 def _range(base: str, expr: str, start: float, end: float) -> list[list[float]]:
     query = urllib.parse.urlencode({"query": expr, "start": start, "end": end, "step": "0.5"})
     answer = _get(f"{base}/api/v1/query_range?{query}")
@@ -108,9 +118,10 @@ async def test_every_dashboard_panel_moves_during_a_demo_run(
     proc, base = _start_prometheus(tmp_path, port)
     try:
         _wait_ready(base, proc)
+        _wait_for_target(base)
         started = time.time()
         options = demo.Options(
-            seed=5, shoppers=30, stores=6, hours=7.0, out=tmp_path / "report.html"
+            seed=5, shoppers=60, stores=6, hours=8.0, out=tmp_path / "report.html"
         )
         # The jobs run every 2 s, so that their panel has rounds to show in a short run.
         cfg = make_settings(
