@@ -30,7 +30,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 # Every label the gateway's metrics use: none of them can hold an id.
 LABELS = {"route", "method", "status", "reason", "channel", "event", "result", "wallet"}
-LABELS |= {"job", "outcome", "le"}
+LABELS |= {"job", "outcome", "le", "table"}  # table: one of the partitioned event tables
 
 
 def parse(text: str) -> Samples:

@@ -87,7 +87,9 @@ async def test_enrolment_refuses_unknown_mistyped_and_own_codes(
     before = await conn.fetchval("SELECT count(*) FROM shoppers")
     canonical = codes.normalize(own, codes.REFERRAL_SYMBOLS)
     assert canonical is not None
-    swapped = canonical[1] + canonical[0] + canonical[2:]
+    # Two neighbouring symbols swapped (two that differ, or the code would not change).
+    k = next(i for i in range(len(canonical) - 1) if canonical[i] != canonical[i + 1])
+    swapped = canonical[:k] + canonical[k + 1] + canonical[k] + canonical[k + 2 :]
     unknown = codes.new_code(codes.REFERRAL_SYMBOLS)
     for typed, why in (
         (unknown, "unknown_referral_code"),
