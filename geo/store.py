@@ -471,17 +471,23 @@ async def write_pings(
     *,
     spool: str | None = None,
     spooled_to: int = 0,
+    shared: bool = False,
 ) -> None:
     """Append a batch to the ping log and move each shopper's travel baseline forward.
 
-    With ``spool``, the same statement records that this spool file is in the database
-    up to byte ``spooled_to``. Pings of erased shoppers are dropped: the shared lock
-    makes an erasure (which takes it exclusively, see `lock_out_ping_log`) wait for this
-    batch and delete its rows, or this batch wait for the erasure and see it.
+    ``shared``: called in a transaction that took `share_ping_log` first; no savepoint
+    and no second lock call. With ``spool``, the same statement records that this spool
+    file is in the database up to byte ``spooled_to``. Pings of erased shoppers are
+    dropped: the shared lock makes an erasure (which takes it exclusively, see
+    `lock_out_ping_log`) wait for this batch and delete its rows, or this batch wait
+    for the erasure and see it.
     """
     if not pings:
         return
     columns = [list(column) for column in zip(*pings, strict=True)]
+    if shared:  # the caller's transaction holds the shared lock already (share_ping_log)
+        await conn.execute(_Q["log_pings"], *columns, spool, spooled_to)
+        return
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", locks.PING_LOG)
         await conn.execute(_Q["log_pings"], *columns, spool, spooled_to)

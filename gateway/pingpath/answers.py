@@ -121,7 +121,7 @@ async def record(
             received_at=request.now,
             answers=answers,
         )
-    await geo_store.write_pings(conn, log_rows(request, results))
+    await geo_store.write_pings(conn, log_rows(request, results), shared=True)
 
 
 def log_rows(request: Request, results: Sequence[Result]) -> list[geo_store.PingRecord]:
